@@ -1,0 +1,547 @@
+"""AMI client: one supervised connection to Asterisk's manager interface.
+
+    client = AmiClient("127.0.0.1", 5038, "acd", "secret")
+    client.on_connection(reconcile)       # called True after each login, False after each loss
+    client.on_event(handle)               # gets typed events (acd.ami.events)
+    await client.start(connect_timeout=10)
+    resp = await client.action("Redirect", Channel=chan, Context="acd", Exten="s", Priority=1)
+    channels = await client.action_list("CoreShowChannels")
+    await client.close()
+
+Rules this module guarantees:
+
+* An action is sent once, on the live connection, or not at all. ``action()`` while
+  disconnected raises ``AmiDisconnected`` at once; every action pending when the link
+  drops fails at once with ``AmiDisconnected``. Nothing is queued and nothing is ever
+  replayed after a reconnect: the application reconciles from Asterisk in its
+  ``on_connection(True)`` callback.
+* Every action has a timeout (``AmiTimeout``); a late response is ignored.
+* A Ping watchdog (``ping_interval`` / ``ping_timeout``) detects a half-open socket,
+  drops the transport and reconnects. Reconnects use exponential backoff with jitter;
+  a refused login is logged as ``ami.login_failed`` and retried with the same backoff.
+* An exception in a callback (sync, or a coroutine run as a task) is logged as
+  ``ami.callback_failed`` and changes nothing else.
+
+Relation to panoramisk (why this module does not use ``panoramisk.Manager``):
+we read panoramisk 1.4 and replaced every part of it that sits on the call-control
+path, which in the end is all of ``Manager`` and ``AMIProtocol``; subclassing would have
+overridden every method but ``register_event`` and a one-line ``send_action``, so this
+module speaks the (small) wire format itself. What we replace and why:
+
+* ``AMIProtocol.close`` puts unanswered actions into ``Manager.awaiting_actions`` and
+  ``Manager.send_awaiting_actions`` (hooked on ``FullyBooted``) sends them again after
+  reconnect: a Redirect/Originate could run twice. Here pending actions fail with
+  ``AmiDisconnected`` and are forgotten.
+* ``Manager.send_action`` returns a bare future: no timeout. ``Action.multi`` also
+  guesses from the response text ("successfully queued") that an async Originate
+  continues, so its future resolves only on ``OriginateResponse`` (never, if none comes)
+  and that event is swallowed instead of dispatched. Here a plain action resolves on its
+  ``Response``; list actions (``action_list``) end on the ``...Complete`` event; events
+  that only share an ActionID (OriginateResponse) are dispatched as events.
+* ``Manager.ping`` sends Ping and never looks at the reply, so a half-open socket is not
+  seen. Replaced by a watchdog that waits for the reply.
+* ``Manager.connection_made/connection_lost`` reconnect after a fixed delay with
+  ``call_later``; ``Manager.login`` only sets ``authenticated = False`` on a refused
+  login and stays connected doing nothing. Replaced by one supervisor task with backoff.
+* ``Manager.dispatch`` calls callbacks inside ``data_received``: an exception there is
+  fatal to the asyncio transport, which closes the connection. Here callbacks are guarded.
+* ``AMIProtocol.data_received`` decodes every TCP chunk on its own with
+  ``errors="ignore"`` (a UTF-8 character split across two reads is lost), and
+  ``Message.from_line`` drops a header whose value is empty when it is the last line
+  (``Value: `` of a VarSet). Replaced by an incremental decoder and a small parser.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import itertools
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from acd.ami.events import AmiEvent, parse_event
+
+# Not ``structlog.get_logger().bind(...)``: bind() at import time freezes the structlog
+# configuration of that moment, so a later acd.log.configure() would be ignored.
+log = structlog.get_logger(component="ami")
+
+EOL = "\r\n"
+SEP = "\r\n\r\n"
+BANNER = "Asterisk Call Manager/"
+SUCCESS_RESPONSES = frozenset({"success", "follows", "goodbye"})
+MAX_MESSAGE_CHARS = 16 * 1024 * 1024   # an unterminated message above this drops the link
+
+EventCallback = Callable[[AmiEvent], Awaitable[None] | None]
+ConnectionCallback = Callable[[bool], Awaitable[None] | None]
+
+
+class AmiError(Exception):
+    """Base of every error raised by this module."""
+
+
+class AmiTimeout(AmiError):
+    """No Response to an action within its timeout."""
+
+
+class AmiDisconnected(AmiError):
+    """Not connected when called, or the link dropped while the action was pending.
+    The action may or may not have run in Asterisk; it is never sent again."""
+
+
+class AmiActionError(AmiError):
+    """Asterisk answered the action with Response: Error (or another non-success)."""
+
+    def __init__(self, action: str, message: str, response: AmiResponse):
+        super().__init__(f"{action} failed: {message}")
+        self.action = action
+        self.message = message
+        self.response = response
+
+
+@dataclass(frozen=True)
+class AmiResponse:
+    action: str
+    action_id: str
+    response: str              # Success, Error, Goodbye, Follows...
+    message: str | None
+    fields: Mapping[str, Any] = field(repr=False)   # raw headers (a repeated header is a list)
+
+    @property
+    def success(self) -> bool:
+        return self.response.lower() in SUCCESS_RESPONSES
+
+    def get(self, header: str, default: Any = None) -> Any:
+        """Header value, header name matched case-insensitively."""
+        return _get(self.fields, header, default)
+
+
+def _get(fields: Mapping[str, Any], header: str, default: Any = None) -> Any:
+    if header in fields:
+        return fields[header]
+    low = header.lower()
+    for key, value in fields.items():
+        if key.lower() == low:
+            return value
+    return default
+
+
+def _first(value: Any) -> str:
+    if isinstance(value, list):
+        value = value[0] if value else ""
+    return value if isinstance(value, str) else ""
+
+
+def parse_message(block: str) -> dict[str, Any] | None:
+    """Headers of one message (without the blank line). A repeated header gives a list.
+    None when it is neither a Response nor an Event."""
+    headers: dict[str, Any] = {}
+    for line in block.split(EOL):
+        key, sep, value = line.strip("\r\n").partition(":")
+        key = key.strip()
+        if not sep or not key:
+            continue
+        if value.startswith(" "):
+            value = value[1:]
+        old = headers.get(key)
+        if old is None:
+            headers[key] = value
+        elif isinstance(old, list):
+            old.append(value)
+        else:
+            headers[key] = [old, value]
+    lower = {k.lower() for k in headers}
+    return headers if ("response" in lower or "event" in lower) else None
+
+
+def format_action(name: str, action_id: str, fields: Mapping[str, Any]) -> str:
+    """Wire text of an action. Raises ValueError on CR/LF (header injection) or a bad key."""
+    lines = [("Action", name), ("ActionID", action_id)]
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key.lower() in ("action", "actionid") or not key or ":" in key or key.strip() != key:
+            raise ValueError(f"bad AMI header name {key!r}")
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, bool):
+                item = "true" if item else "false"
+            lines.append((key, str(item)))
+    for key, value in lines:
+        if "\r" in key or "\n" in key or "\r" in value or "\n" in value:
+            raise ValueError(f"CR/LF in AMI header {key!r}")
+    return "".join(f"{k}: {v}{EOL}" for k, v in lines) + EOL
+
+
+@dataclass
+class _Pending:
+    action: str
+    as_list: bool
+    future: asyncio.Future
+    response: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Protocol(asyncio.Protocol):
+    """One TCP connection: framing, parsing, matching responses to pending actions."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_event: Callable[[dict], None]):
+        self.on_event = on_event
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[str, _Pending] = {}
+        self.lost: asyncio.Future = loop.create_future()   # result: the reason (str)
+        self.version: str | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._buf = ""
+        self._banner = True
+        # Events that arrive before the login completes are held, so that the
+        # application sees on_connection(True) before any event of the new session.
+        self.held: list[dict[str, Any]] | None = []
+
+    # -- asyncio callbacks -------------------------------------------------------------
+    def connection_made(self, transport):  # noqa: D401
+        self.transport = transport
+
+    def connection_lost(self, exc):
+        self.drop(f"connection lost: {exc}" if exc else "connection closed by Asterisk")
+
+    def data_received(self, data: bytes) -> None:
+        start = max(0, len(self._buf) - len(SEP) + 1)
+        self._buf += self._decoder.decode(data)
+        if self._banner:
+            first, eol, rest = self._buf.partition(EOL)
+            if not eol:
+                return
+            self._banner = False
+            if first.startswith(BANNER):
+                self.version = first[len(BANNER):].strip()
+                self._buf = rest
+            start = 0
+        if self._buf.find(SEP, start) < 0:
+            if len(self._buf) > MAX_MESSAGE_CHARS:
+                log.error("ami.message_too_large", chars=len(self._buf))
+                self.drop("message too large")
+            return
+        *blocks, self._buf = self._buf.split(SEP)
+        for block in blocks:
+            if self.lost.done():
+                return
+            try:
+                self._handle(block)
+            except Exception:
+                log.exception("ami.protocol_error", sample=block[:200])
+
+    # -- messages ----------------------------------------------------------------------
+    def _handle(self, block: str) -> None:
+        msg = parse_message(block)
+        if msg is None:
+            if block.strip():
+                log.warning("ami.malformed", sample=block[:200])
+            return
+        action_id = _first(_get(msg, "ActionID"))
+        pending = self.pending.get(action_id) if action_id else None
+        if _get(msg, "Response") is not None:
+            if pending is None or pending.response is not None:
+                log.debug("ami.unmatched_response", action_id=action_id or None)
+                return
+            pending.response = msg
+            ok = _first(_get(msg, "Response")).lower() in SUCCESS_RESPONSES
+            if not pending.as_list or not ok:
+                self._resolve(action_id, pending)
+            return
+        if pending is not None and pending.as_list:
+            name = _first(_get(msg, "Event"))
+            if name.endswith("Complete") or _first(_get(msg, "EventList")).lower() == "complete":
+                self._resolve(action_id, pending)
+            else:
+                pending.events.append(msg)
+            return
+        if self.held is not None:
+            self.held.append(msg)
+        else:
+            self.on_event(msg)
+
+    def _resolve(self, action_id: str, pending: _Pending) -> None:
+        self.pending.pop(action_id, None)
+        if not pending.future.done():
+            pending.future.set_result((pending.response, pending.events))
+
+    # -- sending and closing -----------------------------------------------------------
+    def send(self, text: str) -> None:
+        if self.lost.done() or self.transport is None or self.transport.is_closing():
+            raise AmiDisconnected("AMI connection is closed")
+        self.transport.write(text.encode("utf-8"))
+
+    def drop(self, reason: str) -> None:
+        """Close the link now (abort, no flush) and fail everything pending. Idempotent."""
+        if self.lost.done():
+            return
+        self.lost.set_result(reason)
+        pending, self.pending = self.pending, {}
+        for action_id, p in pending.items():
+            if not p.future.done():
+                log.warning("ami.action_aborted", action=p.action, action_id=action_id,
+                            reason=reason)
+                p.future.set_exception(AmiDisconnected(
+                    f"{p.action} (ActionID {action_id}): AMI link dropped ({reason}); "
+                    "the action was not confirmed and will not be re-sent"))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class AmiClient:
+    """A supervised AMI connection. Plain values in; never reads configuration."""
+
+    def __init__(self, host: str, port: int, username: str, secret: str, *,
+                 action_timeout: float = 5.0, ping_interval: float = 5.0,
+                 ping_timeout: float = 3.0, reconnect_min: float = 0.5,
+                 reconnect_max: float = 10.0, loop: asyncio.AbstractEventLoop | None = None):
+        self.host, self.port = host, port
+        self.username, self._secret = username, secret
+        self.action_timeout = action_timeout
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
+        self.reconnect_min, self.reconnect_max = reconnect_min, reconnect_max
+        self._loop = loop
+        self._event_callbacks: list[EventCallback] = []
+        self._connection_callbacks: list[ConnectionCallback] = []
+        self._proto: _Protocol | None = None      # set only while logged in
+        self._task: asyncio.Task | None = None
+        self._close_task: asyncio.Task | None = None
+        self._closing = False
+        self._ready = asyncio.Event()
+        self._last_error: str | None = None
+        self._callback_tasks: set[asyncio.Task] = set()
+        self._ids = itertools.count(1)
+        self._id_prefix = f"acd-{uuid.uuid4().hex[:8]}"
+
+    # -- public API --------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """True while logged in on a live link."""
+        return self._proto is not None and not self._proto.lost.done()
+
+    def on_event(self, callback: EventCallback) -> EventCallback:
+        """Register ``callback(event)``; sync or async. Usable as a decorator."""
+        self._event_callbacks.append(callback)
+        return callback
+
+    def on_connection(self, callback: ConnectionCallback) -> ConnectionCallback:
+        """Register ``callback(up: bool)``: True after each login, False after each loss."""
+        self._connection_callbacks.append(callback)
+        return callback
+
+    async def start(self, connect_timeout: float | None = None) -> None:
+        """Start the background connection and wait for the first successful login.
+
+        ``connect_timeout=None`` waits as long as it takes. Otherwise raises ``AmiError``
+        after that many seconds; the client then keeps trying in the background (the
+        caller may go on and wait for ``on_connection(True)``, or call ``close()``).
+        """
+        if self._closing:
+            raise AmiError("AmiClient is closed")
+        if self._task is None:
+            self._loop = self._loop or asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="ami-supervisor")
+        try:
+            await asyncio.wait_for(self._ready.wait(), connect_timeout)
+        except asyncio.TimeoutError:
+            raise AmiError(f"no AMI login at {self.host}:{self.port} within {connect_timeout}s"
+                           f" (last error: {self._last_error})") from None
+        if self._closing:
+            raise AmiError("AmiClient was closed while starting")
+
+    async def close(self) -> None:
+        """Log off, stop reconnecting, cancel callback tasks. Idempotent."""
+        if self._close_task is None:
+            self._closing = True
+            self._close_task = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def action(self, name: str, *, timeout: float | None = None, **fields: Any) -> AmiResponse:
+        """Send one action and return its Response.
+
+        ``fields`` become headers (a list/tuple value repeats the header, e.g.
+        ``Variable=["A=1", "B=2"]``; bools become true/false; None is skipped). For an
+        async Originate this returns on the "queued" Response; the outcome arrives as an
+        ``OriginateResponse`` event with the same ``action_id``.
+        Raises AmiTimeout, AmiDisconnected, AmiActionError; ValueError on CR/LF in a value.
+        """
+        response, _ = await self._call(name, fields, timeout, as_list=False)
+        return response
+
+    async def action_list(self, name: str, *, timeout: float | None = None,
+                          **fields: Any) -> list[dict[str, Any]]:
+        """Send an action answered by an event list (CoreShowChannels, PJSIPShowContacts,
+        Status...) and return the events' headers, up to (without) the ...Complete event.
+        The timeout covers the whole list. Same errors as ``action``."""
+        _, events = await self._call(name, fields, timeout, as_list=True)
+        return events
+
+    # -- actions -----------------------------------------------------------------------
+    async def _call(self, name, fields, timeout, *, as_list):
+        proto = self._proto
+        if proto is None or proto.lost.done():
+            log.warning("ami.not_connected", action=name)
+            raise AmiDisconnected(f"{name}: not connected to AMI (not sent)")
+        response, events = await self._request(proto, name, fields, timeout, as_list=as_list)
+        return response, events
+
+    async def _request(self, proto: _Protocol, name: str, fields: Mapping[str, Any],
+                       timeout: float | None, *, as_list: bool = False, quiet: bool = False):
+        timeout = self.action_timeout if timeout is None else timeout
+        action_id = f"{self._id_prefix}-{next(self._ids)}"
+        text = format_action(name, action_id, fields)
+        lg = log.bind(action=name, action_id=action_id)
+        pending = _Pending(name, as_list, asyncio.get_running_loop().create_future())
+        proto.pending[action_id] = pending
+        try:
+            proto.send(text)
+            if not quiet:
+                lg.debug("ami.action_sent")
+            msg, events = await asyncio.wait_for(pending.future, timeout)
+        except asyncio.TimeoutError:
+            if not quiet:
+                lg.warning("ami.action_timeout", timeout=timeout)
+            raise AmiTimeout(f"{name} (ActionID {action_id}): no response within {timeout}s") from None
+        finally:
+            proto.pending.pop(action_id, None)
+        response = AmiResponse(action=name, action_id=action_id,
+                               response=_first(_get(msg, "Response")),
+                               message=_first(_get(msg, "Message")) or None, fields=msg)
+        if not response.success:
+            if not quiet:
+                lg.info("ami.action_error", response=response.response, message=response.message)
+            raise AmiActionError(name, response.message or response.response, response)
+        return response, events
+
+    # -- connection supervisor -----------------------------------------------------------
+    async def _run(self) -> None:
+        failures = 0
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            try:
+                await self._session(attempt)
+                failures = 0
+            except AmiError as exc:
+                failures += 1
+                self._last_error = str(exc)
+            except Exception as exc:   # a bug here must not stop reconnecting
+                log.exception("ami.supervisor_error")
+                failures += 1
+                self._last_error = repr(exc)
+            if self._closing:
+                break
+            delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(failures, 30))
+            delay *= random.uniform(0.75, 1.0)
+            log.info("ami.reconnect_wait", delay=round(delay, 4), failures=failures)
+            await asyncio.sleep(delay)
+
+    async def _session(self, attempt: int) -> None:
+        """One connection: connect, log in, watch until lost. Raises AmiError when it
+        could not log in; returns after a logged-in session ends."""
+        lg = log.bind(host=self.host, port=self.port, attempt=attempt)
+        lg.info("ami.connecting")
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(loop, self._dispatch), self.host, self.port),
+                self.action_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            lg.warning("ami.connect_failed", error=str(exc) or type(exc).__name__)
+            raise AmiError(f"cannot connect to {self.host}:{self.port}: {exc!r}") from None
+        try:
+            try:
+                await self._request(proto, "Login", {"Username": self.username,
+                                                     "Secret": self._secret, "Events": "on"},
+                                    self.action_timeout, quiet=True)
+            except AmiActionError as exc:
+                lg.error("ami.login_failed", username=self.username, message=exc.message)
+                raise
+            except AmiError as exc:
+                lg.warning("ami.login_no_answer", error=str(exc))
+                raise
+            self._proto = proto
+            lg.info("ami.connected", version=proto.version)
+            self._ready.set()
+            self._notify_connection(True)
+            held, proto.held = proto.held or [], None
+            for msg in held:
+                self._dispatch(msg)
+            try:
+                await self._watchdog(proto)
+            finally:
+                self._proto = None
+                proto.drop("client closed" if self._closing else "session ended")
+                reason = proto.lost.result()
+                if self._closing:
+                    lg.info("ami.disconnected", reason=reason)
+                else:
+                    lg.warning("ami.disconnected", reason=reason)
+                self._notify_connection(False)
+        finally:
+            proto.drop("client closed" if self._closing else "login failed")
+
+    async def _watchdog(self, proto: _Protocol) -> None:
+        """Ping every ping_interval; a missing Pong means a half-open link: drop it."""
+        while True:
+            await asyncio.wait([proto.lost], timeout=self.ping_interval)
+            if proto.lost.done():
+                return
+            try:
+                await self._request(proto, "Ping", {}, self.ping_timeout, quiet=True)
+            except AmiTimeout:
+                log.error("ami.half_open", ping_timeout=self.ping_timeout)
+                proto.drop(f"half-open: no Ping reply within {self.ping_timeout}s")
+                return
+            except AmiDisconnected:
+                return
+            except AmiActionError:
+                pass   # it answered: the link is alive
+
+    async def _close(self) -> None:
+        proto = self._proto
+        if proto is not None and not proto.lost.done():
+            try:
+                await self._request(proto, "Logoff", {}, min(1.0, self.action_timeout), quiet=True)
+            except AmiError:
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if proto is not None:
+            proto.drop("client closed")
+        tasks = list(self._callback_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._ready.set()   # wake a start() still waiting
+        log.info("ami.closed")
+
+    # -- callbacks ---------------------------------------------------------------------
+    def _dispatch(self, fields: dict[str, Any]) -> None:
+        event = parse_event(fields)
+        for callback in list(self._event_callbacks):
+            self._invoke(callback, event, event=event.name, channel=getattr(event, "channel", None))
+
+    def _notify_connection(self, up: bool) -> None:
+        for callback in list(self._connection_callbacks):
+            self._invoke(callback, up, connection=up)
+
+    def _invoke(self, callback: Callable, arg: Any, **context: Any) -> None:
+        name = getattr(callback, "__qualname__", repr(callback))
+        try:
+            result = callback(arg)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                task = asyncio.ensure_future(result)
+                self._callback_tasks.add(task)
+                task.add_done_callback(lambda t: self._callback_done(t, name, context))
+        except Exception:
+            log.exception("ami.callback_failed", callback=name, **context)
+
+    def _callback_done(self, task: asyncio.Task, name: str, context: dict) -> None:
+        self._callback_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ami.callback_failed", callback=name, exc_info=task.exception(), **context)

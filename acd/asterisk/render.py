@@ -1,0 +1,105 @@
+"""Render ``asterisk-conf/`` with the values of ``config.yaml`` into an instance's etc folder.
+
+Templates use ``{{name}}``; an unknown name is an error, so a typo never reaches Asterisk.
+``*.part`` files are fragments repeated per agent (or added when a feature is on).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from acd.config import Config
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk-conf"
+_VAR = re.compile(r"\{\{(\w+)\}\}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An instance's folders, as Asterisk sees them (``inside``) and as the host sees them."""
+
+    inside: str          # e.g. /srv/acd/main inside the managed root
+    host: Path           # the same folder seen from the host
+
+    def host_dir(self, name: str) -> Path:
+        return self.host / name
+
+    def inside_dir(self, name: str) -> str:
+        return f"{self.inside}/{name}"
+
+    @property
+    def conf_inside(self) -> str:
+        return self.inside_dir("etc") + "/asterisk.conf"
+
+
+def fill(text: str, values: dict[str, str], name: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise KeyError(f"{name}: unknown template value {{{{{key}}}}}")
+        return values[key]
+    return _VAR.sub(sub, text)
+
+
+def _conf_value(text: str, what: str) -> str:
+    """Values from config go into Asterisk's files: refuse what would break a line or a section."""
+    if any(c in text for c in "\r\n;[]") or text != text.strip():
+        raise ValueError(f"{what}: {text!r} cannot be written into Asterisk's configuration")
+    return text
+
+
+def values(cfg: Config, layout: Layout) -> dict[str, str]:
+    a, ami, agi = cfg.asterisk, cfg.ami, cfg.agi
+    return {
+        "etc_dir": layout.inside_dir("etc"),
+        "run_dir": layout.inside_dir("run"),
+        "log_dir": layout.inside_dir("log"),
+        "spool_dir": layout.inside_dir("spool"),
+        "db_dir": layout.inside_dir("db"),
+        "ami_host": ami.host,
+        "ami_port": str(ami.port),
+        "ami_username": ami.username,
+        "ami_secret": _conf_value(ami.secret, "ami.secret"),
+        "ami_permit": "127.0.0.1/255.255.255.255" if ami.host.startswith("127.") else f"{ami.host}/255.255.255.255",
+        "sip_host": a.sip_host,
+        "sip_port": str(a.sip_port),
+        "media_address": a.media_address,
+        "rtp_start": str(a.rtp_start),
+        "rtp_end": str(a.rtp_end),
+        "agi_host": agi.host if agi.host not in ("0.0.0.0", "::") else "127.0.0.1",
+        "agi_port": str(agi.port),
+        "hotline_number": cfg.hotline.number,
+        "agi_retry_seconds": str(cfg.hotline.agi_retry_seconds),
+        "agi_retry_count": str(cfg.hotline.agi_retry_count),
+    }
+
+
+def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR) -> list[Path]:
+    """Write every rendered file into the instance's etc folder; returns the files written."""
+    vals = values(cfg, layout)
+    agent_part = (template_dir / "pjsip_agent.part").read_text()
+    vals["agents"] = "".join(
+        fill(agent_part, {**vals, "agent_id": ag.id,
+                          "agent_name": _conf_value(ag.name or ag.id, f"agent {ag.id} name").replace('"', "'"),
+                          "agent_password": _conf_value(ag.password, f"agent {ag.id} password")},
+             "pjsip_agent.part")
+        for ag in cfg.agents)
+    vals["loopback_trunk"] = (fill((template_dir / "pjsip_loopback.part").read_text(), vals,
+                                   "pjsip_loopback.part") if cfg.asterisk.loopback_trunk else "")
+    for sub in ("etc", "run", "log", "spool", "db"):
+        layout.host_dir(sub).mkdir(parents=True, exist_ok=True)
+    etc = layout.host_dir("etc")
+    os.chmod(etc, 0o700)  # the AMI secret and SIP passwords are in here
+    written = []
+    for tmpl in sorted(template_dir.glob("*.conf")):
+        out = etc / tmpl.name
+        text = fill(tmpl.read_text(), vals, tmpl.name)
+        tmp = out.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, out)
+        written.append(out)
+    return written

@@ -1,0 +1,362 @@
+"""Configuration: defaults, then ``config.yaml``, then environment variables.
+
+Validated once at start-up. Every error names the key, and the file and line it came from
+(or the environment variable). Constructors elsewhere take plain values; only ``app.py`` reads
+this.
+
+Environment: ``ACD_CONFIG`` names the file; ``ACD_<SECTION>__<KEY>`` overrides one key, e.g.
+``ACD_HTTP__PORT=8081`` or ``ACD_LOGGING__FORMAT=json`` (values are parsed as YAML scalars).
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from acd.errors import UserError
+
+
+class ConfigError(UserError):
+    def __init__(self, key: str, where: str, message: str) -> None:
+        super().__init__("config.invalid", f"{where}: {key}: {message}")
+        self.key = key
+        self.where = where
+
+
+# --- the schema: every key, with its default -----------------------------------------------
+
+@dataclass(frozen=True)
+class HotlineConfig:
+    number: str = "7000"            # the number callers dial
+    agi_retry_seconds: int = 5      # while our server is away, callers hear music this long, then retry
+    agi_retry_count: int = 60       # ... this many times, then a goodbye
+
+
+@dataclass(frozen=True)
+class AsteriskConfig:
+    mode: str = "auto"              # auto: the PATH's Asterisk 20+, else managed; system; managed
+    root: str = ".cache/asterisk-root"
+    instance: str = "main"          # names the folder of rendered config, logs and spool
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    media_address: str = "127.0.0.1"  # the address Asterisk offers for RTP
+    rtp_start: int = 20000
+    rtp_end: int = 20999
+    loopback_trunk: bool = False    # an endpoint for Asterisk to call itself (tests, load)
+    start_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "acd"
+    secret: str = ""                # empty: generated once into <data_dir>/secrets.yaml
+    action_timeout: float = 5.0
+    ping_interval: float = 5.0
+    ping_timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class AgiConfig:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    max_sessions: int = 200
+    header_timeout: float = 5.0
+    command_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""                   # empty: SQLite in <data_dir>/acd.db
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "console"         # console | json
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    id: str = ""                    # also the SIP user name the phone registers with
+    name: str = ""
+    password: str = ""              # empty: generated once into <data_dir>/secrets.yaml
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "data"
+    hotline: HotlineConfig = field(default_factory=HotlineConfig)
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    agi: AgiConfig = field(default_factory=AgiConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    agents: tuple[AgentConfig, ...] = ()
+
+    # Filled in by load(): where the file was, for messages and relative paths.
+    source: str = "defaults"
+    base_dir: str = "."
+
+    def path(self, p: str) -> Path:
+        """A configured path, relative to the config file's folder."""
+        q = Path(p)
+        return q if q.is_absolute() else Path(self.base_dir) / q
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.path(self.data_dir).resolve() / 'acd.db'}"
+
+
+_INTERNAL = {"source", "base_dir"}
+
+
+# --- checks on values, beyond their types ----------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
+
+
+def _check_values(cfg: Config, where: dict[str, str]) -> None:
+    def bad(key: str, msg: str) -> None:
+        raise ConfigError(key, where.get(key, cfg.source), msg)
+
+    for key, port in (("asterisk.sip_port", cfg.asterisk.sip_port), ("ami.port", cfg.ami.port),
+                      ("agi.port", cfg.agi.port), ("http.port", cfg.http.port),
+                      ("asterisk.rtp_start", cfg.asterisk.rtp_start),
+                      ("asterisk.rtp_end", cfg.asterisk.rtp_end)):
+        if not 0 < port < 65536:
+            bad(key, f"{port} is not a port number (1-65535)")
+    if cfg.asterisk.rtp_end <= cfg.asterisk.rtp_start:
+        bad("asterisk.rtp_end", "must be above asterisk.rtp_start")
+    if cfg.asterisk.mode not in ("auto", "system", "managed"):
+        bad("asterisk.mode", f"{cfg.asterisk.mode!r} is not one of auto, system, managed")
+    if not _NAME.match(cfg.asterisk.instance):
+        bad("asterisk.instance", "use letters, digits, '-', '_' or '.'")
+    for key, host in (("asterisk.sip_host", cfg.asterisk.sip_host),
+                      ("asterisk.media_address", cfg.asterisk.media_address),
+                      ("ami.host", cfg.ami.host), ("agi.host", cfg.agi.host),
+                      ("http.host", cfg.http.host)):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            bad(key, f"{host!r} is not an IP address")
+    for i, net in enumerate(cfg.agi.allow):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            bad(f"agi.allow[{i}]", f"{net!r} is not an address or network")
+    if not _NUMBER.match(cfg.hotline.number):
+        bad("hotline.number", f"{cfg.hotline.number!r} is not a dialable number (digits, *, #, +)")
+    if cfg.logging.level.lower() not in ("debug", "info", "warning", "error"):
+        bad("logging.level", f"{cfg.logging.level!r} is not one of debug, info, warning, error")
+    if cfg.logging.format not in ("console", "json"):
+        bad("logging.format", f"{cfg.logging.format!r} is not one of console, json")
+    for key, val in (("ami.action_timeout", cfg.ami.action_timeout),
+                     ("ami.ping_interval", cfg.ami.ping_interval),
+                     ("ami.ping_timeout", cfg.ami.ping_timeout),
+                     ("agi.header_timeout", cfg.agi.header_timeout),
+                     ("agi.command_timeout", cfg.agi.command_timeout),
+                     ("agi.max_sessions", cfg.agi.max_sessions),
+                     ("hotline.agi_retry_seconds", cfg.hotline.agi_retry_seconds),
+                     ("asterisk.start_timeout", cfg.asterisk.start_timeout)):
+        if val <= 0:
+            bad(key, f"must be above 0, not {val}")
+    if not _NAME.match(cfg.ami.username):
+        bad("ami.username", "use letters, digits, '-', '_' or '.'")
+    seen: set[str] = set()
+    for i, agent in enumerate(cfg.agents):
+        if not _NAME.match(agent.id):
+            bad(f"agents[{i}].id", f"{agent.id!r}: use letters, digits, '-', '_' or '.' (1-40)")
+        if agent.id in seen:
+            bad(f"agents[{i}].id", f"{agent.id!r} is listed twice")
+        if agent.id in ("acd-caller", "acd-trunk"):
+            bad(f"agents[{i}].id", f"{agent.id!r} is reserved")
+        seen.add(agent.id)
+    for key, secret in [("ami.secret", cfg.ami.secret)] + [
+            (f"agents[{i}].password", a.password) for i, a in enumerate(cfg.agents)]:
+        if secret and (len(secret) < 8 or any(c in secret for c in "\r\n;\"")):
+            bad(key, "at least 8 characters, without quotes, ';' or line breaks")
+
+
+# --- loading --------------------------------------------------------------------------------
+
+class _Where:
+    """Remembers the file and line each key came from."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[str, str] = {}
+
+
+def _to_python(node: yaml.Node, path: str, where: _Where) -> Any:
+    where.lines[path or "."] = f"{where.source}, line {node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                raise ConfigError(path or ".", f"{where.source}, line {k.start_mark.line + 1}",
+                                  "keys must be plain names")
+            key = str(k.value)
+            sub = f"{path}.{key}" if path else key
+            if key in out:
+                raise ConfigError(sub, f"{where.source}, line {k.start_mark.line + 1}",
+                                  "given twice")
+            out[key] = _to_python(v, sub, where)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, f"{path}[{i}]", where) for i, v in enumerate(node.value)]
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str) -> Any:
+    loc = where.get(key, source)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(key, loc, f"expected a mapping of keys, got {type(value).__name__}")
+        hints = get_type_hints(tp)
+        names = {f.name for f in fields(tp)} - _INTERNAL
+        kwargs = {}
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else k
+            if k not in names:
+                near = ", ".join(sorted(names))
+                raise ConfigError(sub, where.get(sub, loc), f"unknown key (known here: {near})")
+            kwargs[k] = _coerce(hints[k], v, sub, where, source)
+        return tp(**kwargs)
+    if get_origin(tp) is tuple:
+        (inner, _ellipsis) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(key, loc, f"expected a list, got {type(value).__name__}")
+        return tuple(_coerce(inner, v, f"{key}[{i}]", where, source) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, loc, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, loc, f"expected a whole number, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, loc, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
+            raise ConfigError(key, loc, f"expected text, got {value!r}")
+        return str(value)
+    raise TypeError(f"no coercion for {tp}")
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = data
+    for p in parts[:-1]:
+        nxt = cur.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            nxt = cur[p] = {}
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         environ: dict[str, str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then ``ACD_<SECTION>__<KEY>`` variables."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get("ACD_CONFIG") or ("config.yaml" if Path("config.yaml").exists() else None)
+    data: dict[str, Any] = {}
+    where = _Where("defaults")
+    source, base_dir = "defaults", "."
+    if path is not None:
+        p = Path(path)
+        source, base_dir = str(p), str(p.resolve().parent)
+        where = _Where(source)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(".", source, f"cannot read the file: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(".", source, "the file is not UTF-8 text") from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f", line {mark.line + 1}" if mark else ""
+            raise ConfigError(".", f"{source}{line}", f"not valid YAML: {getattr(e, 'problem', e)}") from None
+        if node is not None:
+            data = _to_python(node, "", where)
+            if not isinstance(data, dict):
+                raise ConfigError(".", source, "the file must be a mapping of sections")
+    for name, raw in env.items():
+        if not name.startswith("ACD_") or "__" not in name:
+            continue
+        dotted = name[4:].lower().replace("__", ".")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(data, dotted, value)
+        where.lines[dotted] = f"environment variable {name}"
+    cfg = _coerce(Config, data, "", where.lines, source)
+    cfg = replace(cfg, source=source, base_dir=base_dir)
+    _check_values(cfg, where.lines)
+    return cfg
+
+
+# --- secrets: never a default password in a running system ---------------------------------
+
+def with_secrets(cfg: Config) -> tuple[Config, Path]:
+    """Fill empty secrets from ``<data_dir>/secrets.yaml``, generating any that are missing.
+
+    The file is created mode 0600. Returns the completed config and the file's path.
+    """
+    data_dir = cfg.path(cfg.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    spath = data_dir / "secrets.yaml"
+    stored: dict[str, Any] = {}
+    if spath.exists():
+        loaded = yaml.safe_load(spath.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(".", str(spath), "must be a mapping (delete it to generate anew)")
+        stored = loaded
+    changed = False
+
+    def secret(key: str, given: str) -> str:
+        nonlocal changed
+        if given:
+            return given
+        if not isinstance(stored.get(key), str) or len(stored[key]) < 8:
+            stored[key] = secrets.token_urlsafe(18)
+            changed = True
+        return stored[key]
+
+    ami = replace(cfg.ami, secret=secret("ami_secret", cfg.ami.secret))
+    agents = tuple(replace(a, password=secret(f"agent_{a.id}_password", a.password))
+                   for a in cfg.agents)
+    if changed or not spath.exists():
+        tmp = spath.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("# Generated secrets. Keep this file private (mode 0600).\n")
+            yaml.safe_dump(stored, f, sort_keys=True)
+        os.replace(tmp, spath)
+    os.chmod(spath, 0o600)
+    return replace(cfg, ami=ami, agents=agents), spath
