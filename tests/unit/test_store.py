@@ -1,0 +1,69 @@
+"""The store on a real SQLite file, migrated by Alembic."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from acd.store.db import Store, migrate_async
+
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
+    await migrate_async(url)
+    s = Store(url)
+    yield s
+    await s.close()
+
+
+async def test_migration_creates_schema_and_is_repeatable(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'x' / 'acd.db'}"
+    await migrate_async(url)
+    await migrate_async(url)  # a second run finds nothing to do
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+    await engine.dispose()
+    assert {"calls", "key_presses", "call_events", "agent_state_changes", "alembic_version"} <= tables
+
+
+async def test_call_with_key_trail_reads_back(store):
+    await store.call_arrived(uniqueid="1.1", channel="PJSIP/acd-caller-01", caller_number="13800138000",
+                             caller_name="<b>x</b>", did="7000", at=T0)
+    await store.key_pressed("1.1", node="menu", keys="2", at=T0 + timedelta(seconds=3))
+    await store.key_pressed("1.1", node="verify", keys="13800138000#", at=T0 + timedelta(seconds=9))
+    assert await store.call_ended("1.1", reason="caller_hangup", at=T0 + timedelta(seconds=20))
+    call = await store.get_call("1.1")
+    assert call["caller_name"] == "<b>x</b>"  # stored as given; escaping is the page's job
+    assert [(k["node"], k["keys"]) for k in call["key_trail"]] == [("menu", "2"), ("verify", "13800138000#")]
+    assert call["end_reason"] == "caller_hangup"
+    assert [e["kind"] for e in call["events"]] == ["arrived", "ended"]
+
+
+async def test_one_end_reason_only(store):
+    await store.call_arrived(uniqueid="2.1", channel="c", caller_number="1", caller_name="", did="7000", at=T0)
+    assert await store.call_ended("2.1", reason="caller_hangup", at=T0)
+    assert not await store.call_ended("2.1", reason="agent_hangup", at=T0)
+    assert (await store.get_call("2.1"))["end_reason"] == "caller_hangup"
+
+
+async def test_repeated_arrival_keeps_first_record(store):
+    a = await store.call_arrived(uniqueid="3.1", channel="c", caller_number="1", caller_name="", did="7000", at=T0)
+    b = await store.call_arrived(uniqueid="3.1", channel="c", caller_number="2", caller_name="", did="7000", at=T0)
+    assert a == b
+    assert (await store.get_call("3.1"))["caller_number"] == "1"
+
+
+async def test_oversize_caller_text_is_clipped_not_lost(store):
+    await store.call_arrived(uniqueid="4.1", channel="c", caller_number="9" * 1000,
+                             caller_name="名" * 1000, did="7000", at=T0)
+    call = await store.get_call("4.1")
+    assert call["caller_number"] == "9" * 256 and call["caller_name"] == "名" * 256
+
+
+async def test_key_press_for_unknown_call_is_an_error(store):
+    with pytest.raises(LookupError):
+        await store.key_pressed("nope", node="menu", keys="1", at=T0)
