@@ -94,6 +94,7 @@ class AgiSession:
                 self._broken = AgiTimeout(f"no reply to {name} in {self._timeout}s")
                 raise self._broken from None
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                self.hung_up = True
                 self._broken = AgiHangup("connection closed by Asterisk")
                 raise self._broken from exc
             except AgiProtocolError as exc:

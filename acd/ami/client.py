@@ -242,7 +242,7 @@ class _Protocol(asyncio.Protocol):
             return
         action_id = _first(_get(msg, "ActionID"))
         pending = self.pending.get(action_id) if action_id else None
-        if _get(msg, "Response") is not None:
+        if _get(msg, "Event") is None:   # a Response (OriginateResponse events have one too)
             if pending is None or pending.response is not None:
                 log.debug("ami.unmatched_response", action_id=action_id or None)
                 return
@@ -524,7 +524,7 @@ class AmiClient:
     def _dispatch(self, fields: dict[str, Any]) -> None:
         event = parse_event(fields)
         for callback in list(self._event_callbacks):
-            self._invoke(callback, event, event=event.name, channel=getattr(event, "channel", None))
+            self._invoke(callback, event, event_name=event.name, channel=getattr(event, "channel", None))
 
     def _notify_connection(self, up: bool) -> None:
         for callback in list(self._connection_callbacks):

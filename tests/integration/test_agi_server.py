@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from structlog.testing import capture_logs
@@ -33,8 +34,11 @@ def headers(script: str = "ivr", query: str = "", channel: str = "PJSIP/alice-00
 class FakeAsterisk:
     """The Asterisk end of one FastAGI connection."""
 
+    opened: list["FakeAsterisk"] = []
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
+        FakeAsterisk.opened.append(self)
 
     @classmethod
     async def connect(cls, port: int, first: bytes | None = None) -> "FakeAsterisk":
@@ -78,6 +82,18 @@ def events(logs: list[dict]) -> list[str]:
     return [e["event"] for e in logs]
 
 
+@pytest.fixture(autouse=True)
+async def close_clients():
+    yield
+    while FakeAsterisk.opened:
+        ast = FakeAsterisk.opened.pop()
+        ast.writer.close()
+        try:
+            await ast.writer.wait_closed()
+        except OSError:
+            pass
+
+
 @pytest.fixture
 def logs():
     with capture_logs() as entries:
@@ -99,12 +115,41 @@ async def make_server():
         await server.stop(grace=0.5)
 
 
+@pytest.fixture
+async def make_isolated_server():
+    """A server running its own event loop in a thread: if a hostile peer froze the server's
+    loop, the test (on its own loop) would time out and fail instead of hanging forever."""
+    started: list[tuple[FastAgiServer, asyncio.AbstractEventLoop, threading.Thread]] = []
+
+    async def make(routes, **kw) -> FastAgiServer:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        server = FastAgiServer("127.0.0.1", 0, routes, **kw)
+        started.append((server, loop, thread))
+        await _on(loop, server.start())
+        return server
+
+    yield make
+    for server, loop, thread in started:
+        await _on(loop, server.stop(grace=0.5))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(WAIT)
+        loop.close()
+
+
+async def _on(loop: asyncio.AbstractEventLoop, coro):
+    return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop)), WAIT)
+
+
 def recorder():
-    """A handler that records what it saw, and a queue to await it."""
+    """A handler that records what it saw, and a queue (on the test's loop) to await it.
+    Thread-safe, so it also works with make_isolated_server."""
     seen: asyncio.Queue = asyncio.Queue()
+    test_loop = asyncio.get_running_loop()
 
     async def handler(session: AgiSession) -> None:
-        await seen.put((session.request.script, session.request.args))
+        test_loop.call_soon_threadsafe(seen.put_nowait, (session.request.script, session.request.args))
         await session.verbose("ok")
 
     return handler, seen
@@ -228,9 +273,9 @@ async def test_520_usage_and_510_raise_command_error(make_server):
 
 # ------------------------------------------------------------------ hostile or broken peers
 
-async def test_bare_connect_and_close_does_not_freeze_the_server(make_server, logs):
+async def test_bare_connect_and_close_does_not_freeze_the_server(make_isolated_server, logs):
     handler, seen = recorder()
-    server = await make_server({"ivr": handler})
+    server = await make_isolated_server({"ivr": handler})
     bare = await FakeAsterisk.connect(server.port)
     bare.close()
     await wait_log(logs, "agi.header_eof")
@@ -238,9 +283,9 @@ async def test_bare_connect_and_close_does_not_freeze_the_server(make_server, lo
     assert events(logs).count("agi.header_eof") == 1
 
 
-async def test_eof_in_the_middle_of_the_headers(make_server, logs):
+async def test_eof_in_the_middle_of_the_headers(make_isolated_server, logs):
     handler, seen = recorder()
-    server = await make_server({"ivr": handler})
+    server = await make_isolated_server({"ivr": handler})
     half = await FakeAsterisk.connect(server.port, b"agi_network: yes\nagi_requ")
     half.writer.write_eof()
     await half.expect_closed()
@@ -256,9 +301,9 @@ async def test_eof_in_the_middle_of_the_headers(make_server, logs):
     (b"".join(b"agi_h%d: v\n" % i for i in range(100)) + b"\n", "agi.too_many_headers"),
     (b"agi_channel: x\n\n", "agi.no_request"),
 ])
-async def test_garbage_and_oversize_headers_are_refused(make_server, logs, junk, event):
+async def test_garbage_and_oversize_headers_are_refused(make_isolated_server, logs, junk, event):
     handler, seen = recorder()
-    server = await make_server({"ivr": handler})
+    server = await make_isolated_server({"ivr": handler})
     bad = await FakeAsterisk.connect(server.port, junk)
     await bad.expect_closed()
     entry = await wait_log(logs, event)
@@ -269,9 +314,9 @@ async def test_garbage_and_oversize_headers_are_refused(make_server, logs, junk,
     assert events(logs).count(event) == 1
 
 
-async def test_slow_sender_hits_header_timeout(make_server, logs):
+async def test_slow_sender_hits_header_timeout(make_isolated_server, logs):
     handler, seen = recorder()
-    server = await make_server({"ivr": handler}, header_timeout=0.3)
+    server = await make_isolated_server({"ivr": handler}, header_timeout=0.3)
     slow = await FakeAsterisk.connect(server.port, b"agi_network: yes\n")
     await slow.expect_closed()        # the server gave up on it, nothing else written
     await wait_log(logs, "agi.header_timeout")
@@ -349,13 +394,13 @@ async def test_connection_closed_by_asterisk_raises_agi_hangup(make_server):
         try:
             await s.answer()
         except AgiHangup:
-            await results.put("hangup")
+            await results.put(("hangup", s.hung_up))
 
     server = await make_server({"ivr": ivr})
     ast = await FakeAsterisk.connect(server.port, headers())
     await ast.expect(b"ANSWER\n")
     ast.close()
-    assert await asyncio.wait_for(results.get(), WAIT) == "hangup"
+    assert await asyncio.wait_for(results.get(), WAIT) == ("hangup", True)
 
 
 async def test_command_timeout_raises_agi_timeout(make_server):

@@ -267,7 +267,7 @@ def test_format_command_refuses_lines_asterisk_would_split():
 
 # ------------------------------------------------------------------ properties
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_header_parser_only_raises_protocol_errors(data):
     try:
@@ -276,7 +276,7 @@ def test_header_parser_only_raises_protocol_errors(data):
         pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=80), st.text(max_size=80)), max_size=10))
 def test_header_parser_feed_only_raises_protocol_errors(lines):
     parser = HeaderParser()
@@ -287,7 +287,7 @@ def test_header_parser_feed_only_raises_protocol_errors(lines):
         pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=80), st.text(max_size=80),
                           st.from_regex(r"[0-9]{3}[ -]result=\S* ?\(?[^\n]*", fullmatch=True)),
                 max_size=6))
@@ -301,7 +301,7 @@ def test_reply_parser_only_raises_protocol_errors(lines):
         assert reply is None or isinstance(reply, AgiReply)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(), st.integers()))
 def test_quote_arg_never_yields_a_line_break(value):
     try:
@@ -312,7 +312,7 @@ def test_quote_arg_never_yields_a_line_break(value):
     assert "\n" not in quoted and "\r" not in quoted and "\x00" not in quoted
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.text(max_size=40), st.integers()), max_size=5))
 def test_format_command_round_trips_through_asterisk_parser(args):
     try:

@@ -1,0 +1,3 @@
+from acd.cli import main
+import sys
+sys.exit(main())

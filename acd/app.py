@@ -1,0 +1,102 @@
+"""The one place that wires everything: config in, adapters built, started and stopped in order.
+
+Start-up: database migrated, store opened, FastAGI listening (so a caller already in the
+dialplan is served at once), AMI connecting in the background (a missing Asterisk is logged
+and retried, never fatal), HTTP listening. Shutdown runs the same list backwards.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from acd import log as acdlog
+from acd.ami.client import AmiClient
+from acd.config import Config
+from acd.store.db import Store, migrate_async
+from acd.web.api import make_app
+from agi.hotline import HotlineIvr
+from agi.server import FastAgiServer
+
+
+@dataclass
+class Server:
+    cfg: Config
+    store: Store | None = None
+    agi: FastAgiServer | None = None
+    ami: AmiClient | None = None
+    http: web.AppRunner | None = None
+    http_port: int = 0
+    _ami_task: asyncio.Future | None = None
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        log = acdlog.get_logger(component="app")
+        await migrate_async(cfg.database_url)
+        self.store = Store(cfg.database_url)
+
+        self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, {"ivr": HotlineIvr(self.store)},
+                                 allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,
+                                 header_timeout=cfg.agi.header_timeout,
+                                 command_timeout=cfg.agi.command_timeout)
+        await self.agi.start()
+
+        self.ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
+                             action_timeout=cfg.ami.action_timeout,
+                             ping_interval=cfg.ami.ping_interval,
+                             ping_timeout=cfg.ami.ping_timeout)
+        self.ami.on_connection(self._ami_connection)
+        # Connect in the background: Asterisk may come up after us; the client keeps trying.
+        self._ami_task = asyncio.ensure_future(self._start_ami())
+
+        app = make_app(store=self.store, ami=self.ami, agi=self.agi, cfg=cfg)
+        self.http = web.AppRunner(app, access_log=None)
+        await self.http.setup()
+        site = web.TCPSite(self.http, cfg.http.host, cfg.http.port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("app.started", http=f"http://{cfg.http.host}:{self.http_port}/",
+                 agi=f"{cfg.agi.host}:{self.agi.port}", ami=f"{cfg.ami.host}:{cfg.ami.port}")
+
+    async def _start_ami(self) -> None:
+        assert self.ami is not None
+        try:
+            await self.ami.start()
+        except Exception as e:  # the client logs and retries; this only ends on close()
+            acdlog.get_logger(component="app").info("app.ami_not_started", error=str(e))
+
+    async def _ami_connection(self, up: bool) -> None:
+        acdlog.get_logger(component="app").info("app.ami_link", up=up)
+
+    async def stop(self) -> None:
+        if self.http:
+            await self.http.cleanup()
+        if self.ami:
+            await self.ami.close()
+        if self.agi:
+            await self.agi.stop()
+        if self.store:
+            await self.store.close()
+        self._stopped.set()
+
+
+async def serve(cfg: Config, ready: Any = None) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly."""
+    server = Server(cfg)
+    await server.start()
+    if ready:
+        ready(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await server.stop()

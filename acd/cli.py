@@ -1,0 +1,167 @@
+"""The ``acd`` command: run the server, manage Asterisk, check config, migrate the database.
+
+    acd run                      Asterisk up (unless --no-asterisk), then the server; Ctrl-C stops both
+    acd asterisk provision       build the managed Asterisk root once (shows progress)
+    acd asterisk up|down|status  start, stop, show the project's Asterisk
+    acd asterisk logs [-n N]     the tail of Asterisk's log
+    acd asterisk render          write the rendered configuration only
+    acd asterisk rx 'COMMAND'    one Asterisk CLI command
+    acd config check             load and validate the configuration, print it (secrets hidden)
+    acd db upgrade               migrate the database to the newest schema
+
+Errors a user can cause print one line with a stable id and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from acd import config as configmod
+from acd import log as acdlog
+from acd.errors import UserError
+
+
+def _load(args: argparse.Namespace) -> configmod.Config:
+    cfg = configmod.load(args.config)
+    cfg, _ = configmod.with_secrets(cfg)
+    return cfg
+
+
+def _asterisk(cfg: configmod.Config, build: bool = True):
+    from acd.asterisk.runner import Asterisk
+    return Asterisk.for_config(cfg, build=build)
+
+
+def cmd_asterisk(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.action == "provision":
+        from acd.asterisk import provision
+        inst = provision.resolve(cfg.asterisk.mode, cfg.path(cfg.asterisk.root))
+        print(f"Asterisk {inst.version}: "
+              + (f"managed root {inst.root}" if inst.root else f"{inst.binary} from the PATH"))
+        return 0
+    ast = _asterisk(cfg, build=args.action in ("up", "render"))
+    if args.action == "up":
+        ast.up()
+    elif args.action == "down":
+        if not ast.down():
+            print("Asterisk was not running")
+    elif args.action == "render":
+        for p in ast.render():
+            print(p)
+    elif args.action == "status":
+        st = ast.status()
+        for k, v in st.items():
+            print(f"{k}: {v}")
+        return 0 if st["running"] else 3
+    elif args.action == "logs":
+        path = ast.log_file
+        if not path.exists():
+            print(f"no log yet at {path}")
+            return 0
+        lines = path.read_text(errors="replace").splitlines()
+        print("\n".join(lines[-args.lines:]))
+    elif args.action == "rx":
+        if not args.command:
+            raise UserError("cli.usage", "acd asterisk rx 'core show channels'")
+        print(ast.rx(" ".join(args.command)), end="")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = configmod.load(args.config)
+    data = asdict(cfg)
+    data["ami"]["secret"] = "(hidden)" if cfg.ami.secret else "(generated)"
+    for a in data["agents"]:
+        a["password"] = "(hidden)" if a["password"] else "(generated)"
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(f"config OK ({cfg.source})", file=sys.stderr)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from acd.store.db import migrate
+    cfg = configmod.load(args.config)
+    migrate(cfg.database_url)
+    print(f"database at the newest schema: {cfg.database_url}")
+    return 0
+
+
+def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_where: str) -> str:
+    a = cfg.asterisk
+    agents = "\n".join(f"      {ag.id:<8} {ag.name}" for ag in cfg.agents) or "      (none in config.yaml)"
+    return f"""
+  ACD server is running.  Ctrl-C stops it{' and Asterisk' if asterisk_where else ''}.
+
+  Hotline        dial {cfg.hotline.number} (a softphone registered below can call it)
+  Web / API      http://{cfg.http.host}:{http_port}/api/health
+  Asterisk       {asterisk_where or 'not started by us (--no-asterisk)'}
+  FastAGI        {cfg.agi.host}:{cfg.agi.port}     AMI {cfg.ami.host}:{cfg.ami.port}
+
+  Register a SIP softphone as an agent (UDP, no TLS):
+      server/registrar  {a.sip_host}:{a.sip_port}
+      user / auth user  one of:
+{agents}
+      password          in {secrets_file} (agent_<id>_password)
+  e.g. baresip:  <sip:1001@{a.sip_host}:{a.sip_port}>;auth_pass=PASSWORD
+"""
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from acd.app import serve
+    cfg = configmod.load(args.config)
+    cfg, secrets_file = configmod.with_secrets(cfg)
+    acdlog.configure(cfg.logging.level, cfg.logging.format)
+    ast = None
+    where = ""
+    if not args.no_asterisk:
+        ast = _asterisk(cfg)
+        ast.up()
+        where = f"{ast.install.version}, {ast.where()}; logs: acd asterisk logs"
+    try:
+        asyncio.run(serve(cfg, ready=lambda s: print(banner(cfg, secrets_file, s.http_port, where),
+                                                     file=sys.stderr, flush=True)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if ast is not None:
+            ast.down()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="acd", description="IVR and ACD server for Asterisk")
+    p.add_argument("-c", "--config", help="config file (default: $ACD_CONFIG or ./config.yaml)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="start Asterisk and the server in the foreground")
+    r.add_argument("--no-asterisk", action="store_true", help="use an Asterisk started elsewhere")
+    r.set_defaults(func=cmd_run)
+    a = sub.add_parser("asterisk", help="the project's Asterisk")
+    a.add_argument("action", choices=["provision", "up", "down", "status", "logs", "render", "rx"])
+    a.add_argument("command", nargs="*", help="for rx: the CLI command")
+    a.add_argument("-n", "--lines", type=int, default=50)
+    a.set_defaults(func=cmd_asterisk)
+    c = sub.add_parser("config", help="configuration")
+    c.add_argument("action", choices=["check"])
+    c.set_defaults(func=cmd_config)
+    d = sub.add_parser("db", help="database")
+    d.add_argument("action", choices=["upgrade"])
+    d.set_defaults(func=cmd_db)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e.id}: {e.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
