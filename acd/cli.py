@@ -44,6 +44,11 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
         print(f"Asterisk {inst.version}: "
               + (f"managed root {inst.root}" if inst.root else f"{inst.binary} from the PATH"))
         return 0
+    if args.action == "render" and args.out:
+        from acd.asterisk.render import Layout, render
+        for p in render(cfg, Layout(inside=args.inside, host=Path(args.out))):
+            print(p)
+        return 0
     ast = _asterisk(cfg, build=args.action in ("up", "render"))
     if args.action == "up":
         ast.up()
@@ -144,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("action", choices=["provision", "up", "down", "status", "logs", "render", "rx"])
     a.add_argument("command", nargs="*", help="for rx: the CLI command")
     a.add_argument("-n", "--lines", type=int, default=50)
+    a.add_argument("--out", help="for render: write into this folder instead (e.g. a Docker volume)")
+    a.add_argument("--inside", default="/srv/acd/main",
+                   help="for render --out: where Asterisk will see that folder")
     a.set_defaults(func=cmd_asterisk)
     c = sub.add_parser("config", help="configuration")
     c.add_argument("action", choices=["check"])
