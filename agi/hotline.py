@@ -54,7 +54,7 @@ class HotlineIvr:
             await session.stream_file("goodbye")
             await session.hangup()
         except AgiError as e:
-            if isinstance(e, AgiHangup) or session.hung_up:
+            if isinstance(e, AgiHangup) or await session.channel_gone():
                 reason = "caller_hangup"
             else:
                 # A failed command (a missing prompt, say) ends this script and the dialplan

@@ -130,6 +130,20 @@ class AgiSession:
             raise AgiCommandError(reply)
         return reply
 
+    async def channel_gone(self) -> bool:
+        """Whether the caller has hung up. A result of -1 means a failure (a missing prompt)
+        or a hangup, and the HANGUP line may come after it: this asks Asterisk, which answers
+        511 for a dead channel."""
+        if self.hung_up:
+            return True
+        try:
+            await self.command("CHANNEL STATUS")
+        except AgiHangup:
+            return True
+        except AgiError:
+            return self.hung_up
+        return self.hung_up
+
     # ---- convenience
 
     async def answer(self) -> None:

@@ -189,6 +189,7 @@ class Asterisk:
         for what, host, port, kind in (("SIP", self.cfg.asterisk.sip_host, self.cfg.asterisk.sip_port, socket.SOCK_DGRAM),
                                        ("AMI", self.cfg.ami.host, self.cfg.ami.port, socket.SOCK_STREAM)):
             s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Asterisk does: TIME_WAIT is no owner
             try:
                 s.bind((host, port))
             except OSError as e:
