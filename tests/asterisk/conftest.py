@@ -5,11 +5,8 @@ If Asterisk cannot be provisioned here, these tests fail loudly: they are never 
 """
 from __future__ import annotations
 
-import asyncio
-import os
+import fcntl
 from dataclasses import replace
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -22,6 +19,7 @@ from tests.conftest import PROJECT
 from tests.asterisk.calls import EventLog
 
 # Ports apart from `make run`'s defaults, so tests can run beside a running server.
+# Slot 0; see _slot_config for parallel runs.
 TEST_CONFIG = {
     "data_dir": "data",
     "hotline": {"number": "7000", "agi_retry_seconds": 1, "agi_retry_count": 30},
@@ -35,11 +33,44 @@ TEST_CONFIG = {
 }
 
 
+def _slot_config(slot: int) -> dict:
+    """Slot N moves every port by 10*N (RTP by 1000*N) and names the instance test<N>, so
+    test runs in parallel (several checkouts, several sessions) never share an Asterisk."""
+    cfg = yaml.safe_load(yaml.safe_dump(TEST_CONFIG))
+    if slot:
+        a = cfg["asterisk"]
+        a["instance"] = f"test{slot}"
+        a["sip_port"] += 10 * slot
+        a["rtp_start"] += 1000 * slot
+        a["rtp_end"] += 1000 * slot
+        for key in ("ami", "agi", "http"):
+            cfg[key]["port"] += 10 * slot
+    return cfg
+
+
 @pytest.fixture(scope="session")
-def test_config(tmp_path_factory) -> configmod.Config:
+def test_slot():
+    """Hold a lock on the first free slot for the whole run."""
+    lock_dir = PROJECT / ".cache" / "test-slots"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for slot in range(20):
+        f = open(lock_dir / f"slot{slot}.lock", "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        yield slot
+        f.close()
+        return
+    raise RuntimeError("all 20 test slots are taken: are that many test runs going on?")
+
+
+@pytest.fixture(scope="session")
+def test_config(tmp_path_factory, test_slot) -> configmod.Config:
     d = tmp_path_factory.mktemp("acd")
     path = d / "config.yaml"
-    path.write_text(yaml.safe_dump(TEST_CONFIG))
+    path.write_text(yaml.safe_dump(_slot_config(test_slot)))
     cfg = configmod.load(path, environ={})
     cfg, _ = configmod.with_secrets(cfg)
     return cfg
