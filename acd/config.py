@@ -189,6 +189,8 @@ def _check_values(cfg: Config, where: dict[str, str]) -> None:
             bad(f"agents[{i}].id", f"{agent.id!r} is listed twice")
         if agent.id in ("acd-caller", "acd-trunk"):
             bad(f"agents[{i}].id", f"{agent.id!r} is reserved")
+        if any(c in agent.name for c in '";[]\\') or any(ord(c) < 32 for c in agent.name):
+            bad(f"agents[{i}].name", "no quotes, ';', brackets, backslashes or control characters")
         seen.add(agent.id)
     for key, secret in [("ami.secret", cfg.ami.secret)] + [
             (f"agents[{i}].password", a.password) for i, a in enumerate(cfg.agents)]:

@@ -1,0 +1,49 @@
+"""Asterisk's configuration, rendered from asterisk-conf/ and a config."""
+from dataclasses import replace
+
+import pytest
+
+from acd import config as configmod
+from acd.asterisk.render import Layout, fill, render
+from tests.conftest import PROJECT
+
+
+def _cfg(tmp_path, **asterisk):
+    cfg = configmod.load(PROJECT / "config.yaml", environ={})
+    cfg = replace(cfg, data_dir=str(tmp_path / "data"), asterisk=replace(cfg.asterisk, **asterisk))
+    return configmod.with_secrets(cfg)[0]
+
+
+def test_every_template_value_is_filled_and_secrets_are_written(tmp_path):
+    cfg = _cfg(tmp_path)
+    files = render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out"))
+    text = {p.name: p.read_text() for p in files}
+    for name, body in text.items():
+        assert "{{" not in body, name
+    assert f"secret = {cfg.ami.secret}" in text["manager.conf"]
+    for agent in cfg.agents:
+        assert f"[{agent.id}](agent-defaults)" in text["pjsip.conf"]
+        assert f"password = {agent.password}" in text["pjsip.conf"]
+    assert "bind = 127.0.0.1:5060" in text["pjsip.conf"]
+    assert "media_address = 127.0.0.1" in text["pjsip.conf"]
+    assert "acd-trunk" not in text["pjsip.conf"]  # the loopback trunk is off by default
+    assert "exten => 7000,1," in text["extensions.conf"]
+
+
+def test_loopback_trunk_only_when_asked(tmp_path):
+    cfg = _cfg(tmp_path, loopback_trunk=True)
+    files = render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out"))
+    pjsip = next(p for p in files if p.name == "pjsip.conf").read_text()
+    assert "[acd-trunk]" in pjsip and "match = 127.0.0.1" in pjsip
+
+
+def test_unknown_template_value_is_an_error():
+    with pytest.raises(KeyError, match="nope"):
+        fill("x = {{nope}}", {}, "t.conf")
+
+
+def test_value_that_would_break_asterisks_config_is_refused(tmp_path):
+    cfg = _cfg(tmp_path)
+    cfg = replace(cfg, agents=(replace(cfg.agents[0], name="Eve\n[evil]"),))
+    with pytest.raises(ValueError, match="cannot be written"):
+        render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out"))
