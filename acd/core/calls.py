@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from acd.core.errors import IllegalCallTransition
+from acd.core.routing import Entry, SortedList
 
 
 class CallState(StrEnum):
@@ -59,7 +60,7 @@ class CallEvent(StrEnum):
 
 
 class EndReason(StrEnum):
-    CALLER_HANGUP = "caller_hangup"        # connected, then the caller (or callback customer) hung up
+    CALLER_HANGUP = "caller_hangup"        # connected; the caller (or callback customer) hung up
     AGENT_HANGUP = "agent_hangup"          # connected, then the agent hung up
     ABANDONED = "abandoned"                # the caller hung up before an agent answered
     OVERFLOW = "overflow"                  # sent to an overflow destination (max wait, queue full)
@@ -209,7 +210,7 @@ class Call:
     timeline: list[CallRecord] = field(default_factory=list)
     # routing index bookkeeping (owned by Acd)
     attached: bool = False
-    placed: list[tuple[object, tuple]] = field(default_factory=list)
+    placed: list[tuple[SortedList, Entry]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[int, float, int, str]:

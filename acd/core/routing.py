@@ -36,6 +36,10 @@ import random
 from bisect import bisect_left, insort
 from collections.abc import Callable, Collection, Iterator
 from enum import StrEnum
+from typing import Any
+
+#: An index entry: a sort key whose last item is the agent or call id.
+Entry = tuple[Any, ...]
 
 
 class Strategy(StrEnum):
@@ -52,23 +56,23 @@ class SortedList:
     __slots__ = ("_items",)
 
     def __init__(self) -> None:
-        self._items: list[tuple] = []
+        self._items: list[Entry] = []
 
-    def add(self, item: tuple) -> None:
+    def add(self, item: Entry) -> None:
         insort(self._items, item)
 
-    def remove(self, item: tuple) -> None:
+    def remove(self, item: Entry) -> None:
         items = self._items
         i = bisect_left(items, item)
         if i == len(items) or items[i] != item:
             raise KeyError(item)
         del items[i]
 
-    def index(self, item: tuple) -> int:
+    def index(self, item: Entry) -> int:
         """How many items sort before ``item``."""
         return bisect_left(self._items, item)
 
-    def first(self, skip: Callable[[tuple], bool] | None = None) -> tuple | None:
+    def first(self, skip: Callable[[Entry], bool] | None = None) -> Entry | None:
         """The first item for which ``skip`` is false."""
         if skip is None:
             return self._items[0] if self._items else None
@@ -83,15 +87,15 @@ class SortedList:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def __iter__(self) -> Iterator[tuple]:
+    def __iter__(self) -> Iterator[Entry]:
         return iter(self._items)
 
-    def __getitem__(self, i: int) -> tuple:
+    def __getitem__(self, i: int) -> Entry:
         return self._items[i]
 
 
 def idle_entry(strategy: Strategy, agent_id: str, *, member_index: int, idle_since: float,
-               last_offer: int, calls_answered: int) -> tuple:
+               last_offer: int, calls_answered: int) -> Entry:
     """An agent's entry in a group's idle index: the strategy's sort key, agent id last."""
     if strategy is Strategy.ROUND_ROBIN:
         return (last_offer, member_index, agent_id)
@@ -113,10 +117,10 @@ class IdleAgents:
         self._levels_desc = sorted(set(levels), reverse=True)
         self._by_level: dict[int, SortedList] = {lv: SortedList() for lv in self._levels_desc}
 
-    def add(self, level: int, entry: tuple) -> None:
+    def add(self, level: int, entry: Entry) -> None:
         self._by_level[level].add(entry)
 
-    def remove(self, level: int, entry: tuple) -> None:
+    def remove(self, level: int, entry: Entry) -> None:
         self._by_level[level].remove(entry)
 
     def __len__(self) -> int:
@@ -139,7 +143,7 @@ class IdleAgents:
             for b in buckets:
                 e = b.first(skip_fn)
                 if e is not None:
-                    return e[-1]
+                    return str(e[-1])
             return None
         if strategy is Strategy.RANDOM:
             total = sum(len(b) for b in buckets)
@@ -148,19 +152,19 @@ class IdleAgents:
                 agent = ""
                 for b in buckets:
                     if r < len(b):
-                        agent = b[r][-1]
+                        agent = str(b[r][-1])
                         break
                     r -= len(b)
                 if agent not in skip:
                     return agent
             rest = [e[-1] for b in buckets for e in b if e[-1] not in skip]
             return rest[rng.randrange(len(rest))] if rest else None
-        best: tuple | None = None
+        best: Entry | None = None
         for b in buckets:
             e = b.first(skip_fn)
             if e is not None and (best is None or e < best):
                 best = e
-        return None if best is None else best[-1]
+        return None if best is None else str(best[-1])
 
 
 class WaitingCalls:
@@ -181,9 +185,9 @@ class WaitingCalls:
     def __len__(self) -> int:
         return sum(len(b) for b in self._by_threshold.values())
 
-    def best_for(self, level: int, skip: Callable[[tuple], bool] | None) -> tuple | None:
+    def best_for(self, level: int, skip: Callable[[Entry], bool] | None) -> Entry | None:
         """The first call (by queue order) an agent of skill ``level`` may take."""
-        best: tuple | None = None
+        best: Entry | None = None
         for threshold, b in self._by_threshold.items():
             if threshold <= level and b:
                 e = b.first(skip)
