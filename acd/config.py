@@ -13,9 +13,11 @@ import ipaddress
 import os
 import re
 import secrets
+from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -98,6 +100,55 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class WidenConfig:
+    after: float = 0.0              # seconds in the queue
+    groups: tuple[str, ...] = ()    # also offer to these groups' members
+    min_level: int | None = None    # and/or to home members down to this skill level
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    key: str = "*"                  # the key a waiting caller presses to be called back
+    attempts: int = 3
+    gap: float = 300.0              # seconds between attempts
+    expiry: float = 14400.0         # seconds after the request; then it is dropped
+    dial_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """A skill group. Destinations: hangup, group:NAME, ivr:FLOW, voicemail:BOX, callback."""
+
+    name: str = ""
+    number: str = ""                # optional: dialing it queues straight into this group
+    strategy: str = "longest_idle"  # longest_idle, round_robin, fewest_calls, skill_level, random
+    members: dict[str, int] | None = None   # agent id -> skill level
+    ring_timeout: float = 15.0
+    wrapup_seconds: float = 0.0
+    service_level_seconds: float = 20.0
+    no_answer_break: bool = True
+    retry_seconds: float = 5.0
+    min_level: int = 0
+    widen: tuple[WidenConfig, ...] = ()
+    max_wait: float | None = None
+    max_wait_destination: str = "hangup"
+    max_queue_length: int | None = None
+    queue_full_destination: str = "hangup"
+    hours: tuple[str, ...] = ()     # e.g. ["mon-fri 09:00-18:00", "sat 10:00-14:00"]; empty: always open
+    holidays: tuple[str, ...] = ()  # YYYY-MM-DD, closed all day
+    timezone: str = "UTC"
+    closed_destination: str = "hangup"
+    no_agents_destination: str | None = None
+    familiar_seconds: float = 0.0
+    familiar_window: float = 604800.0
+    announce_every: float | None = None
+    announce_position: bool = True
+    announce_estimated_wait: bool = True
+    callback: CallbackConfig | None = None
+    expected_handle_time: float = 180.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     hotline: HotlineConfig = field(default_factory=HotlineConfig)
@@ -108,6 +159,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     agents: tuple[AgentConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
 
     # Filled in by load(): where the file was, for messages and relative paths.
     source: str = "defaults"
@@ -192,10 +244,126 @@ def _check_values(cfg: Config, where: dict[str, str]) -> None:
         if any(c in agent.name for c in '";[]\\') or any(ord(c) < 32 for c in agent.name):
             bad(f"agents[{i}].name", "no quotes, ';', brackets, backslashes or control characters")
         seen.add(agent.id)
+    _check_groups(cfg, bad, seen)
     for key, secret in [("ami.secret", cfg.ami.secret)] + [
             (f"agents[{i}].password", a.password) for i, a in enumerate(cfg.agents)]:
         if secret and (len(secret) < 8 or any(c in secret for c in "\r\n;\"")):
             bad(key, "at least 8 characters, without quotes, ';' or line breaks")
+
+
+def _check_groups(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN001
+    from acd.errors import UserError as _UserError
+    names = set()
+    numbers = {cfg.hotline.number: "hotline.number"}
+    for i, g in enumerate(cfg.groups):
+        k = f"groups[{i}]"
+        if not _NAME.match(g.name):
+            bad(f"{k}.name", f"{g.name!r}: use letters, digits, '-', '_' or '.' (1-40)")
+        if g.name in names:
+            bad(f"{k}.name", f"{g.name!r} is listed twice")
+        names.add(g.name)
+        strategies = ("longest_idle", "round_robin", "fewest_calls", "skill_level", "random")
+        if g.strategy not in strategies:
+            bad(f"{k}.strategy", f"{g.strategy!r} is not one of {', '.join(strategies)}")
+        if g.number:
+            if not _NUMBER.match(g.number):
+                bad(f"{k}.number", f"{g.number!r} is not a dialable number")
+            if g.number in numbers:
+                bad(f"{k}.number", f"{g.number} is already {numbers[g.number]}")
+            numbers[g.number] = f"{k}.number"
+        for agent in (g.members or {}):
+            if agent not in agent_ids:
+                bad(f"{k}.members.{agent}", "no such agent in agents")
+        for j, spec in enumerate(g.hours):
+            try:
+                parse_hours(spec)
+            except ValueError as e:
+                bad(f"{k}.hours[{j}]", str(e))
+        for j, day in enumerate(g.holidays):
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                bad(f"{k}.holidays[{j}]", f"{day!r} is not a date (YYYY-MM-DD)")
+        try:
+            ZoneInfo(g.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            bad(f"{k}.timezone", f"unknown time zone {g.timezone!r}")
+        if g.callback is not None and (len(g.callback.key) != 1 or g.callback.key not in "0123456789*#"):
+            bad(f"{k}.callback.key", "one key: 0-9, * or #")
+        for field_name in ("max_wait_destination", "queue_full_destination", "closed_destination",
+                           "no_agents_destination"):
+            value = getattr(g, field_name)
+            if value is not None:
+                try:
+                    parse_destination(value)
+                except ValueError as e:
+                    bad(f"{k}.{field_name}", str(e))
+    try:
+        core_groups(cfg)
+    except _UserError as e:  # the core's own checks: loops, unknown groups, bad numbers
+        bad("groups", e.message)
+
+
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def parse_hours(spec: str) -> tuple[set[int], int, int]:
+    """'mon-fri 09:00-18:00' -> ({0..4}, 540, 1080): weekdays and minutes of the day."""
+    m = re.fullmatch(r"\s*([a-z]{3})(?:-([a-z]{3}))?\s+(\d\d):(\d\d)-(\d\d):(\d\d)\s*", spec.lower())
+    if not m or m.group(1) not in _DAYS or (m.group(2) and m.group(2) not in _DAYS):
+        raise ValueError(f"{spec!r}: write e.g. 'mon-fri 09:00-18:00' or 'sat 10:00-14:00'")
+    a = _DAYS.index(m.group(1))
+    b = _DAYS.index(m.group(2)) if m.group(2) else a
+    days = {d % 7 for d in range(a, (b if b >= a else b + 7) + 1)}
+    start = int(m.group(3)) * 60 + int(m.group(4))
+    end = int(m.group(5)) * 60 + int(m.group(6))
+    if not (0 <= start < end <= 24 * 60) or int(m.group(4)) > 59 or int(m.group(6)) > 59:
+        raise ValueError(f"{spec!r}: the times must be HH:MM, the start before the end")
+    return days, start, end
+
+
+def parse_destination(text: str):
+    """'hangup', 'hangup:sound', 'group:NAME', 'ivr:FLOW', 'voicemail:BOX', 'callback'."""
+    from acd.core import Destination, DestinationKind
+    kind, _, target = text.partition(":")
+    try:
+        k = DestinationKind(kind)
+    except ValueError:
+        raise ValueError(f"{text!r}: one of hangup, group:NAME, ivr:FLOW, voicemail:BOX, callback") from None
+    if k in (DestinationKind.GROUP, DestinationKind.IVR, DestinationKind.VOICEMAIL) and not target:
+        raise ValueError(f"{text!r}: {kind} needs a name after ':'")
+    return Destination(k, target)
+
+
+def core_groups(cfg: Config) -> list:
+    """The skill groups as the ACD core takes them (checked by the core too)."""
+    from acd import core
+    from acd.core.config import validate_groups
+    out = []
+    for g in cfg.groups:
+        cb = g.callback
+        out.append(core.GroupConfig(
+            name=g.name, members=dict(g.members or {}), strategy=(core.Strategy(g.strategy)
+                                                          if g.strategy in {x.value for x in core.Strategy}
+                                                          else g.strategy),
+            ring_timeout=g.ring_timeout, wrapup_seconds=g.wrapup_seconds,
+            service_level_seconds=g.service_level_seconds, no_answer_break=g.no_answer_break,
+            retry_seconds=g.retry_seconds, min_level=g.min_level,
+            widen=tuple(core.WidenStep(w.after, tuple(w.groups), w.min_level) for w in g.widen),
+            max_wait=g.max_wait, max_wait_destination=parse_destination(g.max_wait_destination),
+            max_queue_length=g.max_queue_length,
+            queue_full_destination=parse_destination(g.queue_full_destination),
+            closed_destination=parse_destination(g.closed_destination),
+            no_agents_destination=(parse_destination(g.no_agents_destination)
+                                   if g.no_agents_destination else None),
+            familiar_seconds=g.familiar_seconds, familiar_window=g.familiar_window,
+            announce_every=g.announce_every, announce_position=g.announce_position,
+            announce_estimated_wait=g.announce_estimated_wait,
+            callback=(core.CallbackSettings(cb.attempts, cb.gap, cb.expiry, cb.dial_timeout)
+                      if cb else None),
+            expected_handle_time=g.expected_handle_time))
+    validate_groups(out)
+    return out
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -243,6 +411,17 @@ def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str) -
                 raise ConfigError(sub, where.get(sub, loc), f"unknown key (known here: {near})")
             kwargs[k] = _coerce(hints[k], v, sub, where, source)
         return tp(**kwargs)
+    if type(tp).__name__ == "UnionType" or get_origin(tp) is Union:
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(options[0], value, key, where, source)
+    if get_origin(tp) is dict:
+        kt, vt = get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(key, loc, f"expected a mapping, got {type(value).__name__}")
+        return {_coerce(kt, k, key, where, source): _coerce(vt, v, f"{key}.{k}", where, source)
+                for k, v in value.items()}
     if get_origin(tp) is tuple:
         (inner, _ellipsis) = get_args(tp)
         if not isinstance(value, list):
@@ -261,6 +440,8 @@ def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str) -
             raise ConfigError(key, loc, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith(("]", "members")):
+            return str(value)  # agent ids and numbers written without quotes
         if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
             raise ConfigError(key, loc, f"expected text, got {value!r}")
         return str(value)
