@@ -44,7 +44,8 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any) -> web.Application:
+def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
+             hub: Any = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
 
     async def health(_request: web.Request) -> web.Response:
