@@ -4,18 +4,32 @@ Only this layer maps error ids to HTTP statuses.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from acd.errors import UserError
 
-STATUS = {"http.bad_request": 400, "http.not_found": 404, "call.not_found": 404}
+STATUS = {"http.bad_request": 400, "http.not_found": 404, "call.not_found": 404,
+          "agent.unknown": 404, "group.unknown": 404, "call.unknown": 404,
+          "acd.unavailable": 503}
+WS_MAX_MESSAGE = 4096
+
+
+def status_for(error_id: str) -> int:
+    """Our ids to HTTP: a bad request is 400, a missing thing 404, and an action the current
+    state does not allow (agent.*, call.*: illegal transition, not logged in, ...) 409."""
+    if error_id in STATUS:
+        return STATUS[error_id]
+    if error_id.startswith(("agent.", "call.")):
+        return 409
+    return 400
 
 
 def error(error_id: str, message: str) -> web.Response:
     return web.json_response({"error": error_id, "message": message},
-                             status=STATUS.get(error_id, 400))
+                             status=status_for(error_id))
 
 
 @web.middleware
@@ -66,7 +80,104 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
             raise UserError("call.not_found", "no call with that uniqueid")
         return web.json_response(call)
 
+    def need_runtime() -> Any:
+        if runtime is None:
+            raise UserError("acd.unavailable", "the ACD is not running")
+        return runtime
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise UserError("http.bad_request", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise UserError("http.bad_request", "the body must be a JSON object")
+        return data
+
+    def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int = 200) -> str:
+        value = data.get(name, "")
+        if not isinstance(value, str):
+            raise UserError("http.bad_request", f"{name} must be text")
+        if required and not value:
+            raise UserError("http.bad_request", f"{name} is required")
+        if len(value) > limit:
+            raise UserError("http.bad_request", f"{name} is longer than {limit} characters")
+        return value
+
+    async def agents(_request: web.Request) -> web.Response:
+        return web.json_response({"agents": need_runtime().agents()})
+
+    async def agent(request: web.Request) -> web.Response:
+        return web.json_response(need_runtime().agent(request.match_info["agent"]))
+
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response(need_runtime().login(request.match_info["agent"]))
+
+    async def logout(request: web.Request) -> web.Response:
+        return web.json_response(need_runtime().logout(request.match_info["agent"]))
+
+    async def set_state(request: web.Request) -> web.Response:
+        data = await body(request)
+        state = text_field(data, "state", required=True, limit=20)
+        reason = text_field(data, "reason", required=False)
+        return web.json_response(need_runtime().set_state(request.match_info["agent"], state, reason))
+
+    async def end_wrapup(request: web.Request) -> web.Response:
+        return web.json_response(need_runtime().end_wrapup(request.match_info["agent"]))
+
+    async def queues(_request: web.Request) -> web.Response:
+        return web.json_response({"queues": need_runtime().queues()})
+
+    async def stream(request: web.Request, topic: str, snapshot) -> web.WebSocketResponse:  # noqa: ANN001
+        """Snapshot first, then every live event of the topic, in order."""
+        if hub is None:
+            raise UserError("acd.unavailable", "the ACD is not running")
+        first = snapshot()  # raises (agent.unknown) before the upgrade
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=WS_MAX_MESSAGE)
+        await ws.prepare(request)
+        sub = hub.subscribe(topic)
+        try:
+            await ws.send_json({"type": "snapshot", **first})
+
+            async def forward() -> None:
+                while (msg := await sub.get()) is not None:
+                    await ws.send_json(msg)
+                # Cut off (too slow) or shutting down: the page reconnects for a snapshot.
+                await ws.close(code=4000 if sub.overflowed else 1001,
+                               message=b"resync" if sub.overflowed else b"going away")
+
+            sender = asyncio.ensure_future(forward())
+            try:
+                async for _msg in ws:  # the page sends nothing we act on; this sees the close
+                    pass
+            finally:
+                sender.cancel()
+        finally:
+            sub.close()
+        return ws
+
+    async def agent_ws(request: web.Request) -> web.StreamResponse:
+        agent_id = request.match_info["agent"]
+        return await stream(request, f"agent:{agent_id}",
+                            lambda: {"agent": need_runtime().agent(agent_id)})
+
+    async def supervisor_ws(request: web.Request) -> web.StreamResponse:
+        rt = need_runtime()
+        return await stream(request, "supervisor",
+                            lambda: {"queues": rt.queues(), "agents": rt.agents()})
+
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/agents", agents)
+    app.router.add_get("/api/agents/{agent}", agent)
+    app.router.add_post("/api/agents/{agent}/login", login)
+    app.router.add_post("/api/agents/{agent}/logout", logout)
+    app.router.add_post("/api/agents/{agent}/state", set_state)
+    app.router.add_post("/api/agents/{agent}/wrapup/end", end_wrapup)
+    app.router.add_get("/api/agents/{agent}/ws", agent_ws)
+    app.router.add_get("/api/queues", queues)
+    app.router.add_get("/api/supervisor/ws", supervisor_ws)
     app.router.add_get("/api/calls", recent_calls)
     app.router.add_get("/api/calls/{uniqueid}", one_call)
     return app
