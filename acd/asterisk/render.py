@@ -88,6 +88,14 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR) -> li
         for ag in cfg.agents)
     vals["loopback_trunk"] = (fill((template_dir / "pjsip_loopback.part").read_text(), vals,
                                    "pjsip_loopback.part") if cfg.asterisk.loopback_trunk else "")
+    group_part = (template_dir / "extensions_group.part").read_text()
+    vals["group_numbers"] = "".join(
+        fill(group_part, {**vals, "group_name": _conf_value(g.name, f"group {g.name} name"),
+                          "group_number": _conf_value(g.number, f"group {g.name} number")},
+             "extensions_group.part")
+        for g in cfg.groups if g.number)
+    vals["test_customers"] = (fill((template_dir / "extensions_loopback.part").read_text(), vals,
+                                   "extensions_loopback.part") if cfg.asterisk.loopback_trunk else "")
     for sub in ("etc", "run", "log", "spool", "db"):
         layout.host_dir(sub).mkdir(parents=True, exist_ok=True)
     etc = layout.host_dir("etc")
