@@ -6,6 +6,7 @@
     acd asterisk logs [-n N]     the tail of Asterisk's log
     acd asterisk render          write the rendered configuration only
     acd asterisk rx 'COMMAND'    one Asterisk CLI command
+    acd phone AGENT [--dial N]   a real softphone (baresip) registered as AGENT; auto-answers
     acd config check             load and validate the configuration, print it (secrets hidden)
     acd db upgrade               migrate the database to the newest schema
 
@@ -96,6 +97,54 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_phone(args: argparse.Namespace) -> int:
+    """Register baresip as an agent's phone; optionally dial a number and key in digits."""
+    from acd.asterisk.provision import resolve
+    from acd.softphone import PhoneError, SoftPhone
+    cfg = _load(args)
+    agent = next((a for a in cfg.agents if a.id == args.agent), None)
+    if agent is None:
+        raise UserError("agent.unknown", f"no agent {args.agent!r} in {cfg.source} "
+                        f"(known: {', '.join(a.id for a in cfg.agents) or 'none'})")
+    install = resolve(cfg.asterisk.mode, cfg.path(cfg.asterisk.root), build=False)
+    root = install.root if install.root is not None else cfg.path(cfg.asterisk.root)
+    host, port = cfg.asterisk.sip_host, cfg.asterisk.sip_port
+
+    async def main() -> int:
+        phone = SoftPhone(agent.id, agent.password, host, port, root=root, tone_seconds=600)
+        try:
+            await phone.start()
+        except PhoneError as e:
+            raise UserError("phone.failed", str(e)) from None
+        print(f"registered as agent {agent.id} at {host}:{port}; auto-answers. Ctrl-C ends.",
+              flush=True)
+        try:
+            if args.dial:
+                call = await phone.dial(f"sip:{args.dial}@{host}:{port}")
+                await phone.wait_established(call)
+                print(f"call to {args.dial} established", flush=True)
+                if args.dtmf:
+                    await asyncio.sleep(args.dtmf_delay)  # let the prompt start: a person waits too
+                    await phone.send_dtmf(args.dtmf)
+                    print(f"keyed {args.dtmf}", flush=True)
+            seen = 0
+            while True:
+                ev = await phone.wait_event(("CALL_INCOMING", "CALL_ESTABLISHED", "CALL_CLOSED"),
+                                            timeout=10**6, since=seen)
+                seen = phone.events.index(ev) + 1
+                print(f"{ev['type'].lower().replace('_', ' ')}: {ev.get('peeruri', '')} "
+                      f"{ev.get('param', '')}".rstrip(), flush=True)
+                if args.dial and ev["type"] == "CALL_CLOSED":
+                    return 0
+        finally:
+            await phone.stop()
+
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        return 0
+
+
 def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_where: str) -> str:
     a = cfg.asterisk
     agents = "\n".join(f"      {ag.id:<8} {ag.name}" for ag in cfg.agents) or "      (none in config.yaml)"
@@ -112,7 +161,8 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
       user / auth user  one of:
 {agents}
       password          in {secrets_file} (agent_<id>_password)
-  e.g. baresip:  <sip:1001@{a.sip_host}:{a.sip_port}>;auth_pass=PASSWORD
+  or, with the project's own softphone, in another terminal:
+      .venv/bin/acd phone {cfg.agents[0].id if cfg.agents else 'AGENT'} --dial {cfg.hotline.number} --dtmf 13800138000#
 """
 
 
@@ -153,6 +203,12 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--inside", default="/srv/acd/main",
                    help="for render --out: where Asterisk will see that folder")
     a.set_defaults(func=cmd_asterisk)
+    ph = sub.add_parser("phone", help="a real softphone (baresip) registered as an agent")
+    ph.add_argument("agent", help="agent id from config.yaml")
+    ph.add_argument("--dial", help="call this number (e.g. the hotline)")
+    ph.add_argument("--dtmf", help="then key in these digits (e.g. 13800138000#)")
+    ph.add_argument("--dtmf-delay", type=float, default=3.0, help="seconds before keying")
+    ph.set_defaults(func=cmd_phone)
     c = sub.add_parser("config", help="configuration")
     c.add_argument("action", choices=["check"])
     c.set_defaults(func=cmd_config)
