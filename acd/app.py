@@ -1,12 +1,16 @@
 """The one place that wires everything: config in, adapters built, started and stopped in order.
 
-Start-up: database migrated, store opened, FastAGI listening (so a caller already in the
-dialplan is served at once), AMI connecting in the background (a missing Asterisk is logged
-and retried, never fatal), HTTP listening. Shutdown runs the same list backwards.
+Start-up: database migrated, store opened, the ACD core and its runtime built (skill groups
+from the config), FastAGI listening (so a caller already in the dialplan is served at once;
+the queue script waits until the runtime has taken up its state), AMI connecting in the
+background (a missing Asterisk is logged and retried, never fatal; the runtime rebuilds from
+Asterisk and the store on the first login and reconciles on every later one), HTTP listening.
+Shutdown runs the same list backwards.
 """
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +19,24 @@ from aiohttp import web
 
 from acd import log as acdlog
 from acd.ami.client import AmiClient
-from acd.config import Config
+from acd.config import Config, core_groups
+from acd.core import Acd
+from acd.runtime import CUSTOMER_DIAL, AcdRuntime
 from acd.store.db import Store, migrate_async
 from acd.web.api import make_app
+from acd.web.hub import Hub
 from agi.hotline import HotlineIvr
+from agi.queue import QueueScript
 from agi.server import FastAgiServer
+
+#: Callback customers over the loopback trunk (tests, load runs): the trunk's inbound side
+#: answers ``testcust<number>`` in [acd-testcustomer] instead of giving it to the hotline.
+TEST_CUSTOMER_DIAL = "PJSIP/testcust{number}@acd-trunk"
+
+
+def customer_dial(cfg: Config) -> str:
+    """The dial string template for callback customers (one place, until it is a setting)."""
+    return TEST_CUSTOMER_DIAL if cfg.asterisk.loopback_trunk else CUSTOMER_DIAL
 
 
 @dataclass
@@ -29,6 +46,9 @@ class Server:
     agi: FastAgiServer | None = None
     ami: AmiClient | None = None
     http: web.AppRunner | None = None
+    hub: Hub | None = None
+    runtime: AcdRuntime | None = None
+    rng: random.Random | None = None     # drives the "random" strategy; seeded in tests
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -38,22 +58,35 @@ class Server:
         log = acdlog.get_logger(component="app")
         await migrate_async(cfg.database_url)
         self.store = Store(cfg.database_url)
-
-        self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, {"ivr": HotlineIvr(self.store)},
-                                 allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,
-                                 header_timeout=cfg.agi.header_timeout,
-                                 command_timeout=cfg.agi.command_timeout)
-        await self.agi.start()
+        self.hub = Hub()
 
         self.ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
                              action_timeout=cfg.ami.action_timeout,
                              ping_interval=cfg.ami.ping_interval,
                              ping_timeout=cfg.ami.ping_timeout)
         self.ami.on_connection(self._ami_connection)
+        self.runtime = AcdRuntime(
+            Acd(core_groups(cfg), rng=self.rng or random.Random()), self.ami, self.store, self.hub,
+            endpoints={a.id: a.id for a in cfg.agents},   # the endpoint name is the agent id
+            names={a.id: a.name or a.id for a in cfg.agents}, groups=cfg.groups,
+            customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number)
+        self.runtime.attach()
+        await self.runtime.start()
+
+        first_group = cfg.groups[0].name if cfg.groups else None
+        routes = {"ivr": HotlineIvr(self.store, queue_group=first_group,
+                                    on_queue=self.runtime.expect_caller),
+                  "queue": QueueScript(self.runtime)}
+        self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, routes,
+                                 allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,
+                                 header_timeout=cfg.agi.header_timeout,
+                                 command_timeout=cfg.agi.command_timeout)
+        await self.agi.start()
         # Connect in the background: Asterisk may come up after us; the client keeps trying.
         self._ami_task = asyncio.ensure_future(self._start_ami())
 
-        app = make_app(store=self.store, ami=self.ami, agi=self.agi, cfg=cfg)
+        app = make_app(store=self.store, ami=self.ami, agi=self.agi, cfg=cfg,
+                       runtime=self.runtime, hub=self.hub)
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()
         site = web.TCPSite(self.http, cfg.http.host, cfg.http.port)
@@ -79,6 +112,8 @@ class Server:
             await self.ami.close()
         if self.agi:
             await self.agi.stop()
+        if self.runtime:
+            await self.runtime.stop()
         if self.store:
             await self.store.close()
         self._stopped.set()

@@ -374,6 +374,7 @@ class _Where:
     def __init__(self, source: str) -> None:
         self.source = source
         self.lines: dict[str, str] = {}
+        self.raw: dict[str, str] = {}   # the text of each scalar as written
 
 
 def _to_python(node: yaml.Node, path: str, where: _Where) -> Any:
@@ -393,10 +394,13 @@ def _to_python(node: yaml.Node, path: str, where: _Where) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, f"{path}[{i}]", where) for i, v in enumerate(node.value)]
+    where.raw[path] = str(node.value)
     return yaml.safe_load(yaml.serialize(node))
 
 
-def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str) -> Any:
+def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str,
+            raw: dict[str, str] | None = None) -> Any:
+    raw = raw if raw is not None else {}
     loc = where.get(key, source)
     if is_dataclass(tp):
         if not isinstance(value, dict):
@@ -409,24 +413,24 @@ def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str) -
             if k not in names:
                 near = ", ".join(sorted(names))
                 raise ConfigError(sub, where.get(sub, loc), f"unknown key (known here: {near})")
-            kwargs[k] = _coerce(hints[k], v, sub, where, source)
+            kwargs[k] = _coerce(hints[k], v, sub, where, source, raw)
         return tp(**kwargs)
     if type(tp).__name__ == "UnionType" or get_origin(tp) is Union:
         options = [a for a in get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(options[0], value, key, where, source)
+        return _coerce(options[0], value, key, where, source, raw)
     if get_origin(tp) is dict:
         kt, vt = get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(key, loc, f"expected a mapping, got {type(value).__name__}")
-        return {_coerce(kt, k, key, where, source): _coerce(vt, v, f"{key}.{k}", where, source)
+        return {_coerce(kt, k, key, where, source): _coerce(vt, v, f"{key}.{k}", where, source, raw)
                 for k, v in value.items()}
     if get_origin(tp) is tuple:
         (inner, _ellipsis) = get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(key, loc, f"expected a list, got {type(value).__name__}")
-        return tuple(_coerce(inner, v, f"{key}[{i}]", where, source) for i, v in enumerate(value))
+        return tuple(_coerce(inner, v, f"{key}[{i}]", where, source, raw) for i, v in enumerate(value))
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(key, loc, f"expected true or false, got {value!r}")
@@ -440,8 +444,10 @@ def _coerce(tp: Any, value: Any, key: str, where: dict[str, str], source: str) -
             raise ConfigError(key, loc, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith(("]", "members")):
-            return str(value)  # agent ids and numbers written without quotes
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Written without quotes (an agent id 1001, a number +4930123, a secret 0x1234567):
+            # keep the text as written, never YAML's reading of it as a number.
+            return raw.get(key, str(value))
         if isinstance(value, bool) or value is None or isinstance(value, (dict, list)):
             raise ConfigError(key, loc, f"expected text, got {value!r}")
         return str(value)
@@ -498,7 +504,11 @@ def load(path: str | os.PathLike[str] | None = None,
             value = raw
         _set_path(data, dotted, value)
         where.lines[dotted] = f"environment variable {name}"
-    cfg = _coerce(Config, data, "", where.lines, source)
+        where.raw[dotted] = raw
+        parts = dotted.split(".")
+        for i in range(1, len(parts)):  # an unknown section is named by the variable too
+            where.lines.setdefault(".".join(parts[:i]), f"environment variable {name}")
+    cfg = _coerce(Config, data, "", where.lines, source, where.raw)
     cfg = replace(cfg, source=source, base_dir=base_dir)
     _check_values(cfg, where.lines)
     return cfg

@@ -1,11 +1,14 @@
-"""The built-in hotline IVR: greet, collect the caller's number, read it back, say goodbye.
+"""The built-in hotline IVR: greet, collect the caller's number, read it back, then queue the
+caller for an agent (the first skill group, when groups are configured) or say goodbye.
 
 This is the first caller-facing script, kept deliberately small: the YAML flow runner replaces
 it as the ``ivr`` route once flows land. What it already does the way flows will: every call is
 recorded on arrival, every key is written to the call's key trail with the node it answered,
-and the call gets exactly one end reason.
+and the call gets exactly one end reason (a queued call gets it from the ACD).
 """
 from __future__ import annotations
+
+import asyncio
 
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -17,6 +20,7 @@ from acd.store.db import Store
 COLLECT_PROMPT = "vm-enter-num-to-call"   # "Please enter the number ... followed by pound"
 COLLECT_TIMEOUT_MS = 8000
 COLLECT_MAX_DIGITS = 20
+QUEUE_TARGET = "acd-queue,s,1"            # the ACD's queue context (extensions.conf)
 
 
 def utcnow() -> datetime:
@@ -24,9 +28,13 @@ def utcnow() -> datetime:
 
 
 class HotlineIvr:
-    def __init__(self, store: Store, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime] = utcnow,
+                 queue_group: str | None = None,
+                 on_queue: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.queue_group = queue_group
+        self.on_queue = on_queue      # told the call's uniqueid before it goes to the queue
 
     async def __call__(self, session: AgiSession) -> None:
         req = session.request
@@ -36,7 +44,7 @@ class HotlineIvr:
                                       caller_number=req.caller_id_num,
                                       caller_name=req.caller_id_name,
                                       did=req.headers.get("agi_extension", ""), at=self.clock())
-        reason = "ivr_hangup"
+        reason: str | None = "ivr_hangup"
         try:
             await session.answer()
             await self.store.call_event(uid, "ivr", at=self.clock(), detail={"script": "hotline"})
@@ -51,8 +59,23 @@ class HotlineIvr:
                 await session.stream_file("auth-thankyou")
             else:
                 log.info("ivr.no_input", node="collect_number")
+            if self.queue_group:
+                # To the ACD: the queue script registers the caller; the ACD ends the record.
+                await session.set_variable("ACD_GROUP", self.queue_group)
+                await session.set_variable("ACD_PRIORITY", "0")
+                if self.on_queue is not None:
+                    self.on_queue(uid)
+                await session.exec_app("Goto", QUEUE_TARGET)
+                await self.store.call_event(uid, "to_queue", at=self.clock(),
+                                            detail={"group": self.queue_group})
+                log.info("ivr.to_queue", group=self.queue_group)
+                reason = None
+                return
             await session.stream_file("goodbye")
             await session.hangup()
+        except asyncio.CancelledError:
+            reason = None   # our server is stopping: the caller stays, the IVR runs again
+            raise
         except AgiError as e:
             if isinstance(e, AgiHangup) or await session.channel_gone():
                 reason = "caller_hangup"
@@ -61,5 +84,10 @@ class HotlineIvr:
                 # hangs up; the call record still gets its one end reason.
                 log.warning("ivr.command_failed", error=str(e))
                 reason = "ivr_error"
+                try:        # ended here: the dialplan must not run the IVR again
+                    await session.hangup()
+                except AgiError:
+                    pass
         finally:
-            await self.store.call_ended(uid, reason=reason, at=self.clock())
+            if reason is not None:
+                await self.store.call_ended(uid, reason=reason, at=self.clock())

@@ -463,6 +463,10 @@ class AmiClient:
             except AmiError as exc:
                 lg.warning("ami.login_no_answer", error=str(exc))
                 raise
+            if self._closing:
+                # close() began while Login was in flight; on Python 3.11 wait_for can swallow
+                # the cancellation that close() sent, so look instead of relying on it.
+                return
             self._proto = proto
             lg.info("ami.connected", version=proto.version)
             self._ready.set()
@@ -486,7 +490,7 @@ class AmiClient:
 
     async def _watchdog(self, proto: _Protocol) -> None:
         """Ping every ping_interval; a missing Pong means a half-open link: drop it."""
-        while True:
+        while not self._closing:
             await asyncio.wait([proto.lost], timeout=self.ping_interval)
             if proto.lost.done():
                 return
@@ -509,8 +513,12 @@ class AmiClient:
             except AmiError:
                 pass
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Cancel until it ends: one cancellation can be swallowed by wait_for (3.11).
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.1)
+            if not self._task.cancelled():
+                self._task.exception()  # retrieved: a closing client has nothing to report
         if proto is not None:
             proto.drop("client closed")
         tasks = list(self._callback_tasks)

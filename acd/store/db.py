@@ -13,11 +13,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from acd.store.models import AgentStateChange, Call, CallEvent, KeyPress
+from acd.store.models import AgentPending, AgentStateChange, Call, CallEvent, KeyPress
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Caller-controlled text is kept, but only this much of it.
@@ -114,9 +114,27 @@ class Store:
             s.add(CallEvent(call=call, at=at, kind="ended", detail={"reason": reason}))
             return True
 
-    async def agent_state(self, agent_id: str, state: str, *, reason: str, at: datetime) -> None:
+    async def call_update(self, uniqueid: str, *, skill_group: str | None = None,
+                          answered_at: datetime | None = None) -> None:
+        """Set the call's skill group (its latest queue) and its first answer time."""
         async with self.session() as s, s.begin():
-            s.add(AgentStateChange(agent_id=agent_id, state=state, reason=_clip(reason), at=at))
+            call = await self._call(s, uniqueid)
+            if skill_group is not None:
+                call.skill_group = _clip(skill_group, 64)
+            if answered_at is not None and call.answered_at is None:
+                call.answered_at = answered_at
+
+    async def agent_state(self, agent_id: str, state: str, *, reason: str, at: datetime,
+                          previous: str | None = None, call_uniqueid: str | None = None) -> None:
+        async with self.session() as s, s.begin():
+            s.add(AgentStateChange(agent_id=agent_id, state=state, reason=_clip(reason), at=at,
+                                   previous=previous, call_uniqueid=call_uniqueid))
+
+    async def agent_pending(self, agent_id: str, state: str | None, *, reason: str,
+                            at: datetime) -> None:
+        """The state the agent asked for during a call (None: no pending state any more)."""
+        async with self.session() as s, s.begin():
+            s.add(AgentPending(agent_id=agent_id, state=state, reason=_clip(reason), at=at))
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -132,6 +150,43 @@ class Store:
                                    .options(selectinload(Call.key_trail), selectinload(Call.events)))
             return [_call_dict(c) for c in rows]
 
+    async def latest_agent_states(self) -> dict[str, dict[str, Any]]:
+        """Each agent's newest state row: where a restarted server takes them up again."""
+        async with self.session() as s:
+            newest = (select(AgentStateChange.agent_id, func.max(AgentStateChange.id).label("id"))
+                      .group_by(AgentStateChange.agent_id).subquery())
+            rows = await s.scalars(select(AgentStateChange)
+                                   .join(newest, AgentStateChange.id == newest.c.id))
+            return {r.agent_id: {"state": r.state, "reason": r.reason, "at": _aware(r.at),
+                                 "previous": r.previous, "call_uniqueid": r.call_uniqueid}
+                    for r in rows}
+
+    async def latest_agent_pending(self) -> dict[str, dict[str, Any]]:
+        """Each agent's newest pending-state row (``state`` None: nothing pending)."""
+        async with self.session() as s:
+            newest = (select(AgentPending.agent_id, func.max(AgentPending.id).label("id"))
+                      .group_by(AgentPending.agent_id).subquery())
+            rows = await s.scalars(select(AgentPending).join(newest, AgentPending.id == newest.c.id))
+            return {r.agent_id: {"state": r.state, "reason": r.reason, "at": _aware(r.at)}
+                    for r in rows}
+
+    async def agent_states(self, agent_id: str, since: datetime | None = None) -> list[dict[str, Any]]:
+        """An agent's state rows, oldest first."""
+        async with self.session() as s:
+            q = select(AgentStateChange).where(AgentStateChange.agent_id == agent_id)
+            if since is not None:
+                q = q.where(AgentStateChange.at >= since)
+            rows = await s.scalars(q.order_by(AgentStateChange.id))
+            return [{"state": r.state, "reason": r.reason, "at": _aware(r.at),
+                     "previous": r.previous, "call_uniqueid": r.call_uniqueid} for r in rows]
+
+    async def open_calls(self) -> list[dict[str, Any]]:
+        """Calls without an end reason, with their key trail and timeline, oldest first."""
+        async with self.session() as s:
+            rows = await s.scalars(select(Call).where(Call.end_reason.is_(None)).order_by(Call.id)
+                                   .options(selectinload(Call.key_trail), selectinload(Call.events)))
+            return [_call_dict(c) for c in rows]
+
     @staticmethod
     async def _call(s, uniqueid: str) -> Call:  # noqa: ANN001
         call = await s.scalar(select(Call).where(Call.uniqueid == uniqueid)
@@ -139,6 +194,11 @@ class Store:
         if call is None:
             raise LookupError(f"no call record for uniqueid {uniqueid!r}")
         return call
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite gives naive datetimes back: they are UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
 def _call_dict(c: Call) -> dict[str, Any]:

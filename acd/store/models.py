@@ -29,7 +29,7 @@ class Call(Base):
     arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    end_reason: Mapped[str | None] = mapped_column(String(32))
+    end_reason: Mapped[str | None] = mapped_column(String(32), index=True)
 
     key_trail: Mapped[list["KeyPress"]] = relationship(
         back_populates="call", order_by="KeyPress.seq", cascade="all, delete-orphan")
@@ -67,7 +67,8 @@ class CallEvent(Base):
 
 
 class AgentStateChange(Base):
-    """Every agent state change with its time, so occupancy can be computed."""
+    """Every agent state change with its time, so occupancy can be computed. The newest row of
+    an agent is where a restarted server takes them up again."""
 
     __tablename__ = "agent_state_changes"
 
@@ -76,3 +77,18 @@ class AgentStateChange(Base):
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    previous: Mapped[str | None] = mapped_column(String(16))
+    call_uniqueid: Mapped[str | None] = mapped_column(String(64))   # ringing, talking, wrap-up
+
+
+class AgentPending(Base):
+    """A state an agent asked for during a call, applied after it (``state`` None: none any
+    more). The newest row of an agent is the truth; kept so that a restart keeps it."""
+
+    __tablename__ = "agent_pending"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(40), index=True)
+    state: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

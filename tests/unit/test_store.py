@@ -67,3 +67,52 @@ async def test_oversize_caller_text_is_clipped_not_lost(store):
 async def test_key_press_for_unknown_call_is_an_error(store):
     with pytest.raises(LookupError):
         await store.key_pressed("nope", node="menu", keys="1", at=T0)
+
+
+async def test_migration_0002_adds_agent_restore_columns(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'y' / 'acd.db'}"
+    await migrate_async(url)
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        def look(c):
+            insp = inspect(c)
+            return ({col["name"] for col in insp.get_columns("agent_state_changes")},
+                    set(insp.get_table_names()))
+        cols, tables = await conn.run_sync(look)
+    await engine.dispose()
+    assert {"previous", "call_uniqueid"} <= cols
+    assert "agent_pending" in tables
+
+
+async def test_latest_agent_state_and_pending_per_agent(store):
+    await store.agent_state("1001", "idle", reason="login", at=T0, previous="offline")
+    await store.agent_state("1002", "idle", reason="login", at=T0, previous="offline")
+    await store.agent_state("1001", "ringing", reason="", at=T0 + timedelta(seconds=1),
+                            previous="idle", call_uniqueid="5.1")
+    await store.agent_state("1001", "talking", reason="", at=T0 + timedelta(seconds=2),
+                            previous="ringing", call_uniqueid="5.1")
+    await store.agent_pending("1001", "break", reason="lunch", at=T0 + timedelta(seconds=3))
+    latest = await store.latest_agent_states()
+    assert latest["1001"]["state"] == "talking" and latest["1001"]["call_uniqueid"] == "5.1"
+    assert latest["1001"]["at"] == T0 + timedelta(seconds=2)   # timezone-aware, as written
+    assert latest["1002"]["state"] == "idle" and latest["1002"]["previous"] == "offline"
+    pending = await store.latest_agent_pending()
+    assert pending["1001"]["state"] == "break" and pending["1001"]["reason"] == "lunch"
+    await store.agent_pending("1001", None, reason="", at=T0 + timedelta(seconds=9))
+    assert (await store.latest_agent_pending())["1001"]["state"] is None
+    assert [r["state"] for r in await store.agent_states("1001")] == ["idle", "ringing", "talking"]
+
+
+async def test_call_update_and_open_calls(store):
+    await store.call_arrived(uniqueid="6.1", channel="c", caller_number="1", caller_name="", did="7101", at=T0)
+    await store.call_arrived(uniqueid="6.2", channel="c", caller_number="2", caller_name="", did="7101", at=T0)
+    await store.call_update("6.1", skill_group="sales")
+    await store.call_update("6.1", answered_at=T0 + timedelta(seconds=5))
+    await store.call_update("6.1", answered_at=T0 + timedelta(seconds=50))   # the first answer stays
+    await store.call_event("6.1", "queued", at=T0, detail={"group": "sales"})
+    await store.call_ended("6.2", reason="abandoned", at=T0)
+    call = await store.get_call("6.1")
+    assert call["skill_group"] == "sales"
+    assert call["answered_at"] == (T0 + timedelta(seconds=5)).isoformat()
+    assert [c["uniqueid"] for c in await store.open_calls()] == ["6.1"]
+    assert [e["kind"] for e in (await store.open_calls())[0]["events"]] == ["arrived", "queued"]

@@ -1,0 +1,1577 @@
+"""The ACD runtime: the adapter between the pure core (:mod:`acd.core`) and Asterisk.
+
+It feeds the core what happens (AMI events, FastAGI queue sessions, the agents' requests,
+timers, service hours) and carries out the core's decisions, in order:
+
+=======================  ==================================================================
+decision                 what the runtime does
+=======================  ==================================================================
+RingAgent(ForCallback)   AMI Originate ``PJSIP/<endpoint>`` (async, a ChannelId we choose,
+                         the caller's number as caller id) into ``[acd-agent]``. Newstate
+                         ringing -> ``agent_ringing`` (and the agent's screen gets the held
+                         ``ring`` notification: the screen pops when the phone rings);
+                         OriginateResponse answered -> ``agent_answered``; a failed
+                         originate or a hangup before the answer -> ``ring_failed(cause)``.
+CancelRing               AMI Hangup of the agent's leg (by its Uniqueid; again when the
+                         channel shows up later); a callback's customer leg too.
+BridgeCall               ``ACD_BRIDGED=1`` on the caller, then AMI Bridge of the caller (or
+                         the callback customer) with the agent's answered leg. The caller's
+                         FastAGI session ends by itself; once the bridge dissolves, the
+                         dialplan hangs up both sides (each goes on at its priority + 1).
+DialCustomer             AMI Originate to the customer (``customer_dial`` template) into
+                         ``[acd-customer]``: answered -> ``customer_answered``, else
+                         ``customer_dial_failed``.
+SendToDestination        AMI Redirect of the caller to ``[acd-dest]`` (goodbye, callback
+                         notice, the IVR) or ``[acd-voicemail]``.
+Announce                 handed to the caller's FastAGI queue session (position / wait).
+StartTimer/CancelTimer   ``loop.call_later`` on the wall clock (``clock``).
+Notify                   ``hub.publish("agent:<id>", {"type": event, ...})``.
+RecordCallEvent/         one store writer task, in order; a failed write is logged with
+RecordAgentState         the call or agent (:class:`StoreWriter`).
+=======================  ==================================================================
+
+Callers wait in Asterisk, not in our memory: the queue script (``agi/queue.py``) registers a
+caller through :meth:`AcdRuntime.caller_arrived` and reads ``ACD_GROUP``, ``ACD_PRIORITY`` and
+``ACD_ENTERED`` (set once) from the channel. After a restart, the first AMI login rebuilds the
+core from Asterisk's channels and the store (:meth:`AcdRuntime._rebuild`); every later login
+compares Asterisk with what we know and feeds the core what it missed.
+
+Rules: the AMI event callback never blocks (AMI actions run as tasks, one chain per call so
+that a call's actions keep their order); a refused event (:class:`~acd.core.AcdError`) is
+logged and changes nothing; a failed AMI action is logged with its call and agent and fed
+back to the core as the matching failure.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from acd import log as acdlog
+from acd.ami import events as ev
+from acd.ami.client import AmiActionError, AmiError
+from acd.core import (Acd, AcdError, Announce, BridgeCall, CallEventKind, CancelRing,
+                      CancelTimer, Decision, DestinationKind, DialCustomer, EndReason, Notify,
+                      RecordAgentState, RecordCallEvent, RingAgent, RingAgentForCallback,
+                      SendToDestination, StartTimer)
+from acd.errors import UserError
+from acd.hours import ServiceHours
+
+#: Where a callback customer is dialled; ``{number}`` is the checked number. The lead moves
+#: this into the configuration; app.py picks the loopback test customers in tests.
+CUSTOMER_DIAL = "PJSIP/{number}@acd-trunk"
+
+QUEUE_CONTEXT = "acd-queue"
+AGENT_CONTEXT = "acd-agent"
+CUSTOMER_CONTEXT = "acd-customer"
+DEST_CONTEXT = "acd-dest"
+VOICEMAIL_CONTEXT = "acd-voicemail"
+
+#: A number we may dial or read back: digits, * and #, an optional leading +.
+NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
+_BOX = re.compile(r"[^0-9A-Za-z_]")
+
+#: ContactStatus values (and PJSIPShowContacts' Status) that mean the phone can ring.
+_REACHABLE = frozenset({"reachable", "nonqualified", "created", "updated", "unknown"})
+#: OriginateResponse Reason -> cause for the core.
+_ORIGINATE_REASON = {1: "hangup", 3: "no_answer", 5: "busy", 8: "congestion"}
+#: Hangup Cause (Q.850) -> cause for the core.
+_HANGUP_CAUSE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected", 20: "unreachable",
+                 3: "unreachable", 34: "congestion", 38: "congestion", 16: "hangup",
+                 0: "cancelled"}
+
+ENDED_WHILE_DOWN = "ended_while_server_down"
+_CONNECTED_ENDS = frozenset({EndReason.CALLER_HANGUP, EndReason.AGENT_HANGUP})
+_GETVARS_AT_ONCE = 16
+
+
+def _log(**bound: Any):
+    return acdlog.get_logger(component="runtime", **bound)
+
+
+def _utc(at: float) -> datetime:
+    return datetime.fromtimestamp(at, timezone.utc)
+
+
+def _f(x: Any, default: float | None = None) -> float | None:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return default
+
+
+def _i(x: Any, default: int = 0) -> int:
+    try:
+        return int(str(x).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def _cid_text(text: str) -> str:
+    """Caller id text that cannot break an AMI header or the quoting of CallerID."""
+    return re.sub(r'[\r\n"<>\\]', "", text or "")[:80]
+
+
+# --------------------------------------------------------------------------- store writer
+
+class StoreWriter:
+    """Writes to the store in order, on one task, never blocking the event path.
+
+    A failed write is logged loudly (``store.write_failed`` with the call or agent it was
+    about) and counted in :attr:`failed`; it is never dropped silently. This is the seam for
+    hardening (retries, a spill file): everything the runtime stores goes through
+    :meth:`submit`."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[str, Callable[..., Awaitable[Any]], tuple, dict,
+                                         dict]] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self.failed = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+
+    def submit(self, op: str, fn: Callable[..., Awaitable[Any]], *args: Any,
+               bind: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self._queue.put_nowait((op, fn, args, kwargs, dict(bind or {})))
+
+    async def drain(self) -> None:
+        """Wait until everything is written (or has failed), including what comes meanwhile."""
+        await self._queue.join()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is written (or has failed)."""
+        done = asyncio.get_running_loop().create_future()
+
+        async def mark() -> None:
+            if not done.done():
+                done.set_result(None)
+        self.submit("flush", mark)
+        await done
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except asyncio.TimeoutError:
+            _log().error("store.writes_lost_at_stop", pending=self._queue.qsize())
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            op, fn, args, kwargs, bind = await self._queue.get()
+            try:
+                await fn(*args, **kwargs)
+            except Exception:
+                self.failed += 1
+                _log(**bind).error("store.write_failed", op=op, exc_info=True)
+            finally:
+                self._queue.task_done()
+
+
+# --------------------------------------------------------------------------- state we keep
+
+@dataclass(eq=False)
+class _Leg:
+    """A channel we originated: an agent's leg (ring) or a callback customer's leg."""
+    uid: str                 # the ChannelId we chose = the channel's Uniqueid
+    kind: str                # "agent" or "customer"
+    call_id: str
+    agent_id: str
+    channel: str | None = None
+    ringing: bool = False
+    answered: bool = False
+    bridged: bool = False
+    gone: bool = False
+    cancelled: bool = False  # we hung it up (or will, as soon as it exists)
+    reported: bool = False   # the core knows how this ring / dial ended
+    cause: int | None = None
+
+
+@dataclass(eq=False)
+class _Caller:
+    """A caller's channel in the queue (call id = its Uniqueid)."""
+    call_id: str
+    channel: str
+    caller_number: str = ""
+    caller_name: str = ""
+    group: str = ""
+    session: "CallerSession | None" = None
+    gone: bool = False
+    sent: bool = False       # redirected to a destination
+    bridged: bool = False
+
+
+class CallerSession:
+    """What the queue script (FastAGI) holds while a caller waits: announcements to play,
+    the callback key, and a way to ask for the callback."""
+
+    def __init__(self, runtime: "AcdRuntime", call_id: str) -> None:
+        self.runtime = runtime
+        self.call_id = call_id
+        self._todo: deque[tuple[str, Any]] = deque()
+        self.done = False        # sent on, bridged, or ended: the script just waits to be cut
+        self.detached = False
+
+    @property
+    def callback_key(self) -> str | None:
+        return self.runtime.callback_key(self.call_id)
+
+    @property
+    def caller_number(self) -> str:
+        ctx = self.runtime._callers.get(self.call_id)
+        return ctx.caller_number if ctx else ""
+
+    def next_instruction(self) -> tuple[str, Any] | None:
+        return self._todo.popleft() if self._todo else None
+
+    def push(self, kind: str, data: Any) -> None:
+        """Queue an instruction; a newer one of the same kind replaces the older."""
+        self.drop(kind)
+        self._todo.append((kind, data))
+
+    def drop(self, kind: str) -> None:
+        self._todo = deque(item for item in self._todo if item[0] != kind)
+
+    def request_callback(self, number: str) -> None:
+        """The caller confirmed ``number``: the call becomes a callback, keeping its place.
+        Raises AcdError if the core refuses (then nothing changed)."""
+        self.runtime.callback_requested(self.call_id, number)
+        self.done = True
+
+    def detach(self) -> None:
+        self.detached = True
+        ctx = self.runtime._callers.get(self.call_id)
+        if ctx is not None and ctx.session is self:
+            ctx.session = None
+
+
+# --------------------------------------------------------------------------- the runtime
+
+class AcdRuntime:
+    """See the module docstring. Plain values in; ``app.py`` wires it."""
+
+    def __init__(self, acd: Acd, ami: Any, store: Any, hub: Any, *,
+                 endpoints: Mapping[str, str], groups: Sequence[Any] = (),
+                 names: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 customer_dial: str = CUSTOMER_DIAL, hotline_number: str = "",
+                 ring_grace: float = 2.0, hours_interval: float = 60.0) -> None:
+        self.acd = acd
+        self.ami = ami
+        self.store = store
+        self.hub = hub
+        self.clock = clock
+        self.endpoints = dict(endpoints)                 # agent id -> PJSIP endpoint
+        self._agent_of_endpoint = {ep: a for a, ep in self.endpoints.items()}
+        self.names = dict(names or {})
+        self.group_cfg = {g.name: g for g in groups}     # acd.config.GroupConfig
+        self.customer_dial = customer_dial
+        self.hotline_number = hotline_number
+        self.ring_grace = ring_grace
+        self.hours_interval = hours_interval
+        self.writer = StoreWriter()
+        self.ready = asyncio.Event()
+        self._rebuilt = False
+        self._rebuilding = False
+        self._buffer: list[ev.AmiEvent] | None = []     # AMI events held until the rebuild
+        self._callers: dict[str, _Caller] = {}
+        self._expected: dict[str, float] = {}            # handed to the queue, not there yet
+        self._legs: dict[str, _Leg] = {}
+        self._leg_of: dict[tuple[str, str], str] = {}   # (call, agent) -> current agent leg
+        self._customer_leg: dict[str, str] = {}         # call -> current customer leg
+        self._held_ring: dict[tuple[str, str], Notify] = {}
+        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._chains: dict[str, asyncio.Future] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._contacts: dict[str, dict[str, bool]] = {}  # endpoint -> contact uri -> reachable
+        self._reachable: dict[str, bool] = {}
+        self._pending_saved: dict[str, tuple[str | None, str]] = {}
+        self._open: dict[str, bool] = {}
+        self._snapshot_due = False
+        self._leg_seq = 0
+        self._boot = secrets.token_hex(4)       # leg ids differ from a previous process's
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._hours_task: asyncio.Task | None = None
+        self._stopping = False
+        self._ami_up = False
+        self.log = _log()
+
+    # ================================================================ life
+
+    def attach(self) -> None:
+        """Register with the AMI client (events and connection changes)."""
+        self.ami.on_event(self.on_ami_event)
+        self.ami.on_connection(self.on_ami_connection)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.writer.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._hours_task is not None:
+            self._hours_task.cancel()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.writer.stop()
+
+    async def wait_ready(self) -> None:
+        await self.ready.wait()
+
+    async def quiesce(self) -> None:
+        """Wait until every AMI action and store write started so far is done (tests,
+        shutdown)."""
+        while True:
+            tasks = [t for t in self._tasks if t is not self._hours_task]
+            if not tasks:
+                break
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.writer.drain()
+
+    # ================================================================ public API (HTTP layer)
+
+    def login(self, agent_id: str) -> dict[str, Any]:
+        endpoint = self._endpoint(agent_id)
+        self._require_ready()
+        self._apply(self.acd.agent_login(agent_id, endpoint, self.clock()))
+        return self.agent(agent_id)
+
+    def logout(self, agent_id: str) -> dict[str, Any]:
+        self._endpoint(agent_id)
+        self._require_ready()
+        self._apply(self.acd.agent_logout(agent_id, self.clock()))
+        return self.agent(agent_id)
+
+    def set_state(self, agent_id: str, state: str, reason: str = "") -> dict[str, Any]:
+        self._endpoint(agent_id)
+        self._require_ready()
+        self._apply(self.acd.set_agent_state(agent_id, state, self.clock(), reason))
+        return self.agent(agent_id)
+
+    def end_wrapup(self, agent_id: str) -> dict[str, Any]:
+        self._endpoint(agent_id)
+        self._require_ready()
+        self._apply(self.acd.end_wrapup(agent_id, self.clock()))
+        return self.agent(agent_id)
+
+    def agent(self, agent_id: str) -> dict[str, Any]:
+        """The agent's snapshot: state, pending state, reachable, and the current call."""
+        self._endpoint(agent_id)
+        return self._agent_view(agent_id, self.acd.snapshot_agents(self.clock()).get(agent_id))
+
+    def agents(self) -> dict[str, Any]:
+        snap = self.acd.snapshot_agents(self.clock())
+        return {a: self._agent_view(a, snap.get(a)) for a in self.endpoints}
+
+    def queues(self) -> dict[str, Any]:
+        return self.acd.snapshot_queues(self.clock())
+
+    def call_info(self, call_id: str) -> dict[str, Any]:
+        return self.acd.call_info(call_id)
+
+    def _agent_view(self, agent_id: str, snap: dict[str, Any] | None) -> dict[str, Any]:
+        endpoint = self.endpoints[agent_id]
+        if snap is None:       # configured, in no skill group, never logged in
+            snap = {"state": "offline", "reason": "", "since": None, "in_state_for": None,
+                    "endpoint": None, "reachable": self._reachable.get(endpoint, False),
+                    "available": False, "unavailable_reason": "logged out", "pending": None,
+                    "pending_reason": None, "call_id": None, "groups": {},
+                    "calls_answered": 0, "idle_since": None}
+        out = {"agent_id": agent_id, "name": self.names.get(agent_id, agent_id),
+               "phone": endpoint, **snap}
+        out["reachable"] = self._reachable.get(endpoint, False)
+        call_id = snap.get("call_id")
+        out["call"] = None
+        if call_id:
+            try:
+                info = self.acd.call_info(call_id)
+                info.pop("timeline", None)
+                out["call"] = info
+            except AcdError:
+                pass
+        return out
+
+    def _endpoint(self, agent_id: str) -> str:
+        endpoint = self.endpoints.get(agent_id)
+        if endpoint is None:
+            raise UserError("agent.unknown", f"There is no agent {agent_id!r}.")
+        return endpoint
+
+    def _require_ready(self) -> None:
+        if not self.ready.is_set():
+            raise UserError("acd.starting", "The ACD is still taking up its state from "
+                                            "Asterisk and the database; try again in a moment.")
+
+    def callback_key(self, call_id: str) -> str | None:
+        """The key that asks for a callback in the call's current group (None: none)."""
+        try:
+            group = self.acd.call_info(call_id)["group"]
+        except AcdError:
+            return None
+        g = self.group_cfg.get(group)
+        return g.callback.key if g is not None and g.callback is not None else None
+
+    # ================================================================ the queue script
+
+    async def caller_arrived(self, *, uniqueid: str, channel: str, caller_number: str,
+                             caller_name: str, did: str, group: str, priority: int,
+                             entered: float) -> CallerSession | None:
+        """A caller's queue session (FastAGI) starts. A caller the core knows (a session
+        that came back after a restart or a cut) is attached again; a new one enters the
+        queue of ``group`` at ``entered`` (the ACD_ENTERED the script set). None: the call is
+        over for the ACD (the script sends the caller away). AcdError: refused."""
+        await self.wait_ready()
+        log = self.log.bind(call=uniqueid, channel=channel)
+        ctx = self._callers.get(uniqueid)
+        state = self._call_state(uniqueid)
+        if state is not None:
+            if state not in ("waiting", "ringing"):
+                return None     # ended, a callback, or connected: not for the queue any more
+            if ctx is None:
+                ctx = self._callers[uniqueid] = _Caller(uniqueid, channel, caller_number,
+                                                        caller_name, group)
+            ctx.channel = channel
+            ctx.gone = False
+            session = self._new_session(ctx)
+            log.info("runtime.caller_attached", state=state)
+            return session
+        self._expected.pop(uniqueid, None)
+        number = caller_number if NUMBER.match(caller_number or "") else ""
+        # Known before the first await, so that a hangup meanwhile is seen (ctx.gone).
+        ctx = self._callers[uniqueid] = _Caller(uniqueid, channel, number, caller_name, group)
+        session = self._new_session(ctx)
+        await self.store.call_arrived(uniqueid=uniqueid, channel=channel,
+                                      caller_number=caller_number, caller_name=caller_name,
+                                      did=did, at=_utc(entered))
+        stored = await self.store.get_call(uniqueid)
+        key_trail = [k["keys"] for k in stored["key_trail"]] if stored else []
+        if ctx.gone:
+            log.info("runtime.caller_gone_before_queue")
+            self.writer.submit("call_ended", self.store.call_ended, uniqueid,
+                               reason=EndReason.ABANDONED.value, at=_utc(self.clock()),
+                               bind={"call": uniqueid})
+            return None
+        try:
+            out = self.acd.call_arrived(uniqueid, number, group, entered,
+                                        priority=priority, key_trail=key_trail)
+        except AcdError as exc:
+            self._callers.pop(uniqueid, None)
+            # The caller is sent away by the script; the record gets its one end reason.
+            now = _utc(self.clock())
+            self.writer.submit("refused", self.store.call_event, uniqueid, "refused", at=now,
+                               detail={"group": group, "error": exc.id}, bind={"call": uniqueid})
+            self.writer.submit("call_ended", self.store.call_ended, uniqueid, reason="refused",
+                               at=now, bind={"call": uniqueid})
+            raise
+        log.info("runtime.caller_queued", group=group, priority=priority)
+        self._apply(out)
+        # The caller's entry is on record before their session goes on: a crash from here
+        # on leaves a whole record behind.
+        await self.writer.flush()
+        return session
+
+    def expect_caller(self, uniqueid: str) -> None:
+        """The IVR hands this call to the queue: should the caller hang up before the queue
+        script registers them, the call record still gets its end reason."""
+        self._expected[uniqueid] = self.clock()
+
+    def _new_session(self, ctx: _Caller) -> CallerSession:
+        if ctx.session is not None:
+            ctx.session.detached = True
+        session = CallerSession(self, ctx.call_id)
+        ctx.session = session
+        return session
+
+    def _call_state(self, call_id: str) -> str | None:
+        try:
+            return str(self.acd.call_info(call_id)["state"])
+        except AcdError:
+            return None
+
+    def callback_requested(self, call_id: str, number: str) -> None:
+        self._apply(self.acd.callback_requested(call_id, number, self.clock()))
+        ctx = self._callers.get(call_id)
+        if ctx is not None:
+            ctx.sent = True
+
+    # ================================================================ AMI in
+
+    def on_ami_connection(self, up: bool) -> None:
+        self._ami_up = up
+        if not up:
+            self.log.warning("runtime.ami_down")
+            return
+        if not self._rebuilt:
+            self._spawn(self._rebuild(), "rebuild")
+        else:
+            self._spawn(self._reconcile(), "reconcile")
+
+    def on_ami_event(self, event: ev.AmiEvent) -> None:
+        """The AMI event callback: never blocks, never raises."""
+        if self._buffer is not None:
+            self._buffer.append(event)
+            return
+        try:
+            self._dispatch(event)
+        except Exception:
+            self.log.exception("runtime.event_failed", event_name=event.name,
+                               channel=getattr(event, "channel", None))
+
+    def _dispatch(self, e: ev.AmiEvent) -> None:
+        if isinstance(e, ev.Newstate):
+            self._on_newstate(e)
+        elif isinstance(e, ev.Newchannel):
+            leg = self._legs.get(e.uniqueid or "")
+            if leg is not None:
+                leg.channel = e.channel
+                if leg.cancelled:
+                    self._hangup(leg.uid, leg.call_id, leg.agent_id)
+        elif isinstance(e, ev.OriginateResponse):
+            self._on_originate_response(e)
+        elif isinstance(e, ev.Hangup):
+            self._on_hangup(e)
+        elif e.name in ("HangupRequest", "SoftHangupRequest"):
+            leg = self._legs.get(str(e.fields.get("Uniqueid", "")))
+            cause = _i(e.fields.get("Cause"), -1)
+            if leg is not None and cause > 0 and leg.cause is None:
+                leg.cause = cause
+        elif isinstance(e, ev.ContactStatus):
+            self._on_contact_status(e.endpoint_name or e.aor or "", e.uri or "",
+                                    e.contact_status or "")
+        elif isinstance(e, ev.BridgeEnter):
+            self._on_bridge_enter(e)
+        elif isinstance(e, ev.BridgeLeave):
+            self._on_bridge_leave(e)
+        elif isinstance(e, ev.Rename):
+            self._on_rename(e)
+        elif isinstance(e, ev.UserEvent) and e.user_event == "AcdVoicemail":
+            call_id = str(e.headers.get("Call", "") or e.uniqueid or "")
+            if call_id:
+                self.writer.submit("voicemail", self.store.call_event, call_id, "voicemail",
+                                   at=_utc(self.clock()),
+                                   detail={"file": str(e.headers.get("File", "")),
+                                           "mailbox": str(e.headers.get("Mailbox", ""))},
+                                   bind={"call": call_id})
+
+    def _on_newstate(self, e: ev.Newstate) -> None:
+        leg = self._legs.get(e.uniqueid or "")
+        if leg is None:
+            return
+        leg.channel = e.channel or leg.channel
+        if leg.cancelled:
+            self._hangup(leg.uid, leg.call_id, leg.agent_id)
+            return
+        if e.channel_state == ev.CHANNEL_STATE_RINGING and not leg.ringing and leg.kind == "agent":
+            leg.ringing = True
+            self._feed("agent_ringing", self.acd.agent_ringing, leg.call_id, leg.agent_id,
+                       call=leg.call_id, agent=leg.agent_id)
+            self._release_ring(leg.call_id, leg.agent_id)
+
+    def _on_originate_response(self, e: ev.OriginateResponse) -> None:
+        leg = self._legs.get(e.uniqueid or "")
+        if leg is None:
+            return
+        log = self.log.bind(call=leg.call_id, agent=leg.agent_id, leg=leg.uid)
+        ok = (e.response or "").lower() == "success" and e.reason == 4
+        if ok:
+            leg.answered = True
+            if e.channel:
+                leg.channel = e.channel
+            if leg.cancelled or leg.reported or not self._is_current(leg):
+                self._hangup(leg.uid, leg.call_id, leg.agent_id)
+                return
+            leg.reported = True
+            log.info("runtime.leg_answered", kind=leg.kind, channel=leg.channel)
+            if leg.kind == "agent":
+                self._release_ring(leg.call_id, leg.agent_id)
+                self._feed("agent_answered", self.acd.agent_answered, leg.call_id,
+                           leg.agent_id, call=leg.call_id, agent=leg.agent_id)
+            else:
+                self._feed("customer_answered", self.acd.customer_answered, leg.call_id,
+                           call=leg.call_id, agent=leg.agent_id)
+            return
+        cause = self._cause(leg, e.reason)
+        log.info("runtime.leg_failed", kind=leg.kind, reason=e.reason, cause=cause)
+        self._leg_failed(leg, cause)
+        if leg.channel is None:       # never got a channel: nothing will hang up later
+            self._forget_leg(leg)
+
+    def _cause(self, leg: _Leg, reason: int | None) -> str:
+        if leg.cause is not None and leg.cause in _HANGUP_CAUSE and leg.cause not in (0, 16):
+            return _HANGUP_CAUSE[leg.cause]
+        if reason in _ORIGINATE_REASON:
+            return _ORIGINATE_REASON[reason]
+        if leg.channel is None:
+            return "unreachable"
+        return "failed"
+
+    def _leg_failed(self, leg: _Leg, cause: str) -> None:
+        """A ring or customer dial ended without an answer: tell the core once."""
+        if leg.reported or leg.cancelled or not self._is_current(leg):
+            leg.reported = True
+            return
+        leg.reported = True
+        if leg.kind == "agent":
+            self._drop_ring(leg.call_id, leg.agent_id)
+            self._feed("ring_failed", self.acd.ring_failed, leg.call_id, leg.agent_id, cause,
+                       call=leg.call_id, agent=leg.agent_id)
+        else:
+            self._feed("customer_dial_failed", self.acd.customer_dial_failed, leg.call_id,
+                       cause, call=leg.call_id, agent=leg.agent_id)
+
+    def _on_hangup(self, e: ev.Hangup) -> None:
+        uid = e.uniqueid or ""
+        leg = self._legs.get(uid)
+        if leg is not None:
+            leg.gone = True
+            if leg.cause is None and e.cause is not None:
+                leg.cause = e.cause
+            self._leg_gone(leg)
+            return
+        ctx = self._callers.get(uid)
+        if ctx is not None and (e.channel == ctx.channel or not e.channel):
+            self._caller_gone(ctx)
+        elif ctx is None and self._expected.pop(uid, None) is not None:
+            self.log.info("runtime.caller_gone_before_queue", call=uid)
+            self.writer.submit("call_ended", self.store.call_ended, uid, reason="caller_hangup",
+                               at=_utc(self.clock()), bind={"call": uid})
+
+    def _leg_gone(self, leg: _Leg) -> None:
+        log = self.log.bind(call=leg.call_id, agent=leg.agent_id, leg=leg.uid)
+        current = self._is_current(leg)
+        if leg.answered and current and not leg.cancelled:
+            log.info("runtime.leg_hangup", kind=leg.kind, cause=leg.cause)
+            if leg.kind == "agent":
+                self._feed("agent_hung_up", self.acd.agent_hung_up, leg.call_id, leg.agent_id,
+                           call=leg.call_id, agent=leg.agent_id)
+                # A callback's customer still being dialled: abort that dial.
+                cust = self._legs.get(self._customer_leg.get(leg.call_id, ""))
+                if cust is not None and not cust.answered:
+                    cust.cancelled = True
+                    self._hangup(cust.uid, cust.call_id, cust.agent_id)
+            else:
+                self._feed("caller_hung_up", self.acd.caller_hung_up, leg.call_id,
+                           call=leg.call_id, agent=leg.agent_id)
+        elif not leg.answered:
+            self._leg_failed(leg, self._cause(leg, None))
+        self._forget_leg(leg)
+
+    def _caller_gone(self, ctx: _Caller) -> None:
+        ctx.gone = True
+        self._callers.pop(ctx.call_id, None)
+        if ctx.session is not None:
+            ctx.session.done = True
+        if ctx.sent or self._call_state(ctx.call_id) is None:
+            return          # sent on already, or not registered yet (caller_arrived sees it)
+        self.log.info("runtime.caller_hangup", call=ctx.call_id, channel=ctx.channel)
+        self._feed("caller_hung_up", self.acd.caller_hung_up, ctx.call_id, call=ctx.call_id)
+
+    def _on_bridge_enter(self, e: ev.BridgeEnter) -> None:
+        uid = e.uniqueid or ""
+        leg = self._legs.get(uid)
+        if leg is not None:
+            leg.bridged = True
+        ctx = self._callers.get(uid)
+        if ctx is not None:
+            ctx.bridged = True
+
+    def _on_bridge_leave(self, e: ev.BridgeLeave) -> None:
+        """Whoever leaves a conversation's bridge first hung up (the other side follows: the
+        dialplan hangs it up). The Hangup events come later, in either order, so the first
+        BridgeLeave is what tells the caller's hangup from the agent's."""
+        uid = e.uniqueid or ""
+        leg = self._legs.get(uid)
+        if leg is not None and leg.answered and self._is_current(leg) and not leg.cancelled:
+            self.log.info("runtime.left_bridge", call=leg.call_id, agent=leg.agent_id,
+                          kind=leg.kind)
+            if leg.kind == "agent":
+                self._feed("agent_hung_up", self.acd.agent_hung_up, leg.call_id, leg.agent_id,
+                           call=leg.call_id, agent=leg.agent_id)
+            else:
+                self._feed("caller_hung_up", self.acd.caller_hung_up, leg.call_id,
+                           call=leg.call_id, agent=leg.agent_id)
+            return
+        ctx = self._callers.get(uid)
+        if ctx is not None and ctx.bridged and not ctx.sent and e.channel == ctx.channel:
+            self.log.info("runtime.left_bridge", call=ctx.call_id, kind="caller")
+            self._feed("caller_hung_up", self.acd.caller_hung_up, ctx.call_id,
+                       call=ctx.call_id)
+
+    def _on_rename(self, e: ev.Rename) -> None:
+        uid = e.uniqueid or ""
+        if not e.new_name or "<ZOMBIE>" in e.new_name or e.new_name.startswith("Surrogate/"):
+            return
+        leg = self._legs.get(uid)
+        if leg is not None:
+            leg.channel = e.new_name
+        ctx = self._callers.get(uid)
+        if ctx is not None:
+            ctx.channel = e.new_name
+
+    def _on_contact_status(self, endpoint: str, uri: str, status: str) -> None:
+        if endpoint not in self._agent_of_endpoint:
+            return
+        contacts = self._contacts.setdefault(endpoint, {})
+        s = status.strip().lower()
+        if s == "removed":
+            contacts.pop(uri, None)
+        else:
+            contacts[uri] = s in _REACHABLE
+        self._set_reachable(endpoint, any(contacts.values()))
+
+    def _set_reachable(self, endpoint: str, reachable: bool) -> None:
+        if self._reachable.get(endpoint) == reachable:
+            return
+        self._reachable[endpoint] = reachable
+        self.log.info("runtime.phone", endpoint=endpoint, reachable=reachable)
+        if self._buffer is None:
+            self._feed("contact_status", self.acd.contact_status, endpoint, reachable,
+                       agent=self._agent_of_endpoint.get(endpoint))
+
+    # ================================================================ feeding the core
+
+    def _feed(self, what: str, fn: Callable[..., list[Decision]], *args: Any,
+              **bind: Any) -> list[Decision]:
+        """Call a core event with ``now``; log a refusal; carry out the decisions."""
+        try:
+            out = fn(*args, self.clock())
+        except AcdError as exc:
+            self.log.warning("runtime.event_refused", event_name=what, error=exc.id,
+                             message=exc.message, **bind)
+            return []
+        except Exception:
+            self.log.exception("runtime.core_error", event_name=what, **bind)
+            return []
+        self._apply(out)
+        return out
+
+    def _apply(self, decisions: Iterable[Decision]) -> None:
+        """Carry out decisions in order. AMI actions become tasks (a chain per call)."""
+        changed = False
+        for d in decisions:
+            try:
+                changed |= self._do(d)
+            except Exception:
+                self.log.exception("runtime.decision_failed", decision=type(d).__name__,
+                                   call=getattr(d, "call_id", None),
+                                   agent=getattr(d, "agent_id", None))
+        if changed:
+            self._snapshot_soon()
+
+    def _do(self, d: Decision) -> bool:
+        if isinstance(d, StartTimer):
+            self._start_timer(d.key, d.at)
+            return False
+        if isinstance(d, CancelTimer):
+            entry = self._timers.pop(d.key, None)
+            if entry is not None:
+                entry[1].cancel()
+            return False
+        if isinstance(d, Notify):
+            self._notify(d)
+            return d.event == "state"
+        if isinstance(d, RecordCallEvent):
+            self._record_call(d)
+            return True
+        if isinstance(d, RecordAgentState):
+            self.writer.submit("agent_state", self.store.agent_state, d.agent_id, d.state.value,
+                               reason=d.reason, at=_utc(d.at), previous=d.previous.value,
+                               call_uniqueid=d.call_id, bind={"agent": d.agent_id})
+            return True
+        if isinstance(d, (RingAgent, RingAgentForCallback)):
+            self._ring(d)
+        elif isinstance(d, CancelRing):
+            self._cancel_ring(d.call_id, d.agent_id)
+        elif isinstance(d, BridgeCall):
+            self._chain(d.call_id, self._bridge(d.call_id, d.agent_id))
+        elif isinstance(d, DialCustomer):
+            self._dial_customer(d)
+        elif isinstance(d, SendToDestination):
+            self._send(d)
+        elif isinstance(d, Announce):
+            ctx = self._callers.get(d.call_id)
+            if ctx is not None and ctx.session is not None and not ctx.session.detached:
+                ctx.session.push("announce", (d.position, d.estimated_wait))
+            return False
+        return True
+
+    # ---- timers
+
+    def _start_timer(self, key: str, at: float) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old[1].cancel()
+        loop = self._loop or asyncio.get_running_loop()
+        handle = loop.call_later(max(0.0, at - self.clock()), self._fire, key)
+        self._timers[key] = (at, handle)
+
+    def _fire(self, key: str) -> None:
+        if self._timers.pop(key, None) is None or self._stopping:
+            return
+        self._feed("timer_fired", self.acd.timer_fired, key, timer=key)
+
+    def timers(self) -> dict[str, float]:
+        """The timers we hold for the core: key -> due time (for tests and supervisors)."""
+        return {k: at for k, (at, _) in self._timers.items()}
+
+    def fire_timer(self, key: str) -> None:
+        """Fire a timer now (tests drive time this way with an injected clock)."""
+        entry = self._timers.get(key)
+        if entry is not None:
+            entry[1].cancel()
+            self._fire(key)
+
+    # ---- notifications
+
+    def _notify(self, d: Notify) -> None:
+        key = (str(d.payload.get("call_id", "")), d.agent_id)
+        if d.event == "ring":
+            leg = self._legs.get(self._leg_of.get(key, ""))
+            if leg is not None and (leg.ringing or leg.answered):
+                self._publish(d)
+            else:                      # the screen pops when the phone rings
+                self._held_ring[key] = d
+            return
+        if d.event == "answered":
+            self._release_ring(*key)
+        elif d.event == "ended":
+            self._held_ring.pop(key, None)
+        elif d.event == "state":
+            self._save_pending(d)
+        self._publish(d)
+
+    def _release_ring(self, call_id: str, agent_id: str) -> None:
+        held = self._held_ring.pop((call_id, agent_id), None)
+        if held is not None:
+            self._publish(held)
+
+    def _drop_ring(self, call_id: str, agent_id: str) -> None:
+        self._held_ring.pop((call_id, agent_id), None)
+
+    def _publish(self, d: Notify) -> None:
+        try:
+            self.hub.publish(f"agent:{d.agent_id}", {"type": d.event, **d.payload})
+        except Exception:
+            self.log.exception("runtime.publish_failed", agent=d.agent_id)
+
+    def _save_pending(self, d: Notify) -> None:
+        pending = d.payload.get("pending")
+        reason = d.payload.get("pending_reason") or ""
+        if self._pending_saved.get(d.agent_id, (None, "")) == (pending, reason):
+            return
+        self._pending_saved[d.agent_id] = (pending, reason)
+        self.writer.submit("agent_pending", self.store.agent_pending, d.agent_id, pending,
+                           reason=reason, at=_utc(self.clock()), bind={"agent": d.agent_id})
+
+    def _snapshot_soon(self) -> None:
+        """Publish the supervisors' snapshot once per loop turn, after the last change."""
+        if self._snapshot_due:
+            return
+        self._snapshot_due = True
+        loop = self._loop or asyncio.get_running_loop()
+        loop.call_soon(self._publish_snapshot)
+
+    def _publish_snapshot(self) -> None:
+        self._snapshot_due = False
+        try:
+            now = self.clock()
+            self.hub.publish("supervisor", {"type": "snapshot",
+                                            "queues": self.acd.snapshot_queues(now),
+                                            "agents": self.acd.snapshot_agents(now)})
+        except Exception:
+            self.log.exception("runtime.snapshot_failed")
+
+    # ---- records
+
+    def _record_call(self, d: RecordCallEvent) -> None:
+        rec = d.record
+        call_id = d.call_id
+        at = _utc(rec.at)
+        bind = {"call": call_id}
+        if rec.kind is CallEventKind.ENDED:
+            reason = rec.end_reason.value if rec.end_reason else "ended"
+            self.writer.submit("call_ended", self.store.call_ended, call_id, reason=reason,
+                               at=at, bind=bind)
+            self.log.info("runtime.call_ended", call=call_id, reason=reason, agent=rec.agent_id)
+            self._after_end(call_id, rec.end_reason)
+            return
+        detail: dict[str, Any] = {"group": rec.group}
+        if rec.agent_id:
+            detail["agent"] = rec.agent_id
+        if rec.detail:
+            detail["detail"] = rec.detail
+        kind = "acd_arrived" if rec.kind is CallEventKind.ARRIVED else rec.kind.value
+        self.writer.submit(kind, self.store.call_event, call_id, kind, at=at, detail=detail,
+                           bind=bind)
+        if rec.kind is CallEventKind.QUEUED:
+            self.writer.submit("call_group", self.store.call_update, call_id,
+                               skill_group=rec.group, bind=bind)
+            ctx = self._callers.get(call_id)
+            if ctx is not None and rec.group and ctx.group != rec.group and not ctx.gone:
+                # Overflow into another group: the channel carries where it waits now.
+                ctx.group = rec.group
+                self._chain(call_id, self._setvars(ctx.channel, call_id, ACD_GROUP=rec.group,
+                                                   ACD_ENTERED=f"{rec.at:.6f}"))
+        elif rec.kind is CallEventKind.ANSWERED:
+            self.writer.submit("call_answered", self.store.call_update, call_id,
+                               answered_at=at, bind=bind)
+
+    def _after_end(self, call_id: str, reason: EndReason | None) -> None:
+        """The call ended in the core: no leg of it may stay up. After a conversation the
+        caller's side goes too (the dialplan hangs it up as well, once the bridge is gone)."""
+        for leg in [leg for leg in self._legs.values() if leg.call_id == call_id]:
+            if not leg.gone and not leg.cancelled:
+                leg.cancelled = True
+                self._hangup(leg.uid, call_id, leg.agent_id)
+        ctx = self._callers.get(call_id)
+        if ctx is not None and reason in _CONNECTED_ENDS and not ctx.gone:
+            self._hangup(ctx.channel, call_id, None)
+        if ctx is not None and ctx.session is not None:
+            ctx.session.done = True
+
+    # ================================================================ AMI out
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task:
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(coro, name=f"runtime-{name}")  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("runtime.task_failed", task=task.get_name(), exc_info=task.exception())
+
+    def _chain(self, key: str, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` after the earlier actions of the same call (their order matters)."""
+        before = self._chains.get(key)
+
+        async def run() -> None:
+            if before is not None and not before.done():
+                await asyncio.gather(before, return_exceptions=True)
+            await coro
+
+        task = self._spawn(run(), f"call-{key}")
+        self._chains[key] = task
+        task.add_done_callback(lambda t, k=key: self._chains.pop(k, None)
+                               if self._chains.get(k) is t else None)
+
+    async def _action(self, name: str, *, call: str | None = None, agent: str | None = None,
+                      quiet_errors: tuple[str, ...] = (), **fields: Any) -> Any:
+        """One AMI action; errors are logged with the call and agent, then raised."""
+        try:
+            return await self.ami.action(name, **fields)
+        except AmiActionError as exc:
+            if not any(q in (exc.message or "") for q in quiet_errors):
+                self.log.warning("runtime.action_failed", action=name, call=call, agent=agent,
+                                 error=exc.message)
+            raise
+        except AmiError as exc:
+            self.log.error("runtime.action_failed", action=name, call=call, agent=agent,
+                           error=str(exc))
+            raise
+
+    def _hangup(self, channel: str, call_id: str | None, agent_id: str | None) -> None:
+        async def run() -> None:
+            try:
+                await self._action("Hangup", call=call_id, agent=agent_id,
+                                   quiet_errors=("No such channel",), Channel=channel)
+            except AmiError:
+                pass
+        self._spawn(run(), "hangup")
+
+    async def _setvars(self, channel: str, call_id: str, **values: str) -> None:
+        for name, value in values.items():
+            try:
+                await self._action("Setvar", call=call_id, Channel=channel, Variable=name,
+                                   Value=value)
+            except AmiError:
+                return
+
+    def _new_leg(self, kind: str, call_id: str, agent_id: str) -> _Leg:
+        self._leg_seq += 1
+        uid = f"acd-{self._boot}-{self._leg_seq}-{kind[0]}{agent_id}"[:60]
+        leg = _Leg(uid, kind, call_id, agent_id)
+        self._legs[uid] = leg
+        return leg
+
+    def _is_current(self, leg: _Leg) -> bool:
+        if leg.kind == "agent":
+            return self._leg_of.get((leg.call_id, leg.agent_id)) == leg.uid
+        return self._customer_leg.get(leg.call_id) == leg.uid
+
+    def _forget_leg(self, leg: _Leg) -> None:
+        self._legs.pop(leg.uid, None)
+        if leg.kind == "agent" and self._leg_of.get((leg.call_id, leg.agent_id)) == leg.uid:
+            del self._leg_of[(leg.call_id, leg.agent_id)]
+        if leg.kind == "customer" and self._customer_leg.get(leg.call_id) == leg.uid:
+            del self._customer_leg[leg.call_id]
+
+    def _ring(self, d: RingAgent | RingAgentForCallback) -> None:
+        old = self._legs.get(self._leg_of.get((d.call_id, d.agent_id), ""))
+        if old is not None:
+            old.cancelled = True
+            self._hangup(old.uid, old.call_id, old.agent_id)
+        leg = self._new_leg("agent", d.call_id, d.agent_id)
+        self._leg_of[(d.call_id, d.agent_id)] = leg.uid
+        if isinstance(d, RingAgent):
+            ctx = self._callers.get(d.call_id)
+            cid_num = _cid_text(d.caller_number)
+            cid_name = _cid_text(ctx.caller_name if ctx else "") or cid_num
+        else:
+            cid_num = _cid_text(d.number)
+            cid_name = f"Callback {cid_num}"
+        self.log.info("runtime.ring", call=d.call_id, agent=d.agent_id, leg=leg.uid,
+                      endpoint=d.endpoint, callback=isinstance(d, RingAgentForCallback))
+
+        async def originate() -> None:
+            try:
+                await self._action(
+                    "Originate", call=d.call_id, agent=d.agent_id,
+                    Channel=f"PJSIP/{d.endpoint}", Context=AGENT_CONTEXT, Exten="s",
+                    Priority=1, Timeout=int((d.timeout + self.ring_grace) * 1000),
+                    CallerID=f'"{cid_name}" <{cid_num}>' if cid_num else None,
+                    Async="true", ChannelId=leg.uid,
+                    Variable=[f"ACD_CALL={d.call_id}", f"ACD_AGENT={d.agent_id}",
+                              f"ACD_LEG={leg.uid}", f"ACD_GROUP={d.group}"])
+            except AmiError as exc:
+                self._leg_failed(leg, "originate_failed")
+                if isinstance(exc, AmiActionError):   # refused: no channel will appear
+                    self._forget_leg(leg)
+        self._chain(d.call_id, originate())
+
+    def _cancel_ring(self, call_id: str, agent_id: str) -> None:
+        self._drop_ring(call_id, agent_id)
+        uids = [self._leg_of.get((call_id, agent_id), "")]
+        cust = self._customer_leg.get(call_id)
+        if cust is not None and self._legs[cust].agent_id == agent_id:
+            uids.append(cust)
+        for uid in uids:
+            leg = self._legs.get(uid)
+            if leg is None or leg.cancelled:
+                continue
+            leg.cancelled = True
+            self.log.info("runtime.cancel_ring", call=call_id, agent=agent_id, leg=uid,
+                          kind=leg.kind)
+            if not leg.gone:
+                self._hangup(uid, call_id, agent_id)
+
+    async def _bridge(self, call_id: str, agent_id: str) -> None:
+        log = self.log.bind(call=call_id, agent=agent_id)
+        leg = self._legs.get(self._leg_of.get((call_id, agent_id), ""))
+        cust = self._legs.get(self._customer_leg.get(call_id, ""))
+        ctx = self._callers.get(call_id)
+        if leg is None or leg.channel is None:
+            log.error("runtime.bridge_no_agent_leg")
+            return
+        if cust is not None and cust.answered:
+            other = cust.channel
+        elif ctx is not None and not ctx.gone:
+            other = ctx.channel
+        else:
+            log.warning("runtime.bridge_no_caller")
+            return
+        if ctx is not None and other == ctx.channel:
+            try:
+                await self._action("Setvar", call=call_id, agent=agent_id, Channel=other,
+                                   Variable="ACD_BRIDGED", Value="1")
+            except AmiError:
+                return      # the caller went (their Hangup is on its way) or AMI is down
+            if ctx.session is not None:
+                ctx.session.done = True
+        try:
+            await self._action("Bridge", call=call_id, agent=agent_id, Channel1=other,
+                               Channel2=leg.channel, Tone="no")
+            log.info("runtime.bridged", caller_channel=other, agent_channel=leg.channel)
+        except AmiError:
+            pass            # a leg went: its Hangup ends the call; a reconnect re-bridges
+
+    def _dial_customer(self, d: DialCustomer) -> None:
+        if not NUMBER.match(d.number or ""):
+            self.log.warning("runtime.bad_callback_number", call=d.call_id, agent=d.agent_id)
+            self._spawn(self._later_feed("customer_dial_failed", self.acd.customer_dial_failed,
+                                         d.call_id, "invalid_number", call=d.call_id),
+                        "dial-failed")
+            return
+        old = self._legs.get(self._customer_leg.get(d.call_id, ""))
+        if old is not None and not old.gone:
+            old.cancelled = True
+            self._hangup(old.uid, d.call_id, d.agent_id)
+        leg = self._new_leg("customer", d.call_id, d.agent_id)
+        self._customer_leg[d.call_id] = leg.uid
+        self.log.info("runtime.dial_customer", call=d.call_id, agent=d.agent_id, leg=leg.uid)
+
+        async def originate() -> None:
+            try:
+                await self._action(
+                    "Originate", call=d.call_id, agent=d.agent_id,
+                    Channel=self.customer_dial.format(number=d.number),
+                    Context=CUSTOMER_CONTEXT, Exten="s", Priority=1,
+                    Timeout=int(d.timeout * 1000),
+                    CallerID=f"<{self.hotline_number}>" if self.hotline_number else None,
+                    Async="true", ChannelId=leg.uid,
+                    Variable=[f"ACD_CALL={d.call_id}", f"ACD_AGENT={d.agent_id}",
+                              f"ACD_LEG={leg.uid}"])
+            except AmiError:
+                self._leg_failed(leg, "originate_failed")
+                self._forget_leg(leg)
+        self._chain(d.call_id, originate())
+
+    async def _later_feed(self, what: str, fn: Callable[..., list[Decision]], *args: Any,
+                          **bind: Any) -> None:
+        await asyncio.sleep(0)
+        self._feed(what, fn, *args, **bind)
+
+    def _send(self, d: SendToDestination) -> None:
+        ctx = self._callers.get(d.call_id)
+        dest = d.destination
+        kind = DestinationKind(dest.kind)
+        log = self.log.bind(call=d.call_id)
+        log.info("runtime.send", destination=str(dest), reason=d.reason)
+        if ctx is None or ctx.gone:
+            return
+        if kind is DestinationKind.GROUP:
+            return
+        ctx.sent = True
+        if ctx.session is not None:
+            ctx.session.done = True
+        setvars: dict[str, str] = {}
+        if kind is DestinationKind.VOICEMAIL:
+            context, exten = VOICEMAIL_CONTEXT, "s"
+            setvars["ACD_VM_BOX"] = _BOX.sub("_", dest.target)[:40] or "default"
+        elif kind is DestinationKind.CALLBACK:
+            context, exten = DEST_CONTEXT, "callback"
+        elif kind is DestinationKind.IVR:
+            context, exten = DEST_CONTEXT, "ivr"
+        else:
+            context, exten = DEST_CONTEXT, "hangup"
+            if dest.target and re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", dest.target):
+                setvars["ACD_SOUND"] = dest.target
+        channel = ctx.channel
+
+        async def redirect() -> None:
+            await self._setvars(channel, d.call_id, **setvars)
+            try:
+                await self._action("Redirect", call=d.call_id, Channel=channel,
+                                   Context=context, Exten=exten, Priority=1)
+            except AmiError:
+                pass
+        self._chain(d.call_id, redirect())
+
+    # ================================================================ restart and reconnect
+
+    async def _channels(self) -> list[dict[str, Any]]:
+        return await self.ami.action_list("CoreShowChannels", timeout=30)
+
+    async def _contact_list(self) -> list[dict[str, Any]]:
+        try:
+            return await self.ami.action_list("PJSIPShowContacts", timeout=30)
+        except AmiActionError as exc:
+            if "no contacts" in (exc.message or "").lower():
+                return []
+            raise
+
+    async def _getvars(self, channel: str, names: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name in names:
+            try:
+                r = await self.ami.action("Getvar", Channel=channel, Variable=name)
+                out[name] = str(r.get("Value") or "")
+            except AmiActionError:
+                out[name] = ""
+        return out
+
+    def _load_contacts(self, contacts: list[dict[str, Any]]) -> dict[str, bool]:
+        self._contacts = {}
+        for c in contacts:
+            ep = str(c.get("Endpoint") or c.get("AOR") or "")
+            if ep in self._agent_of_endpoint:
+                self._contacts.setdefault(ep, {})[str(c.get("Uri", ""))] = (
+                    str(c.get("Status", "")).lower() in _REACHABLE)
+        return {ep: any(self._contacts.get(ep, {}).values()) for ep in self._agent_of_endpoint}
+
+    async def _rebuild(self) -> None:
+        """First AMI login: take the state up from Asterisk and the store, then resume.
+
+        Everything is read first; if the AMI link drops while reading, nothing was changed
+        and the next login tries again. Then the core is restored in one go and resumed."""
+        if self._rebuilding or self._rebuilt:
+            return
+        self._rebuilding = True
+        log = self.log.bind(phase="rebuild")
+        try:
+            started = self.clock()
+            try:
+                snap = await self._read_state()
+            except AmiError as exc:
+                log.warning("runtime.rebuild_postponed", error=str(exc))
+                return
+            except Exception:
+                log.exception("runtime.rebuild_read_failed")
+                snap = None
+            counts: dict[str, int] = {}
+            if snap is not None:
+                try:
+                    counts = await self._restore(snap, log)
+                except Exception:
+                    log.exception("runtime.rebuild_failed")
+            self._finish_rebuild(snap["reachable"] if snap else {})
+            log.info("runtime.rebuilt", took=round(self.clock() - started, 3), **counts)
+        finally:
+            self._rebuilding = False
+
+    async def _read_state(self) -> dict[str, Any]:
+        """Asterisk's channels (with the ACD variables of ours), phones, and the store."""
+        started = self.clock()
+        channels = await self._channels()
+        reachable = self._load_contacts(await self._contact_list())
+        wanted = [c for c in channels
+                  if c.get("Context") in (QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT)]
+        sem = asyncio.Semaphore(_GETVARS_AT_ONCE)
+
+        async def read(c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+            names = (("ACD_GROUP", "ACD_PRIORITY", "ACD_ENTERED", "ACD_BRIDGED")
+                     if c.get("Context") == QUEUE_CONTEXT else ("ACD_CALL", "ACD_AGENT"))
+            async with sem:
+                return c, await self._getvars(str(c["Channel"]), names)
+        found = await asyncio.gather(*(read(c) for c in wanted))
+        return {"started": started, "channels": channels, "found": found,
+                "reachable": reachable,
+                "states": await self.store.latest_agent_states(),
+                "pending": await self.store.latest_agent_pending(),
+                "open_calls": {c["uniqueid"]: c for c in await self.store.open_calls()}}
+
+    async def _restore(self, snap: dict[str, Any], log: Any) -> dict[str, int]:
+        now = self.clock()
+        reachable: dict[str, bool] = snap["reachable"]
+        open_calls: dict[str, dict[str, Any]] = snap["open_calls"]
+        present = {str(c.get("Uniqueid")) for c in snap["channels"]}
+        found: list[tuple[dict[str, Any], dict[str, str]]] = snap["found"]
+        out: list[Decision] = []
+
+        # Connected calls: a caller (or a callback customer) bridged with an agent's leg.
+        bridges: dict[str, list[tuple[dict[str, Any], dict[str, str]]]] = {}
+        for c, v in found:
+            if c.get("BridgeId"):
+                bridges.setdefault(str(c["BridgeId"]), []).append((c, v))
+        connected: dict[str, tuple[dict, dict, dict, dict]] = {}
+        for members in bridges.values():
+            agent = next(((c, v) for c, v in members
+                          if c.get("Context") == AGENT_CONTEXT and v.get("ACD_AGENT")), None)
+            other = next(((c, v) for c, v in members
+                          if c.get("Context") in (QUEUE_CONTEXT, CUSTOMER_CONTEXT)), None)
+            if agent is not None and other is not None:
+                connected[agent[1]["ACD_CALL"]] = (agent[0], agent[1], other[0], other[1])
+        talking = {v["ACD_AGENT"] for (_, v, _, _) in connected.values()}
+
+        # Agents: their newest stored state; phones from PJSIPShowContacts.
+        restored: set[str] = set()
+        for agent_id, row in snap["states"].items():
+            if agent_id not in self.endpoints or row["state"] == "offline":
+                continue
+            endpoint = self.endpoints[agent_id]
+            since = row["at"].timestamp()
+            pend = snap["pending"].get(agent_id) or {}
+            pend_state, pend_reason = pend.get("state"), pend.get("reason", "")
+            self._pending_saved[agent_id] = (pend_state, pend_reason)
+            state, reason = row["state"], row["reason"]
+            kw: dict[str, Any] = {"reachable": reachable.get(endpoint),
+                                  "calls_answered": await self._answered_since_login(agent_id)}
+            if agent_id in talking or state in ("talking", "ringing"):
+                # Talking: restored in the state to take afterwards, then the call.
+                state, reason = (pend_state, pend_reason) if pend_state else ("idle", "")
+            elif state == "wrapup":
+                group = await self._call_group(row.get("call_uniqueid"))
+                kw["wrapup_until"] = since + self._wrapup_seconds(group)
+                if pend_state:
+                    kw["pending"], kw["pending_reason"] = pend_state, pend_reason
+            try:
+                out += self.acd.restore_agent(agent_id, endpoint, state, since, reason=reason,
+                                              **kw)
+                restored.add(agent_id)
+                log.info("runtime.agent_restored", agent=agent_id, state=state)
+            except AcdError as exc:
+                log.warning("runtime.restore_refused", agent=agent_id, error=exc.id,
+                            message=exc.message)
+
+        for call_id, (agent_c, agent_v, other_c, other_v) in connected.items():
+            agent_id = agent_v["ACD_AGENT"]
+            stored = open_calls.get(call_id) or await self.store.get_call(call_id) or {}
+            is_callback = other_c.get("Context") == CUSTOMER_CONTEXT
+            group = other_v.get("ACD_GROUP") or stored.get("skill_group") or ""
+            number = str(stored.get("caller_number") or other_c.get("CallerIDNum") or "")
+            kw2: dict[str, Any] = {
+                "caller_number": number if NUMBER.match(number) else "",
+                "priority": _i(other_v.get("ACD_PRIORITY"), 0),
+                "key_trail": [k["keys"] for k in stored.get("key_trail", [])]}
+            if stored.get("answered_at"):
+                kw2["answered_at"] = datetime.fromisoformat(stored["answered_at"]).timestamp()
+            if stored.get("arrived_at"):
+                kw2["arrived_at"] = datetime.fromisoformat(stored["arrived_at"]).timestamp()
+            entered = _f(other_v.get("ACD_ENTERED"))
+            if entered is not None:
+                kw2["entered_at"] = entered
+            if is_callback:
+                kw2["callback_number"] = self._callback_number(stored) or kw2["caller_number"]
+            try:
+                if agent_id not in restored:
+                    endpoint = self.endpoints.get(agent_id, agent_id)
+                    out += self.acd.restore_agent(agent_id, endpoint, "idle", now,
+                                                  reachable=reachable.get(endpoint))
+                    restored.add(agent_id)
+                out += self.acd.restore_connected_call(call_id, agent_id, group, now, **kw2)
+            except AcdError as exc:
+                log.warning("runtime.restore_refused", call=call_id, agent=agent_id,
+                            error=exc.id, message=exc.message)
+                continue
+            leg = _Leg(str(agent_c["Uniqueid"]), "agent", call_id, agent_id,
+                       channel=str(agent_c["Channel"]), ringing=True, answered=True,
+                       bridged=True, reported=True)
+            self._legs[leg.uid] = leg
+            self._leg_of[(call_id, agent_id)] = leg.uid
+            if is_callback:
+                cust = _Leg(str(other_c["Uniqueid"]), "customer", call_id, agent_id,
+                            channel=str(other_c["Channel"]), answered=True, bridged=True,
+                            reported=True)
+                self._legs[cust.uid] = cust
+                self._customer_leg[call_id] = cust.uid
+            else:
+                self._callers[call_id] = _Caller(call_id, str(other_c["Channel"]),
+                                                 kw2["caller_number"],
+                                                 str(other_c.get("CallerIDName") or ""),
+                                                 group, bridged=True)
+            log.info("runtime.connected_call_restored", call=call_id, agent=agent_id)
+
+        # Waiting callers, in their original order (entry time; ties: channel order).
+        waiting = []
+        for c, v in found:
+            uid = str(c["Uniqueid"])
+            entered = _f(v.get("ACD_ENTERED"))
+            if (c.get("Context") != QUEUE_CONTEXT or uid in connected or v.get("ACD_BRIDGED")
+                    or entered is None or not v.get("ACD_GROUP")):
+                continue
+            waiting.append((entered, uid, c, v))
+        waiting.sort(key=lambda w: (w[0], w[1]))
+        for entered, uid, c, v in waiting:
+            stored = open_calls.get(uid) or {}
+            number = str(c.get("CallerIDNum") or "")
+            number = number if NUMBER.match(number) else ""
+            kw3: dict[str, Any] = {"key_trail": [k["keys"] for k in stored.get("key_trail", [])]}
+            if stored.get("arrived_at"):
+                kw3["arrived_at"] = datetime.fromisoformat(stored["arrived_at"]).timestamp()
+            try:
+                out += self.acd.restore_waiting_call(uid, number, v["ACD_GROUP"],
+                                                     _i(v.get("ACD_PRIORITY"), 0), entered,
+                                                     now, **kw3)
+            except AcdError as exc:
+                log.warning("runtime.restore_refused", call=uid, error=exc.id,
+                            message=exc.message)
+                continue
+            self._callers[uid] = _Caller(uid, str(c["Channel"]), number,
+                                         str(c.get("CallerIDName") or ""), v["ACD_GROUP"])
+            log.info("runtime.waiting_call_restored", call=uid, group=v["ACD_GROUP"],
+                     entered=entered)
+
+        # Callbacks waiting for their turn live only in the store (the caller hung up).
+        callbacks = 0
+        for call_id, stored in open_calls.items():
+            number = self._callback_number(stored)
+            if not number or call_id in present or call_id in connected:
+                continue
+            queued = [e for e in stored["events"] if e["kind"] == "queued"]
+            requested = [e for e in stored["events"] if e["kind"] == "callback_requested"]
+            if not queued or not requested:
+                continue
+            detail = queued[-1].get("detail") or {}
+            prio = _i(str(detail.get("detail", "")).removeprefix("priority "), 0)
+            try:
+                out += self.acd.restore_waiting_call(
+                    call_id, stored.get("caller_number") or "",
+                    detail.get("group") or stored.get("skill_group") or "", prio,
+                    datetime.fromisoformat(queued[-1]["at"]).timestamp(), now,
+                    arrived_at=datetime.fromisoformat(stored["arrived_at"]).timestamp(),
+                    key_trail=[k["keys"] for k in stored["key_trail"]],
+                    callback_number=number,
+                    callback_requested_at=datetime.fromisoformat(requested[-1]["at"]).timestamp(),
+                    callback_attempts=sum(1 for e in stored["events"] if e["kind"] == "dialing"))
+                callbacks += 1
+                log.info("runtime.callback_restored", call=call_id)
+            except AcdError as exc:
+                log.warning("runtime.restore_refused", call=call_id, error=exc.id,
+                            message=exc.message)
+
+        # Calls that ended while we were away get their one end reason now.
+        for call_id, stored in open_calls.items():
+            if (call_id in present or call_id in self._callers or call_id in connected
+                    or self._callback_number(stored)):
+                continue
+            if datetime.fromisoformat(stored["arrived_at"]).timestamp() > snap["started"] - 1:
+                continue     # arrived while we were reading: not ours to close
+            self.writer.submit("call_ended", self.store.call_ended, call_id,
+                               reason=ENDED_WHILE_DOWN, at=_utc(now), bind={"call": call_id})
+            log.warning("runtime.call_ended_while_down", call=call_id)
+
+        # Legs nobody will bridge any more (a ring or a dial under way when we stopped).
+        for c, v in found:
+            if (c.get("Context") != QUEUE_CONTEXT and v.get("ACD_CALL")
+                    and v["ACD_CALL"] not in connected and not c.get("BridgeId")):
+                self._hangup(str(c["Uniqueid"]), v["ACD_CALL"], v.get("ACD_AGENT"))
+                log.info("runtime.orphan_leg_hungup", call=v["ACD_CALL"], channel=c["Channel"])
+
+        self._apply(out)
+        return {"agents": len(restored), "connected": len(connected), "waiting": len(waiting),
+                "callbacks": callbacks}
+
+    def _finish_rebuild(self, reachable: Mapping[str, bool]) -> None:
+        now = self.clock()
+        self._rebuilt = True
+        try:
+            self._apply(self.acd.resume(now))
+        except Exception:
+            self.log.exception("runtime.resume_failed")
+        for ep, ok in reachable.items():
+            self._reachable[ep] = ok
+            self._feed("contact_status", self.acd.contact_status, ep, ok,
+                       agent=self._agent_of_endpoint.get(ep))
+        # A pending state used up while we were away is cleared in the store too.
+        for agent_id, snap in self.acd.snapshot_agents(now).items():
+            have = (snap["pending"], snap["pending_reason"] or "")
+            if agent_id in self._pending_saved and self._pending_saved[agent_id] != have:
+                self._save_pending(Notify(agent_id, "state", {"pending": have[0],
+                                                              "pending_reason": have[1]}))
+        self._check_hours()
+        held, self._buffer = self._buffer or [], None
+        for e in held:
+            self.on_ami_event(e)
+        self.ready.set()
+        self._hours_task = self._spawn(self._hours_loop(), "hours")
+        self._snapshot_soon()
+
+    async def _answered_since_login(self, agent_id: str) -> int:
+        rows = await self.store.agent_states(agent_id)
+        n = 0
+        for r in rows:
+            if r["previous"] == "offline" or r["state"] == "offline":
+                n = 0
+            elif r["state"] == "talking":
+                n += 1
+        return n
+
+    async def _call_group(self, call_id: str | None) -> str | None:
+        if not call_id:
+            return None
+        stored = await self.store.get_call(call_id)
+        return stored.get("skill_group") if stored else None
+
+    def _wrapup_seconds(self, group: str | None) -> float:
+        try:
+            return float(self.acd._groups[group].cfg.wrapup_seconds)  # noqa: SLF001
+        except (KeyError, AttributeError):
+            return 0.0
+
+    @staticmethod
+    def _callback_number(stored: Mapping[str, Any]) -> str | None:
+        """The number of the stored call's callback request (None: it is no callback)."""
+        number = None
+        for e in stored.get("events", []):
+            if e["kind"] == "callback_requested":
+                number = str((e.get("detail") or {}).get("detail") or "")
+        return number or None
+
+    async def _reconcile(self) -> None:
+        """A later AMI login: feed the core what happened while the link was down."""
+        log = self.log.bind(phase="reconcile")
+        try:
+            channels = await self._channels()
+            reachable = self._load_contacts(await self._contact_list())
+        except AmiError as exc:
+            log.warning("runtime.reconcile_failed", error=str(exc))
+            return
+        present = {str(c.get("Uniqueid")): c for c in channels}
+        for leg in list(self._legs.values()):
+            c = present.get(leg.uid)
+            if c is None:
+                if not leg.gone:
+                    log.info("runtime.missed", what="leg_hangup", call=leg.call_id,
+                             agent=leg.agent_id, leg=leg.uid)
+                    leg.gone = True
+                    self._leg_gone(leg)
+                continue
+            leg.channel = str(c.get("Channel") or leg.channel)
+            if leg.cancelled or (leg.reported and not leg.answered):
+                self._hangup(leg.uid, leg.call_id, leg.agent_id)
+            elif (not leg.answered and _i(c.get("ChannelState")) == ev.CHANNEL_STATE_UP
+                  and c.get("Context") in (AGENT_CONTEXT, CUSTOMER_CONTEXT)):
+                self._on_originate_response(ev.OriginateResponse(
+                    response="Success", reason=4, uniqueid=leg.uid, channel=leg.channel))
+        for ctx in list(self._callers.values()):
+            c = present.get(ctx.call_id)
+            if c is None:
+                log.info("runtime.missed", what="caller_hangup", call=ctx.call_id)
+                self._caller_gone(ctx)
+            else:
+                ctx.channel = str(c.get("Channel") or ctx.channel)
+        # Connected calls whose Bridge was lost with the link: bridge them again.
+        for (call_id, agent_id), uid in list(self._leg_of.items()):
+            leg = self._legs.get(uid)
+            if leg is None or not leg.answered or leg.cancelled:
+                continue
+            if self._call_state(call_id) != "connected":
+                continue
+            other_uid = self._customer_leg.get(call_id) or call_id
+            a, b = present.get(leg.uid), present.get(other_uid)
+            if a is not None and b is not None and (not a.get("BridgeId")
+                                                    or a.get("BridgeId") != b.get("BridgeId")):
+                log.warning("runtime.rebridge", call=call_id, agent=agent_id)
+                self._chain(call_id, self._bridge(call_id, agent_id))
+        for ep, ok in reachable.items():
+            self._set_reachable(ep, ok)
+        log.info("runtime.reconciled", channels=len(channels))
+
+    # ================================================================ service hours
+
+    def _check_hours(self) -> None:
+        now = self.clock()
+        at = _utc(now)
+        for name, g in self.group_cfg.items():
+            if not g.hours and not g.holidays:
+                continue
+            try:
+                is_open = ServiceHours.of(g).is_open(at)
+            except Exception:
+                self.log.exception("runtime.hours_failed", group=name)
+                continue
+            if self._open.get(name) == is_open:
+                continue
+            self._open[name] = is_open
+            self.log.info("runtime.group_hours", group=name, open=is_open)
+            self._feed("set_group_open", self.acd.set_group_open, name, is_open, group=name)
+
+    async def _hours_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.hours_interval)
+            self._check_hours()
+            old = self.clock() - 3600        # handed over by the IVR, never seen since
+            for uid in [u for u, at in self._expected.items() if at < old]:
+                del self._expected[uid]
+
+
+__all__ = ["AcdRuntime", "CallerSession", "StoreWriter", "CUSTOMER_DIAL", "NUMBER",
+           "ENDED_WHILE_DOWN"]
