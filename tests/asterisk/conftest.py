@@ -6,6 +6,8 @@ If Asterisk cannot be provisioned here, these tests fail loudly: they are never 
 from __future__ import annotations
 
 import fcntl
+import tempfile
+from pathlib import Path
 from dataclasses import replace
 import pytest
 import yaml
@@ -50,8 +52,9 @@ def _slot_config(slot: int) -> dict:
 
 @pytest.fixture(scope="session")
 def test_slot():
-    """Hold a lock on the first free slot for the whole run."""
-    lock_dir = PROJECT / ".cache" / "test-slots"
+    """Hold a lock on the first free slot for the whole run. The locks are machine-wide (the
+    ports are), so runs from different checkouts never collide."""
+    lock_dir = Path(tempfile.gettempdir()) / "acd-test-slots"
     lock_dir.mkdir(parents=True, exist_ok=True)
     for slot in range(20):
         f = open(lock_dir / f"slot{slot}.lock", "w")
