@@ -14,10 +14,10 @@ RingAgent(ForCallback)   AMI Originate ``PJSIP/<endpoint>`` (async, a ChannelId 
                          originate or a hangup before the answer -> ``ring_failed(cause)``.
 CancelRing               AMI Hangup of the agent's leg (by its Uniqueid; again when the
                          channel shows up later); a callback's customer leg too.
-BridgeCall               ``ACD_BRIDGED=1`` on the caller, then AMI Bridge of the caller (or
-                         the callback customer) with the agent's answered leg. The caller's
-                         FastAGI session ends by itself; once the bridge dissolves, the
-                         dialplan hangs up both sides (each goes on at its priority + 1).
+BridgeCall               AMI Bridge of the caller (or the callback customer) with the
+                         agent's answered leg, then ``ACD_BRIDGED=1`` on the caller. The
+                         caller's FastAGI session ends by itself; once the bridge dissolves,
+                         the dialplan hangs up both sides (each goes on at its priority + 1).
 DialCustomer             AMI Originate to the customer (``customer_dial`` template) into
                          ``[acd-customer]``: answered -> ``customer_answered``, else
                          ``customer_dial_failed``.
@@ -49,7 +49,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -1088,20 +1088,25 @@ class AcdRuntime:
         else:
             log.warning("runtime.bridge_no_caller")
             return
-        if ctx is not None and other == ctx.channel:
-            try:
-                await self._action("Setvar", call=call_id, agent=agent_id, Channel=other,
-                                   Variable="ACD_BRIDGED", Value="1")
-            except AmiError:
-                return      # the caller went (their Hangup is on its way) or AMI is down
-            if ctx.session is not None:
-                ctx.session.done = True
+        caller_side = ctx is not None and other == ctx.channel
+        if caller_side and ctx.session is not None:
+            ctx.session.done = True
         try:
             await self._action("Bridge", call=call_id, agent=agent_id, Channel1=other,
                                Channel2=leg.channel, Tone="no")
             log.info("runtime.bridged", caller_channel=other, agent_channel=leg.channel)
         except AmiError:
-            pass            # a leg went: its Hangup ends the call; a reconnect re-bridges
+            return          # a leg went: its Hangup ends the call; a reconnect re-bridges
+        if caller_side:
+            # After the bridge the caller goes on at the queue's next priority, which hangs
+            # up when this is set. Set after (not before) the Bridge: a caller in the retry
+            # loop must never see it while still waiting. Should the bridge end before this
+            # lands, the queue script finds the call over and says goodbye.
+            try:
+                await self._action("Setvar", call=call_id, agent=agent_id, Channel=other,
+                                   Variable="ACD_BRIDGED", Value="1")
+            except AmiError:
+                pass
 
     def _dial_customer(self, d: DialCustomer) -> None:
         if not NUMBER.match(d.number or ""):

@@ -151,11 +151,12 @@ async def test_killed_server_drops_nobody_and_serves_in_the_original_order(
             await after(ami, killed, lambda e, c=c: e.name == "Newexten"
                         and field(e, "Channel") == c.channel
                         and field(e, "Application") == "MusicOnHold", "music while away")
+        restarted = mark(ami)
         await second.start()
         rebuilt = await second.wait_log("runtime.rebuilt")
         assert (rebuilt["agents"], rebuilt["connected"], rebuilt["waiting"]) == (1, 1, 3)
         for c in waiting:
-            await c.queued(killed)                  # back in their queue session
+            await c.queued(restarted)               # back in a queue session of the new server
         async with http.get(f"{api}/agents/1001") as r:
             agent1001 = await r.json()
         assert (agent1001["state"], agent1001["call_id"]) == ("talking", talking.uniqueid)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from tests.asterisk.acd_fixtures import (RANDOM_SEED, Caller, acd_config, acd_server,  # noqa: F401
-                                         after, agents, events_of, kinds, mark, stored)
+                                         after, agents, kinds, mark, stored)
 from tests.asterisk.calls import field
 
 

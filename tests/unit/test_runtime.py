@@ -217,7 +217,7 @@ async def test_ring_event_reaches_the_agent_when_the_phone_rings_then_bridge(env
     env.answered(leg)
     await env.settle()
     names = [n for n, _ in env.ami.actions if n in ("Setvar", "Bridge")]
-    assert names == ["Setvar", "Bridge"]           # ACD_BRIDGED first, then the bridge
+    assert names == ["Bridge", "Setvar"]           # the bridge, then ACD_BRIDGED
     assert env.ami.sent("Setvar")[0] == {"Channel": "PJSIP/acd-caller-c1", "Variable": "ACD_BRIDGED",
                                          "Value": "1"}
     bridge = env.ami.sent("Bridge")[0]
@@ -674,3 +674,72 @@ async def test_rebuild_restores_a_waiting_callback_from_the_store(env):
     leg = env.leg("1001")
     assert "ACD_CALL=cb1" in leg["Variable"]           # priority 2 goes first
     assert (await env.store.get_call("cb1"))["end_reason"] is None
+
+
+class ScriptedSession:
+    """A stand-in AGI session for the queue script's dialogue: digits pressed during the
+    read-back (per prompt) and what GET DATA collects, in order."""
+
+    def __init__(self, pressed: dict[str, str] | None = None, collected: list[str] = ()) -> None:
+        self.pressed = dict(pressed or {})
+        self.collected = list(collected)
+        self.said: list[str] = []
+
+    async def stream_file(self, name: str, escape: str = "") -> str | None:
+        self.said.append(name)
+        return self.pressed.pop(name, None)
+
+    async def say_digits(self, digits: str, escape: str = "") -> str | None:
+        self.said.append(f"digits:{digits}")
+        return self.pressed.pop(f"digits:{digits}", None)
+
+    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
+        self.said.append(prompt)
+        got = self.collected.pop(0) if self.collected else ""
+        return got, not got
+
+
+async def test_callback_number_confirmed_during_the_read_back():
+    from agi.queue import QueueScript
+    s = ScriptedSession(pressed={"digits:13800138000": "1"})
+    assert await QueueScript._confirm_number(s, "13800138000") == "13800138000"
+    assert s.said == ["telephone-number", "digits:13800138000"]     # cut short by the 1
+
+
+async def test_callback_to_another_number_is_read_back_and_confirmed():
+    from agi.queue import QueueScript
+    s = ScriptedSession(collected=["13900139000", "1"])
+    assert await QueueScript._confirm_number(s, "13800138000") == "13900139000"
+    assert "digits:13900139000" in s.said
+
+
+async def test_callback_without_a_number_or_an_answer_is_not_requested():
+    from agi.queue import QueueScript
+    assert await QueueScript._confirm_number(ScriptedSession(), "13800138000") is None
+    # No usable caller number: 1 alone confirms nothing; a keyed number does.
+    assert await QueueScript._confirm_number(ScriptedSession(collected=["1", ""]), "anonymous") is None
+    s = ScriptedSession(collected=["555123", "1"])
+    assert await QueueScript._confirm_number(s, "") == "555123"
+
+
+async def test_rebuild_keeps_an_agents_wrap_up_and_pending_state(env):
+    at = datetime.fromtimestamp(T0 - 5, timezone.utc)
+    s = env.store
+    await s.call_arrived(uniqueid="w9", channel="c", caller_number="1", caller_name="",
+                         did="7112", at=at)
+    await s.call_update("w9", skill_group="wrap")
+    await s.agent_state("1003", "idle", reason="login", at=at, previous="offline")
+    await s.agent_state("1003", "wrapup", reason="", at=at, previous="talking",
+                        call_uniqueid="w9")
+    await s.agent_pending("1003", "meeting", reason="team", at=at)
+    await s.call_ended("w9", reason="caller_hangup", at=at)
+    await start(env, "1003")
+    a = env.rt.agent("1003")
+    assert (a["state"], a["pending"]) == ("wrapup", "meeting")
+    assert env.rt.timers()["wrapup:1003"] == pytest.approx(T0 + 15)   # 20 s after it began
+    env.clock.now = T0 + 15
+    env.rt.fire_timer("wrapup:1003")
+    await env.settle()
+    a = env.rt.agent("1003")
+    assert (a["state"], a["reason"], a["pending"]) == ("meeting", "team", None)
+    assert (await env.store.latest_agent_pending())["1003"]["state"] is None
