@@ -21,7 +21,7 @@ from acd import log as acdlog
 from acd.ami.client import AmiClient
 from acd.config import Config, core_groups
 from acd.core import Acd
-from acd.runtime import CUSTOMER_DIAL, AcdRuntime
+from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
 from acd.web.api import make_app
 from acd.web.hub import Hub
@@ -35,8 +35,9 @@ TEST_CUSTOMER_DIAL = "PJSIP/testcust{number}@acd-trunk"
 
 
 def customer_dial(cfg: Config) -> str:
-    """The dial string template for callback customers (one place, until it is a setting)."""
-    return TEST_CUSTOMER_DIAL if cfg.asterisk.loopback_trunk else CUSTOMER_DIAL
+    """The dial string template for callback customers: ``outbound.dial``, else the loopback
+    trunk's test customers (the config check refuses callbacks with neither)."""
+    return cfg.outbound.dial or TEST_CUSTOMER_DIAL
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -111,6 +112,9 @@ def cmd_phone(args: argparse.Namespace) -> int:
     host, port = cfg.asterisk.sip_host, cfg.asterisk.sip_port
 
     async def main() -> int:
+        # SIGTERM (e.g. from `timeout`) ends the phone like Ctrl-C: it hangs up and unregisters.
+        me = asyncio.current_task()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
         phone = SoftPhone(agent.id, agent.password, host, port, root=root, tone_seconds=600)
         try:
             await phone.start()
@@ -141,7 +145,7 @@ def cmd_phone(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
 
 

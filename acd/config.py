@@ -87,6 +87,14 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class OutboundConfig:
+    # How to reach a customer's number (callbacks): {number} is replaced. E.g.
+    # PJSIP/{number}@my-provider. Empty: only with the loopback trunk (tests), whose test
+    # customers answer; callbacks need one of the two.
+    dial: str = ""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     format: str = "console"         # console | json
@@ -158,6 +166,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     agents: tuple[AgentConfig, ...] = ()
     groups: tuple[GroupConfig, ...] = ()
 
@@ -244,6 +253,9 @@ def _check_values(cfg: Config, where: dict[str, str]) -> None:
         if any(c in agent.name for c in '";[]\\') or any(ord(c) < 32 for c in agent.name):
             bad(f"agents[{i}].name", "no quotes, ';', brackets, backslashes or control characters")
         seen.add(agent.id)
+    if cfg.outbound.dial and ("{number}" not in cfg.outbound.dial
+                              or any(c in cfg.outbound.dial for c in "\r\n;,")):
+        bad("outbound.dial", "a dial string with {number} in it, e.g. PJSIP/{number}@my-provider")
     _check_groups(cfg, bad, seen)
     for key, secret in [("ami.secret", cfg.ami.secret)] + [
             (f"agents[{i}].password", a.password) for i, a in enumerate(cfg.agents)]:
@@ -288,6 +300,8 @@ def _check_groups(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN00
             ZoneInfo(g.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             bad(f"{k}.timezone", f"unknown time zone {g.timezone!r}")
+        if g.callback is not None and not (cfg.outbound.dial or cfg.asterisk.loopback_trunk):
+            bad(f"{k}.callback", "callbacks need outbound.dial, the way to reach customers")
         if g.callback is not None and (len(g.callback.key) != 1 or g.callback.key not in "0123456789*#"):
             bad(f"{k}.callback.key", "one key: 0-9, * or #")
         for field_name in ("max_wait_destination", "queue_full_destination", "closed_destination",

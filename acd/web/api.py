@@ -13,7 +13,7 @@ from acd.errors import UserError
 
 STATUS = {"http.bad_request": 400, "http.not_found": 404, "call.not_found": 404,
           "agent.unknown": 404, "group.unknown": 404, "call.unknown": 404,
-          "acd.unavailable": 503}
+          "acd.unavailable": 503, "acd.starting": 503}
 WS_MAX_MESSAGE = 4096
 
 

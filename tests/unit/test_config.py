@@ -285,3 +285,15 @@ def test_unknown_section_from_environment_names_the_variable():
     with _pytest.raises(configmod.ConfigError) as e:
         configmod.load(None, environ={"ACD_FOO__BAR": "1"})
     assert "environment variable ACD_FOO__BAR" in str(e.value)
+
+
+def test_callbacks_need_a_way_to_reach_customers(tmp_path):
+    from acd import config as configmod
+    import pytest as _pytest
+    f = tmp_path / "c.yaml"
+    f.write_text("agents: [{id: '1'}]\ngroups:\n  - name: g\n    members: {'1': 1}\n    callback: {}\n")
+    with _pytest.raises(configmod.ConfigError, match="groups\\[0\\].callback: callbacks need outbound.dial"):
+        configmod.load(f, environ={})
+    assert configmod.load(f, environ={"ACD_OUTBOUND__DIAL": "PJSIP/{number}@provider"}).groups[0].callback
+    with _pytest.raises(configmod.ConfigError, match="outbound.dial"):
+        configmod.load(f, environ={"ACD_OUTBOUND__DIAL": "PJSIP/provider"})

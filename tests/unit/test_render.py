@@ -47,3 +47,21 @@ def test_value_that_would_break_asterisks_config_is_refused(tmp_path):
     cfg = replace(cfg, agents=(replace(cfg.agents[0], name="Eve\n[evil]"),))
     with pytest.raises(ValueError, match="cannot be written"):
         render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out"))
+
+
+def test_group_numbers_and_test_customers(tmp_path):
+    cfg = _cfg(tmp_path)  # config.yaml has group "general" on 7001
+    files = render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out"))
+    ext = next(p for p in files if p.name == "extensions.conf").read_text()
+    assert "exten => 7001,1,NoOp(direct call to skill group general" in ext
+    assert "Set(ACD_GROUP=general)" in ext
+    assert "acd-testcustomer" not in ext  # only with the loopback trunk
+    cfg = _cfg(tmp_path, loopback_trunk=True)
+    files = render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out2"))
+    ext = next(p for p in files if p.name == "extensions.conf").read_text()
+    assert "[acd-testcustomer]" in ext and "exten => _testcust.,1," in ext
+
+
+def test_agent_endpoints_end_dead_calls():
+    pjsip = (PROJECT / "asterisk-conf" / "pjsip.conf").read_text()
+    assert "rtp_timeout = 60" in pjsip
