@@ -4,20 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup asterisk asterisk-down clean distclean
+.PHONY: run test test-fast setup flow-tools asterisk browser asterisk-down clean distclean
 
 run: setup asterisk
 	$(BIN)/acd run
 
 # Every tier, fastest first; the real-Asterisk tier is never skipped.
-test: setup asterisk
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/asterisk
+test: setup asterisk browser
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/asterisk tests/browser
 
 # Pure and loopback tiers only (no Asterisk): a quick check while editing.
 test-fast: setup
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration
 
-setup: $(STAMP)
+# Benchmarks beside Asterisk's app_queue, on real calls (bench/; about 40 minutes; not part of
+# `make test`): bench/results/latest.json and docs/benchmarks.md. bench-quick: each measure briefly.
+.PHONY: bench bench-quick
+bench: setup asterisk
+	$(BIN)/python -m bench
+
+bench-quick: setup asterisk
+	$(BIN)/python -m bench --quick
+
+setup: $(STAMP) flow-tools
 
 $(STAMP): pyproject.toml
 	@echo "[setup] Python virtual environment in $(VENV)"
@@ -31,6 +40,22 @@ $(STAMP): pyproject.toml
 # Asterisk 20+ from the PATH, or the managed Asterisk 22 root (built once, ~1 min, shows progress).
 asterisk: setup
 	@$(BIN)/acd asterisk provision
+
+# Debian's Chromium for the browser tier (tests/browser drive it with Playwright; Playwright's
+# own browser download is never used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "[setup] installing Debian's chromium for the browser tests (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
+
+# IVR flows: Graphviz draws them (acd flows graph), espeak-ng speaks text prompts (Mandarin:
+# voice cmn), sox converts recordings to 8 kHz; a CJK font for the pictures' Chinese text.
+FLOW_TOOLS := graphviz espeak-ng sox fonts-wqy-microhei
+flow-tools:
+	@command -v dot >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 \
+	  && test -d /usr/share/fonts/truetype/wqy || { echo "[setup] installing $(FLOW_TOOLS) for IVR flows (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(FLOW_TOOLS) || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(FLOW_TOOLS); }; }
 
 asterisk-down:
 	-@test -x $(BIN)/acd && $(BIN)/acd asterisk down

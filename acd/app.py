@@ -25,8 +25,10 @@ from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
 from acd.web.api import make_app
 from acd.web.hub import Hub
+from agi.flows.service import FlowService
 from agi.hotline import HotlineIvr
 from agi.queue import QueueScript
+from agi.survey import SurveyScript
 from agi.server import FastAgiServer
 
 #: Callback customers over the loopback trunk (tests, load runs): the trunk's inbound side
@@ -40,6 +42,12 @@ def customer_dial(cfg: Config) -> str:
     return cfg.outbound.dial or TEST_CUSTOMER_DIAL
 
 
+def outbound_caller_id(cfg: Config) -> str:
+    """The caller id of outbound calls and callbacks, as AMI's CallerID takes it."""
+    cid = cfg.outbound.caller_id
+    return cid if not cid or cid.endswith(">") else f"<{cid}>"
+
+
 @dataclass
 class Server:
     cfg: Config
@@ -49,6 +57,7 @@ class Server:
     http: web.AppRunner | None = None
     hub: Hub | None = None
     runtime: AcdRuntime | None = None
+    flows: FlowService | None = None     # IVR flows: the `ivr` route, hot reload
     rng: random.Random | None = None     # drives the "random" strategy; seeded in tests
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
@@ -70,14 +79,22 @@ class Server:
             Acd(core_groups(cfg), rng=self.rng or random.Random()), self.ami, self.store, self.hub,
             endpoints={a.id: a.id for a in cfg.agents},   # the endpoint name is the agent id
             names={a.id: a.name or a.id for a in cfg.agents}, groups=cfg.groups,
-            customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number)
+            customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number,
+            outbound_caller_id=outbound_caller_id(cfg),
+            outbound_enabled=bool(cfg.outbound.dial or cfg.asterisk.loopback_trunk),
+            outbound_ring_timeout=cfg.outbound.ring_timeout,
+            outbound_dial_timeout=cfg.outbound.dial_timeout)
         self.runtime.attach()
         await self.runtime.start()
 
         first_group = cfg.groups[0].name if cfg.groups else None
-        routes = {"ivr": HotlineIvr(self.store, queue_group=first_group,
-                                    on_queue=self.runtime.expect_caller),
-                  "queue": QueueScript(self.runtime)}
+        hotline = HotlineIvr(self.store, queue_group=first_group, on_queue=self.runtime.expect_caller)
+        # The dialled number picks a YAML flow (flows.numbers); others get the built-in script.
+        self.flows = FlowService.from_config(cfg, self.store, fallback=hotline,
+                                             on_queue=self.runtime.expect_caller)
+        await self.flows.start()
+        routes = {"ivr": self.flows.runner, "queue": QueueScript(self.runtime),
+                  "survey": SurveyScript(self.store)}
         self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, routes,
                                  allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,
                                  header_timeout=cfg.agi.header_timeout,
@@ -87,7 +104,7 @@ class Server:
         self._ami_task = asyncio.ensure_future(self._start_ami())
 
         app = make_app(store=self.store, ami=self.ami, agi=self.agi, cfg=cfg,
-                       runtime=self.runtime, hub=self.hub)
+                       runtime=self.runtime, hub=self.hub, flows=self.flows)
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()
         site = web.TCPSite(self.http, cfg.http.host, cfg.http.port)
@@ -113,6 +130,8 @@ class Server:
             await self.ami.close()
         if self.agi:
             await self.agi.stop()
+        if self.flows:
+            await self.flows.stop()
         if self.runtime:
             await self.runtime.stop()
         if self.store:

@@ -7,8 +7,12 @@
     acd asterisk render          write the rendered configuration only
     acd asterisk rx 'COMMAND'    one Asterisk CLI command
     acd phone AGENT [--dial N]   a real softphone (baresip) registered as AGENT; auto-answers
+    acd load --number N --rate R real calls at a rate into Asterisk, real agent phones answering
     acd config check             load and validate the configuration, print it (secrets hidden)
     acd db upgrade               migrate the database to the newest schema
+    acd flows check [FILES]      check IVR flow files: file, line and message per error
+    acd flows graph FLOW [-o F]  a picture of a flow (SVG or PNG)
+    acd directory import FILE    customers from CSV, for identity verification in flows
 
 Errors a user can cause print one line with a stable id and exit 2.
 """
@@ -85,6 +89,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     data["ami"]["secret"] = "(hidden)" if cfg.ami.secret else "(generated)"
     for a in data["agents"]:
         a["password"] = "(hidden)" if a["password"] else "(generated)"
+        a["web_password"] = "(hidden)" if a.get("web_password") else "(generated)"
+    for u in data["web"]["users"]:
+        u["password"] = "(hidden)" if u["password"] else "(generated)"
+    data["web"]["metrics_token"] = "(hidden)" if cfg.web.metrics_token else "(generated)"
     print(json.dumps(data, indent=2, ensure_ascii=False))
     print(f"config OK ({cfg.source})", file=sys.stderr)
     return 0
@@ -149,14 +157,24 @@ def cmd_phone(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    """The load generator: see acd/load.py."""
+    from acd import load
+    return load.main(_load(args), args)
+
+
 def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_where: str) -> str:
     a = cfg.asterisk
     agents = "\n".join(f"      {ag.id:<8} {ag.name}" for ag in cfg.agents) or "      (none in config.yaml)"
+    admin = next((u for u in cfg.web.users if u.role == "admin"), None)
+    web_admin = f"{admin.username} / {admin.password}" if admin else "(no admin in web.users)"
     return f"""
   ACD server is running.  Ctrl-C stops it{' and Asterisk' if asterisk_where else ''}.
 
   Hotline        dial {cfg.hotline.number} (a softphone registered below can call it)
-  Web / API      http://{cfg.http.host}:{http_port}/api/health
+  Web pages      http://{cfg.http.host}:{http_port}/   admin login: {web_admin}
+                 agents log in with their id; passwords in {secrets_file} (web_<user>_password)
+  API            http://{cfg.http.host}:{http_port}/api/health   (OpenAPI: /api/openapi.json)
   Asterisk       {asterisk_where or 'not started by us (--no-asterisk)'}
   FastAGI        {cfg.agi.host}:{cfg.agi.port}     AMI {cfg.ami.host}:{cfg.ami.port}
 
@@ -213,12 +231,18 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--dtmf", help="then key in these digits (e.g. 13800138000#)")
     ph.add_argument("--dtmf-delay", type=float, default=3.0, help="seconds before keying")
     ph.set_defaults(func=cmd_phone)
+    lo = sub.add_parser("load", help="the load generator: real calls at a rate, real agent phones")
+    from acd.load import add_arguments as add_load_arguments
+    add_load_arguments(lo)
+    lo.set_defaults(func=cmd_load)
     c = sub.add_parser("config", help="configuration")
     c.add_argument("action", choices=["check"])
     c.set_defaults(func=cmd_config)
     d = sub.add_parser("db", help="database")
     d.add_argument("action", choices=["upgrade"])
     d.set_defaults(func=cmd_db)
+    from agi.flows.cli import add_commands as add_flow_commands
+    add_flow_commands(sub)
     return p
 
 

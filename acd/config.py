@@ -92,6 +92,11 @@ class OutboundConfig:
     # PJSIP/{number}@my-provider. Empty: only with the loopback trunk (tests), whose test
     # customers answer; callbacks need one of the two.
     dial: str = ""
+    # The caller id customers see on outbound calls and callbacks: a number, or
+    # "Name" <number>. Empty: the hotline number.
+    caller_id: str = ""
+    ring_timeout: float = 20.0      # an agent's outbound call: their own phone rings this long
+    dial_timeout: float = 45.0      # ... then the customer's
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,66 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class WebUserConfig:
+    """A web login that is not an agent: a supervisor or an admin. (Each agent logs in with
+    their agent id and ``agents[].web_password``.)"""
+
+    username: str = ""
+    role: str = "supervisor"        # supervisor | admin
+    password: str = ""              # empty: generated once into <data_dir>/secrets.yaml
+
+
+@dataclass(frozen=True)
+class SidePanelConfig:
+    """A page beside the screen pop: ``{customer_id}``, ``{caller_number}``, ``{call_id}``,
+    ``{agent_id}`` are filled in, URL-encoded."""
+
+    title: str = ""
+    url: str = ""
+    needs: str = "customer_id"      # shown only when this value is known (or "" for always)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    session_hours: float = 12.0     # a web session expires this long after the login
+    login_attempts: int = 5         # failed logins per user and address within login_window,
+    login_window: float = 300.0     # then refused (auth.rate_limited) until the window passes
+    timezone: str = "UTC"           # "today" and its 15-minute intervals on the wall board
+    default_region: str = "CN"      # for caller numbers without a country code
+    region_language: str = "zh"     # the language of the caller's region (province, city)
+    metrics_token: str = ""         # bearer token for /metrics; empty: generated
+    users: tuple[WebUserConfig, ...] = (WebUserConfig(username="admin", role="admin"),)
+    side_panels: tuple[SidePanelConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlowsConfig:
+    """IVR flows in YAML (agi/flows): which number runs which flow, and how they are loaded."""
+
+    dir: str = "ivr_flows"          # the flow files (*.yaml), relative to this file
+    numbers: dict[str, str] | None = None   # dialled number (DID) -> flow; others: built-in IVR
+    watch_seconds: float = 2.0      # look for changed files this often (0: only on reload)
+    prompts_dir: str = ""           # where Asterisk reads our prompt files (as we see it);
+    prompts_dir_asterisk: str = ""  # ... and as Asterisk sees it; empty: its instance's sounds/
+    voice_command: str = "espeak-ng"  # speaks text prompts (voice: cmn for Mandarin)
+    max_steps: int = 500            # nodes one call may pass through
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    """The customer directory that verify_identity nodes check callers against."""
+
+    backend: str = "database"       # database (acd directory import FILE.csv) | http
+    url: str = ""                   # http: GET url?kind=phone|id_number|customer_number&value=...
+    timeout: float = 3.0            # seconds; a slower or failing lookup takes the failure branch
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     id: str = ""                    # also the SIP user name the phone registers with
     name: str = ""
     password: str = ""              # empty: generated once into <data_dir>/secrets.yaml
+    web_password: str = ""          # the agent page's login (user = id); empty: generated
 
 
 @dataclass(frozen=True)
@@ -169,6 +230,9 @@ class Config:
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     agents: tuple[AgentConfig, ...] = ()
     groups: tuple[GroupConfig, ...] = ()
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     # Filled in by load(): where the file was, for messages and relative paths.
     source: str = "defaults"
@@ -193,6 +257,7 @@ _INTERNAL = {"source", "base_dir"}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
+_CALLER_ID = re.compile(r'^(?:(?:"[^"\\<>\r\n]{0,40}" ?)?<\+?[0-9*#]{1,32}>|\+?[0-9*#]{1,32})$')
 
 
 def _check_values(cfg: Config, where: dict[str, str]) -> None:
@@ -256,7 +321,15 @@ def _check_values(cfg: Config, where: dict[str, str]) -> None:
     if cfg.outbound.dial and ("{number}" not in cfg.outbound.dial
                               or any(c in cfg.outbound.dial for c in "\r\n;,")):
         bad("outbound.dial", "a dial string with {number} in it, e.g. PJSIP/{number}@my-provider")
+    if cfg.outbound.caller_id and not _CALLER_ID.match(cfg.outbound.caller_id):
+        bad("outbound.caller_id", 'a number (digits, *, #, + first), or "Name" <number>')
+    for key, val in (("outbound.ring_timeout", cfg.outbound.ring_timeout),
+                     ("outbound.dial_timeout", cfg.outbound.dial_timeout)):
+        if not 0 < val <= 600:
+            bad(key, f"seconds, above 0 and at most 600, not {val}")
     _check_groups(cfg, bad, seen)
+    _check_flows(cfg, bad)
+    _check_web(cfg, bad, seen)
     for key, secret in [("ami.secret", cfg.ami.secret)] + [
             (f"agents[{i}].password", a.password) for i, a in enumerate(cfg.agents)]:
         if secret and (len(secret) < 8 or any(c in secret for c in "\r\n;\"")):
@@ -316,6 +389,74 @@ def _check_groups(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN00
         core_groups(cfg)
     except _UserError as e:  # the core's own checks: loops, unknown groups, bad numbers
         bad("groups", e.message)
+
+
+def _check_web(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN001
+    """The web section: users (not clashing with agent ids), side panels, time zone."""
+    w = cfg.web
+    if w.session_hours <= 0:
+        bad("web.session_hours", f"must be above 0, not {w.session_hours}")
+    if w.login_attempts < 1 or w.login_window <= 0:
+        bad("web.login_attempts", "at least 1 attempt within a login_window above 0")
+    try:
+        ZoneInfo(w.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        bad("web.timezone", f"unknown time zone {w.timezone!r}")
+    if not re.fullmatch(r"[A-Z]{2}", w.default_region):
+        bad("web.default_region", f"{w.default_region!r}: a two-letter country code, e.g. CN")
+    seen: set[str] = set()
+    for i, u in enumerate(w.users):
+        if not _NAME.match(u.username):
+            bad(f"web.users[{i}].username", f"{u.username!r}: use letters, digits, '-', '_' or '.'")
+        if u.username in agent_ids:
+            bad(f"web.users[{i}].username", f"{u.username!r} is an agent id (agents log in as themselves)")
+        if u.username in seen:
+            bad(f"web.users[{i}].username", f"{u.username!r} is listed twice")
+        seen.add(u.username)
+        if u.role not in ("supervisor", "admin"):
+            bad(f"web.users[{i}].role", f"{u.role!r} is not one of supervisor, admin")
+        if u.password and len(u.password) < 8:
+            bad(f"web.users[{i}].password", "at least 8 characters")
+    for i, a in enumerate(cfg.agents):
+        if a.web_password and len(a.web_password) < 8:
+            bad(f"agents[{i}].web_password", "at least 8 characters")
+    for i, panel in enumerate(w.side_panels):
+        if not panel.title or len(panel.title) > 40:
+            bad(f"web.side_panels[{i}].title", "a title of 1 to 40 characters")
+        if not re.match(r"^https?://[^\s]+$", panel.url):
+            bad(f"web.side_panels[{i}].url", f"{panel.url!r}: an http:// or https:// URL")
+        names = set(re.findall(r"\{([^{}]*)\}", panel.url))
+        unknown = names - {"customer_id", "caller_number", "call_id", "agent_id"}
+        if unknown:
+            bad(f"web.side_panels[{i}].url", f"unknown value {{{sorted(unknown)[0]}}} (known: "
+                "{customer_id}, {caller_number}, {call_id}, {agent_id})")
+        if panel.needs not in ("", "customer_id", "caller_number"):
+            bad(f"web.side_panels[{i}].needs", f"{panel.needs!r}: customer_id, caller_number or \"\"")
+
+
+def _check_flows(cfg: Config, bad) -> None:  # noqa: ANN001
+    """The flows and directory sections: numbers are dialable and not taken, names are names."""
+    taken = {g.number: f"groups {g.name}" for g in cfg.groups if g.number}
+    for number, flow in (cfg.flows.numbers or {}).items():
+        if not _NUMBER.match(number):
+            bad(f"flows.numbers.{number}", f"{number!r} is not a dialable number (digits, *, #, +)")
+        if number in taken:
+            bad(f"flows.numbers.{number}", f"{number} is already the number of {taken[number]}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", flow):
+            bad(f"flows.numbers.{number}", f"{flow!r} is not a flow name (letters, digits, _)")
+    if cfg.flows.watch_seconds < 0:
+        bad("flows.watch_seconds", "0 (off) or more")
+    if cfg.flows.max_steps < 10:
+        bad("flows.max_steps", "at least 10")
+    if bool(cfg.flows.prompts_dir) != bool(cfg.flows.prompts_dir_asterisk):
+        bad("flows.prompts_dir", "give prompts_dir and prompts_dir_asterisk together (or neither)")
+    d = cfg.directory
+    if d.backend not in ("database", "http"):
+        bad("directory.backend", f"{d.backend!r} is not one of database, http")
+    if d.backend == "http" and not re.match(r"^https?://[^\s]+$", d.url):
+        bad("directory.url", "directory.backend http needs an http:// or https:// URL")
+    if not 0 < d.timeout <= 60:
+        bad("directory.timeout", f"seconds, above 0 and at most 60, not {d.timeout}")
 
 
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -556,8 +697,12 @@ def with_secrets(cfg: Config) -> tuple[Config, Path]:
         return stored[key]
 
     ami = replace(cfg.ami, secret=secret("ami_secret", cfg.ami.secret))
-    agents = tuple(replace(a, password=secret(f"agent_{a.id}_password", a.password))
+    agents = tuple(replace(a, password=secret(f"agent_{a.id}_password", a.password),
+                           web_password=secret(f"web_{a.id}_password", a.web_password))
                    for a in cfg.agents)
+    web = replace(cfg.web, metrics_token=secret("web_metrics_token", cfg.web.metrics_token),
+                  users=tuple(replace(u, password=secret(f"web_{u.username}_password", u.password))
+                              for u in cfg.web.users))
     if changed or not spath.exists():
         tmp = spath.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -566,4 +711,4 @@ def with_secrets(cfg: Config) -> tuple[Config, Path]:
             yaml.safe_dump(stored, f, sort_keys=True)
         os.replace(tmp, spath)
     os.chmod(spath, 0o600)
-    return replace(cfg, ami=ami, agents=agents), spath
+    return replace(cfg, ami=ami, agents=agents, web=web), spath

@@ -30,6 +30,36 @@ RecordCallEvent/         one store writer task, in order; a failed write is logg
 RecordAgentState         the call or agent (:class:`StoreWriter`).
 =======================  ==================================================================
 
+Call control (:mod:`acd.core.control`; the dialplan's ``[acd-hold]`` and ``[acd-survey]``):
+
+=======================  ==================================================================
+HoldCaller               ``ACD_OWNER`` and ``ACD_HELD_AT`` on the caller, then one AMI
+                         Redirect of both sides (``ExtraChannel``): the caller to
+                         ``acd-hold,caller`` (music on hold), the agent's leg to
+                         ``acd-hold,agent`` (silence). AMI has no Hold action.
+ResumeCaller/            AMI Bridge of the caller with the owner's (or the target's) leg;
+BridgeTarget             a channel already in a bridge is moved out of it.
+RingTarget               Originate to the target's phone into ``acd-hold,agent`` (silent
+                         until bridged), ``ACD_ROLE`` transfer or consult; reported as any
+                         ring (the core knows it is a target).
+BridgeConsult            AMI Bridge of the owner's leg with the target's leg.
+DropLeg                  AMI Hangup of the agent's leg after the call's earlier actions.
+RequeueCaller            ``ACD_BRIDGED`` cleared, group, priority and entry time set, then
+                         Redirect of the caller to ``acd-queue``: the queue script again.
+InviteRating/            ``ACD_SURVEY=1`` on the caller: after the conversation the dialplan
+SendToSurvey             takes them to ``[acd-survey]`` (FastAGI ``survey``); a held caller
+                         is redirected there.
+RingAgentForOutbound     Originate to the agent's phone into ``acd-agent``; then DialCustomer
+                         (``outbound.dial``, caller id ``outbound.caller_id``) and BridgeCall.
+RecordControl/RecordLeg  the call's timeline, and each agent's part (talk, hold, wrap-up).
+=======================  ==================================================================
+
+The first BridgeLeave of a conversation says who hung up; call control moves channels out of
+bridges itself, so the leaves it causes (and those that follow as a two-party bridge
+dissolves) are expected and ignored (:meth:`AcdRuntime._on_bridge_leave`). Held callers and
+consults survive a restart: the rebuild reads ``acd-hold``'s channels and their variables
+(``ACD_OWNER``, ``ACD_HELD_AT``, ``ACD_SURVEY``; ``ACD_CALL``, ``ACD_AGENT`` on the legs).
+
 Callers wait in Asterisk, not in our memory: the queue script (``agi/queue.py``) registers a
 caller through :meth:`AcdRuntime.caller_arrived` and reads ``ACD_GROUP``, ``ACD_PRIORITY`` and
 ``ACD_ENTERED`` (set once) from the channel. After a restart, the first AMI login rebuilds the
@@ -47,7 +77,7 @@ import asyncio
 import re
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -60,6 +90,11 @@ from acd.core import (Acd, AcdError, Announce, BridgeCall, CallEventKind, Cancel
                       CancelTimer, Decision, DestinationKind, DialCustomer, EndReason, Notify,
                       RecordAgentState, RecordCallEvent, RingAgent, RingAgentForCallback,
                       SendToDestination, StartTimer)
+from acd.core.control import (BridgeConsult, BridgeTarget, DropLeg, HoldCaller, InviteRating,
+                              OutboundEnded, OutboundStarted, RecordControl, RecordLeg,
+                              RecordLegWrapup, RequeueCaller, ResumeCaller,
+                              RingAgentForOutbound, RingTarget, SendToSurvey)
+from acd.core.transfers import TRANSFER_PRIORITY_BOOST
 from acd.errors import UserError
 from acd.hours import ServiceHours
 
@@ -72,6 +107,8 @@ AGENT_CONTEXT = "acd-agent"
 CUSTOMER_CONTEXT = "acd-customer"
 DEST_CONTEXT = "acd-dest"
 VOICEMAIL_CONTEXT = "acd-voicemail"
+HOLD_CONTEXT = "acd-hold"          # held callers (exten caller), waiting agent legs (agent)
+SURVEY_CONTEXT = "acd-survey"
 
 #: A number we may dial or read back: digits, * and #, an optional leading +.
 NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
@@ -88,6 +125,8 @@ _HANGUP_CAUSE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected", 2
 
 ENDED_WHILE_DOWN = "ended_while_server_down"
 _CONNECTED_ENDS = frozenset({EndReason.CALLER_HANGUP, EndReason.AGENT_HANGUP})
+JOIN_ATTEMPTS = 3          # a Bridge refused while a leg is in transition is tried again
+JOIN_RETRY_SECONDS = 0.3
 _GETVARS_AT_ONCE = 16
 
 
@@ -196,6 +235,7 @@ class _Leg:
     cancelled: bool = False  # we hung it up (or will, as soon as it exists)
     reported: bool = False   # the core knows how this ring / dial ended
     cause: int | None = None
+    reason: int | None = None  # a failed Originate's Reason, while its Hangup is awaited
 
 
 @dataclass(eq=False)
@@ -208,8 +248,9 @@ class _Caller:
     group: str = ""
     session: "CallerSession | None" = None
     gone: bool = False
-    sent: bool = False       # redirected to a destination
+    sent: bool = False       # redirected to a destination (or to the survey)
     bridged: bool = False
+    survey: bool = False     # ACD_SURVEY is set: the survey follows the conversation
 
 
 class CallerSession:
@@ -266,7 +307,10 @@ class AcdRuntime:
                  names: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.time,
                  customer_dial: str = CUSTOMER_DIAL, hotline_number: str = "",
-                 ring_grace: float = 2.0, hours_interval: float = 60.0) -> None:
+                 ring_grace: float = 2.0, hours_interval: float = 60.0,
+                 outbound_caller_id: str = "", outbound_enabled: bool = True,
+                 outbound_ring_timeout: float = 20.0,
+                 outbound_dial_timeout: float = 45.0) -> None:
         self.acd = acd
         self.ami = ami
         self.store = store
@@ -280,6 +324,10 @@ class AcdRuntime:
         self.hotline_number = hotline_number
         self.ring_grace = ring_grace
         self.hours_interval = hours_interval
+        self.outbound_caller_id = outbound_caller_id
+        self.outbound_enabled = outbound_enabled
+        self.outbound_ring_timeout = outbound_ring_timeout
+        self.outbound_dial_timeout = outbound_dial_timeout
         self.writer = StoreWriter()
         self.ready = asyncio.Event()
         self._rebuilt = False
@@ -298,6 +346,12 @@ class AcdRuntime:
         self._reachable: dict[str, bool] = {}
         self._pending_saved: dict[str, tuple[str | None, str]] = {}
         self._open: dict[str, bool] = {}
+        # Bridges as Asterisk reports them, and the bridge leaves we caused (moves) or that
+        # follow from another leave (a two-party bridge dissolves): those are no hangups.
+        self._bridge_of: dict[str, str] = {}             # channel uniqueid -> bridge
+        self._members: dict[str, set[str]] = {}          # bridge -> channel uniqueids
+        self._expect_leave: Counter[tuple[str, str]] = Counter()  # (uniqueid, bridge or "*")
+        self._joining: set[str] = set()                  # bridged by us, BridgeEnter to come
         self._snapshot_due = False
         self._leg_seq = 0
         self._boot = secrets.token_hex(4)       # leg ids differ from a previous process's
@@ -370,6 +424,66 @@ class AcdRuntime:
         self._apply(self.acd.end_wrapup(agent_id, self.clock()))
         return self.agent(agent_id)
 
+    # ---- call control: the agent's actions on their call. A refusal raises an AcdError
+    # with a stable id and changes nothing; otherwise the agent's snapshot is returned.
+
+    def hold(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.hold_call(agent_id, now))
+
+    def resume(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.resume_call(agent_id, now))
+
+    def transfer(self, agent_id: str, *, to_agent: str | None = None,
+                 to_group: str | None = None) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.transfer(
+            agent_id, now, to_agent=to_agent, to_group=to_group))
+
+    def cancel_transfer(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.cancel_transfer(agent_id, now))
+
+    def consult(self, agent_id: str, *, to_agent: str | None = None,
+                to_group: str | None = None) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.consult(
+            agent_id, now, to_agent=to_agent, to_group=to_group))
+
+    def complete_consult(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.complete_consult(agent_id, now))
+
+    def return_from_consult(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.return_from_consult(agent_id, now))
+
+    def to_survey(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.to_survey(agent_id, now))
+
+    def invite_rating(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.invite_rating(agent_id, now))
+
+    def hangup(self, agent_id: str) -> dict[str, Any]:
+        return self._control(agent_id, lambda now: self.acd.hang_up(agent_id, now))
+
+    def dial(self, agent_id: str, number: str) -> dict[str, Any]:
+        """The agent's outbound call: their phone rings first, then ``number`` is dialled
+        with the configured caller id. The call is recorded like any other."""
+        if not self.outbound_enabled:
+            raise UserError("dial.not_configured", "Outbound calls need outbound.dial, the "
+                                                   "way to reach customers.")
+        self._leg_seq += 1
+        call_id = f"out-{self._boot}-{self._leg_seq}"
+        return self._control(agent_id, lambda now: self.acd.dial(
+            agent_id, number, now, call_id=call_id, ring_timeout=self.outbound_ring_timeout,
+            dial_timeout=self.outbound_dial_timeout))
+
+    async def flush(self) -> None:
+        """Wait until everything stored so far is written (the HTTP layer answers a call
+        control action after its record is written: a crash then loses nothing)."""
+        await self.writer.flush()
+
+    def _control(self, agent_id: str, action: Callable[[float], list[Decision]]) -> dict[str, Any]:
+        self._endpoint(agent_id)
+        self._require_ready()
+        self._apply(action(self.clock()))
+        return self.agent(agent_id)
+
     def agent(self, agent_id: str) -> dict[str, Any]:
         """The agent's snapshot: state, pending state, reachable, and the current call."""
         self._endpoint(agent_id)
@@ -398,6 +512,7 @@ class AcdRuntime:
         out["reachable"] = self._reachable.get(endpoint, False)
         call_id = snap.get("call_id")
         out["call"] = None
+        out["control"] = None
         if call_id:
             try:
                 info = self.acd.call_info(call_id)
@@ -405,6 +520,7 @@ class AcdRuntime:
                 out["call"] = info
             except AcdError:
                 pass
+            out["control"] = self.acd.control_info(call_id)
         return out
 
     def _endpoint(self, agent_id: str) -> str:
@@ -441,6 +557,13 @@ class AcdRuntime:
         ctx = self._callers.get(uniqueid)
         state = self._call_state(uniqueid)
         if state is not None:
+            if state == "connected" and ctx is not None and not ctx.gone:
+                # Requeued (a transfer to a group) and answered before this session came up:
+                # the Bridge on its way cuts the session; it waits for that.
+                ctx.channel = channel
+                session = self._new_session(ctx)
+                session.done = True
+                return session
             if state not in ("waiting", "ringing"):
                 return None     # ended, a callback, or connected: not for the queue any more
             if ctx is None:
@@ -606,6 +729,13 @@ class AcdRuntime:
                 self._feed("customer_answered", self.acd.customer_answered, leg.call_id,
                            call=leg.call_id, agent=leg.agent_id)
             return
+        known = e.reason in _ORIGINATE_REASON or (
+            leg.cause is not None and leg.cause in _HANGUP_CAUSE and leg.cause not in (0, 16))
+        if not known and leg.channel is not None and not leg.gone:
+            # No cause yet (Reason 0): the channel's Hangup, which follows, carries it (a
+            # rejected ring is busy or rejected, not just "failed").
+            leg.reason = e.reason
+            return
         cause = self._cause(leg, e.reason)
         log.info("runtime.leg_failed", kind=leg.kind, reason=e.reason, cause=cause)
         self._leg_failed(leg, cause)
@@ -637,6 +767,10 @@ class AcdRuntime:
 
     def _on_hangup(self, e: ev.Hangup) -> None:
         uid = e.uniqueid or ""
+        self._bridge_of.pop(uid, None)
+        self._joining.discard(uid)
+        for tok in [x for x in self._expect_leave if x[0] == uid]:
+            del self._expect_leave[tok]
         leg = self._legs.get(uid)
         if leg is not None:
             leg.gone = True
@@ -669,7 +803,7 @@ class AcdRuntime:
                 self._feed("caller_hung_up", self.acd.caller_hung_up, leg.call_id,
                            call=leg.call_id, agent=leg.agent_id)
         elif not leg.answered:
-            self._leg_failed(leg, self._cause(leg, None))
+            self._leg_failed(leg, self._cause(leg, leg.reason))
         self._forget_leg(leg)
 
     def _caller_gone(self, ctx: _Caller) -> None:
@@ -684,6 +818,11 @@ class AcdRuntime:
 
     def _on_bridge_enter(self, e: ev.BridgeEnter) -> None:
         uid = e.uniqueid or ""
+        bridge = e.bridge_uniqueid or ""
+        if uid and bridge:
+            self._bridge_of[uid] = bridge
+            self._members.setdefault(bridge, set()).add(uid)
+            self._joining.discard(uid)
         leg = self._legs.get(uid)
         if leg is not None:
             leg.bridged = True
@@ -694,8 +833,26 @@ class AcdRuntime:
     def _on_bridge_leave(self, e: ev.BridgeLeave) -> None:
         """Whoever leaves a conversation's bridge first hung up (the other side follows: the
         dialplan hangs it up). The Hangup events come later, in either order, so the first
-        BridgeLeave is what tells the caller's hangup from the agent's."""
+        BridgeLeave is what tells the caller's hangup from the agent's.
+
+        Call control moves channels between bridges itself (hold, resume, transfers): a leave
+        we caused is expected and no hangup, and so are the leaves that follow from any leave
+        (the others in a two-party bridge are put out as it dissolves)."""
         uid = e.uniqueid or ""
+        bridge = e.bridge_uniqueid or ""
+        members = self._members.get(bridge)
+        if members is not None:
+            members.discard(uid)
+            for other in members:
+                self._expect_leave[(other, bridge)] += 1
+            if not members:
+                del self._members[bridge]
+        if self._bridge_of.get(uid) == bridge:
+            del self._bridge_of[uid]
+        for tok in ((uid, bridge), (uid, "*")):
+            if self._expect_leave.get(tok):
+                self._unexpect([tok])
+                return
         leg = self._legs.get(uid)
         if leg is not None and leg.answered and self._is_current(leg) and not leg.cancelled:
             self.log.info("runtime.left_bridge", call=leg.call_id, agent=leg.agent_id,
@@ -809,6 +966,8 @@ class AcdRuntime:
             if ctx is not None and ctx.session is not None and not ctx.session.detached:
                 ctx.session.push("announce", (d.position, d.estimated_wait))
             return False
+        else:
+            return self._do_control(d)
         return True
 
     # ---- timers
@@ -935,12 +1094,19 @@ class AcdRuntime:
     def _after_end(self, call_id: str, reason: EndReason | None) -> None:
         """The call ended in the core: no leg of it may stay up. After a conversation the
         caller's side goes too (the dialplan hangs it up as well, once the bridge is gone)."""
+        # A caller on their way to the survey must have left the bridge (or have ACD_SURVEY
+        # set) before their agent's leg goes: then the legs go after the call's actions so
+        # far; else at once.
+        ctx = self._callers.get(call_id)
+        after_actions = ctx is not None and ctx.sent and not ctx.gone
         for leg in [leg for leg in self._legs.values() if leg.call_id == call_id]:
             if not leg.gone and not leg.cancelled:
                 leg.cancelled = True
-                self._hangup(leg.uid, call_id, leg.agent_id)
-        ctx = self._callers.get(call_id)
-        if ctx is not None and reason in _CONNECTED_ENDS and not ctx.gone:
+                if after_actions:
+                    self._chain(call_id, self._hangup_action(leg.uid, call_id, leg.agent_id))
+                else:
+                    self._hangup(leg.uid, call_id, leg.agent_id)
+        if ctx is not None and reason in _CONNECTED_ENDS and not ctx.gone and not ctx.sent:
             self._hangup(ctx.channel, call_id, None)
         if ctx is not None and ctx.session is not None:
             ctx.session.done = True
@@ -989,13 +1155,15 @@ class AcdRuntime:
             raise
 
     def _hangup(self, channel: str, call_id: str | None, agent_id: str | None) -> None:
-        async def run() -> None:
-            try:
-                await self._action("Hangup", call=call_id, agent=agent_id,
-                                   quiet_errors=("No such channel",), Channel=channel)
-            except AmiError:
-                pass
-        self._spawn(run(), "hangup")
+        self._spawn(self._hangup_action(channel, call_id, agent_id), "hangup")
+
+    async def _hangup_action(self, channel: str, call_id: str | None,
+                             agent_id: str | None) -> None:
+        try:
+            await self._action("Hangup", call=call_id, agent=agent_id,
+                               quiet_errors=("No such channel",), Channel=channel)
+        except AmiError:
+            pass
 
     async def _setvars(self, channel: str, call_id: str, **values: str) -> None:
         for name, value in values.items():
@@ -1094,6 +1262,7 @@ class AcdRuntime:
         try:
             await self._action("Bridge", call=call_id, agent=agent_id, Channel1=other,
                                Channel2=leg.channel, Tone="no")
+            self._joined(leg.uid, call_id if caller_side else (cust.uid if cust else ""))
             log.info("runtime.bridged", caller_channel=other, agent_channel=leg.channel)
         except AmiError:
             return          # a leg went: its Hangup ends the call; a reconnect re-bridges
@@ -1129,8 +1298,7 @@ class AcdRuntime:
                     "Originate", call=d.call_id, agent=d.agent_id,
                     Channel=self.customer_dial.format(number=d.number),
                     Context=CUSTOMER_CONTEXT, Exten="s", Priority=1,
-                    Timeout=int(d.timeout * 1000),
-                    CallerID=f"<{self.hotline_number}>" if self.hotline_number else None,
+                    Timeout=int(d.timeout * 1000), CallerID=self._outbound_cid(),
                     Async="true", ChannelId=leg.uid,
                     Variable=[f"ACD_CALL={d.call_id}", f"ACD_AGENT={d.agent_id}",
                               f"ACD_LEG={leg.uid}"])
@@ -1179,6 +1347,279 @@ class AcdRuntime:
             except AmiError:
                 pass
         self._chain(d.call_id, redirect())
+
+    # ================================================================ call control out
+
+    def _do_control(self, d: Any) -> bool:
+        """Carry out a call-control decision (see :mod:`acd.core.control`)."""
+        if isinstance(d, RecordControl):
+            detail = dict(d.detail)
+            if d.agent_id:
+                detail["agent"] = d.agent_id
+            self.writer.submit(d.kind, self.store.call_event, d.call_id, d.kind, at=_utc(d.at),
+                               detail=detail, bind={"call": d.call_id})
+            return True
+        if isinstance(d, RecordLeg):
+            self.writer.submit("call_leg", self.store.call_leg, d.call_id, agent_id=d.agent_id,
+                               role=d.role, started_at=_utc(d.started_at),
+                               ended_at=_utc(d.ended_at), talk=d.talk, hold=d.hold,
+                               reason=d.reason, bind={"call": d.call_id, "agent": d.agent_id})
+            return False
+        if isinstance(d, RecordLegWrapup):
+            self.writer.submit("call_leg_wrapup", self.store.call_leg_wrapup, d.call_id,
+                               d.agent_id, d.seconds, bind={"call": d.call_id,
+                                                            "agent": d.agent_id})
+            return False
+        if isinstance(d, HoldCaller):
+            self._hold(d.call_id, d.agent_id)
+        elif isinstance(d, ResumeCaller):
+            self._join(d.call_id, d.agent_id, "resume")
+        elif isinstance(d, BridgeTarget):
+            self._join(d.call_id, d.agent_id, "transfer")
+        elif isinstance(d, RingTarget):
+            ctx = self._callers.get(d.call_id)
+            cid_num = _cid_text(d.caller_number)
+            cid_name = _cid_text(ctx.caller_name if ctx else "") or cid_num
+            self._originate_agent(d.call_id, d.agent_id, d.endpoint, d.timeout, cid_num,
+                                  cid_name, HOLD_CONTEXT, "agent", role=d.role)
+        elif isinstance(d, BridgeConsult):
+            self._bridge_consult(d.call_id, d.agent_id, d.target_id)
+        elif isinstance(d, DropLeg):
+            self._drop_leg(d.call_id, d.agent_id)
+        elif isinstance(d, RequeueCaller):
+            self._requeue(d)
+        elif isinstance(d, InviteRating):
+            ctx = self._callers.get(d.call_id)
+            if ctx is not None and not ctx.gone:
+                ctx.survey = True
+                self._chain(d.call_id, self._setvars(ctx.channel, d.call_id, ACD_SURVEY="1"))
+        elif isinstance(d, SendToSurvey):
+            self._to_survey(d.call_id, d.redirect)
+        elif isinstance(d, RingAgentForOutbound):
+            self._originate_agent(d.call_id, d.agent_id, d.endpoint, d.timeout,
+                                  _cid_text(d.number), "Outbound call", AGENT_CONTEXT, "s",
+                                  role="outbound")
+        elif isinstance(d, OutboundStarted):
+            self.log.info("runtime.outbound", call=d.call_id, agent=d.agent_id)
+            self.writer.submit("outbound", self.store.outbound_call, uniqueid=d.call_id,
+                               agent_id=d.agent_id, number=d.number, at=_utc(d.at),
+                               bind={"call": d.call_id, "agent": d.agent_id})
+        elif isinstance(d, OutboundEnded):
+            self.log.info("runtime.outbound_ended", call=d.call_id, agent=d.agent_id,
+                          reason=d.reason, cause=d.cause or None)
+            if d.cause:
+                self.writer.submit("outbound_failed", self.store.call_event, d.call_id,
+                                   "dial_failed", at=_utc(d.at), detail={"cause": d.cause},
+                                   bind={"call": d.call_id})
+            self.writer.submit("call_ended", self.store.call_ended, d.call_id, reason=d.reason,
+                               at=_utc(d.at), bind={"call": d.call_id})
+            self._after_end(d.call_id, None)
+        else:
+            return False
+        return True
+
+    def _outbound_cid(self) -> str | None:
+        """Caller id of calls to customers: ``outbound.caller_id``, else the hotline."""
+        if self.outbound_caller_id:
+            return self.outbound_caller_id
+        return f"<{self.hotline_number}>" if self.hotline_number else None
+
+    def _owner_leg(self, call_id: str, agent_id: str) -> _Leg | None:
+        return self._legs.get(self._leg_of.get((call_id, agent_id), ""))
+
+    def _expect_move(self, uid: str) -> tuple[str, str] | None:
+        """We are about to move this channel out of its bridge (if it is in one): its leave
+        is no hangup. A channel we bridged whose BridgeEnter has not come yet is expected to
+        leave whatever bridge it is in (``*``)."""
+        bridge = self._bridge_of.get(uid) or ("*" if uid in self._joining else None)
+        if bridge is None:
+            return None
+        self._expect_leave[(uid, bridge)] += 1
+        return (uid, bridge)
+
+    def _joined(self, *uids: str) -> None:
+        """We bridged these channels: until their BridgeEnter comes, a move expects them in
+        some bridge."""
+        for uid in uids:
+            if uid and uid not in self._bridge_of:
+                self._joining.add(uid)
+
+    def _unexpect(self, tokens: Iterable[tuple[str, str] | None]) -> None:
+        for tok in tokens:
+            if tok is not None and self._expect_leave.get(tok):
+                self._expect_leave[tok] -= 1
+                if not self._expect_leave[tok]:
+                    del self._expect_leave[tok]
+
+    def _hold(self, call_id: str, agent_id: str) -> None:
+        """The caller to music on hold, the owner's leg to silence: one dual Redirect."""
+        ctx = self._callers.get(call_id)
+        leg = self._owner_leg(call_id, agent_id)
+        log = self.log.bind(call=call_id, agent=agent_id)
+        if ctx is None or ctx.gone or leg is None or leg.channel is None or leg.gone:
+            log.error("runtime.hold_no_legs")
+            return
+        held_at = f"{self.clock():.6f}"
+
+        async def run() -> None:
+            caller, agent = ctx.channel, leg.channel
+            await self._setvars(caller, call_id, ACD_OWNER=agent_id, ACD_HELD_AT=held_at)
+            tokens = [self._expect_move(call_id), self._expect_move(leg.uid)]
+            try:
+                await self._action("Redirect", call=call_id, agent=agent_id, Channel=caller,
+                                   Context=HOLD_CONTEXT, Exten="caller", Priority=1,
+                                   ExtraChannel=agent, ExtraContext=HOLD_CONTEXT,
+                                   ExtraExten="agent", ExtraPriority=1)
+                log.info("runtime.held", caller_channel=caller, agent_channel=agent)
+            except AmiError:
+                self._unexpect(tokens)
+        self._chain(call_id, run())
+
+    def _join(self, call_id: str, agent_id: str, why: str) -> None:
+        """Bridge the caller with this agent's leg (resume, or a transfer's target)."""
+        ctx = self._callers.get(call_id)
+        leg = self._owner_leg(call_id, agent_id)
+        log = self.log.bind(call=call_id, agent=agent_id)
+        if ctx is None or ctx.gone or leg is None or leg.channel is None or leg.gone:
+            log.error("runtime.join_no_legs", why=why)
+            return
+
+        async def run() -> None:
+            # The agent's leg first: should the caller not join, Asterisk puts the agent's
+            # leg out of the new bridge (back to waiting), never the caller (whose dialplan
+            # would end the call after a bridge). A leg in transition (a consult bridge
+            # dissolving) can refuse for a moment: try again while the core still wants it.
+            for attempt in range(JOIN_ATTEMPTS):
+                if leg.channel is None or leg.gone or ctx.gone or (
+                        attempt and not self._wants_join(call_id, agent_id)):
+                    return
+                if attempt == 0:
+                    await self._setvars(ctx.channel, call_id, ACD_OWNER=agent_id,
+                                        ACD_HELD_AT="")
+                tokens = [self._expect_move(call_id), self._expect_move(leg.uid)]
+                try:
+                    await self._action("Bridge", call=call_id, agent=agent_id,
+                                       Channel1=leg.channel, Channel2=ctx.channel, Tone="no")
+                    self._joined(call_id, leg.uid)
+                    log.info("runtime.joined", why=why, caller_channel=ctx.channel,
+                             agent_channel=leg.channel)
+                    return
+                except AmiError as exc:
+                    self._unexpect(tokens)
+                    if "does not exist" in str(exc):
+                        return                  # a leg went: its Hangup says what next
+                await asyncio.sleep(JOIN_RETRY_SECONDS)
+            log.error("runtime.join_failed", why=why)
+        self._chain(call_id, run())
+
+    def _wants_join(self, call_id: str, agent_id: str) -> bool:
+        info = self.acd.control_info(call_id)
+        return bool(info and info["state"] == "talking" and info["owner"] == agent_id)
+
+    def _bridge_consult(self, call_id: str, agent_id: str, target_id: str) -> None:
+        owner = self._owner_leg(call_id, agent_id)
+        target = self._owner_leg(call_id, target_id)
+        log = self.log.bind(call=call_id, agent=agent_id, target=target_id)
+        if owner is None or target is None or owner.channel is None or target.channel is None:
+            log.error("runtime.consult_no_legs")
+            return
+
+        async def run() -> None:
+            tokens = [self._expect_move(owner.uid), self._expect_move(target.uid)]
+            try:
+                await self._action("Bridge", call=call_id, agent=agent_id,
+                                   Channel1=owner.channel, Channel2=target.channel, Tone="no")
+                self._joined(owner.uid, target.uid)
+                log.info("runtime.consulting")
+            except AmiError:
+                self._unexpect(tokens)
+        self._chain(call_id, run())
+
+    def _drop_leg(self, call_id: str, agent_id: str) -> None:
+        """Hang up the agent's leg once the call's earlier actions are done; no event of it
+        is reported any more."""
+        leg = self._owner_leg(call_id, agent_id)
+        if leg is None or leg.gone or leg.cancelled:
+            return
+        leg.cancelled = True
+        self._drop_ring(call_id, agent_id)
+        self.log.info("runtime.drop_leg", call=call_id, agent=agent_id, leg=leg.uid)
+        self._chain(call_id, self._hangup_action(leg.uid, call_id, agent_id))
+
+    def _requeue(self, d: RequeueCaller) -> None:
+        """The caller waits in a queue again: the queue script takes them up."""
+        ctx = self._callers.get(d.call_id)
+        if ctx is None or ctx.gone:
+            return
+        ctx.group = d.group
+        ctx.bridged = False
+        ctx.sent = False
+
+        async def run() -> None:
+            channel = ctx.channel
+            await self._setvars(channel, d.call_id, ACD_BRIDGED="", ACD_OWNER="",
+                                ACD_HELD_AT="", ACD_GROUP=d.group,
+                                ACD_PRIORITY=str(d.priority),
+                                ACD_ENTERED=f"{d.entered_at:.6f}")
+            tokens = [self._expect_move(d.call_id)]
+            try:
+                await self._action("Redirect", call=d.call_id, Channel=channel,
+                                   Context=QUEUE_CONTEXT, Exten="s", Priority=1)
+                self.log.info("runtime.requeued", call=d.call_id, group=d.group)
+            except AmiError:
+                self._unexpect(tokens)
+        self._chain(d.call_id, run())
+
+    def _to_survey(self, call_id: str, redirect: bool) -> None:
+        ctx = self._callers.get(call_id)
+        if ctx is None or ctx.gone:
+            return
+        ctx.sent = True
+        ctx.survey = True
+        if ctx.session is not None:
+            ctx.session.done = True
+        self.log.info("runtime.to_survey", call=call_id, redirect=redirect)
+        if not redirect:
+            return            # the dialplan takes the caller there after the bridge
+        async def run() -> None:
+            channel = ctx.channel
+            await self._setvars(channel, call_id, ACD_SURVEY="1")
+            tokens = [self._expect_move(call_id)]
+            try:
+                await self._action("Redirect", call=call_id, Channel=channel,
+                                   Context=SURVEY_CONTEXT, Exten="s", Priority=1)
+            except AmiError:
+                self._unexpect(tokens)
+        self._chain(call_id, run())
+
+    def _originate_agent(self, call_id: str, agent_id: str, endpoint: str, timeout: float,
+                         cid_num: str, cid_name: str, context: str, exten: str, *,
+                         role: str) -> None:
+        """Ring an agent's phone for call control (a target, or their outbound call)."""
+        old = self._legs.get(self._leg_of.get((call_id, agent_id), ""))
+        if old is not None and not old.gone:
+            old.cancelled = True
+            self._hangup(old.uid, old.call_id, old.agent_id)
+        leg = self._new_leg("agent", call_id, agent_id)
+        self._leg_of[(call_id, agent_id)] = leg.uid
+        self.log.info("runtime.ring", call=call_id, agent=agent_id, leg=leg.uid,
+                      endpoint=endpoint, role=role)
+
+        async def originate() -> None:
+            try:
+                await self._action(
+                    "Originate", call=call_id, agent=agent_id, Channel=f"PJSIP/{endpoint}",
+                    Context=context, Exten=exten, Priority=1,
+                    Timeout=int((timeout + self.ring_grace) * 1000),
+                    CallerID=f'"{cid_name}" <{cid_num}>' if cid_num else None,
+                    Async="true", ChannelId=leg.uid,
+                    Variable=[f"ACD_CALL={call_id}", f"ACD_AGENT={agent_id}",
+                              f"ACD_LEG={leg.uid}", f"ACD_ROLE={role}"])
+            except AmiError as exc:
+                self._leg_failed(leg, "originate_failed")
+                if isinstance(exc, AmiActionError):
+                    self._forget_leg(leg)
+        self._chain(call_id, originate())
 
     # ================================================================ restart and reconnect
 
@@ -1247,13 +1688,23 @@ class AcdRuntime:
         started = self.clock()
         channels = await self._channels()
         reachable = self._load_contacts(await self._contact_list())
-        wanted = [c for c in channels
-                  if c.get("Context") in (QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT)]
+        wanted = [c for c in channels if c.get("Context") in (
+            QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT, HOLD_CONTEXT)]
         sem = asyncio.Semaphore(_GETVARS_AT_ONCE)
+        caller_vars = ("ACD_GROUP", "ACD_PRIORITY", "ACD_ENTERED", "ACD_BRIDGED")
+        control_vars = ("ACD_OWNER", "ACD_HELD_AT", "ACD_SURVEY")
+        leg_vars = ("ACD_CALL", "ACD_AGENT", "ACD_ROLE")
 
         async def read(c: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-            names = (("ACD_GROUP", "ACD_PRIORITY", "ACD_ENTERED", "ACD_BRIDGED")
-                     if c.get("Context") == QUEUE_CONTEXT else ("ACD_CALL", "ACD_AGENT"))
+            context = c.get("Context")
+            if context == QUEUE_CONTEXT:      # call control's variables only when connected
+                names = caller_vars + (control_vars if c.get("BridgeId") else ())
+            elif context == HOLD_CONTEXT:     # a held caller, or an agent's waiting leg
+                names = (leg_vars if c.get("Exten") == "agent" else
+                         caller_vars + control_vars if c.get("Exten") == "caller" else
+                         leg_vars + caller_vars + control_vars)
+            else:
+                names = leg_vars
             async with sem:
                 return c, await self._getvars(str(c["Channel"]), names)
         found = await asyncio.gather(*(read(c) for c in wanted))
@@ -1271,20 +1722,50 @@ class AcdRuntime:
         found: list[tuple[dict[str, Any], dict[str, str]]] = snap["found"]
         out: list[Decision] = []
 
-        # Connected calls: a caller (or a callback customer) bridged with an agent's leg.
+        # Bridges as they are now (call control tells moves from hangups by them).
+        for c, _ in found:
+            if c.get("BridgeId"):
+                uid, bridge = str(c["Uniqueid"]), str(c["BridgeId"])
+                self._bridge_of[uid] = bridge
+                self._members.setdefault(bridge, set()).add(uid)
+
+        def is_leg(c: dict[str, Any], v: dict[str, str]) -> bool:      # an agent's leg
+            return (c.get("Context") in (AGENT_CONTEXT, HOLD_CONTEXT) and bool(v.get("ACD_AGENT"))
+                    and bool(v.get("ACD_CALL")))
+
+        def is_caller(c: dict[str, Any], v: dict[str, str]) -> bool:
+            return c.get("Context") in (QUEUE_CONTEXT, HOLD_CONTEXT) and not v.get("ACD_AGENT")
+
+        # Connected calls: a caller (or a callback or outbound customer) bridged with an
+        # agent's leg. Consults: two agents' legs of one call bridged together.
         bridges: dict[str, list[tuple[dict[str, Any], dict[str, str]]]] = {}
         for c, v in found:
             if c.get("BridgeId"):
                 bridges.setdefault(str(c["BridgeId"]), []).append((c, v))
         connected: dict[str, tuple[dict, dict, dict, dict]] = {}
+        consults: dict[str, list[tuple[dict, dict]]] = {}
         for members in bridges.values():
-            agent = next(((c, v) for c, v in members
-                          if c.get("Context") == AGENT_CONTEXT and v.get("ACD_AGENT")), None)
-            other = next(((c, v) for c, v in members
-                          if c.get("Context") in (QUEUE_CONTEXT, CUSTOMER_CONTEXT)), None)
-            if agent is not None and other is not None:
-                connected[agent[1]["ACD_CALL"]] = (agent[0], agent[1], other[0], other[1])
+            legs = [(c, v) for c, v in members if is_leg(c, v)]
+            others = [(c, v) for c, v in members
+                      if c.get("Context") == CUSTOMER_CONTEXT or is_caller(c, v)]
+            if len(legs) == 1 and others:
+                connected[legs[0][1]["ACD_CALL"]] = (legs[0][0], legs[0][1], others[0][0],
+                                                     others[0][1])
+            elif len(legs) == 2 and not others and (
+                    legs[0][1]["ACD_CALL"] == legs[1][1]["ACD_CALL"]):
+                consults[legs[0][1]["ACD_CALL"]] = legs
+        # Held callers: alone in acd-hold with music; their agent's leg waits (or consults).
+        held: dict[str, tuple[dict, dict, list[tuple[dict, dict]]]] = {}
+        for c, v in found:
+            uid = str(c["Uniqueid"])
+            if (c.get("Context") == HOLD_CONTEXT and is_caller(c, v) and not c.get("BridgeId")
+                    and uid not in connected):
+                legs = [(lc, lv) for lc, lv in found if is_leg(lc, lv) and lv["ACD_CALL"] == uid
+                        and (not lc.get("BridgeId") or uid in consults)]
+                held[uid] = (c, v, legs)
         talking = {v["ACD_AGENT"] for (_, v, _, _) in connected.values()}
+        for uid, (c, v, legs) in held.items():
+            talking |= {lv["ACD_AGENT"] for _, lv in legs}
 
         # Agents: their newest stored state; phones from PJSIPShowContacts.
         restored: set[str] = set()
@@ -1316,53 +1797,148 @@ class AcdRuntime:
                 log.warning("runtime.restore_refused", agent=agent_id, error=exc.id,
                             message=exc.message)
 
-        for call_id, (agent_c, agent_v, other_c, other_v) in connected.items():
-            agent_id = agent_v["ACD_AGENT"]
-            stored = open_calls.get(call_id) or await self.store.get_call(call_id) or {}
-            is_callback = other_c.get("Context") == CUSTOMER_CONTEXT
-            group = other_v.get("ACD_GROUP") or stored.get("skill_group") or ""
-            number = str(stored.get("caller_number") or other_c.get("CallerIDNum") or "")
+        def ensure_agent(agent_id: str) -> list[Decision]:
+            if agent_id in restored:
+                return []
+            endpoint = self.endpoints.get(agent_id, agent_id)
+            done = self.acd.restore_agent(agent_id, endpoint, "idle", now,
+                                          reachable=reachable.get(endpoint))
+            restored.add(agent_id)
+            return done
+
+        async def call_kw(call_id: str, caller_c: dict[str, Any], caller_v: dict[str, str],
+                          stored: dict[str, Any]) -> dict[str, Any]:
+            number = str(stored.get("caller_number") or caller_c.get("CallerIDNum") or "")
             kw2: dict[str, Any] = {
                 "caller_number": number if NUMBER.match(number) else "",
-                "priority": _i(other_v.get("ACD_PRIORITY"), 0),
+                "priority": _i(caller_v.get("ACD_PRIORITY"), 0),
                 "key_trail": [k["keys"] for k in stored.get("key_trail", [])]}
             if stored.get("answered_at"):
                 kw2["answered_at"] = datetime.fromisoformat(stored["answered_at"]).timestamp()
             if stored.get("arrived_at"):
                 kw2["arrived_at"] = datetime.fromisoformat(stored["arrived_at"]).timestamp()
-            entered = _f(other_v.get("ACD_ENTERED"))
+            entered = _f(caller_v.get("ACD_ENTERED"))
             if entered is not None:
                 kw2["entered_at"] = entered
+            return kw2
+
+        def keep_leg(c: dict[str, Any], call_id: str, agent_id: str, kind: str = "agent",
+                     bridged: bool = True) -> _Leg:
+            leg = _Leg(str(c["Uniqueid"]), kind, call_id, agent_id, channel=str(c["Channel"]),
+                       ringing=True, answered=True, bridged=bridged, reported=True)
+            self._legs[leg.uid] = leg
+            if kind == "agent":
+                self._leg_of[(call_id, agent_id)] = leg.uid
+            else:
+                self._customer_leg[call_id] = leg.uid
+            return leg
+
+        kept: set[str] = set()           # calls restored (their records stay open)
+        for call_id, (agent_c, agent_v, other_c, other_v) in connected.items():
+            agent_id = agent_v["ACD_AGENT"]
+            stored = open_calls.get(call_id) or await self.store.get_call(call_id) or {}
+            if agent_v.get("ACD_ROLE") == "outbound":
+                try:
+                    out += ensure_agent(agent_id)
+                    answered = (datetime.fromisoformat(stored["answered_at"]).timestamp()
+                                if stored.get("answered_at") else None)
+                    out += self.acd.restore_outbound(call_id, agent_id,
+                                                     str(stored.get("caller_number") or ""),
+                                                     now, answered_at=answered)
+                except AcdError as exc:
+                    log.warning("runtime.restore_refused", call=call_id, agent=agent_id,
+                                error=exc.id, message=exc.message)
+                    continue
+                keep_leg(agent_c, call_id, agent_id)
+                keep_leg(other_c, call_id, agent_id, kind="customer")
+                kept.add(call_id)
+                log.info("runtime.outbound_call_restored", call=call_id, agent=agent_id)
+                continue
+            is_callback = other_c.get("Context") == CUSTOMER_CONTEXT
+            group = other_v.get("ACD_GROUP") or stored.get("skill_group") or ""
+            kw2 = await call_kw(call_id, other_c, other_v, stored)
             if is_callback:
                 kw2["callback_number"] = self._callback_number(stored) or kw2["caller_number"]
             try:
-                if agent_id not in restored:
-                    endpoint = self.endpoints.get(agent_id, agent_id)
-                    out += self.acd.restore_agent(agent_id, endpoint, "idle", now,
-                                                  reachable=reachable.get(endpoint))
-                    restored.add(agent_id)
+                out += ensure_agent(agent_id)
                 out += self.acd.restore_connected_call(call_id, agent_id, group, now, **kw2)
+                if other_v.get("ACD_SURVEY"):
+                    out += self.acd.restore_control(call_id, now, invited=True)
             except AcdError as exc:
                 log.warning("runtime.restore_refused", call=call_id, agent=agent_id,
                             error=exc.id, message=exc.message)
                 continue
-            leg = _Leg(str(agent_c["Uniqueid"]), "agent", call_id, agent_id,
-                       channel=str(agent_c["Channel"]), ringing=True, answered=True,
-                       bridged=True, reported=True)
-            self._legs[leg.uid] = leg
-            self._leg_of[(call_id, agent_id)] = leg.uid
+            keep_leg(agent_c, call_id, agent_id)
             if is_callback:
-                cust = _Leg(str(other_c["Uniqueid"]), "customer", call_id, agent_id,
-                            channel=str(other_c["Channel"]), answered=True, bridged=True,
-                            reported=True)
-                self._legs[cust.uid] = cust
-                self._customer_leg[call_id] = cust.uid
+                keep_leg(other_c, call_id, agent_id, kind="customer")
             else:
                 self._callers[call_id] = _Caller(call_id, str(other_c["Channel"]),
                                                  kw2["caller_number"],
                                                  str(other_c.get("CallerIDName") or ""),
-                                                 group, bridged=True)
+                                                 group, bridged=True,
+                                                 survey=bool(other_v.get("ACD_SURVEY")))
+            kept.add(call_id)
             log.info("runtime.connected_call_restored", call=call_id, agent=agent_id)
+
+        # Held callers: the call goes on with its agent (holding, or consulting another).
+        resumes: list[tuple[str, str]] = []
+        for call_id, (c, v, legs) in held.items():
+            stored = open_calls.get(call_id) or await self.store.get_call(call_id) or {}
+            group = v.get("ACD_GROUP") or stored.get("skill_group") or ""
+            by_agent = {lv["ACD_AGENT"]: (lc, lv) for lc, lv in legs}
+            owner = v.get("ACD_OWNER") or ""
+            consult = consults.get(call_id)
+            target = None
+            if consult is not None and owner in by_agent:
+                target = next(lv["ACD_AGENT"] for _, lv in consult if lv["ACD_AGENT"] != owner)
+            elif owner not in by_agent:
+                # The agent hung up while we were away: another agent's leg of the call
+                # waiting in silence (a consulted agent) takes the caller; else the queue.
+                owner = next(iter(by_agent), "")
+                if owner:
+                    resumes.append((call_id, owner))
+            kw2 = await call_kw(call_id, c, v, stored)
+            self._callers[call_id] = _Caller(call_id, str(c["Channel"]), kw2["caller_number"],
+                                             str(c.get("CallerIDName") or ""), group,
+                                             survey=bool(v.get("ACD_SURVEY")))
+            kept.add(call_id)
+            if not owner:
+                try:
+                    out += self.acd.restore_waiting_call(
+                        call_id, kw2["caller_number"], group,
+                        kw2["priority"] + TRANSFER_PRIORITY_BOOST, now, now,
+                        key_trail=kw2["key_trail"], arrived_at=kw2.get("arrived_at"))
+                except AcdError as exc:
+                    log.warning("runtime.restore_refused", call=call_id, error=exc.id,
+                                message=exc.message)
+                    continue
+                self._requeue(RequeueCaller(call_id, group,
+                                            kw2["priority"] + TRANSFER_PRIORITY_BOOST, now))
+                log.info("runtime.held_caller_requeued", call=call_id, group=group)
+                continue
+            try:
+                out += ensure_agent(owner)
+                out += self.acd.restore_connected_call(call_id, owner, group, now, **kw2)
+                if target is not None:
+                    out += ensure_agent(target)
+                since = self._event_time(stored, "consult_answered")
+                out += self.acd.restore_control(
+                    call_id, now, held=(call_id, owner) not in resumes,
+                    held_since=_f(v.get("ACD_HELD_AT")), invited=bool(v.get("ACD_SURVEY")),
+                    consult_agent=target, consult_since=since)
+            except AcdError as exc:
+                log.warning("runtime.restore_refused", call=call_id, agent=owner, error=exc.id,
+                            message=exc.message)
+                continue
+            for agent_id in ((owner, target) if target else (owner,)):
+                lc, _ = by_agent.get(agent_id) or next(
+                    (x for x in (consult or []) if x[1]["ACD_AGENT"] == agent_id), (None, None))
+                if lc is not None:
+                    keep_leg(lc, call_id, agent_id, bridged=bool(lc.get("BridgeId")))
+            log.info("runtime.held_call_restored", call=call_id, agent=owner,
+                     consulting=target)
+        for call_id, agent_id in resumes:       # after resume(): bridge the caller again
+            self._join(call_id, agent_id, "restore")
 
         # Waiting callers, in their original order (entry time; ties: channel order).
         waiting = []
@@ -1370,7 +1946,7 @@ class AcdRuntime:
             uid = str(c["Uniqueid"])
             entered = _f(v.get("ACD_ENTERED"))
             if (c.get("Context") != QUEUE_CONTEXT or uid in connected or v.get("ACD_BRIDGED")
-                    or entered is None or not v.get("ACD_GROUP")):
+                    or uid in kept or entered is None or not v.get("ACD_GROUP")):
                 continue
             waiting.append((entered, uid, c, v))
         waiting.sort(key=lambda w: (w[0], w[1]))
@@ -1425,7 +2001,7 @@ class AcdRuntime:
         # Calls that ended while we were away get their one end reason now.
         for call_id, stored in open_calls.items():
             if (call_id in present or call_id in self._callers or call_id in connected
-                    or self._callback_number(stored)):
+                    or call_id in kept or self._callback_number(stored)):
                 continue
             if datetime.fromisoformat(stored["arrived_at"]).timestamp() > snap["started"] - 1:
                 continue     # arrived while we were reading: not ours to close
@@ -1436,13 +2012,14 @@ class AcdRuntime:
         # Legs nobody will bridge any more (a ring or a dial under way when we stopped).
         for c, v in found:
             if (c.get("Context") != QUEUE_CONTEXT and v.get("ACD_CALL")
-                    and v["ACD_CALL"] not in connected and not c.get("BridgeId")):
+                    and v["ACD_CALL"] not in connected and str(c["Uniqueid"]) not in self._legs
+                    and (not c.get("BridgeId") or v["ACD_CALL"] in consults)):
                 self._hangup(str(c["Uniqueid"]), v["ACD_CALL"], v.get("ACD_AGENT"))
                 log.info("runtime.orphan_leg_hungup", call=v["ACD_CALL"], channel=c["Channel"])
 
         self._apply(out)
         return {"agents": len(restored), "connected": len(connected), "waiting": len(waiting),
-                "callbacks": callbacks}
+                "callbacks": callbacks, "held": len(held)}
 
     def _finish_rebuild(self, reachable: Mapping[str, bool]) -> None:
         now = self.clock()
@@ -1492,6 +2069,15 @@ class AcdRuntime:
             return 0.0
 
     @staticmethod
+    def _event_time(stored: Mapping[str, Any], kind: str) -> float | None:
+        """When the stored call's newest ``kind`` event happened (None: never)."""
+        at = None
+        for e in stored.get("events", []):
+            if e["kind"] == kind and e.get("at"):
+                at = datetime.fromisoformat(e["at"]).timestamp()
+        return at
+
+    @staticmethod
     def _callback_number(stored: Mapping[str, Any]) -> str | None:
         """The number of the stored call's callback request (None: it is no callback)."""
         number = None
@@ -1533,12 +2119,18 @@ class AcdRuntime:
                 self._caller_gone(ctx)
             else:
                 ctx.channel = str(c.get("Channel") or ctx.channel)
-        # Connected calls whose Bridge was lost with the link: bridge them again.
+        # Connected calls whose Bridge was lost with the link: bridge them again (not while
+        # call control keeps the two sides apart: hold, transfer, consult).
         for (call_id, agent_id), uid in list(self._leg_of.items()):
             leg = self._legs.get(uid)
             if leg is None or not leg.answered or leg.cancelled:
                 continue
-            if self._call_state(call_id) != "connected":
+            control = self.acd.control_info(call_id)
+            if control is not None and control["outbound"]:
+                if control["state"] != "connected":
+                    continue
+            elif self._call_state(call_id) != "connected" or (control is not None and (
+                    control["state"] != "talking" or control["owner"] != agent_id)):
                 continue
             other_uid = self._customer_leg.get(call_id) or call_id
             a, b = present.get(leg.uid), present.get(other_uid)

@@ -73,12 +73,18 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
         "hotline_number": cfg.hotline.number,
         "agi_retry_seconds": str(cfg.hotline.agi_retry_seconds),
         "agi_retry_count": str(cfg.hotline.agi_retry_count),
+        # Filled only by the benchmarks (bench/): app_queue's side-by-side arm.
+        "bench_queues": "",
+        "bench_contexts": "",
     }
 
 
-def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR) -> list[Path]:
-    """Write every rendered file into the instance's etc folder; returns the files written."""
+def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
+           extra: dict[str, str] | None = None) -> list[Path]:
+    """Write every rendered file into the instance's etc folder; returns the files written.
+    ``extra`` sets template values that only a caller knows (the benchmarks' app_queue arm)."""
     vals = values(cfg, layout)
+    vals.update(extra or {})
     agent_part = (template_dir / "pjsip_agent.part").read_text()
     vals["agents"] = "".join(
         fill(agent_part, {**vals, "agent_id": ag.id,
@@ -96,6 +102,11 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR) -> li
         for g in cfg.groups if g.number)
     vals["test_customers"] = (fill((template_dir / "extensions_loopback.part").read_text(), vals,
                                    "extensions_loopback.part") if cfg.asterisk.loopback_trunk else "")
+    flow_part = (template_dir / "extensions_flow.part").read_text()   # IVR flows' own numbers
+    vals["flow_numbers"] = "".join(
+        fill(flow_part, {**vals, "flow_number": _conf_value(n, f"flows.numbers {n}")},
+             "extensions_flow.part")
+        for n in sorted(cfg.flows.numbers or {}) if n != cfg.hotline.number)
     for sub in ("etc", "run", "log", "spool", "db"):
         layout.host_dir(sub).mkdir(parents=True, exist_ok=True)
     etc = layout.host_dir("etc")

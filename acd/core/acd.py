@@ -32,6 +32,7 @@ from acd.core.calls import (CALLBACK_STATES, LIVE_WAITING_STATES, OFFERABLE_STAT
                             CallState, EndReason)
 from acd.core.config import (CallbackSettings, Destination, DestinationKind, GroupConfig,
                              validate_groups)
+from acd.core.control import CONTROL_TIMERS, CallControl
 from acd.core.decisions import (Announce, BridgeCall, CancelRing, CancelTimer, Decision,
                                 DialCustomer, Notify, RecordAgentState, RecordCallEvent,
                                 RingAgent, RingAgentForCallback, SendToDestination, StartTimer)
@@ -131,9 +132,11 @@ class _Group:
         return sum(self.call_counts[s] for s in LIVE_WAITING_STATES)
 
 
-class Acd:
+class Acd(CallControl):
     """The ACD core. Construct it with the skill groups; feed it events; carry out what the
-    returned decisions ask. ``rng`` drives the ``random`` strategy (seed it for tests)."""
+    returned decisions ask. ``rng`` drives the ``random`` strategy (seed it for tests). Call
+    control (hold, transfers, consults, survey, outbound) comes from
+    :class:`~acd.core.control.CallControl`."""
 
     def __init__(self, groups: Iterable[GroupConfig], *, rng: random.Random | None = None,
                  keep_ended: int = 10_000, familiar_memory: int = 100_000) -> None:
@@ -166,6 +169,7 @@ class Acd:
         self._out: list[Decision] = []
         self._dirty_agents: list[_Agent] = []
         self._dirty_calls: list[Call] = []
+        self._init_control()
 
     # ================================================================ agent events
 
@@ -250,6 +254,8 @@ class Acd:
 
     def agent_ringing(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent's phone started ringing (for the timeline)."""
+        if (control := self._control_ringing(call_id, agent_id, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if (call is not None and call.agent_id == agent_id
@@ -260,6 +266,8 @@ class Acd:
     def agent_answered(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent picked up. The core answers with BridgeCall (or DialCustomer for a
         callback); a late answer to an offer the core took back gets CancelRing."""
+        if (control := self._control_answered(call_id, agent_id, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if call is None:
@@ -304,6 +312,8 @@ class Acd:
         """Ringing the agent failed (busy, rejected, unreachable, no_answer...). Treated as
         no answer: the agent goes to break if the group says so, the caller keeps their
         place."""
+        if (control := self._control_ring_failed(call_id, agent_id, cause, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if (call is not None and call.agent_id == agent_id
@@ -314,6 +324,8 @@ class Acd:
     def caller_hung_up(self, call_id: str, now: float) -> list[Decision]:
         """The caller's channel hung up (for a connected callback: the customer's). Ignored
         for a callback whose caller already left."""
+        if (control := self._control_caller_hung_up(call_id, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if call is None or call.state in CALLBACK_STATES:
@@ -333,6 +345,8 @@ class Acd:
     def agent_hung_up(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent's leg hung up: ends a connected call; aborts a callback dial; while
         ringing it counts as a rejected ring."""
+        if (control := self._control_agent_hung_up(call_id, agent_id, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if call is None or call.agent_id != agent_id:
@@ -364,6 +378,8 @@ class Acd:
 
     def customer_answered(self, call_id: str, now: float) -> list[Decision]:
         """Callback: the customer picked up; the core answers with BridgeCall."""
+        if (control := self._control_customer_answered(call_id, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if call is None or call.state is not CallState.CALLBACK_DIALING:
@@ -384,6 +400,8 @@ class Acd:
 
     def customer_dial_failed(self, call_id: str, cause: str, now: float) -> list[Decision]:
         """Callback: the customer could not be reached (busy, no answer...)."""
+        if (control := self._control_customer_failed(call_id, cause, now)) is not None:
+            return control
         self._begin()
         call = self._live_call(call_id)
         if call is not None and call.state is CallState.CALLBACK_DIALING:
@@ -398,6 +416,9 @@ class Acd:
         if self._timers.pop(key, None) is None:
             return []
         kind, _, ident = key.partition(":")
+        if kind in CONTROL_TIMERS:
+            self._control_timer(kind, ident, now)
+            return self._settle(now)
         if kind == T_WRAPUP:
             agent = self._agents.get(ident)
             if agent is not None and agent.state is AgentState.WRAPUP:
@@ -825,9 +846,12 @@ class Acd:
             for key in list(held):
                 self._release_familiar(self._calls[key[-1]], now)
 
-    def _after_call(self, agent: _Agent, call: Call, now: float) -> None:
-        """The agent's conversation (or callback attempt) is over: wrap-up."""
-        reason = call.end_reason.value if call.end_reason else "dial_failed"
+    def _after_call(self, agent: _Agent, call: Call, now: float,
+                    reason: str | None = None) -> None:
+        """The agent's conversation (or callback attempt) is over: wrap-up. ``reason``:
+        why their part ended, if not the call's end (call control: transferred, ...)."""
+        self._control_after_call(agent, call, now, reason)
+        reason = reason or (call.end_reason.value if call.end_reason else "dial_failed")
         self._out.append(Notify(agent.agent_id, "ended", {"call_id": call.call_id,
                                                           "reason": reason}))
         self._agent_event(agent, AgentEvent.CALL_ENDED, now)
@@ -840,6 +864,7 @@ class Acd:
             self._finish_wrapup(agent, now)
 
     def _finish_wrapup(self, agent: _Agent, now: float) -> None:
+        self._control_wrapup_ended(agent, now)
         call_id = agent.call_id
         call = None if call_id is None else (self._calls.get(call_id)
                                              or self._ended.get(call_id))
@@ -912,6 +937,7 @@ class Acd:
     def _end(self, call: Call, event: CallEvent, now: float) -> None:
         move = cls.next_state(call.call_id, call.state, event)
         assert move.target is CallState.ENDED and move.end_reason is not None
+        self._control_call_ending(call, event, now)
         self._detach(call)
         call.state = CallState.ENDED
         call.end_reason = move.end_reason

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import selectinload
 
 from acd.store.models import AgentPending, AgentStateChange, Call, CallEvent, KeyPress
+from acd.store.models import CallLeg
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Caller-controlled text is kept, but only this much of it.
@@ -136,13 +137,89 @@ class Store:
         async with self.session() as s, s.begin():
             s.add(AgentPending(agent_id=agent_id, state=state, reason=_clip(reason), at=at))
 
+    # --- call control: legs, ratings, outbound calls (migration 0003) -------------------
+
+    async def outbound_call(self, *, uniqueid: str, agent_id: str, number: str,
+                            at: datetime) -> int:
+        """Record an agent's outbound call (``number`` is the customer's)."""
+        async with self.session() as s, s.begin():
+            found = await s.scalar(select(Call).where(Call.uniqueid == uniqueid))
+            if found:
+                return found.id
+            call = Call(uniqueid=uniqueid, channel="", caller_number=_clip(number),
+                        caller_name="", did="", arrived_at=at, direction="outbound")
+            s.add(call)
+            s.add(CallEvent(call=call, at=at, kind="outbound",
+                            detail={"agent": agent_id, "number": _clip(number, 64)}))
+            await s.flush()
+            return call.id
+
+    async def call_rating(self, uniqueid: str, rating: int, *, at: datetime) -> None:
+        """The caller's satisfaction rating (1-5); a second rating replaces the first."""
+        if not 1 <= int(rating) <= 5:
+            raise ValueError(f"a rating is 1 to 5, not {rating!r}")
+        async with self.session() as s, s.begin():
+            call = await self._call(s, uniqueid)
+            call.rating = int(rating)
+            call.rated_at = at
+            s.add(CallEvent(call=call, at=at, kind="rated", detail={"rating": int(rating)}))
+
+    async def call_leg(self, uniqueid: str, *, agent_id: str, role: str, started_at: datetime,
+                       ended_at: datetime, talk: float, hold: float, reason: str) -> None:
+        """An agent's part of a call is over: talk and hold seconds."""
+        async with self.session() as s, s.begin():
+            call = await self._call(s, uniqueid)
+            s.add(CallLeg(call_id=call.id, agent_id=_clip(agent_id, 40), role=_clip(role, 16),
+                          started_at=started_at, ended_at=ended_at, talk_seconds=float(talk),
+                          hold_seconds=float(hold), reason=_clip(reason, 32)))
+
+    async def call_leg_wrapup(self, uniqueid: str, agent_id: str, seconds: float) -> None:
+        """The agent's wrap-up after their (newest) leg of the call."""
+        async with self.session() as s, s.begin():
+            call = await self._call(s, uniqueid)
+            leg = await s.scalar(select(CallLeg).where(CallLeg.call_id == call.id,
+                                                       CallLeg.agent_id == agent_id)
+                                 .order_by(CallLeg.id.desc()).limit(1))
+            if leg is not None:
+                leg.wrapup_seconds = float(seconds)
+
+    async def call_legs(self, uniqueid: str) -> list[dict[str, Any]]:
+        """Every agent's part of the call, in order."""
+        async with self.session() as s:
+            call = await s.scalar(select(Call).where(Call.uniqueid == uniqueid))
+            if call is None:
+                return []
+            rows = await s.scalars(select(CallLeg).where(CallLeg.call_id == call.id)
+                                   .order_by(CallLeg.id))
+            return [_leg_dict(r) for r in rows]
+
+    async def agent_totals(self, since: datetime | None = None) -> dict[str, dict[str, Any]]:
+        """Per agent, their own parts of calls (a transferred call credits each agent with
+        theirs): calls, talk, hold and wrap-up seconds."""
+        async with self.session() as s:
+            q = select(CallLeg.agent_id, func.count(CallLeg.id), func.sum(CallLeg.talk_seconds),
+                       func.sum(CallLeg.hold_seconds),
+                       func.sum(func.coalesce(CallLeg.wrapup_seconds, 0.0)))
+            if since is not None:
+                q = q.where(CallLeg.ended_at >= since)
+            rows = (await s.execute(q.group_by(CallLeg.agent_id))).all()
+        return {r[0]: {"legs": r[1], "talk_seconds": round(r[2] or 0.0, 3),
+                       "hold_seconds": round(r[3] or 0.0, 3),
+                       "wrapup_seconds": round(r[4] or 0.0, 3)} for r in rows}
+
     # --- reads -----------------------------------------------------------------------------
 
     async def get_call(self, uniqueid: str) -> dict[str, Any] | None:
         async with self.session() as s:
             call = await s.scalar(select(Call).where(Call.uniqueid == uniqueid)
                                   .options(selectinload(Call.key_trail), selectinload(Call.events)))
-            return _call_dict(call) if call else None
+            if call is None:
+                return None
+            out = _call_dict(call)
+            legs = await s.scalars(select(CallLeg).where(CallLeg.call_id == call.id)
+                                   .order_by(CallLeg.id))
+            out["legs"] = [_leg_dict(r) for r in legs]
+            return out
 
     async def recent_calls(self, limit: int = 20) -> list[dict[str, Any]]:
         async with self.session() as s:
@@ -187,6 +264,57 @@ class Store:
                                    .options(selectinload(Call.key_trail), selectinload(Call.events)))
             return [_call_dict(c) for c in rows]
 
+    # --- IVR flows: identity verification and its report --------------------------------
+
+    async def set_verification(self, uniqueid: str, *, result: str, method: str | None,
+                               at: datetime, detail: dict[str, Any] | None = None) -> None:
+        """The IVR's identity check: verified, failed or skipped, and how (caller_number, or
+        the kind of number keyed in). A later check of the same call replaces it."""
+        async with self.session() as s, s.begin():
+            call = await self._call(s, uniqueid)
+            call.verification = _clip(result, 16)
+            call.verification_method = _clip(method, 32) if method else None
+            s.add(CallEvent(call=call, at=at, kind="verification",
+                            detail={"result": result, "method": method, **(detail or {})}))
+
+    async def verification_report(self, since: datetime | None = None,
+                                  until: datetime | None = None) -> dict[str, Any]:
+        """Calls that arrived in [since, until): how many went through an identity check,
+        the share verified, and the average handle time (answer to end) of answered calls,
+        verified against not verified."""
+        async with self.session() as s:
+            q = select(Call.verification, Call.verification_method, Call.answered_at, Call.ended_at)
+            if since is not None:
+                q = q.where(Call.arrived_at >= since)
+            if until is not None:
+                q = q.where(Call.arrived_at < until)
+            rows = (await s.execute(q)).all()
+        calls = len(rows)
+        checked = [r for r in rows if r.verification]
+        verified = [r for r in rows if r.verification == "verified"]
+        methods: dict[str, int] = {}
+        for r in verified:
+            methods[r.verification_method or "unknown"] = methods.get(r.verification_method or "unknown", 0) + 1
+
+        def handle(group: list[Any]) -> dict[str, Any]:
+            times = [(_aware(r.ended_at) - _aware(r.answered_at)).total_seconds()
+                     for r in group if r.answered_at is not None and r.ended_at is not None]
+            return {"answered": len(times),
+                    "average_handle_seconds": round(sum(times) / len(times), 1) if times else None}
+
+        hv, hu = handle(verified), handle([r for r in rows if r.verification != "verified"])
+        diff = (round(hu["average_handle_seconds"] - hv["average_handle_seconds"], 1)
+                if hv["average_handle_seconds"] is not None and hu["average_handle_seconds"] is not None
+                else None)
+        return {"since": _utc(since), "until": _utc(until), "calls": calls,
+                "checked": len(checked), "verified": len(verified),
+                "failed": sum(1 for r in rows if r.verification == "failed"),
+                "skipped": sum(1 for r in rows if r.verification == "skipped"),
+                "verified_share": round(len(verified) / calls, 4) if calls else None,
+                "verified_by_method": methods,
+                "handle_time": {"verified": hv, "not_verified": hu,
+                                "verified_shorter_by_seconds": diff}}
+
     @staticmethod
     async def _call(s, uniqueid: str) -> Call:  # noqa: ANN001
         call = await s.scalar(select(Call).where(Call.uniqueid == uniqueid)
@@ -209,6 +337,14 @@ def _call_dict(c: Call) -> dict[str, Any]:
         "verification_method": c.verification_method,
         "arrived_at": _utc(c.arrived_at), "answered_at": _utc(c.answered_at),
         "ended_at": _utc(c.ended_at), "end_reason": c.end_reason,
+        "direction": c.direction or "inbound", "rating": c.rating, "rated_at": _utc(c.rated_at),
         "key_trail": [{"node": k.node, "keys": k.keys, "at": _utc(k.at)} for k in c.key_trail],
         "events": [{"kind": e.kind, "at": _utc(e.at), "detail": e.detail} for e in c.events],
     }
+
+
+def _leg_dict(r: CallLeg) -> dict[str, Any]:
+    return {"agent_id": r.agent_id, "role": r.role, "started_at": _utc(r.started_at),
+            "ended_at": _utc(r.ended_at), "talk_seconds": r.talk_seconds,
+            "hold_seconds": r.hold_seconds, "wrapup_seconds": r.wrapup_seconds,
+            "reason": r.reason}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -30,11 +30,33 @@ class Call(Base):
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     end_reason: Mapped[str | None] = mapped_column(String(32), index=True)
+    direction: Mapped[str | None] = mapped_column(String(8))      # None: inbound; "outbound"
+    rating: Mapped[int | None] = mapped_column(Integer)           # the caller's survey: 1-5
+    rated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     key_trail: Mapped[list["KeyPress"]] = relationship(
         back_populates="call", order_by="KeyPress.seq", cascade="all, delete-orphan")
     events: Mapped[list["CallEvent"]] = relationship(
         back_populates="call", order_by="CallEvent.id", cascade="all, delete-orphan")
+
+
+class CallLeg(Base):
+    """One agent's part of a call (migration 0003): the call's first agent, a transfer or
+    consult target, an outbound caller. Talk and hold seconds when it ends; wrap-up seconds
+    once the agent's wrap-up is over."""
+
+    __tablename__ = "call_legs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str] = mapped_column(String(40), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # answer, callback, transfer, consult, outbound
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    talk_seconds: Mapped[float] = mapped_column(Float)
+    hold_seconds: Mapped[float] = mapped_column(Float)
+    wrapup_seconds: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(32))  # why it ended: caller_hangup, transferred...
 
 
 class KeyPress(Base):
@@ -91,4 +113,89 @@ class AgentPending(Base):
     agent_id: Mapped[str] = mapped_column(String(40), index=True)
     state: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Customer(Base):
+    """The customer directory that IVR flows verify callers against (``acd directory import``).
+    ``phone`` holds digits only (a leading + kept); ``id_number`` is upper case."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_number: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    phone: Mapped[str] = mapped_column(String(64), index=True, default="")
+    id_number: Mapped[str] = mapped_column(String(64), index=True, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# --- the web pages (migration 0005) ---------------------------------------------------------
+
+class WebUser(Base):
+    """A web login: an agent (bound to ``agent_id``), a supervisor or an admin. Passwords come
+    from the configuration (or data/secrets.yaml) and are kept here as argon2 hashes only."""
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(40), unique=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A logged-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    username: Mapped[str] = mapped_column(String(40), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditEntry(Base):
+    """Who changed what, when: every state-changing web request, refused ones included."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    username: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(128))
+    target: Mapped[str] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class CallNote(Base):
+    """An agent's note on a call (one per agent and call)."""
+
+    __tablename__ = "call_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_uniqueid: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgentHiddenCall(Base):
+    """A call an agent took off their recent-calls list (the record itself stays)."""
+
+    __tablename__ = "agent_hidden_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(40))
+    call_uniqueid: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

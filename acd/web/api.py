@@ -15,6 +15,14 @@ STATUS = {"http.bad_request": 400, "http.not_found": 404, "call.not_found": 404,
           "agent.unknown": 404, "group.unknown": 404, "call.unknown": 404,
           "acd.unavailable": 503, "acd.starting": 503}
 WS_MAX_MESSAGE = 4096
+#: POST /api/agents/{id}/call/<path> -> the runtime's method (call control).
+CALL_ACTIONS = {
+    "hold": "hold", "resume": "resume", "transfer": "transfer",
+    "transfer/cancel": "cancel_transfer", "consult": "consult",
+    "consult/complete": "complete_consult", "consult/return": "return_from_consult",
+    "survey": "to_survey", "rating-invite": "invite_rating", "hangup": "hangup",
+    "dial": "dial",
+}
 
 
 def status_for(error_id: str) -> int:
@@ -59,7 +67,7 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 
 def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
-             hub: Any = None) -> web.Application:
+             hub: Any = None, flows: Any = None) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
 
     async def health(_request: web.Request) -> web.Response:
@@ -127,6 +135,33 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     async def end_wrapup(request: web.Request) -> web.Response:
         return web.json_response(need_runtime().end_wrapup(request.match_info["agent"]))
 
+    def target(data: dict[str, Any]) -> dict[str, str | None]:
+        """{"to_agent": id} or {"to_group": name}: exactly one."""
+        to_agent = text_field(data, "to_agent", required=False, limit=40) or None
+        to_group = text_field(data, "to_group", required=False, limit=40) or None
+        if bool(to_agent) == bool(to_group):
+            raise UserError("http.bad_request", "give to_agent (an agent id) or to_group "
+                                                "(a skill group), one of the two")
+        return {"to_agent": to_agent, "to_group": to_group}
+
+    def call_control(action: str):  # noqa: ANN202
+        """Call control on the agent's call (see CALL_ACTIONS); refusals are 409 with the
+        core's stable id, and change nothing."""
+        async def handler(request: web.Request) -> web.Response:
+            rt = need_runtime()
+            agent_id = request.match_info["agent"]
+            data = await body(request)
+            if action in ("transfer", "consult"):
+                out = getattr(rt, action)(agent_id, **target(data))
+            elif action == "dial":
+                out = rt.dial(agent_id, text_field(data, "number", required=True, limit=32))
+            else:
+                out = getattr(rt, action)(agent_id)
+            if hasattr(rt, "flush"):
+                await rt.flush()         # answered once the action's record is written
+            return web.json_response(out)
+        return handler
+
     async def queues(_request: web.Request) -> web.Response:
         return web.json_response({"queues": need_runtime().queues()})
 
@@ -175,9 +210,13 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     app.router.add_post("/api/agents/{agent}/logout", logout)
     app.router.add_post("/api/agents/{agent}/state", set_state)
     app.router.add_post("/api/agents/{agent}/wrapup/end", end_wrapup)
+    for path, action in CALL_ACTIONS.items():
+        app.router.add_post(f"/api/agents/{{agent}}/call/{path}", call_control(action))
     app.router.add_get("/api/agents/{agent}/ws", agent_ws)
     app.router.add_get("/api/queues", queues)
     app.router.add_get("/api/supervisor/ws", supervisor_ws)
     app.router.add_get("/api/calls", recent_calls)
     app.router.add_get("/api/calls/{uniqueid}", one_call)
+    from acd.web.flows_api import add_flow_routes
+    add_flow_routes(app, store=store, flows=flows)
     return app

@@ -1,0 +1,905 @@
+"""The load generator (`acd load`): real SIP calls into Asterisk at a given rate, answered by
+real agent phones.
+
+* **Callers** are Asterisk calling itself over the loopback trunk (``asterisk.loopback_trunk``):
+  AMI ``Originate PJSIP/<number>@acd-trunk`` sends a real INVITE to Asterisk's own SIP port;
+  the incoming leg lands on the hotline with a caller number unique to the call, which is how
+  the call is found again among the others. Arrivals are at a fixed rate or Poisson (seeded).
+  Where the flow asks for keys (the FastAGI IVR's ``GET DATA``, or the dialplan's ``Read()``)
+  the caller keys ``dtmf`` as RFC 4733 events (AMI ``PlayDTMF``).
+* **Agents** are baresip phones (:class:`acd.softphone.SoftPhone`) registered with their
+  passwords: they answer after ``answer_delay`` and hang up after a talk time, fixed or
+  exponential (seeded).
+* **Pages** (optional): agent pages on ``/api/agents/{id}/ws``; every ``ring`` event is
+  timed as it arrives.
+
+Every call gets a :class:`CallRecord`: its outcome and the times of each step, taken from the
+``Timestamp`` Asterisk puts on every AMI event (``timestampevents = yes``, microseconds, the
+machine's wall clock). Nothing is averaged here: the records are the result.
+
+The pure parts (arrival and talk times, caller numbers, agent lists) are at the top; the
+bench (``bench/``) and the tests use them.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from acd.errors import UserError
+
+# =========================================================================== plans (pure)
+
+ARRIVALS = ("fixed", "poisson")
+TALK_DISTS = ("fixed", "exponential")
+
+
+def arrival_offsets(kind: str, rate: float, *, duration: float | None = None,
+                    count: int | None = None, rng: random.Random | None = None) -> list[float]:
+    """Seconds after the start at which callers dial: ``rate`` calls a second, for
+    ``duration`` seconds (offsets < duration) or ``count`` calls (whichever is given; both:
+    the fewer). ``fixed``: exactly 1/rate apart, the first at 0. ``poisson``: exponential gaps
+    with mean 1/rate drawn from ``rng`` (seed it to repeat a run), the first after one gap."""
+    if kind not in ARRIVALS:
+        raise UserError("load.arrivals", f"arrivals {kind!r}: one of {', '.join(ARRIVALS)}")
+    if not rate > 0 or math.isinf(rate):
+        raise UserError("load.rate", f"rate {rate!r}: calls per second, above 0")
+    if duration is None and count is None:
+        raise UserError("load.length", "give a duration or a count of calls")
+    if duration is not None and not duration > 0:
+        raise UserError("load.length", f"duration {duration!r}: seconds, above 0")
+    if count is not None and count < 0:
+        raise UserError("load.length", f"count {count!r}: 0 or more calls")
+    out: list[float] = []
+    if kind == "fixed":
+        for i in itertools.count():
+            t = i / rate
+            if (duration is not None and t >= duration) or (count is not None and i >= count):
+                break
+            out.append(t)
+        return out
+    if rng is None:
+        raise UserError("load.seed", "Poisson arrivals need a random generator (a seed)")
+    t = 0.0
+    while True:
+        t += rng.expovariate(rate)
+        if (duration is not None and t >= duration) or (count is not None and len(out) >= count):
+            break
+        out.append(t)
+    return out
+
+
+def talk_durations(kind: str, mean: float, n: int, rng: random.Random | None = None,
+                   cap: float | None = None, minimum: float = 0.0) -> list[float]:
+    """``n`` talk times in seconds: all ``mean`` (fixed) or exponential with that mean, drawn
+    from ``rng``. ``minimum``: exponential times start there (``minimum`` plus an exponential
+    time with mean ``mean - minimum``, so the mean stays): nobody hangs up within milliseconds
+    of answering, before a queue could even connect the caller. ``cap`` bounds each (a
+    phone's tone lasts only so long)."""
+    if kind not in TALK_DISTS:
+        raise UserError("load.talk", f"talk distribution {kind!r}: one of {', '.join(TALK_DISTS)}")
+    if not mean > 0:
+        raise UserError("load.talk", f"talk time {mean!r}: seconds, above 0")
+    if not 0 <= minimum < mean:
+        raise UserError("load.talk", f"shortest talk time {minimum!r}: 0 or more, below the mean")
+    if kind == "fixed":
+        out = [float(mean)] * n
+    else:
+        if rng is None:
+            raise UserError("load.seed", "exponential talk times need a random generator")
+        out = [minimum + rng.expovariate(1.0 / (mean - minimum)) for _ in range(n)]
+    return [min(x, cap) for x in out] if cap is not None else out
+
+
+class TalkTimes:
+    """Talk times handed out one by one as phones answer (one seeded stream for the run)."""
+
+    def __init__(self, kind: str, mean: float, seed: int, cap: float | None = None,
+                 minimum: float = 0.0) -> None:
+        self.rng = random.Random(seed)
+        talk_durations(kind, mean, 0, self.rng, minimum=minimum)   # checks the arguments
+        self.kind, self.mean, self.cap, self.minimum = kind, mean, cap, minimum
+
+    def __call__(self) -> float:
+        return talk_durations(self.kind, self.mean, 1, self.rng, self.cap, self.minimum)[0]
+
+
+def caller_number(run: int, n: int) -> str:
+    """A caller number unique to call ``n`` of run ``run``: it finds the call's incoming leg."""
+    return f"55{run % 1000:03d}{n:06d}"
+
+
+_RANGE = re.compile(r"^(\D*?)(\d+)-\1?(\d+)$")
+
+
+def agent_list(spec: str) -> list[str]:
+    """'2001-2003' -> ['2001', '2002', '2003']; 'a01-a03' -> ['a01', 'a02', 'a03'];
+    '2001,2005' -> ['2001', '2005']; both mix."""
+    out: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        m = _RANGE.match(part)
+        if m:
+            prefix, a, b = m.group(1), int(m.group(2)), int(m.group(3))
+            if b < a:
+                raise UserError("load.agents", f"{part!r}: the range ends before it starts")
+            width = len(m.group(2))
+            out += [f"{prefix}{i:0{width}d}" for i in range(a, b + 1)]
+        else:
+            out.append(part)
+    if len(set(out)) != len(out):
+        raise UserError("load.agents", f"{spec!r} lists an agent twice")
+    return out
+
+
+# =========================================================================== records
+
+#: Outcomes. Only ``completed`` is a success.
+COMPLETED = "completed"
+FAILURES = ("originate_failed", "no_incoming_leg", "not_queued", "not_connected", "dropped",
+            "unfinished")
+
+
+@dataclass
+class CallRecord:
+    """One call's outcome and timings. Times are Asterisk's event timestamps (wall clock,
+    seconds) unless named otherwise; ``None`` where the step did not happen."""
+
+    n: int
+    caller_number: str
+    planned: float                    # offset in the run at which the caller was to dial
+    trunk_uid: str                    # the caller's own channel (ChannelId we chose)
+    sent_at: float | None = None      # Originate sent (our clock)
+    call_uid: str | None = None       # the incoming leg's Uniqueid (our server's call id)
+    call_channel: str | None = None
+    incoming_at: float | None = None  # the incoming leg appeared (Newchannel)
+    asked_at: float | None = None     # the flow asked for keys (GET DATA / Read)
+    keyed_at: float | None = None     # the last key sent (our clock)
+    queued_at: float | None = None    # the queueing application started (AGI queue / Queue)
+    agent: str | None = None
+    agent_uid: str | None = None
+    invite_at: float | None = None    # the connected agent's leg was created (its INVITE)
+    bridged_at: float | None = None   # caller and agent in one bridge
+    answered_at: float | None = None  # the agent's phone had the call up (our clock)
+    talk_end_at: float | None = None  # the phone hung up after the talk time (our clock)
+    agent_end_at: float | None = None # the agent's leg hung up
+    ended_at: float | None = None     # the incoming leg hung up
+    end_cause: int | None = None
+    ring_at: float | None = None      # the ring event reached the agent's page (our clock)
+    outcome: str = "unfinished"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def queue_to_invite(self) -> float | None:
+        if self.queued_at is None or self.invite_at is None:
+            return None
+        return self.invite_at - self.queued_at
+
+
+@dataclass
+class AgentLeg:
+    """A channel towards an agent's phone (``PJSIP/<agent>-...``)."""
+    uid: str
+    agent: str
+    created: float
+    ended: float | None = None
+    call_uid: str | None = None       # the caller it was bridged with
+
+
+def classify(rec: CallRecord) -> str:
+    """The outcome of a call once the run is over: ``completed`` when the caller reached the
+    queue, was connected with an agent, and the agent's phone hung up after the talk time
+    (not the far end before it), and the caller's leg then ended."""
+    if rec.outcome == "originate_failed":
+        return rec.outcome
+    if rec.call_uid is None:
+        return "no_incoming_leg"
+    if rec.queued_at is None:
+        return "not_queued" if rec.ended_at is not None else "unfinished"
+    if rec.bridged_at is None:
+        return "not_connected"
+    if rec.talk_end_at is None:
+        return "dropped" if rec.ended_at is not None else "unfinished"
+    if rec.ended_at is None:
+        return "unfinished"
+    return COMPLETED
+
+
+# =========================================================================== following calls
+
+def _ts(fields: dict[str, Any]) -> float:
+    try:
+        return float(fields.get("Timestamp") or time.time())
+    except (TypeError, ValueError):
+        return time.time()
+
+
+#: The AMI events the tracker reads (an AMI Filter keeps the rest away from this process).
+EVENTS = ("Newchannel", "Newexten", "BridgeEnter", "Hangup", "OriginateResponse",
+          "AGIExecStart", "QueueCallerJoin")
+
+
+class CallTracker:
+    """Follows every call of the run through AMI events. ``on_event`` never blocks."""
+
+    def __init__(self, agents: Iterable[str]) -> None:
+        self.agents = set(agents)
+        self.by_trunk: dict[str, CallRecord] = {}
+        self.by_number: dict[str, CallRecord] = {}
+        self.by_call: dict[str, CallRecord] = {}
+        self.legs: dict[str, AgentLeg] = {}
+        self.bridges: dict[str, set[str]] = defaultdict(set)
+        self.on_ask: Callable[[CallRecord], None] | None = None
+        self.changed = asyncio.Event()
+        self.events = 0
+
+    def add(self, rec: CallRecord) -> None:
+        self.by_trunk[rec.trunk_uid] = rec
+        self.by_number[rec.caller_number] = rec
+
+    def on_event(self, e: Any) -> None:
+        self.events += 1
+        f = e.fields
+        name = e.name
+        if name == "Newexten":
+            rec = self.by_call.get(str(f.get("Uniqueid", "")))
+            if rec is None:
+                return
+            app = str(f.get("Application", ""))
+            data = str(f.get("AppData", ""))
+            if rec.queued_at is None and (app == "Queue" or (app == "AGI" and data.endswith("/queue"))):
+                rec.queued_at = _ts(f)
+                self.changed.set()
+            elif app == "Read" and rec.asked_at is None:
+                self._asked(rec, f)
+        elif name == "AGIExecStart":
+            rec = self.by_call.get(str(f.get("Uniqueid", "")))
+            if (rec is not None and rec.asked_at is None
+                    and str(f.get("Command", "")).upper().startswith("GET DATA")):
+                self._asked(rec, f)
+        elif name == "Newchannel":
+            chan = str(f.get("Channel", ""))
+            uid = str(f.get("Uniqueid", ""))
+            if chan.startswith("PJSIP/acd-caller-"):
+                rec = self.by_number.get(str(f.get("CallerIDNum", "")))
+                if rec is not None and rec.call_uid is None:
+                    rec.call_uid, rec.call_channel, rec.incoming_at = uid, chan, _ts(f)
+                    self.by_call[uid] = rec
+            elif chan.startswith("PJSIP/"):
+                agent = chan[6:].rsplit("-", 1)[0]
+                if agent in self.agents:
+                    self.legs[uid] = AgentLeg(uid, agent, _ts(f))
+        elif name == "BridgeEnter":
+            bridge = str(f.get("BridgeUniqueid", ""))
+            members = self.bridges[bridge]
+            members.add(str(f.get("Uniqueid", "")))
+            calls = [self.by_call[u] for u in members if u in self.by_call]
+            legs = [self.legs[u] for u in members if u in self.legs]
+            if calls and legs:
+                rec, leg = calls[0], legs[0]
+                if rec.bridged_at is None:
+                    rec.bridged_at = _ts(f)
+                    rec.agent, rec.agent_uid, rec.invite_at = leg.agent, leg.uid, leg.created
+                    leg.call_uid = rec.call_uid
+                    self.changed.set()
+        elif name == "Hangup":
+            uid = str(f.get("Uniqueid", ""))
+            leg = self.legs.get(uid)
+            if leg is not None:
+                leg.ended = _ts(f)
+                rec = self.by_call.get(leg.call_uid or "")
+                if rec is not None and rec.agent_uid == uid:
+                    rec.agent_end_at = leg.ended
+                return
+            rec = self.by_call.get(uid)
+            if rec is not None:
+                rec.ended_at = _ts(f)
+                try:
+                    rec.end_cause = int(f.get("Cause"))
+                except (TypeError, ValueError):
+                    rec.end_cause = None
+                self.changed.set()
+        elif name == "OriginateResponse":
+            rec = self.by_trunk.get(str(f.get("Uniqueid", "")))
+            if rec is not None and str(f.get("Response", "")).lower() != "success":
+                rec.outcome = "originate_failed"
+                self.changed.set()
+
+    def _asked(self, rec: CallRecord, f: dict[str, Any]) -> None:
+        rec.asked_at = _ts(f)
+        if self.on_ask is not None:
+            self.on_ask(rec)
+
+
+
+# =========================================================================== agent phones
+
+@dataclass
+class PhoneStats:
+    agent: str
+    established: int = 0
+    hung_up: int = 0              # our hangup after the talk time
+    closed_by_far_end: int = 0    # the call was gone before the talk time was up
+    closed_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PhoneCall:
+    """A call as the agent's phone saw it (our clock)."""
+    agent: str
+    caller: str                   # the user part of the caller's URI: the caller number
+    established_at: float
+    talk: float                   # the talk time drawn for it
+    hangup_sent_at: float | None = None
+    closed_at: float | None = None
+    closed_early: bool = False    # closed by the far end before the talk time was up
+    reason: str = ""
+
+
+def _uri_user(uri: str) -> str:
+    m = re.match(r"^(?:sips?:)?([^@;>]+)@", uri.strip().lstrip("<"))
+    return m.group(1) if m else ""
+
+
+class AgentPhones:
+    """Real phones (baresip) registered as agents: each answers after ``answer_delay`` and
+    hangs up after the next talk time."""
+
+    def __init__(self, agents: dict[str, str], host: str, port: int, *, answer_delay: float,
+                 talk: Callable[[], float], tone_seconds: int = 120, root: Any = None,
+                 start_at_once: int = 8) -> None:
+        from acd.softphone import ROOT, SoftPhone
+        self.agents = agents              # agent id -> password
+        self.talk = talk
+        self.start_at_once = start_at_once
+        self.phones = {a: SoftPhone(a, pw, host, port, answer="auto", answer_delay=answer_delay,
+                                    tone_seconds=tone_seconds, root=root or ROOT)
+                       for a, pw in agents.items()}
+        self.stats = {a: PhoneStats(a) for a in agents}
+        self.calls: list[PhoneCall] = []
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        sem = asyncio.Semaphore(self.start_at_once)
+
+        async def one(p: Any) -> None:
+            async with sem:
+                await p.start()
+        try:
+            await asyncio.gather(*(one(p) for p in self.phones.values()))
+        except BaseException:
+            await self.stop()
+            raise
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(a, p), name=f"phone-{a}")
+                       for a, p in self.phones.items()]
+
+    def pids(self) -> list[int]:
+        return [p._proc.pid for p in self.phones.values() if p._proc is not None]  # noqa: SLF001
+
+    async def _run(self, agent: str, phone: Any) -> None:
+        """Read the phone's events as they come; hang up each answered call after its talk
+        time."""
+        seen = 0
+        st = self.stats[agent]
+        calls: dict[str, tuple[PhoneCall, asyncio.Task]] = {}
+        changed = phone._changed          # noqa: SLF001 (SoftPhone's event condition)
+        while True:
+            async with changed:
+                while len(phone.events) <= seen:
+                    await changed.wait()
+                new = phone.events[seen:]
+                seen = len(phone.events)
+            now = time.time()
+            for ev in new:
+                kind = ev.get("type")
+                if kind == "CALL_ESTABLISHED":
+                    st.established += 1
+                    call = PhoneCall(agent, _uri_user(str(ev.get("peeruri", ""))), now,
+                                     self.talk())
+                    self.calls.append(call)
+                    calls[str(ev.get("id", ""))] = (call, asyncio.get_running_loop().create_task(
+                        self._hang_up_later(phone, st, call)))
+                elif kind == "CALL_CLOSED":
+                    reason = str(ev.get("param", "")) or "?"
+                    st.closed_reasons[reason] = st.closed_reasons.get(reason, 0) + 1
+                    entry = calls.pop(str(ev.get("id", "")), None)
+                    if entry is not None:
+                        call, task = entry
+                        call.closed_at, call.reason = now, reason
+                        if call.hangup_sent_at is None:
+                            task.cancel()
+                            call.closed_early = True
+                            st.closed_by_far_end += 1
+                elif kind == "CONTROL_CLOSED":
+                    return
+
+    async def _hang_up_later(self, phone: Any, st: PhoneStats, call: PhoneCall) -> None:
+        await asyncio.sleep(call.talk)      # the agent talks this long
+        call.hangup_sent_at = time.time()
+        try:
+            if await phone.hangup():
+                st.hung_up += 1
+        except Exception:                   # the phone went away: its stats show it
+            pass
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(p.stop() for p in self.phones.values()), return_exceptions=True)
+
+
+# =========================================================================== our server's API
+
+def web_login(cfg: Any) -> tuple[str, str] | None:
+    """A supervisor's or admin's web login from the configuration (secrets filled), for
+    servers whose HTTP API wants a session; None when the configuration has no web users."""
+    users = getattr(getattr(cfg, "web", None), "users", ()) or ()
+    for role in ("admin", "supervisor"):
+        for u in users:
+            if getattr(u, "role", "") == role and getattr(u, "password", ""):
+                return u.username, u.password
+    return None
+
+
+class ServerApi:
+    """Our server's HTTP API and WebSockets, as a client. If the server answers 401 (its web
+    login is on), logs in once with ``login`` (user name, password) and sends the session's
+    cookie, CSRF token and this origin from then on."""
+
+    def __init__(self, base_url: str, login: tuple[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.login = login
+        self.csrf = ""
+        self.session: Any = None
+
+    async def __aenter__(self) -> "ServerApi":
+        import aiohttp
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),          # cookies for 127.0.0.1 too
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Origin": self.base_url}
+        if self.csrf:
+            h["X-CSRF-Token"] = self.csrf
+        return h
+
+    async def _sign_in(self) -> None:
+        if self.login is None:
+            raise UserError("load.auth", f"{self.base_url} wants a login and the configuration "
+                                         "has no web user")
+        async with self.session.post(f"{self.base_url}/api/auth/login", headers=self._headers(),
+                                     json={"username": self.login[0],
+                                           "password": self.login[1]}) as r:
+            if r.status != 200:
+                raise UserError("load.auth", f"web login as {self.login[0]}: {r.status} "
+                                             f"{(await r.text())[:200]}")
+            self.csrf = str((await r.json()).get("csrf", ""))
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request: (status, JSON body or text)."""
+        import aiohttp
+        for attempt in (1, 2):
+            try:
+                async with self.session.request(method, f"{self.base_url}{path}", json=body,
+                                                headers=self._headers()) as r:
+                    if r.status == 401 and attempt == 1 and self.login is not None:
+                        await r.read()
+                        await self._sign_in()
+                        continue
+                    try:
+                        data = await r.json(content_type=None)
+                    except ValueError:
+                        data = await r.text()
+                    return r.status, data
+            except aiohttp.ClientError as e:
+                raise UserError("load.http", f"{method} {self.base_url}{path}: {e}") from None
+        raise AssertionError("unreachable")
+
+    def ws(self, path: str) -> Any:
+        """A WebSocket (``async with``): the session's cookie and this origin go with it
+        (sign in first with any :meth:`call` the server wants a login for)."""
+        return self.session.ws_connect(f"{self.base_url}{path}", heartbeat=30,
+                                       headers={"Origin": self.base_url})
+
+
+# =========================================================================== agent pages
+
+class AgentPages:
+    """Agent pages on the server's WebSocket (``/api/agents/{id}/ws``), one per agent: every
+    ``ring`` event is noted with the time it arrived (our clock)."""
+
+    def __init__(self, api: ServerApi, agents: Sequence[str]) -> None:
+        self.api = api
+        self.agents = list(agents)
+        self.rings: dict[tuple[str, str], float] = {}     # (agent, call id) -> arrival
+        self.messages = 0
+        self.cut = 0                                       # closed by the server
+        self._tasks: list[asyncio.Task] = []
+        self._open = 0
+        self._all_open = asyncio.Event()
+
+    async def start(self, timeout: float = 60.0) -> None:
+        await self.api.call("GET", "/api/queues")         # signs in if the server wants it
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._page(a)) for a in self.agents]
+        try:
+            await asyncio.wait_for(self._all_open.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise UserError("load.pages", f"only {self._open} of {len(self.agents)} agent pages "
+                                          f"connected within {timeout:.0f} s") from None
+
+    async def _page(self, agent: str) -> None:
+        import aiohttp
+        first = True
+        while True:
+            try:
+                async with self.api.ws(f"/api/agents/{agent}/ws") as ws:
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        now = time.time()
+                        data = json.loads(msg.data)
+                        self.messages += 1
+                        if data.get("type") == "snapshot" and first:
+                            first = False
+                            self._open += 1
+                            if self._open == len(self.agents):
+                                self._all_open.set()
+                        elif data.get("type") == "ring":
+                            self.rings.setdefault((agent, str(data.get("call_id", ""))), now)
+                self.cut += 1
+            except (aiohttp.ClientError, OSError):
+                self.cut += 1
+                await asyncio.sleep(0.5)     # the server restarting: try again shortly
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# =========================================================================== the run
+
+@dataclass
+class LoadProfile:
+    """What a run does: who is dialled, how often, for how long, and what callers key."""
+    number: str
+    rate: float
+    arrivals: str = "poisson"
+    duration: float | None = 60.0
+    count: int | None = None
+    seed: int = 1
+    dtmf: str = ""                  # keyed when the flow asks (IVR), e.g. "13800138000#"
+    max_wait: float = 60.0          # not connected to an agent by then: failed
+    settle: float = 30.0            # after the last call's planned end, the longest we wait
+    run_id: int = 0
+
+    def offsets(self) -> list[float]:
+        return arrival_offsets(self.arrivals, self.rate, duration=self.duration,
+                               count=self.count, rng=random.Random(self.seed))
+
+
+class LoadRun:
+    """Places the calls of a profile and follows them to their end.
+
+    ``ami`` is a started :class:`acd.ami.client.AmiClient` whose events go to ``tracker``
+    (see :class:`Follower`)."""
+
+    def __init__(self, ami: Any, tracker: CallTracker, profile: LoadProfile,
+                 talk_max: float, phones: AgentPhones | None = None) -> None:
+        if profile.dtmf and not re.fullmatch(r"[0-9*#]{1,32}", profile.dtmf):
+            raise UserError("load.dtmf", f"{profile.dtmf!r}: keys 0-9, * and #, at most 32")
+        if not re.fullmatch(r"[0-9*#+]{1,32}", profile.number):
+            raise UserError("load.number", f"{profile.number!r} is not a dialable number")
+        self.ami = ami
+        self.tracker = tracker
+        self.profile = profile
+        self.talk_max = talk_max
+        self.phones = phones
+        self.records: list[CallRecord] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._cut: set[int] = set()         # calls we hung up for waiting too long
+        tracker.on_ask = self._key_in
+
+    async def run(self, progress: Callable[[str], None] | None = None) -> list[CallRecord]:
+        p = self.profile
+        offsets = p.offsets()
+        hold = int(p.max_wait + self.talk_max + 60)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n, off in enumerate(offsets):
+            rec = CallRecord(n=n, caller_number=caller_number(p.run_id, n), planned=off,
+                             trunk_uid=f"load{p.run_id}-{n}-caller")
+            self.records.append(rec)
+            self.tracker.add(rec)
+            delay = start + off - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)      # the arrival process sets the pace
+            self._spawn(self._dial(rec, hold))
+        last_end = start + (offsets[-1] if offsets else 0) + p.max_wait + self.talk_max + 5
+        deadline = last_end + p.settle
+        while self._open():
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            self.tracker.changed.clear()
+            try:
+                await asyncio.wait_for(self.tracker.changed.wait(), min(left, 1.0))
+            except asyncio.TimeoutError:
+                pass
+            self._expire(loop.time() - start)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.phones is not None:
+            attach_phone_calls(self.records, self.phones.calls)
+        for rec in self.records:
+            rec.outcome = classify(rec)
+        return self.records
+
+    def _open(self) -> bool:
+        return any(r.outcome != "originate_failed" and r.ended_at is None for r in self.records)
+
+    def _expire(self, elapsed: float) -> None:
+        """A caller still not connected after ``max_wait``: hang them up (a failure)."""
+        for r in self.records:
+            if (r.bridged_at is None and r.ended_at is None and r.outcome != "originate_failed"
+                    and elapsed > r.planned + self.profile.max_wait and r.n not in self._cut):
+                self._cut.add(r.n)
+                self._spawn(self._hangup(r.trunk_uid))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial(self, rec: CallRecord, hold: int) -> None:
+        rec.sent_at = time.time()
+        try:
+            await self.ami.action("Originate", Channel=f"PJSIP/{self.profile.number}@acd-trunk",
+                                  Context="acd-testcaller", Exten="wait", Priority=1,
+                                  CallerID=f"<{rec.caller_number}>", Async="true",
+                                  Variable=[f"HOLD_FOR={hold}"], ChannelId=rec.trunk_uid)
+        except Exception:
+            rec.outcome = "originate_failed"
+
+    async def _hangup(self, uid: str) -> None:
+        try:
+            await self.ami.action("Hangup", Channel=uid)
+        except Exception:
+            pass
+
+    def _key_in(self, rec: CallRecord) -> None:
+        if self.profile.dtmf:
+            self._spawn(self._send_keys(rec))
+
+    async def _send_keys(self, rec: CallRecord) -> None:
+        # PlayDTMF answers once the digit has been played; a person keys about this fast.
+        for d in self.profile.dtmf:
+            try:
+                await self.ami.action("PlayDTMF", Channel=rec.trunk_uid, Digit=d, Duration=120)
+            except Exception:
+                return
+            await asyncio.sleep(0.1)
+        rec.keyed_at = time.time()
+
+
+class Follower:
+    """Sends an AMI connection's events to the current :class:`CallTracker` (one per run),
+    after asking Asterisk (AMI ``Filter``, again after every reconnect) to send this
+    connection only the events trackers read. Counts the connection's losses."""
+
+    def __init__(self, ami: Any) -> None:
+        self.ami = ami
+        self.tracker: CallTracker | None = None
+        self.disconnects = 0
+        ami.on_event(self._event)
+        ami.on_connection(self._connection)
+
+    async def start(self) -> None:
+        await self._filter()
+
+    async def _filter(self) -> None:
+        for name in EVENTS:
+            await self.ami.action("Filter", Operation="Add", Filter=f"Event: {name}")
+
+    def _event(self, e: Any) -> None:
+        if self.tracker is not None:
+            self.tracker.on_event(e)
+
+    async def _connection(self, up: bool) -> None:
+        if not up:
+            self.disconnects += 1
+        elif self.disconnects:
+            await self._filter()
+
+
+def outcome_counts(records: Iterable[CallRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[r.outcome] = out.get(r.outcome, 0) + 1
+    return out
+
+
+def attach_phone_calls(records: Iterable[CallRecord], calls: Iterable[PhoneCall]) -> None:
+    """What the agents' phones saw, onto the call records (by caller number and agent)."""
+    seen: dict[tuple[str, str], PhoneCall] = {}
+    for c in calls:
+        seen.setdefault((c.agent, c.caller), c)
+    for r in records:
+        c = seen.get((r.agent or "", r.caller_number))
+        if c is not None:
+            r.answered_at = c.established_at
+            r.talk_end_at = None if c.closed_early else c.hangup_sent_at
+
+
+def attach_rings(records: Iterable[CallRecord], pages: AgentPages) -> None:
+    for r in records:
+        if r.agent and r.call_uid:
+            r.ring_at = pages.rings.get((r.agent, r.call_uid))
+
+
+# =========================================================================== `acd load`
+
+def add_arguments(p: Any) -> None:
+    """The options of `acd load` (an argparse parser)."""
+    p.add_argument("--number", required=True, help="what callers dial, e.g. the hotline or a "
+                                                   "skill group's number")
+    p.add_argument("--rate", type=float, required=True, help="calls per second")
+    p.add_argument("--arrivals", choices=ARRIVALS, default="poisson")
+    p.add_argument("--duration", type=float, help="seconds of arrivals")
+    p.add_argument("--count", type=int, help="number of calls (with or instead of --duration)")
+    p.add_argument("--seed", type=int, default=1, help="seeds the arrivals and talk times")
+    p.add_argument("--agents", default="", help="agents whose phones answer, e.g. 1001-1020 or "
+                                               "1001,1002 (default: every agent in the config)")
+    p.add_argument("--answer-delay", type=float, default=0.5, help="seconds a phone rings")
+    p.add_argument("--talk", type=float, default=10.0, help="talk time in seconds (the mean)")
+    p.add_argument("--talk-dist", choices=TALK_DISTS, default="fixed")
+    p.add_argument("--talk-min", type=float, default=0.0,
+                   help="exponential talk times start at this many seconds (the mean stays)")
+    p.add_argument("--dtmf", default="", help="keys a caller presses when the flow asks")
+    p.add_argument("--max-wait", type=float, default=60.0,
+                   help="a caller not with an agent after this many seconds fails")
+    p.add_argument("--login", action="store_true", help="log the agents in to our server first")
+    p.add_argument("--pages", action="store_true",
+                   help="open each agent's page (WebSocket) and time the ring events")
+    p.add_argument("--out", help="every call's record, one JSON object a line "
+                                 "(default: load-<time>.jsonl)")
+    p.add_argument("--quiet", action="store_true", help="no line per call, only the summary")
+
+
+def _check_args(cfg: Any, args: Any) -> list[str]:
+    if not cfg.asterisk.loopback_trunk:
+        raise UserError("load.no_trunk", "callers come over the loopback trunk: set "
+                                         "asterisk.loopback_trunk: true (and restart Asterisk)")
+    if not args.duration and not args.count:
+        raise UserError("load.length", "give --duration or --count")
+    for what, v in (("--answer-delay", args.answer_delay), ("--max-wait", args.max_wait)):
+        if not (v >= 0) or math.isinf(v):
+            raise UserError("load.usage", f"{what} {v!r}: seconds, 0 or more")
+    known = {a.id for a in cfg.agents}
+    agents = agent_list(args.agents) if args.agents else [a.id for a in cfg.agents]
+    unknown = [a for a in agents if a not in known]
+    if unknown:
+        raise UserError("agent.unknown", f"not in {cfg.source}: {', '.join(unknown[:10])}")
+    if not agents:
+        raise UserError("load.agents", "no agents to answer the calls")
+    arrival_offsets(args.arrivals, args.rate, duration=args.duration, count=args.count,
+                    rng=random.Random(args.seed))
+    TalkTimes(args.talk_dist, args.talk, args.seed, minimum=getattr(args, "talk_min", 0.0))
+    return agents
+
+
+def _call_line(r: CallRecord) -> str:
+    def ms(a: float | None, b: float | None) -> str:
+        return "-" if a is None or b is None else f"{(b - a) * 1000:.1f}"
+    return (f"{r.n:5d} {r.caller_number} {r.outcome:16s} agent {r.agent or '-':8s} "
+            f"queue->INVITE {ms(r.queued_at, r.invite_at)} ms  INVITE->bridge "
+            f"{ms(r.invite_at, r.bridged_at)} ms  ring on page {ms(r.invite_at, r.ring_at)} ms")
+
+
+async def run_load(cfg: Any, args: Any, agents: list[str],
+                   say: Callable[[str], None] = print) -> list[CallRecord]:
+    from acd.ami.client import AmiClient
+    from acd.asterisk.provision import resolve
+    install = resolve(cfg.asterisk.mode, cfg.path(cfg.asterisk.root), build=False)
+    root = install.root if install.root is not None else cfg.path(cfg.asterisk.root)
+    passwords = {a.id: a.password for a in cfg.agents}
+    talk_cap = args.talk * (1 if args.talk_dist == "fixed" else 5)
+    phones = AgentPhones({a: passwords[a] for a in agents}, cfg.asterisk.sip_host,
+                         cfg.asterisk.sip_port, answer_delay=args.answer_delay,
+                         talk=TalkTimes(args.talk_dist, args.talk, args.seed, cap=talk_cap,
+                                        minimum=args.talk_min),
+                         tone_seconds=int(talk_cap) + 30, root=root)
+    ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
+                    action_timeout=15)
+    pages: AgentPages | None = None
+    api = ServerApi(f"http://{cfg.http.host}:{cfg.http.port}", web_login(cfg))
+    await api.__aenter__()
+    try:
+        try:
+            await ami.start(connect_timeout=15)
+        except Exception as e:
+            raise UserError("load.ami", f"no AMI at {cfg.ami.host}:{cfg.ami.port}: {e}") from None
+        follower = Follower(ami)
+        await follower.start()
+        say(f"starting {len(agents)} agent phones")
+        try:
+            await phones.start()
+        except Exception as e:
+            raise UserError("load.phones", str(e)) from None
+        if args.login:
+            for a in agents:
+                status, body = await api.call("POST", f"/api/agents/{a}/login")
+                if status != 200:
+                    raise UserError("load.login", f"agent {a}: {status} {str(body)[:200]}")
+        if args.pages:
+            pages = AgentPages(api, agents)
+            await pages.start()
+        tracker = CallTracker(agents)
+        follower.tracker = tracker
+        profile = LoadProfile(number=args.number, rate=args.rate, arrivals=args.arrivals,
+                              duration=args.duration, count=args.count, seed=args.seed,
+                              dtmf=args.dtmf, max_wait=args.max_wait,
+                              run_id=int(time.time()) % 1000)
+        say(f"calling {args.number}: {args.rate:g} calls/s ({args.arrivals}), "
+            f"{len(profile.offsets())} calls")
+        records = await LoadRun(ami, tracker, profile, talk_max=talk_cap, phones=phones).run()
+        if pages is not None:
+            attach_rings(records, pages)
+        return records
+    finally:
+        if pages is not None:
+            await pages.stop()
+        await phones.stop()
+        await ami.close()
+        await api.__aexit__()
+
+
+def main(cfg: Any, args: Any) -> int:
+    """`acd load`: every call's record to a JSON-lines file and (unless --quiet) a line each;
+    then the outcomes and the latency percentiles. Exit 1 if a call failed."""
+    agents = _check_args(cfg, args)
+    records = asyncio.run(run_load(cfg, args, agents))
+    out = args.out or time.strftime("load-%Y%m%d-%H%M%S.jsonl")
+    with open(out, "w") as f:
+        for r in records:
+            f.write(json.dumps(r.to_dict()) + "\n")
+    if not args.quiet:
+        for r in records:
+            print(_call_line(r))
+    counts = outcome_counts(records)
+    print(f"calls {len(records)}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+    def pct(xs: list[float]) -> str:
+        if not xs:
+            return "none"
+        xs = sorted(xs)
+        at = lambda p: xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000  # noqa: E731
+        return f"median {at(50):.1f} ms, p95 {at(95):.1f} ms, p99 {at(99):.1f} ms, max {xs[-1] * 1000:.1f} ms"
+    print("queue entry -> agent INVITE: " + pct([r.queue_to_invite for r in records
+                                                  if r.queue_to_invite is not None]))
+    if args.pages:
+        print("agent INVITE -> ring on the page: " + pct(
+            [r.ring_at - r.invite_at for r in records if r.ring_at and r.invite_at]))
+    print(f"every call's record: {out}")
+    return 0 if counts.get(COMPLETED, 0) == len(records) else 1

@@ -1,0 +1,308 @@
+"""The admin REST API (``/api/admin/*``) and its OpenAPI description (``/api/openapi.json``).
+
+Agents and skill groups (as configured, with the live state), call records with filters and
+CSV export, the customer directory import, web users and their sessions, the audit log. The
+IVR flows' routes (``/api/flows``) are served by the flows module; they are described here too.
+Every change is written to the audit log by the auth middleware (who, what, when).
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, time as dtime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from sqlalchemy import delete, func, select
+
+from acd.errors import UserError
+from acd.store.models import WebSession, WebUser
+from acd.web.auth import AUDIT
+from acd.web.webdb import calls_csv
+
+MAX_IMPORT = 5 * 1024 * 1024
+END_REASONS = ("caller_hangup", "agent_hangup", "abandoned", "overflow", "closed", "no_agents",
+               "callback_expired", "callback_failed", "ivr_hangup", "ivr_error", "refused",
+               "ended_while_server_down")
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise UserError("http.bad_request", f"{name} must be a whole number") from None
+    if not lo <= v <= hi:
+        raise UserError("http.bad_request", f"{name} must be between {lo} and {hi}")
+    return v
+
+
+def _when(request: web.Request, name: str, tz: str) -> datetime | None:
+    """A date (midnight in ``web.timezone``) or an ISO 8601 time (UTC unless it says)."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        if len(raw) == 10:
+            d = datetime.fromisoformat(raw).date()
+            return datetime.combine(d, dtime(0), ZoneInfo(tz))
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        raise UserError("http.bad_request", f"{name}: a date (2026-11-22) or a time "
+                                            "(2026-11-22T09:30:00+08:00)") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _text(request: web.Request, name: str, limit: int = 64) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > limit:
+        raise UserError("http.bad_request", f"{name} is longer than {limit} characters")
+    return raw
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def add_routes(app: web.Application, ctx: Any) -> None:
+    cfg = ctx.cfg
+
+    async def agents(_request: web.Request) -> web.Response:
+        live = ctx.runtime.agents() if ctx.runtime is not None else {}
+        out = []
+        for a in cfg.agents:
+            groups = {g.name: (g.members or {})[a.id] for g in cfg.groups if a.id in (g.members or {})}
+            snap = live.get(a.id) or {}
+            out.append({"agent_id": a.id, "name": a.name, "groups": groups,
+                        "web_user": a.id, "state": snap.get("state", "offline"),
+                        "reachable": snap.get("reachable", False),
+                        "pending": snap.get("pending")})
+        return web.json_response({"agents": out})
+
+    async def groups(_request: web.Request) -> web.Response:
+        live = ctx.runtime.queues() if ctx.runtime is not None else {}
+        return web.json_response({"groups": [
+            {**_plain(g), "members": dict(g.members or {}), "live": live.get(g.name)}
+            for g in cfg.groups]})
+
+    def _filters(request: web.Request) -> dict[str, Any]:
+        reason = _text(request, "end_reason", 32)
+        if reason is not None and reason not in END_REASONS:
+            raise UserError("http.bad_request", f"end_reason: one of {', '.join(END_REASONS)}")
+        verification = _text(request, "verification", 16)
+        if verification is not None and verification not in ("verified", "failed", "skipped"):
+            raise UserError("http.bad_request", "verification: verified, failed or skipped")
+        return {"since": _when(request, "since", cfg.web.timezone),
+                "until": _when(request, "until", cfg.web.timezone),
+                "group": _text(request, "group"), "agent": _text(request, "agent", 40),
+                "end_reason": reason, "number": _text(request, "number", 40),
+                "verification": verification,
+                "limit": _int(request, "limit", 100, 1, 10000),
+                "offset": _int(request, "offset", 0, 0, 10_000_000)}
+
+    async def calls(request: web.Request) -> web.Response:
+        return web.json_response({"calls": await ctx.webdb.find_calls(**_filters(request))})
+
+    async def calls_export(request: web.Request) -> web.Response:
+        rows = await ctx.webdb.find_calls(**_filters(request))
+        return web.Response(text=calls_csv(rows), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="calls.csv"'})
+
+    async def import_customers(request: web.Request) -> web.Response:
+        from acd.directory import import_rows, parse_csv
+        if request.content_type not in ("text/csv", "text/plain"):
+            raise UserError("http.bad_request", "send the CSV as text/csv")
+        if (request.content_length or 0) > MAX_IMPORT:
+            raise UserError("http.bad_request", f"at most {MAX_IMPORT // 1024 // 1024} MB")
+        data = bytearray()
+        while chunk := await request.content.read(64 * 1024):
+            data += chunk
+            if len(data) > MAX_IMPORT:
+                raise UserError("http.bad_request", f"at most {MAX_IMPORT // 1024 // 1024} MB")
+        try:
+            text = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise UserError("directory.bad_csv", "the CSV is not UTF-8 text") from None
+        rows = parse_csv(text, "the upload")          # every bad row reported, nothing imported
+        result = await import_rows(ctx.store, rows)
+        request[AUDIT] = {"imported": result}
+        return web.json_response({"ok": True, **result})
+
+    async def customer(request: web.Request) -> web.Response:
+        q = _text(request, "q")
+        if not q:
+            raise UserError("http.bad_request", "q: a phone or customer number")
+        return web.json_response({"customer": await ctx.customer(q, q)})
+
+    async def audit(request: web.Request) -> web.Response:
+        return web.json_response({"entries": await ctx.webdb.audit_entries(
+            limit=_int(request, "limit", 100, 1, 1000), offset=_int(request, "offset", 0, 0, 10**9),
+            username=_text(request, "username", 40))})
+
+    async def users(_request: web.Request) -> web.Response:
+        now = datetime.now(timezone.utc)
+        async with ctx.store.session() as s:
+            rows = list(await s.scalars(select(WebUser).order_by(WebUser.username)))
+            counts = dict((await s.execute(
+                select(WebSession.username, func.count(WebSession.id))
+                .where(WebSession.expires_at > now).group_by(WebSession.username))).all())
+        return web.json_response({"users": [
+            {"username": u.username, "role": u.role, "agent_id": u.agent_id,
+             "sessions": counts.get(u.username, 0)} for u in rows]})
+
+    async def end_sessions(request: web.Request) -> web.Response:
+        name = request.match_info["username"]
+        async with ctx.store.session() as s, s.begin():
+            if await s.scalar(select(WebUser).where(WebUser.username == name)) is None:
+                raise UserError("user.unknown", f"There is no web user {name!r}.")
+            r = await s.execute(delete(WebSession).where(WebSession.username == name))
+        ctx.auth.forget_user(name)
+        return web.json_response({"ok": True, "ended": r.rowcount or 0})
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(openapi_doc(app))
+
+    app.router.add_get("/api/admin/agents", agents)
+    app.router.add_get("/api/admin/groups", groups)
+    app.router.add_get("/api/admin/calls", calls)
+    app.router.add_get("/api/admin/calls.csv", calls_export)
+    app.router.add_post("/api/admin/customers/import", import_customers)
+    app.router.add_get("/api/admin/customers", customer)
+    app.router.add_get("/api/admin/audit", audit)
+    app.router.add_get("/api/admin/users", users)
+    app.router.add_post("/api/admin/users/{username}/logout", end_sessions)
+    app.router.add_get("/api/openapi.json", openapi)
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------
+
+_ERR = {"description": "an error with a stable id",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_CALL_FILTERS = [
+    {"name": "since", "in": "query", "schema": {"type": "string"},
+     "description": "a date (midnight in web.timezone) or an ISO 8601 time"},
+    {"name": "until", "in": "query", "schema": {"type": "string"}},
+    {"name": "group", "in": "query", "schema": {"type": "string"}},
+    {"name": "agent", "in": "query", "schema": {"type": "string"},
+     "description": "calls this agent answered"},
+    {"name": "end_reason", "in": "query", "schema": {"type": "string", "enum": list(END_REASONS)}},
+    {"name": "number", "in": "query", "schema": {"type": "string"},
+     "description": "the caller's number or the number dialled"},
+    {"name": "verification", "in": "query",
+     "schema": {"type": "string", "enum": ["verified", "failed", "skipped"]}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+]
+
+#: (method, path) -> (summary, who may use it, extra operation fields)
+OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
+    ("get", "/api/health"): ("Server status, AMI link up or down", "anyone", {}),
+    ("post", "/api/auth/login"): ("Log in: {username, password}; sets the session cookie and "
+                                  "returns the CSRF token", "anyone", {}),
+    ("post", "/api/auth/logout"): ("End this session", "logged in", {}),
+    ("get", "/api/auth/me"): ("This session: user, role, agent id, CSRF token, expiry",
+                              "logged in", {}),
+    ("get", "/api/agents"): ("Every agent's snapshot", "supervisor", {}),
+    ("get", "/api/agents/{agent}"): ("One agent's snapshot", "the agent, supervisor", {}),
+    ("post", "/api/agents/{agent}/login"): ("Log the agent in (ACD)", "the agent, supervisor", {}),
+    ("post", "/api/agents/{agent}/logout"): ("Log the agent out (ACD)", "the agent, supervisor", {}),
+    ("post", "/api/agents/{agent}/state"): ("Set a state {state, reason}; pending during a call",
+                                            "the agent, supervisor", {}),
+    ("post", "/api/agents/{agent}/wrapup/end"): ("End wrap-up early", "the agent, supervisor", {}),
+    ("get", "/api/agents/{agent}/ws"): ("WebSocket: snapshot, then ring, answered, ended, "
+                                        "state, call-control events", "the agent, supervisor", {}),
+    ("get", "/api/agents/{agent}/recent"): ("The agent's last 10 calls with notes", "the agent", {}),
+    ("delete", "/api/agents/{agent}/recent/{uniqueid}"): ("Take a call off the list (the record "
+                                                          "stays); returns the new list",
+                                                          "the agent", {}),
+    ("put", "/api/agents/{agent}/recent/{uniqueid}/note"): ("The agent's note on a call {text}",
+                                                            "the agent", {}),
+    ("get", "/api/agents/{agent}/pop/{uniqueid}"): ("The screen pop of a call at this agent",
+                                                    "the agent", {}),
+    ("get", "/api/agents/{agent}/directory"): ("Look a customer up (?q=)", "the agent", {}),
+    ("get", "/api/queues"): ("Per skill group: live queue and counters since start", "supervisor", {}),
+    ("get", "/api/supervisor/ws"): ("WebSocket: snapshots of queues and agents", "supervisor", {}),
+    ("get", "/api/stats/wallboard"): ("The wall board: live and today's figures, intervals",
+                                      "supervisor", {}),
+    ("get", "/api/stats/definitions"): ("The definition of every figure", "supervisor", {}),
+    ("get", "/metrics"): ("Prometheus text format", "supervisor, or the metrics bearer token", {}),
+    ("get", "/api/calls"): ("Recent calls with key trail and timeline", "supervisor", {}),
+    ("get", "/api/calls/{uniqueid}"): ("One call", "supervisor", {}),
+    ("get", "/api/admin/agents"): ("Configured agents: groups, skill levels, live state", "admin", {}),
+    ("get", "/api/admin/groups"): ("Configured skill groups with their live queue", "admin", {}),
+    ("get", "/api/admin/calls"): ("Call records with filters", "admin", {"parameters": _CALL_FILTERS}),
+    ("get", "/api/admin/calls.csv"): ("Call records with filters, as CSV", "admin",
+                                      {"parameters": _CALL_FILTERS}),
+    ("post", "/api/admin/customers/import"): (
+        "Import the customer directory: text/csv with a header of customer_number, name, phone, "
+        "id_number; every bad row is reported and then nothing is imported", "admin",
+        {"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}}),
+    ("get", "/api/admin/customers"): ("Look a customer up (?q=)", "admin", {}),
+    ("get", "/api/admin/audit"): ("The audit log, newest first (?limit, offset, username)",
+                                  "admin", {}),
+    ("get", "/api/admin/users"): ("Web users and their open sessions", "admin", {}),
+    ("post", "/api/admin/users/{username}/logout"): ("End every session of a web user", "admin", {}),
+    ("get", "/api/openapi.json"): ("This description", "admin", {}),
+    ("get", "/api/flows"): ("IVR flows: serving flows (name, file, version, numbers), status "
+                            "ok or errors, every error with file, line and message", "admin", {}),
+    ("post", "/api/flows/reload"): ("Load and check the flow files now; a broken file's working "
+                                    "version keeps serving", "admin", {}),
+    ("get", "/api/flows/{name}/graph"): ("The picture of a serving flow (SVG)", "admin", {}),
+    ("get", "/api/reports/verification"): ("?since=&until=: share of calls verified in the IVR, "
+                                           "handle time verified against not verified",
+                                           "supervisor", {}),
+}
+
+
+def openapi_doc(app: web.Application) -> dict[str, Any]:
+    """OpenAPI 3.1 from the app's own router: every route is listed (one without a written
+    summary says so), so the description cannot miss a route."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method in ("HEAD", "*"):
+            continue
+        path = resource.canonical
+        if not (path.startswith("/api/") or path == "/metrics"):
+            continue
+        method = route.method.lower()
+        summary, who, extra = OPERATIONS.get((method, path), (route.handler.__doc__ or path, "see RULES", {}))
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in _path_params(path)]
+        op: dict[str, Any] = {"summary": summary.strip().splitlines()[0],
+                              "description": f"Who: {who}.",
+                              "responses": {"200": {"description": "OK"}, "400": _ERR,
+                                            "401": _ERR, "403": _ERR, "404": _ERR, "409": _ERR}}
+        op.update(extra)
+        if params:
+            op["parameters"] = params + list(op.get("parameters", []))
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "acd: IVR and ACD server", "version": "1",
+                 "description": "Session cookie from POST /api/auth/login; every state-changing "
+                                "request carries the session's X-CSRF-Token header."},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": {"Error": {"type": "object", "required": ["error", "message"],
+                                  "properties": {"error": {"type": "string"},
+                                                 "message": {"type": "string"}}}},
+            "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": "acd_session"},
+                                "metrics": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"session": []}],
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+    return re.findall(r"\{([^}:]+)", path)

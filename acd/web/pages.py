@@ -1,0 +1,308 @@
+"""The web pages and the routes behind them: the login, the agent page, the supervisor wall
+board, the admin page; recent calls and notes, the screen pop, statistics, /metrics.
+
+Served by aiohttp from ``static/`` with no build step (plain HTML, CSS and ES modules).
+Everything a caller controls (number, display name, keyed digits) is data in JSON here and
+set with ``textContent`` on the pages, never parsed as HTML.
+
+:func:`add_web` adds it all to an app that has :class:`acd.web.auth.Auth`'s middleware.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from acd.errors import UserError
+from acd.web import stats as statsmod
+from acd.web.auth import Auth
+from acd.web.webdb import NOTE_LIMIT, WebDb
+
+STATIC = Path(__file__).resolve().parent / "static"
+HOMES = {"agent": "/agent", "supervisor": "/supervisor", "admin": "/admin"}
+PAGES = {"/login": "login.html", "/agent": "agent.html", "/supervisor": "supervisor.html",
+         "/admin": "admin.html"}
+_UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+# --- the caller's region, offline ------------------------------------------------------------
+
+def caller_region(number: str, default_region: str = "CN", lang: str = "zh") -> dict[str, Any] | None:
+    """Country, province and city of a phone number from phonenumbers' offline geocoder
+    (e.g. 13912345678 -> 江苏省, 常州市; 02161234567 -> 上海市), and the mobile carrier.
+    None for what is not a valid number."""
+    import phonenumbers
+    from phonenumbers import carrier, geocoder
+    digits = re.sub(r"[^0-9+]", "", number or "")
+    if not digits or len(digits) > 20:
+        return None
+    try:
+        p = phonenumbers.parse(digits, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(p):
+        return None
+    desc = geocoder.description_for_number(p, lang) or ""
+    country = phonenumbers.region_code_for_number(p) or ""
+    province, city = "", desc
+    m = re.match(r"^(.+?(?:省|自治区|特别行政区))(.*)$", desc)
+    if m:
+        province, city = m.group(1), m.group(2)
+    elif desc.endswith("市"):                 # a municipality: Beijing, Shanghai, ...
+        province = city = desc
+    elif ", " in desc:                        # English: "Changzhou, Jiangsu"
+        city, province = desc.split(", ", 1)
+    return {"country": country, "province": province, "city": city, "description": desc,
+            "carrier": carrier.name_for_number(p, lang) or "",
+            "international": phonenumbers.format_number(p, phonenumbers.PhoneNumberFormat.E164)}
+
+
+def fill_panel(url: str, values: dict[str, str]) -> str:
+    """A side panel's URL with the values URL-encoded (a value can never add a path, a
+    query key or another host)."""
+    return re.sub(r"\{(customer_id|caller_number|call_id|agent_id)\}",
+                  lambda m: quote(values.get(m.group(1), "") or "", safe=""), url)
+
+
+def _mask_id(id_number: str) -> str:
+    return ("*" * max(0, len(id_number) - 4) + id_number[-4:]) if id_number else ""
+
+
+# --- the context the routes share --------------------------------------------------------------
+
+@dataclass
+class WebContext:
+    cfg: Any
+    store: Any
+    auth: Auth
+    runtime: Any = None
+    clock: Callable[[], float] = time.time
+    webdb: WebDb = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.webdb = WebDb(self.store)
+
+    def need_runtime(self) -> Any:
+        if self.runtime is None:
+            raise UserError("acd.unavailable", "the ACD is not running")
+        return self.runtime
+
+    def sl_seconds(self) -> dict[str, float]:
+        return {g.name: g.service_level_seconds for g in self.cfg.groups}
+
+    async def board(self) -> dict[str, Any]:
+        rt = self.need_runtime()
+        now = self.clock()
+        start = statsmod.day_start(now, self.cfg.web.timezone)
+        calls = await self.webdb.calls_active_since(start)
+        rows = await self.webdb.state_rows_since(start)
+        return statsmod.wallboard(queues=rt.queues(), agents=rt.agents(), calls=calls,
+                                  state_rows=rows, now=now, tz=self.cfg.web.timezone,
+                                  sl_seconds=self.sl_seconds(),
+                                  names={a.id: a.name or a.id for a in self.cfg.agents})
+
+    async def customer(self, number: str = "", customer_number: str = "") -> dict[str, Any] | None:
+        """The directory's entry: by customer number if known (the IVR verified it), else by
+        the calling number. None if not there (or no directory)."""
+        try:
+            from sqlalchemy import select
+
+            from acd.directory import DatabaseDirectory
+            from acd.store.models import Customer
+        except ImportError:                   # no directory in this build
+            return None
+        rec = None
+        d = DatabaseDirectory(self.store)
+        if customer_number:
+            rec = await d.lookup("customer_number", customer_number)
+        if rec is None and number:
+            rec = await d.lookup("phone", number)
+        if rec is None:
+            return None
+        async with self.store.session() as s:
+            row = await s.scalar(select(Customer).where(Customer.customer_number == rec.customer_number))
+        return {"customer_id": rec.customer_number, "name": rec.name,
+                "phone": row.phone if row else "", "id_number": _mask_id(row.id_number if row else "")}
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+def _security_headers(response: web.StreamResponse, frame_src: str = "'none'") -> None:
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src 'self'; frame-src {frame_src}; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'; object-src 'none'")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+
+
+def add_web(app: web.Application, ctx: WebContext) -> None:
+    """The pages, the static files, /api/auth/*, the agent's recent calls, notes and screen
+    pop, the statistics and /metrics, and the admin API (:mod:`acd.web.admin`)."""
+    from acd.web import admin
+    cfg = ctx.cfg
+    panel_origins = sorted({f"{urlsplit(p.url).scheme}://{urlsplit(p.url).netloc}"
+                            for p in cfg.web.side_panels})
+    frame_src = " ".join(panel_origins) or "'none'"
+
+    def page(name: str):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = web.FileResponse(STATIC / name)
+            _security_headers(response, frame_src)
+            return response
+        return handler
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        user = await ctx.auth.session_of(request)
+        raise web.HTTPFound(HOMES.get(user["role"], "/login") if user else "/login")
+
+    async def recent(request: web.Request) -> web.Response:
+        agent = request.match_info["agent"]
+        return web.json_response({"calls": await ctx.webdb.recent_calls(agent)})
+
+    def _uid(request: web.Request) -> str:
+        uid = request.match_info["uniqueid"]
+        if not _UNIQUEID.match(uid):
+            raise UserError("http.bad_request", "not a call id")
+        return uid
+
+    async def hide(request: web.Request) -> web.Response:
+        agent, uid = request.match_info["agent"], _uid(request)
+        if not await ctx.webdb.took_call(agent, uid):
+            raise UserError("call.not_found", "That call is not among your calls.")
+        await ctx.webdb.hide_call(agent, uid, datetime.now(timezone.utc))
+        return web.json_response({"calls": await ctx.webdb.recent_calls(agent)})
+
+    async def note(request: web.Request) -> web.Response:
+        agent, uid = request.match_info["agent"], _uid(request)
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise UserError("http.bad_request", "the body is not valid JSON") from None
+        text = data.get("text") if isinstance(data, dict) else None
+        if not isinstance(text, str):
+            raise UserError("http.bad_request", "text must be text")
+        if len(text) > NOTE_LIMIT:
+            raise UserError("http.bad_request", f"a note has at most {NOTE_LIMIT} characters")
+        if not await ctx.webdb.took_call(agent, uid):
+            raise UserError("call.not_found", "That call is not among your calls.")
+        await ctx.webdb.set_note(agent, uid, text, datetime.now(timezone.utc))
+        return web.json_response({"ok": True, "uniqueid": uid, "note": text})
+
+    async def pop(request: web.Request) -> web.Response:
+        """The screen pop of a call ringing (or taken) at this agent's phone."""
+        agent, uid = request.match_info["agent"], _uid(request)
+        live = None
+        rt = ctx.runtime
+        if rt is not None:
+            snap = rt.agent(agent)
+            current = snap.get("call_id")
+            try:
+                live = rt.call_info(uid)
+            except Exception:          # not live any more (or never)
+                live = None
+            if current != uid and not (live and live.get("agent_id") == agent) \
+                    and not await ctx.webdb.took_call(agent, uid):
+                raise UserError("call.not_found", "That call is not yours.")
+        elif not await ctx.webdb.took_call(agent, uid):
+            raise UserError("call.not_found", "That call is not yours.")
+        rec = await ctx.webdb.call(uid)
+        number = rec.caller_number if rec else (live or {}).get("caller_number", "")
+        verified_customer = ""
+        if rec:
+            for e in rec.events:
+                if e.kind == "verification" and isinstance(e.detail, dict):
+                    verified_customer = str(e.detail.get("customer_number") or "")
+        customer = await ctx.customer(number, verified_customer)
+        values = {"customer_id": customer["customer_id"] if customer else "",
+                  "caller_number": number or "", "call_id": uid, "agent_id": agent}
+        panels = [{"title": p.title, "url": fill_panel(p.url, values)}
+                  for p in cfg.web.side_panels if not p.needs or values.get(p.needs)]
+        arrived = rec.arrived_at if rec else None
+        return web.json_response({
+            "call_id": uid,
+            "caller_number": number or "",
+            "caller_name": rec.caller_name if rec else "",
+            "region": caller_region(number or "", cfg.web.default_region, cfg.web.region_language),
+            "arrived_at": (arrived if arrived.tzinfo else arrived.replace(tzinfo=timezone.utc)).isoformat()
+            if arrived else None,
+            "did": rec.did if rec else "",
+            "group": (live or {}).get("group") or (rec.skill_group if rec else None),
+            "key_trail": [{"node": k.node, "keys": k.keys} for k in rec.key_trail] if rec
+            else [{"node": "", "keys": k} for k in (live or {}).get("key_trail", [])],
+            "verification": rec.verification if rec else (live or {}).get("verification"),
+            "verification_method": rec.verification_method if rec else None,
+            "customer": customer,
+            "earlier_calls": await ctx.webdb.earlier_calls(number or "", uid),
+            "side_panels": panels,
+        })
+
+    async def directory(request: web.Request) -> web.Response:
+        q = request.query.get("q", "").strip()
+        if not q or len(q) > 64:
+            raise UserError("http.bad_request", "q: a phone or customer number (1-64 characters)")
+        found = await ctx.customer(q if re.fullmatch(r"\+?[0-9 ()-]{3,40}", q) else "", q)
+        return web.json_response({"customer": found})
+
+    async def wallboard(_request: web.Request) -> web.Response:
+        return web.json_response(await ctx.board())
+
+    async def definitions(_request: web.Request) -> web.Response:
+        return web.json_response({"definitions": statsmod.DEFINITIONS})
+
+    async def metrics(_request: web.Request) -> web.Response:
+        board = await ctx.board()
+        text = statsmod.metrics_text(board, ctx.need_runtime().queues())
+        return web.Response(text=text, content_type="text/plain",
+                            headers={"Cache-Control": "no-store"}, charset="utf-8")
+
+    app.router.add_get("/", root)
+    for path, name in PAGES.items():
+        app.router.add_get(path, page(name))
+    app.router.add_static("/static", STATIC, append_version=False)
+    ctx.auth.add_routes(app, HOMES)
+    app.router.add_get("/api/agents/{agent}/recent", recent)
+    app.router.add_delete("/api/agents/{agent}/recent/{uniqueid}", hide)
+    app.router.add_put("/api/agents/{agent}/recent/{uniqueid}/note", note)
+    app.router.add_get("/api/agents/{agent}/pop/{uniqueid}", pop)
+    app.router.add_get("/api/agents/{agent}/directory", directory)
+    app.router.add_get("/api/stats/wallboard", wallboard)
+    app.router.add_get("/api/stats/definitions", definitions)
+    app.router.add_get("/metrics", metrics)
+    admin.add_routes(app, ctx)
+
+    @web.middleware
+    async def static_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path.startswith("/static/"):
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    app.middlewares.append(static_headers)
+
+
+def install(app: web.Application, ctx: WebContext) -> None:
+    """Put the web pages and the login in front of an app made by ``make_app``: the auth
+    middleware first (before every other), then the routes."""
+    app.middlewares.insert(0, ctx.auth.middleware)
+    add_web(app, ctx)
+
+
+async def web_context(cfg: Any, store: Any, runtime: Any = None, **auth_kw: Any) -> WebContext:
+    """The web layer of a running server: logins from the configuration (hashed into the
+    store), sessions, the pages' context. ``auth_kw`` go to :class:`Auth` (tests: a quick
+    hasher, a clock)."""
+    from acd.web.auth import users_from_config
+    auth = Auth.from_config(WebDb(store), cfg, **auth_kw)
+    await auth.sync_users(users_from_config(cfg))
+    clock = auth_kw.get("clock", time.time)
+    return WebContext(cfg, store, auth, runtime, clock=clock)

@@ -1,0 +1,109 @@
+// The admin page: call records with filters and CSV, directory import, flows, agents, users, audit.
+import { api, clear, fmtTime, h, loadSession } from "/static/js/common.js";
+
+const $ = (id) => document.getElementById(id);
+const REASONS = ["caller_hangup", "agent_hangup", "abandoned", "overflow", "closed", "no_agents",
+  "callback_expired", "callback_failed", "ivr_hangup", "ivr_error", "refused", "ended_while_server_down"];
+
+function msg(id, r, okText) {
+  const el = $(id);
+  el.className = "msg " + (r.ok ? "ok" : "error");
+  el.textContent = r.ok ? okText : (r.data.message || "Refused.") + (r.data.error ? " [" + r.data.error + "]" : "");
+}
+
+function query() {
+  const p = new URLSearchParams();
+  for (const [k, v] of new FormData($("call-filter"))) if (String(v).trim()) p.set(k, String(v).trim());
+  return p.toString();
+}
+
+async function loadCalls() {
+  const q = query();
+  $("csv-link").href = "/api/admin/calls.csv" + (q ? "?" + q : "");
+  const r = await api("GET", "/api/admin/calls" + (q ? "?" + q : ""));
+  msg("calls-msg", r, "");
+  const body = clear($("calls").tBodies[0]);
+  for (const c of (r.ok && r.data.calls) || []) {
+    body.append(h("tr", {}, h("td", {}, fmtTime(c.arrived_at)), h("td", {}, c.caller_number), h("td", {}, c.caller_name),
+      h("td", {}, c.skill_group || ""), h("td", {}, c.agent_id || ""), h("td", {}, c.end_reason || "in progress"),
+      h("td", {}, c.verification || ""), h("td", {}, (c.key_trail || []).map((k) => k.keys).join(" "))));
+  }
+}
+
+async function importCsv() {
+  const f = $("csv-file").files[0];
+  if (!f) { msg("import-msg", { ok: false, data: { message: "Choose a CSV file." } }); return; }
+  const r = await api("POST", "/api/admin/customers/import", await f.text(), { contentType: "text/csv" });
+  msg("import-msg", r, r.ok ? "Imported: " + r.data.added + " added, " + r.data.updated + " updated." : "");
+  loadAudit();
+}
+
+async function loadFlows() {
+  const r = await api("GET", "/api/flows");
+  showFlows(r);
+}
+
+function showFlows(r) {
+  const box = clear($("flows"));
+  if (!r.ok) { box.append("Flows: " + (r.data.message || "not available")); return; }
+  box.append(h("div", { id: "flows-status" }, "Status: " + (r.data.status || "?") +
+    (r.data.loaded_at ? " · loaded " + fmtTime(typeof r.data.loaded_at === "number" ? new Date(r.data.loaded_at * 1000).toISOString() : r.data.loaded_at) : "")));
+  for (const f of r.data.flows || []) {
+    box.append(h("div", { dataset: { flow: f.name } }, h("b", {}, f.name), " · ", f.file || "", " · version ", String(f.version || ""),
+      (f.numbers || []).length ? " · numbers " + f.numbers.join(", ") : "", " · ",
+      h("a", { href: "/api/flows/" + encodeURIComponent(f.name) + "/graph", target: "_blank", rel: "noopener" }, "picture")));
+  }
+  for (const e of r.data.errors || []) {
+    box.append(h("div", { class: "msg error" }, (e.file || "") + (e.line ? ":" + e.line : "") + ": " + (e.message || "") + (e.id ? " [" + e.id + "]" : "")));
+  }
+  if (!(r.data.flows || []).length && !(r.data.errors || []).length) box.append("No flows.");
+}
+
+async function reloadFlows() {
+  const r = await api("POST", "/api/flows/reload");
+  msg("flows-msg", r, "Flows reloaded.");
+  showFlows(r); loadAudit();
+}
+
+async function loadAgents() {
+  const r = await api("GET", "/api/admin/agents");
+  const body = clear($("agents").tBodies[0]);
+  for (const a of (r.ok && r.data.agents) || []) {
+    body.append(h("tr", {}, h("td", {}, a.agent_id), h("td", {}, a.name),
+      h("td", {}, Object.entries(a.groups).map(([g, l]) => g + " (" + l + ")").join(", ")), h("td", {}, a.state)));
+  }
+}
+
+async function loadUsers() {
+  const r = await api("GET", "/api/admin/users");
+  const body = clear($("users").tBodies[0]);
+  for (const u of (r.ok && r.data.users) || []) {
+    body.append(h("tr", {}, h("td", {}, u.username), h("td", {}, u.role), h("td", {}, u.agent_id || ""),
+      h("td", { class: "num" }, u.sessions),
+      h("td", {}, h("button", { type: "button", on: { click: async () => {
+        const x = await api("POST", "/api/admin/users/" + encodeURIComponent(u.username) + "/logout");
+        msg("users-msg", x, "Sessions of " + u.username + " ended."); loadUsers(); loadAudit();
+      } } }, "End sessions"))));
+  }
+}
+
+async function loadAudit() {
+  const r = await api("GET", "/api/admin/audit?limit=50");
+  const body = clear($("audit").tBodies[0]);
+  for (const e of (r.ok && r.data.entries) || []) {
+    body.append(h("tr", {}, h("td", {}, fmtTime(e.at)), h("td", {}, e.username + (e.role ? " (" + e.role + ")" : "")),
+      h("td", {}, e.action), h("td", {}, e.target), h("td", { class: "num" }, e.status), h("td", {}, JSON.stringify(e.detail))));
+  }
+}
+
+async function start() {
+  await loadSession(["admin"]);
+  const sel = document.querySelector("select[name=end_reason]");
+  for (const r of REASONS) sel.append(h("option", { value: r }, r));
+  $("call-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadCalls(); });
+  $("import").addEventListener("click", importCsv);
+  $("flows-reload").addEventListener("click", reloadFlows);
+  await Promise.all([loadCalls(), loadFlows(), loadAgents(), loadUsers(), loadAudit()]);
+}
+
+start();

@@ -1,0 +1,177 @@
+// The supervisor wall board: live queues and agents (WebSocket snapshots from the ACD core),
+// today's figures and 15-minute intervals (from the call records), actions on agents.
+import { api, clear, fmtDuration, fmtPercent, h, liveSocket, loadSession, setText } from "/static/js/common.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const B = { board: null, live: null, offset: 0, loading: false, again: false };
+const $ = (id) => document.getElementById(id);
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+function agentsByState(agents) {
+  return Object.entries(agents || {}).filter(([, n]) => n).map(([s, n]) => s + " " + n).join(", ") || "none";
+}
+
+function renderGroups() {
+  const body = clear($("groups").tBodies[0]);
+  const groups = (B.board && B.board.groups) || {};
+  const live = (B.live && B.live.queues) || {};
+  for (const [name, g] of Object.entries(groups)) {
+    const q = live[name] || {};
+    const waiting = q.waiting !== undefined ? q.waiting : g.waiting;
+    const longest = q.longest_wait !== undefined ? q.longest_wait : g.longest_wait;
+    const agents = q.agents || g.agents;
+    const callbacks = q.callbacks !== undefined ? q.callbacks : g.callbacks_pending;
+    body.append(h("tr", { dataset: { group: name } },
+      h("td", {}, name),
+      h("td", { class: "num", dataset: { f: "waiting" } }, waiting),
+      h("td", { class: "num", dataset: { f: "longest_wait" } }, fmtDuration(longest)),
+      h("td", { dataset: { f: "agents" } }, agentsByState(agents)),
+      h("td", { class: "num", dataset: { f: "offered" } }, g.offered),
+      h("td", { class: "num", dataset: { f: "answered" } }, g.answered),
+      h("td", { class: "num", dataset: { f: "abandoned" } }, g.abandoned),
+      h("td", { class: "num", dataset: { f: "answer_rate" } }, fmtPercent(g.answer_rate)),
+      h("td", { class: "num", dataset: { f: "abandon_rate" } }, fmtPercent(g.abandon_rate)),
+      h("td", { class: "num", dataset: { f: "service_level" } }, fmtPercent(g.service_level)),
+      h("td", { class: "num", dataset: { f: "asa" } }, fmtDuration(g.asa)),
+      h("td", { class: "num", dataset: { f: "aht" } }, fmtDuration(g.aht)),
+      h("td", { class: "num", dataset: { f: "callbacks_pending" } }, callbacks),
+      h("td", { class: "num", dataset: { f: "satisfaction" } }, fmtPercent(g.satisfaction)),
+      h("td", { class: "num", dataset: { f: "verified_share" } }, fmtPercent(g.verified_share))));
+  }
+}
+
+function renderAgents() {
+  const body = clear($("agents").tBodies[0]);
+  const agents = (B.board && B.board.agents) || {};
+  const live = (B.live && B.live.agents) || {};
+  for (const [id, a] of Object.entries(agents)) {
+    const l = live[id] || {};
+    const state = l.state || a.state || "offline";
+    const since = typeof l.since === "number" && l.since > 0 ? l.since : null;
+    const inState = since !== null ? Date.now() / 1000 + B.offset - since : a.in_state_for;
+    const pick = h("select", { "aria-label": "force state of " + id },
+      ...["idle", "busy", "break", "meeting"].map((s) => h("option", { value: s }, s)));
+    body.append(h("tr", { dataset: { agent: id } },
+      h("td", {}, (a.name || id) + " (" + id + ")"),
+      h("td", { dataset: { f: "state" } }, h("span", { class: "state-badge state-" + state }, state),
+        (l.pending || a.pending) ? " → " + (l.pending || a.pending) : ""),
+      h("td", { class: "num", dataset: { f: "in_state", since: since === null ? "" : String(since) } }, fmtDuration(inState)),
+      h("td", { class: "num", dataset: { f: "calls_handled" } }, a.calls_handled),
+      h("td", { class: "num", dataset: { f: "talk_time" } }, fmtDuration(a.talk_time)),
+      h("td", { class: "num", dataset: { f: "wrapup_time" } }, fmtDuration(a.wrapup_time)),
+      h("td", { class: "num", dataset: { f: "occupancy" } }, fmtPercent(a.occupancy)),
+      h("td", {}, pick,
+        h("button", { type: "button", class: "force", on: { click: () => force(id, pick.value) } }, "Force"),
+        h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out"))));
+  }
+}
+
+function renderCharts() {
+  const box = clear($("charts"));
+  const intervals = (B.board && B.board.intervals) || {};
+  for (const [name, rows] of Object.entries(intervals)) {
+    const W = 384, H = 150, pad = 18;
+    const n = Math.max(rows.length, 1);
+    const max = Math.max(1, ...rows.map((r) => r.offered));
+    const bw = (W - pad) / n;
+    const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H + 10}`, role: "img", "aria-label": "group " + name });
+    chart.append(svg("title", {}, "Group " + name + ": offered, answered, abandoned per 15 minutes"));
+    const y = (v) => H - pad - (v / max) * (H - 2 * pad);
+    rows.forEach((r, i) => {
+      const x = pad + i * bw;
+      for (const [cls, v, off] of [["offered", r.offered, 0], ["answered", r.answered, bw / 3], ["abandoned", r.abandoned, 2 * bw / 3]]) {
+        if (!v) continue;
+        chart.append(svg("rect", { class: cls, x: x + off, y: y(v), width: Math.max(bw / 3 - 0.5, 0.5), height: H - pad - y(v) },
+          svg("title", {}, cls + " " + v)));
+      }
+      if (i % 8 === 0) {
+        const t = new Date(r.start * 1000);
+        chart.append(svg("text", { x, y: H + 6 }, String(t.getHours()).padStart(2, "0") + ":" + String(t.getMinutes()).padStart(2, "0")));
+      }
+    });
+    const pts = rows.map((r, i) => r.service_level === null ? null : `${pad + i * bw + bw / 2},${pad + (1 - r.service_level) * (H - 2 * pad)}`).filter(Boolean);
+    if (pts.length) chart.append(svg("polyline", { class: "sl", points: pts.join(" ") }));
+    chart.append(svg("text", { x: 2, y: 10 }, "max " + max));
+    box.append(h("figure", { dataset: { group: name } }, h("figcaption", {}, name), chart));
+  }
+}
+
+function renderDefinitions() {
+  const dl = clear($("definitions"));
+  for (const [k, v] of Object.entries((B.board && B.board.definitions) || {})) {
+    dl.append(h("dt", {}, k.replace(/_/g, " ")), h("dd", {}, v));
+  }
+}
+
+function render() {
+  if (!B.board) return;
+  setText("day", "today since " + new Date(B.board.day_start).toLocaleString() + " (" + B.board.timezone + ")");
+  renderGroups(); renderAgents(); renderCharts();
+}
+
+async function loadBoard() {
+  if (B.loading) { B.again = true; return; }
+  B.loading = true;
+  const r = await api("GET", "/api/stats/wallboard");
+  B.loading = false;
+  if (r.ok) {
+    const first = !B.board;
+    B.board = r.data;
+    B.offset = r.data.now - Date.now() / 1000;
+    if (first) renderDefinitions();
+    render();
+  }
+  if (B.again) { B.again = false; loadBoard(); }
+}
+
+let soon = null;
+function onMessage(msg) {
+  if (msg.type === "snapshot") {
+    B.live = msg;
+    render();
+    clearTimeout(soon);
+    soon = setTimeout(loadBoard, 300);        // today's figures follow the live change
+  }
+}
+
+async function force(agent, state) {
+  const base = "/api/agents/" + encodeURIComponent(agent);
+  const r = await api("POST", base + "/state", { state, reason: "set by supervisor" });
+  msg(r, "State of " + agent + " set to " + state + (r.ok && r.data.pending ? " (pending: after the call)" : "") + ".");
+}
+
+async function logoutAgent(agent) {
+  const r = await api("POST", "/api/agents/" + encodeURIComponent(agent) + "/logout");
+  msg(r, agent + " logged out.");
+}
+
+function msg(r, okText) {
+  const el = $("action-msg");
+  el.className = "msg " + (r.ok ? "ok" : "error");
+  el.textContent = r.ok ? okText : (r.data.message || "Refused.") + (r.data.error ? " [" + r.data.error + "]" : "");
+  loadBoard();
+}
+
+async function start() {
+  await loadSession(["supervisor", "admin"]);
+  await loadBoard();
+  liveSocket("/api/supervisor/ws", onMessage, (st, opened) => {
+    const el = $("conn"); el.textContent = st; el.className = "status " + st;
+    if (opened) el.dataset.opened = String(opened);      // how often it (re)connected
+  });
+  setInterval(() => {
+    for (const td of document.querySelectorAll('td[data-f="in_state"]')) {
+      const since = parseFloat(td.dataset.since);
+      if (!isNaN(since)) td.textContent = fmtDuration(Date.now() / 1000 + B.offset - since);
+    }
+  }, 1000);
+  setInterval(loadBoard, 15000);
+}
+
+start();

@@ -1,0 +1,309 @@
+"""The bench instance: its own Asterisk (instance ``bench``, its own ports), its configuration,
+app_queue's arm rendered beside the ACD's, our server as a process of its own (so its CPU is
+its own), and readings of CPU and of the machine.
+
+Ports stay apart from `make run` (5060...) and from every test slot (15060 + 10 * slot, RTP
+21000-40999): SIP 25060, AMI 25038, FastAGI 24573, HTTP 28080, RTP 41000-44999. One bench at a
+time per machine: :func:`lock` holds /tmp/acd-bench.lock.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import fcntl
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from acd import config as configmod
+from acd.asterisk.render import TEMPLATE_DIR, fill, render
+from acd.asterisk.runner import Asterisk
+from acd.errors import UserError
+
+PROJECT = Path(__file__).resolve().parents[1]
+RUN_DIR = PROJECT / "bench" / "run"          # ignored by git (run/)
+
+#: Our arm: the ACD's bench group (its own number) and the hotline IVR in front of it.
+OURS_DIRECT = "7801"
+OURS_HOTLINE = "7800"
+#: app_queue's arm: the same, with Queue() instead of the ACD.
+AQ_DIRECT = "7802"
+AQ_HOTLINE = "7803"
+QUEUE_NAME = "acd-bench"
+GROUP = "bench"
+
+#: Our strategies and app_queue's nearest.
+AQ_STRATEGY = {"longest_idle": "leastrecent", "round_robin": "rrordered",
+               "fewest_calls": "fewestcalls", "random": "random", "skill_level": "linear"}
+
+
+@dataclass(frozen=True)
+class BenchSetup:
+    """What both arms share: agents (the first ``phones`` of them have real phones and are
+    the bench group's members), the group's settings, the ports."""
+
+    agents: int = 300                   # configured agents (one agent page each for measure 5)
+    phones: int = 60                    # of which with a real phone, members of the group
+    strategy: str = "longest_idle"
+    ring_timeout: float = 15.0
+    wrapup_seconds: float = 0.0
+    sip_port: int = 25060
+    ami_port: int = 25038
+    agi_port: int = 24573
+    http_port: int = 28080
+    rtp_start: int = 41000
+    rtp_end: int = 44999
+    run_dir: Path = RUN_DIR
+    log_level: str = "info"
+
+    def agent_ids(self) -> list[str]:
+        return [str(2001 + i) for i in range(self.agents)]
+
+    def phone_ids(self) -> list[str]:
+        return self.agent_ids()[: self.phones]
+
+
+def config_data(s: BenchSetup) -> dict[str, Any]:
+    """The bench's config.yaml, as data."""
+    if not 0 < s.phones <= s.agents:
+        raise UserError("bench.setup", f"phones ({s.phones}) must be 1..agents ({s.agents})")
+    return {
+        "data_dir": str(s.run_dir / "data"),
+        "hotline": {"number": OURS_HOTLINE, "agi_retry_seconds": 1, "agi_retry_count": 30},
+        "asterisk": {"instance": "bench", "root": str(PROJECT / ".cache" / "asterisk-root"),
+                     "sip_port": s.sip_port, "rtp_start": s.rtp_start, "rtp_end": s.rtp_end,
+                     "loopback_trunk": True},
+        "ami": {"port": s.ami_port},
+        "agi": {"port": s.agi_port, "max_sessions": 2000},
+        "http": {"port": s.http_port},
+        "logging": {"level": s.log_level, "format": "json"},
+        "agents": [{"id": a, "name": f"Bench {a}"} for a in s.agent_ids()],
+        "groups": [{"name": GROUP, "number": OURS_DIRECT, "strategy": s.strategy,
+                    "members": {a: 1 for a in s.phone_ids()},
+                    "ring_timeout": s.ring_timeout, "wrapup_seconds": s.wrapup_seconds}],
+    }
+
+
+def write_config(s: BenchSetup) -> tuple[configmod.Config, Path]:
+    """Write bench/run/config.yaml and load it (secrets generated into bench/run/data)."""
+    s.run_dir.mkdir(parents=True, exist_ok=True)
+    path = s.run_dir / "config.yaml"
+    path.write_text("# Written by bench/instance.py for `make bench`; rewritten every run.\n"
+                    + yaml.safe_dump(config_data(s), sort_keys=False))
+    cfg = configmod.load(path, environ={})
+    cfg, _ = configmod.with_secrets(cfg)
+    return cfg, path
+
+
+def app_queue_values(cfg: configmod.Config, s: BenchSetup) -> dict[str, str]:
+    """Template values for app_queue's arm: its queue (queues.conf) and its numbers
+    (extensions.conf), from asterisk-conf/queues_bench.part and extensions_bench.part."""
+    members = "".join(f"member => PJSIP/{a},0,{a}\n" for a in s.phone_ids())
+    vals = {"queue_name": QUEUE_NAME, "queue_strategy": AQ_STRATEGY[s.strategy],
+            "ring_timeout": str(int(s.ring_timeout)), "wrapup_seconds": str(int(s.wrapup_seconds)),
+            "queue_members": members, "aq_direct": AQ_DIRECT, "aq_hotline": AQ_HOTLINE}
+    return {
+        "bench_queues": fill((TEMPLATE_DIR / "queues_bench.part").read_text(), vals,
+                             "queues_bench.part"),
+        "bench_contexts": fill((TEMPLATE_DIR / "extensions_bench.part").read_text(), vals,
+                               "extensions_bench.part"),
+    }
+
+
+@dataclass
+class BenchAsterisk(Asterisk):
+    """The project's Asterisk runner, rendering app_queue's arm too."""
+
+    setup: BenchSetup = field(default_factory=BenchSetup)
+
+    def render(self) -> list[Path]:
+        return render(self.cfg, self.layout, extra=app_queue_values(self.cfg, self.setup))
+
+
+def bench_asterisk(cfg: configmod.Config, s: BenchSetup) -> BenchAsterisk:
+    base = Asterisk.for_config(cfg)
+    return BenchAsterisk(install=base.install, layout=base.layout, cfg=cfg, setup=s)
+
+
+class Lock:
+    """One bench per machine (the ports and the CPU are shared): an exclusive flock."""
+
+    def __init__(self, path: Path = Path(tempfile.gettempdir()) / "acd-bench.lock") -> None:
+        self.path = path
+        self._f: Any = None
+
+    def __enter__(self) -> "Lock":
+        self._f = open(self.path, "w")
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise UserError("bench.busy", f"another bench holds {self.path}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
+
+# --------------------------------------------------------------------------- our server
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the bench process dies (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class ServerProcess:
+    """``python -m acd -c CONFIG run --no-asterisk``: our server in a process of its own, its
+    log (JSON lines) in a file."""
+
+    def __init__(self, config_path: Path, log_path: Path, db_path: Path,
+                 profile: Path | None = None) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.db_path = db_path
+        self.profile = profile          # run under cProfile, the profile written here
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        for p in (self.db_path, self.db_path.with_suffix(".db-wal"), self.db_path.with_suffix(".db-shm")):
+            p.unlink(missing_ok=True)
+        env = {**os.environ, "ACD_DATABASE__URL": f"sqlite+aiosqlite:///{self.db_path}"}
+        log = open(self.log_path, "ab")
+        try:
+            prefix = (["-m", "bench.profile_server", str(self.profile)] if self.profile
+                      else ["-m", "acd"])
+            self.proc = subprocess.Popen(
+                [sys.executable, *prefix, "-c", str(self.config_path), "run", "--no-asterisk"],
+                cwd=str(PROJECT), env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+        finally:
+            log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_count(self, *needles: str) -> int:
+        """How many log lines hold one of ``needles`` (e.g. ``runtime.ami_down``)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return sum(1 for line in f if any(n.encode() in line for n in needles))
+        except OSError:
+            return 0
+
+
+async def wait_ready(api: Any, timeout: float = 60.0) -> None:
+    """Wait until the server answers and its AMI link is up (``api``: an
+    :class:`acd.load.ServerApi`). Whether the ACD has taken up its state shows at the first
+    login (503 ``acd.starting`` until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, body = await api.call("GET", "/api/health")
+            if status == 200 and isinstance(body, dict) and body.get("ami_connected"):
+                return
+        except UserError:
+            pass                       # not listening yet
+        if time.monotonic() > deadline:
+            raise UserError("bench.server_not_ready", f"no ready server at {api.base_url} "
+                                                      f"within {timeout:.0f} s")
+        await asyncio.sleep(0.1)       # polling a starting process, bounded by the deadline
+
+
+async def api_post(api: Any, path: str, body: Any = None, timeout: float = 120.0) -> Any:
+    """POST, waiting out 503 (the ACD still taking up its state); other errors raise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, data = await api.call("POST", path, body)
+        if status == 200:
+            return data
+        if status != 503 or time.monotonic() > deadline:
+            raise UserError("bench.api", f"POST {path}: {status} {str(data)[:300]}")
+        await asyncio.sleep(0.1)       # 503: the ACD is taking up its state
+
+
+# --------------------------------------------------------------------------- readings
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (its own, not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_seconds_many(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def rss_bytes(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in bytes."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    vals = [int(x) for x in parts]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    total = sum(vals[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+def machine() -> dict[str, Any]:
+    """The machine: cores, CPU model, memory, load, kernel, Python and Asterisk."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu_model": model, "memory_bytes": mem,
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "kernel": platform.release(), "python": platform.python_version()}

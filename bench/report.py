@@ -1,0 +1,671 @@
+"""The figures of a bench run, the targets, and docs/benchmarks.md with its plots.
+
+Pure functions over plain data (the results dict that becomes bench/results/latest.json),
+except :func:`write_docs`, which writes the page and its SVG plots.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import svg
+from bench.stats import ratio, summary
+
+OURS, AQ = "ours", "app_queue"
+MAX_FAILED = 0.001          # stop criterion: more than 0.1% failed calls
+MAX_P95_S = 1.0             # stop criterion: p95 queue entry -> INVITE over 1 s
+
+
+# =========================================================================== throughput
+
+def step_figures(run: Any, seconds: float) -> dict[str, Any]:
+    """One throughput step of one arm: offered and completed calls, failed share, latency,
+    CPU per completed call, and whether the step passes the stop criteria."""
+    records = run.records
+    n = len(records)
+    completed = run.completed
+    failed = n - completed
+    lat = summary([r.queue_to_invite for r in records if r.queue_to_invite is not None], 1000, 3)
+    cpu = run.cpu
+
+    def per_call(key: str) -> float | None:
+        v = cpu.get(key)
+        return None if v is None or not completed else round(v / completed * 1000, 3)
+    failed_share = failed / n if n else 1.0
+    reasons = []
+    if failed_share > MAX_FAILED:
+        reasons.append(f"{failed} of {n} calls failed ({failed_share:.2%})")
+    if lat["p95"] is None or lat["p95"] > MAX_P95_S * 1000:
+        reasons.append(f"p95 queue entry -> INVITE {lat['p95']} ms")
+    if run.ami_disconnects:
+        reasons.append(f"{run.ami_disconnects} AMI disconnect(s)")
+    ast, srv = per_call("asterisk"), per_call("server")
+    return {"arm": run.arm, "rate": run.profile["rate"], "seconds": seconds, "calls": n,
+            "completed": completed, "failed": failed, "failed_share": round(failed_share, 5),
+            "outcomes": run.outcomes(), "achieved_cps": round(completed / seconds, 2),
+            "queue_to_invite_ms": lat, "ami_disconnects": run.ami_disconnects,
+            "cpu_ms_per_call": {"asterisk": ast, "server": srv,
+                                "together": round((ast or 0) + (srv or 0), 3) if ast is not None else None,
+                                "phones": per_call("phones"), "loadgen": per_call("loadgen")},
+            "machine_busy_share": _busy(cpu),
+            "passed": not reasons, "reason": "; ".join(reasons)}
+
+
+def _busy(cpu: dict[str, Any]) -> float | None:
+    total = cpu.get("machine_total")
+    return round(cpu["machine_busy"] / total, 3) if total else None
+
+
+def throughput_summary(steps: list[dict[str, Any]], rates: list[float]) -> dict[str, Any]:
+    """Each arm's highest passing step (its sustained rate), and the CPU per call of both arms
+    at the highest rate both passed."""
+    out: dict[str, Any] = {"steps": steps, "rates": rates}
+    for arm in (OURS, AQ):
+        passed = [s for s in steps if s["arm"] == arm and s["passed"]]
+        best = max(passed, key=lambda s: s["rate"]) if passed else None
+        failed = [s for s in steps if s["arm"] == arm and not s["passed"]]
+        out[arm] = None if best is None else {
+            "rate": best["rate"], "achieved_cps": best["achieved_cps"],
+            "stopped_at": failed[0]["rate"] if failed else None,
+            "stop_reason": failed[0]["reason"] if failed else
+            ("passed every step" if best["rate"] == max(rates) else
+             "no higher step run (the time budget)")}
+        if best is None and failed:
+            out[arm] = {"rate": None, "achieved_cps": None, "stopped_at": failed[0]["rate"],
+                        "stop_reason": failed[0]["reason"]}
+    both = [r for r in rates
+            if any(s["rate"] == r and s["arm"] == OURS and s["passed"] for s in steps)
+            and any(s["rate"] == r and s["arm"] == AQ and s["passed"] for s in steps)]
+    common = max(both) if both else (rates[0] if rates else None)
+    out["cpu_rate"] = common
+    cpu = {}
+    for arm in (OURS, AQ):
+        s = next((s for s in steps if s["arm"] == arm and s["rate"] == common), None)
+        cpu[arm] = s["cpu_ms_per_call"] if s else None
+    out["cpu_ms_per_call"] = cpu
+    return out
+
+
+# =========================================================================== the machine
+
+def load_share(runs: list[Any]) -> dict[str, Any]:
+    """The machine during a measure: how busy its cores were, and how much of that was ours
+    (Asterisk, our server, the phones, the load generator) or other processes (colleagues'
+    tests on a shared machine)."""
+    busy = total = mine = 0.0
+    for r in runs:
+        c = r.cpu
+        if not c.get("machine_total"):
+            continue
+        busy += c["machine_busy"]
+        total += c["machine_total"]
+        mine += sum(c.get(k) or 0.0 for k in ("asterisk", "server", "phones", "loadgen"))
+    if not total:
+        return {"busy": None, "bench": None, "others": None}
+    return {"busy": round(busy / total, 3), "bench": round(mine / total, 3),
+            "others": round(max(0.0, busy - mine) / total, 3)}
+
+
+def setup_description(s: Any) -> dict[str, Any]:
+    from bench import instance as inst
+    return {
+        "agents_configured": s.agents, "agent_phones": s.phones,
+        "group": {"strategy": s.strategy, "ring_timeout": s.ring_timeout,
+                  "wrapup_seconds": s.wrapup_seconds, "announcements": "none"},
+        "app_queue": {"strategy": inst.AQ_STRATEGY[s.strategy], "timeout": int(s.ring_timeout),
+                      "wrapuptime": int(s.wrapup_seconds), "retry": 1, "autofill": "yes",
+                      "ringinuse": "no", "members": f"PJSIP/<agent> for the {s.phones} phones",
+                      "announcements": "none"},
+        "numbers": {"ours": inst.OURS_DIRECT, "app_queue": inst.AQ_DIRECT,
+                    "ours_hotline": inst.OURS_HOTLINE, "app_queue_hotline": inst.AQ_HOTLINE},
+        "phones": "baresip 1.1.0, auto-answer after 0.2 s, 8 kHz tone (aufile), G.711 u-law",
+        "callers": "Asterisk's loopback trunk: AMI Originate PJSIP/<number>@acd-trunk; the "
+                   "caller's side is in the same Asterisk",
+        "ports": {"sip": s.sip_port, "ami": s.ami_port, "agi": s.agi_port, "http": s.http_port,
+                  "rtp": f"{s.rtp_start}-{s.rtp_end}"},
+    }
+
+
+# =========================================================================== targets
+
+def _get(d: Any, *path: Any) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue: the figure, met or not (None: not measured)."""
+    m = results.get("measures", {})
+    out = []
+
+    def add(tid: int, text: str, met: bool | None, figure: str) -> None:
+        out.append({"id": tid, "text": text, "met": met, "figure": figure})
+
+    o95, a95 = _get(m, "idle_agent", OURS, "ms", "p95"), _get(m, "idle_agent", AQ, "ms", "p95")
+    add(1, "queue entry -> agent INVITE, idle agent: p95 < 20 ms and <= 2x app_queue's",
+        None if o95 is None or a95 is None else (o95 < 20 and o95 <= 2 * a95),
+        f"ours p95 {o95} ms, app_queue p95 {a95} ms, ratio {ratio(o95, a95)}")
+
+    f95 = _get(m, "agent_free", OURS, "ms", "p95")
+    fa95 = _get(m, "agent_free", AQ, "ms", "p95")
+    add(2, "agent free -> next waiting caller's INVITE: p95 < 50 ms",
+        None if f95 is None else f95 < 50, f"ours p95 {f95} ms, app_queue p95 {fa95} ms")
+
+    t = m.get("throughput") or {}
+    oc = _get(t, OURS, "rate")
+    ac = _get(t, AQ, "rate")
+    add(3, "sustained calls per second (<0.1% failed): >= 20 and >= 0.9x app_queue's",
+        None if not t else (oc is not None and oc >= 20 and (ac is None or oc >= 0.9 * ac)),
+        f"ours {oc} calls/s, app_queue {ac} calls/s (highest step passed; steps "
+        f"{t.get('rates')})")
+
+    co = _get(t, "cpu_ms_per_call", OURS, "together")
+    ca = _get(t, "cpu_ms_per_call", AQ, "together")
+    add(4, "CPU per completed call, Asterisk + our server: <= 1.3x app_queue's",
+        None if co is None or ca is None else co <= 1.3 * ca,
+        f"ours {co} ms, app_queue {ca} ms at {t.get('cpu_rate')} calls/s, ratio {ratio(co, ca)}")
+
+    p = m.get("screen_pop") or {}
+    p95, p99 = _get(p, "ms", "p95"), _get(p, "ms", "p99")
+    add(5, "screen pop, INVITE -> ring on the page, 300 pages: p95 < 50 ms, p99 < 100 ms, none lost",
+        None if p95 is None else (p95 < 50 and p99 < 100 and p.get("lost") == 0),
+        f"p95 {p95} ms, p99 {p99} ms, lost {p.get('lost')} of {p.get('connected_calls')}, "
+        f"at {p.get('rate')} calls/s")
+
+    c = m.get("core") or {}
+    r99 = c.get("routing_p99_us_at_max")
+    exps = [_get(c, "growth", op, "exponent") for op in ("agent_free_ring", "caller_arrives_ring")]
+    flat = all(e is not None and e < 0.5 for e in exps)
+    add(6, "core: routing decision p99 < 200 us with 10,000 agents; not linear in agents",
+        None if r99 is None else (r99 < 200 and flat),
+        f"p99 {r99} us at {max(c.get('sizes') or [0])} agents; growth exponents {exps}")
+
+    mem = m.get("memory") or {}
+    rss = _get(mem, "with_callers", "VmRSS")
+    add(7, "memory with 10,000 waiting callers and 5,000 agents (no target: the figure)",
+        None, f"{rss / 2**20:.0f} MiB resident ({mem.get('callers')} callers, "
+              f"{mem.get('agents')} agents)" if rss else "not measured")
+    return out
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """ours / app_queue for every figure both arms have (below 1: ours is lower)."""
+    m = results.get("measures", {})
+    t = m.get("throughput") or {}
+    return {
+        "idle_agent_p50": ratio(_get(m, "idle_agent", OURS, "ms", "p50"), _get(m, "idle_agent", AQ, "ms", "p50")),
+        "idle_agent_p95": ratio(_get(m, "idle_agent", OURS, "ms", "p95"), _get(m, "idle_agent", AQ, "ms", "p95")),
+        "agent_free_p50": ratio(_get(m, "agent_free", OURS, "ms", "p50"), _get(m, "agent_free", AQ, "ms", "p50")),
+        "agent_free_p95": ratio(_get(m, "agent_free", OURS, "ms", "p95"), _get(m, "agent_free", AQ, "ms", "p95")),
+        "sustained_cps": ratio(_get(t, OURS, "rate"), _get(t, AQ, "rate")),
+        "cpu_per_call_together": ratio(_get(t, "cpu_ms_per_call", OURS, "together"),
+                                       _get(t, "cpu_ms_per_call", AQ, "together")),
+        "cpu_per_call_asterisk": ratio(_get(t, "cpu_ms_per_call", OURS, "asterisk"),
+                                       _get(t, "cpu_ms_per_call", AQ, "asterisk")),
+    }
+
+
+# =========================================================================== the page
+
+def _ms(v: Any) -> str:
+    return "–" if v is None else f"{v:g}"
+
+
+def _row(*cells: Any) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _dist_table(d: dict[str, Any], unit: str = "ms") -> list[str]:
+    lines = [_row("arm", "n", "min", "median", "p95", "p99", "max", "mean"),
+             _row(*["---"] * 8)]
+    for arm in (OURS, AQ):
+        s = _get(d, arm, unit)
+        if s:
+            lines.append(_row(arm, s.get("n", "–"), *(_ms(s.get(k)) for k in
+                                                     ("min", "p50", "p95", "p99", "max", "mean"))))
+    return lines
+
+
+def _cdf_plot(title: str, d: dict[str, Any], x_label: str, target: float | None = None) -> str:
+    series = {arm: [tuple(p) for p in d[arm]["cdf_ms"]] for arm in (OURS, AQ)
+              if _get(d, arm, "cdf_ms")}
+    return svg.lines(title, series, x_label, "share of calls at or below", log_x=True,
+                     step=True, y_min=0.0, y_max=1.0,
+                     hlines=[(0.95, "p95")])
+
+
+def write_docs(results: dict[str, Any], docs: Path) -> Path:
+    """docs/benchmarks.md and docs/benchmarks/*.svg."""
+    plots = docs / "benchmarks"
+    plots.mkdir(parents=True, exist_ok=True)
+    m = results.get("measures", {})
+    files: dict[str, str] = {}
+    if m.get("idle_agent"):
+        files["idle_agent.svg"] = _cdf_plot("(1) queue entry -> agent INVITE, idle agent",
+                                            m["idle_agent"], "milliseconds (log scale)")
+    if m.get("agent_free"):
+        files["agent_free.svg"] = _cdf_plot("(2) agent free -> next caller's INVITE",
+                                            m["agent_free"], "milliseconds (log scale)")
+    t = m.get("throughput")
+    if t:
+        files["throughput.svg"] = svg.lines(
+            "(3) completed calls per second by offered rate",
+            {arm: [(s["rate"], s["achieved_cps"]) for s in t["steps"] if s["arm"] == arm]
+             for arm in (OURS, AQ)}, "offered calls per second", "completed calls per second",
+            markers=True, y_min=0.0)
+        files["throughput_latency.svg"] = svg.lines(
+            "(3) p95 queue entry -> INVITE by offered rate",
+            {arm: [(s["rate"], max(s["queue_to_invite_ms"]["p95"] or 0.01, 0.01))
+                   for s in t["steps"] if s["arm"] == arm] for arm in (OURS, AQ)},
+            "offered calls per second", "milliseconds (log scale)", log_y=True, markers=True,
+            hlines=[(1000, "stop: 1 s")])
+        rates = sorted({s["rate"] for s in t["steps"]})
+        series: dict[str, list[float | None]] = {}
+        for arm in (OURS, AQ):
+            for part in ("asterisk", "server"):
+                if arm == AQ and part == "server":
+                    continue
+                series[f"{arm}: {part}"] = [
+                    next((s["cpu_ms_per_call"][part] for s in t["steps"]
+                          if s["arm"] == arm and s["rate"] == r), None) for r in rates]
+        files["cpu_per_call.svg"] = svg.bars("(4) CPU milliseconds per completed call",
+                                             [f"{r:g}/s" for r in rates], series,
+                                             "offered calls per second", "CPU ms per call")
+    p = m.get("screen_pop")
+    if p and p.get("cdf_ms"):
+        files["screen_pop.svg"] = svg.lines(
+            "(5) agent INVITE -> ring event on the agent's page", {OURS: [tuple(x) for x in p["cdf_ms"]]},
+            "milliseconds (log scale)", "share of calls at or below", log_x=True, step=True,
+            y_min=0.0, y_max=1.0, hlines=[(0.95, "p95"), (0.99, "p99")])
+    c = m.get("core")
+    if c and c.get("ops"):
+        files["core.svg"] = svg.lines(
+            "(6) the core alone: p99 per operation by number of agents",
+            {op: [(int(n), v["us"]["p99"]) for n, v in sizes.items()]
+             for op, sizes in c["ops"].items()},
+            "agents (log scale)", "microseconds, p99 (log scale)", log_x=True, log_y=True,
+            markers=True, hlines=[(200, "target 200 us")])
+    for name, text in files.items():
+        (plots / name).write_text(text)
+    md = docs / "benchmarks.md"
+    md.write_text(markdown(results, sorted(files)))
+    return md
+
+
+def markdown(results: dict[str, Any], plots: list[str]) -> str:
+    m = results.get("measures", {})
+    mach = results.get("machine", {})
+    setup = results.get("setup", {})
+    r = results.get("ratios", {})
+    L: list[str] = []
+    a = L.append
+    a("# Benchmarks: our ACD beside Asterisk's app_queue")
+    a("")
+    a(f"Generated by `{results.get('command')}` on {results.get('generated_at')} "
+      f"(commit {str(_get(results, 'git', 'commit'))[:12]}"
+      f"{', with uncommitted changes' if _get(results, 'git', 'dirty') else ''}), in "
+      f"{results.get('wall_seconds', 0) / 60:.0f} minutes. Rerun it with `make bench` "
+      f"(`make bench-quick` runs each measure briefly). Every figure is in "
+      f"[bench/results/latest.json](../bench/results/latest.json), every call's record in "
+      f"`bench/results/calls-latest.jsonl.gz`.")
+    a("")
+    a(f"**The machine**: {mach.get('cores')} cores ({mach.get('cpu_model')}), "
+      f"{(mach.get('memory_bytes') or 0) / 2**30:.0f} GiB, Linux {mach.get('kernel')}, Python "
+      f"{mach.get('python')}, Asterisk {results.get('asterisk')}. Load average at the start "
+      f"{mach.get('loadavg')}, at the end {mach.get('loadavg_end')}. The machine is shared: "
+      f"other processes' share of all cores during each measure is in the table below "
+      f"(\"others\"); the arms alternate in chunks so that such load hits both.")
+    a("")
+    a("## Summary")
+    a("")
+    a(_row("#", "target", "measured", "met"))
+    a(_row("---", "---", "---", "---"))
+    for t in results.get("targets", []):
+        met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+        a(_row(t["id"], t["text"], t["figure"], met))
+    a("")
+    a("Ratios, ours / app_queue (below 1: ours is lower): " + ", ".join(
+        f"{k.replace('_', ' ')} **{v}**" for k, v in r.items() if v is not None) + ".")
+    a("")
+    loads = results.get("machine_load", {})
+    if loads:
+        a(_row("measure", "cores busy", "of which the bench", "others"))
+        a(_row("---", "---", "---", "---"))
+        for k, v in loads.items():
+            a(_row(k, _pct(v.get("busy")), _pct(v.get("bench")), _pct(v.get("others"))))
+        a("")
+    a("## The two arms")
+    a("")
+    a("One Asterisk (instance `bench`, its own ports), the same agent phones, the same callers, "
+      "the same call mix; the arms run in turn, alternating which goes first.")
+    a("")
+    a(f"- **ours**: callers dial the bench skill group's number ({_get(setup, 'numbers', 'ours')}); "
+      "the dialplan hands them to our FastAGI queue script, the ACD core decides, the runtime "
+      "rings the agent with AMI Originate and bridges with AMI Bridge. Our server runs as a "
+      "process of its own (`acd run`, SQLite store, info logging as shipped).")
+    a(f"- **app_queue**: callers dial {_get(setup, 'numbers', 'app_queue')}, whose dialplan runs "
+      f"`Queue()` on a queue with the nearest settings: {_settings(setup.get('app_queue', {}))}. "
+      "`retry = 1` is app_queue's shortest recheck (0 gives its default of 5 s). Our server "
+      "is stopped meanwhile, so it costs Asterisk nothing.")
+    a(f"- Both: group strategy {_get(setup, 'group', 'strategy')}, ring timeout "
+      f"{_get(setup, 'group', 'ring_timeout')} s, wrap-up {_get(setup, 'group', 'wrapup_seconds')} s, "
+      f"no announcements. {setup.get('agent_phones')} agents have a phone: {setup.get('phones')}. "
+      f"Callers: {setup.get('callers')}. RTP flows through Asterisk on every call (music on "
+      "hold while waiting; the phone's tone and the caller's silence while talking).")
+    a("")
+    a("Times are taken from the `Timestamp` Asterisk puts on every AMI event (microseconds): "
+      "*queue entry* is the caller's channel starting the queueing application (`AGI(.../queue)` "
+      "for ours, `Queue()` for app_queue); the *agent's INVITE* is the agent's channel being "
+      "created (`Newchannel` of `PJSIP/<agent>-...`), right before Asterisk sends the INVITE.")
+    a("")
+    _section_idle(L, m)
+    _section_free(L, m)
+    _section_ivr(L, m)
+    _section_throughput(L, m)
+    _section_pop(L, m)
+    _section_profile(L, m)
+    _section_core(L, m)
+    _section_memory(L, m)
+    _section_gaps(L, results)
+    return "\n".join(L) + "\n"
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{v * 100:.0f}%"
+
+
+def _settings(d: dict[str, Any]) -> str:
+    return ", ".join(f"`{k} = {v}`" for k, v in d.items() if k not in ("members", "announcements")) \
+        + (f", members {d['members']}" if "members" in d else "")
+
+
+def _img(L: list[str], name: str, alt: str) -> None:
+    L.append(f"![{alt}](benchmarks/{name})")
+    L.append("")
+
+
+def _section_idle(L: list[str], m: dict[str, Any]) -> None:
+    d = m.get("idle_agent")
+    if not d:
+        return
+    L += ["## 1. Queue entry to the agent's INVITE, an idle agent waiting", "",
+          "Callers arrive (Poisson) while most agents are idle; only callers who found an idle "
+          "agent count.", ""]
+    L += _dist_table(d)
+    L.append("")
+    _img(L, "idle_agent.svg", "distribution of queue entry to INVITE")
+    parts = d.get("ours_breakdown_ms") or {}
+    if parts:
+        L += ["Where ours' time goes (from our server's log, call by call; milliseconds):", "",
+              _row("step", "median", "p95"), _row("---", "---", "---")]
+        names = {"fastagi_connect": "Asterisk opens the FastAGI session",
+                 "queue_script_to_core": "queue script: music on, 5 channel variables, the "
+                                         "call's record written and read back, then the core",
+                 "core_to_ring_decision": "the core's routing decision (logged)",
+                 "originate_to_channel": "AMI Originate until the agent's channel exists"}
+        for k, s in parts.items():
+            L.append(_row(names.get(k, k), _ms(s.get("p50")), _ms(s.get("p95"))))
+        L.append("")
+
+
+def _section_free(L: list[str], m: dict[str, Any]) -> None:
+    d = m.get("agent_free")
+    if not d:
+        return
+    L += ["## 2. An agent becomes free: to the next waiting caller's INVITE", "",
+          f"{d.get('agents')} agents take calls, callers arrive faster than they are served, so "
+          "callers always wait. Sample: an agent's channel hangs up (the phone ends the call; "
+          "no wrap-up) while a caller waits, to that agent's next channel.", ""]
+    L += _dist_table(d)
+    L.append("")
+    _img(L, "agent_free.svg", "distribution of agent free to next INVITE")
+
+
+def _section_ivr(L: list[str], m: dict[str, Any]) -> None:
+    d = m.get("ivr_mix")
+    if not d:
+        return
+    L += ["## The hotline mix (keys in the IVR)", "",
+          "The same hotline in both arms: a prompt asks for a number, the caller keys "
+          "`13800138000#` (RFC 4733 via AMI PlayDTMF), hears it read back, then queues "
+          "(ours: the FastAGI hotline IVR; app_queue: the same prompts with `Read()` in "
+          "dialplan).", "",
+          _row("arm", "calls", "completed", "asked for keys", "keyed", "queue -> INVITE p95 ms"),
+          _row(*["---"] * 6)]
+    for arm in (OURS, AQ):
+        x = d.get(arm)
+        if x:
+            L.append(_row(arm, x["calls"], x["completed"], x["asked"], x["keyed"],
+                          _ms(_get(x, "queue_to_invite_ms", "p95"))))
+    L.append("")
+
+
+def _section_throughput(L: list[str], m: dict[str, Any]) -> None:
+    t = m.get("throughput")
+    if not t:
+        return
+    L += ["## 3. Sustained calls per second, and 4. CPU per completed call", "",
+          "Steps upward, arms alternating at each rate (Poisson arrivals, the same seed for "
+          "both arms at a rate, so both get the same calls); a step passes with at most 0.1% failed "
+          "calls, p95 queue entry -> INVITE at most 1 s and no AMI disconnect; an arm stops at "
+          "its first failing step. A call *completes* when the caller reached the queue, was "
+          "connected with an agent, and the agent's phone hung up after its talk time.", "",
+          _row("arm", "rate/s", "calls (arrived/s)", "completed/s", "failed", "p95 queue->INVITE ms",
+               "CPU ms/call Asterisk", "CPU ms/call server", "together", "cores busy", "passed"),
+          _row(*["---"] * 11)]
+    for s in t["steps"]:
+        c = s["cpu_ms_per_call"]
+        L.append(_row(s["arm"], f"{s['rate']:g}",
+                      f"{s['calls']} ({s['calls'] / s['seconds']:.2f})" if s.get("seconds")
+                      else s["calls"], s["achieved_cps"],
+                      f"{s['failed']} ({s['failed_share']:.2%})", _ms(s["queue_to_invite_ms"]["p95"]),
+                      _ms(c["asterisk"]), _ms(c["server"]), _ms(c["together"]),
+                      _pct(s.get("machine_busy_share")),
+                      "yes" if s["passed"] else f"no: {s['reason']}"))
+    L.append("")
+    for arm in (OURS, AQ):
+        x = t.get(arm)
+        if x:
+            L.append(f"- **{arm}**: sustained {_ms(x.get('rate'))} calls/s offered "
+                     f"({_ms(x.get('achieved_cps'))} completed/s); stopped at "
+                     f"{_ms(x.get('stopped_at'))}: {x.get('stop_reason')}.")
+    L.append(f"- CPU per completed call compared at {_ms(t.get('cpu_rate'))} calls/s, the highest "
+             "rate both arms sustained. Asterisk's figure includes the callers' side of the "
+             "loopback trunk, the same in both arms.")
+    L.append("")
+    _img(L, "throughput.svg", "completed calls per second by offered rate")
+    _img(L, "throughput_latency.svg", "p95 latency by offered rate")
+    _img(L, "cpu_per_call.svg", "CPU per call")
+
+
+def _section_pop(L: list[str], m: dict[str, Any]) -> None:
+    p = m.get("screen_pop")
+    if not p:
+        return
+    s = p.get("ms") or {}
+    L += ["## 5. Screen pop: the agent's INVITE to the ring event on the agent's page", "",
+          f"{p.get('pages')} agent pages connected (`/api/agents/{{id}}/ws`, aiohttp clients, one "
+          f"per configured agent), ours at {_ms(p.get('rate'))} calls/s. The ring event is sent "
+          "when the phone rings (its 180 Ringing), so this includes the phone's answer to the "
+          "INVITE. Clock: the machine's wall clock on both sides.", "",
+          _row("n", "min", "median", "p95", "p99", "max", "ring events lost"),
+          _row(*["---"] * 7),
+          _row(s.get("n"), _ms(s.get("min")), _ms(s.get("p50")), _ms(s.get("p95")),
+               _ms(s.get("p99")), _ms(s.get("max")),
+               f"{p.get('lost')} of {p.get('connected_calls')} connected calls"), ""]
+    if p.get("cdf_ms"):
+        _img(L, "screen_pop.svg", "screen pop distribution")
+
+
+def _section_profile(L: list[str], m: dict[str, Any]) -> None:
+    p = m.get("server_profile")
+    if not p or not p.get("by_package"):
+        return
+    L += ["## Where our server's CPU goes", "",
+          f"One short step ({_ms(p.get('rate'))} calls/s) with our server under cProfile "
+          "(its own time per package or module; the event loop's idle wait left out; cProfile "
+          "slows the server, the shares are what counts):", "",
+          _row("package / module", "share"), _row("---", "---")]
+    for x in p["by_package"]:
+        L.append(_row(f"`{x['what']}`", _pct(x["share"])))
+    L.append("")
+
+
+def _section_core(L: list[str], m: dict[str, Any]) -> None:
+    c = m.get("core")
+    if not c or not c.get("ops"):
+        return
+    L += ["## 6. The core alone (no I/O)", "",
+          f"{c['groups']} skill groups, each agent in two; {c['waiting']:,} callers waiting; "
+          f"{c['cycles']} timed operations of each kind per size (microseconds). The snapshot "
+          "rows are not core events: the runtime publishes both snapshots to the supervisors' "
+          "topic after every change.", "",
+          _row("operation", *[f"{int(n):,} agents: median / p99" for n in c["sizes"]],
+               "growth exponent"),
+          _row(*["---"] * (len(c["sizes"]) + 2))]
+    for op, sizes in c["ops"].items():
+        L.append(_row(op.replace("_", " "), *[f"{sizes[str(n)]['us']['p50']:g} / "
+                                              f"{sizes[str(n)]['us']['p99']:g}" for n in c["sizes"]],
+                      _get(c, "growth", op, "exponent")))
+    L += ["", "Growth exponent: log(cost ratio) / log(agents ratio) between the smallest and the "
+          "largest size, on the medians: 0 is flat, 1 is linear.", ""]
+    _img(L, "core.svg", "core operation cost by agents")
+
+
+def _section_memory(L: list[str], m: dict[str, Any]) -> None:
+    x = m.get("memory")
+    if not x or not x.get("with_agents"):
+        return
+    mib = lambda k: f"{_get(x, k, 'VmRSS') / 2**20:.0f} MiB" if _get(x, k, "VmRSS") else "–"  # noqa: E731
+    L += ["## 7. Our server's memory", "",
+          f"The real server (`acd run`) with {x.get('agents'):,} agents logged in (all busy) and "
+          f"{x.get('callers'):,} callers waiting, each a FastAGI session of the queue script; "
+          "Asterisk's sides of AMI and FastAGI played by the bench on loopback "
+          "(bench/memory.py).", "",
+          _row("state", "resident memory"), _row("---", "---"),
+          _row("started", mib("started")),
+          _row(f"{x.get('agents'):,} agents logged in", mib("with_agents")),
+          _row(f"{x.get('callers'):,} callers waiting", mib("with_callers")),
+          _row("peak", f"{_get(x, 'with_callers', 'VmHWM') / 2**20:.0f} MiB"
+               if _get(x, 'with_callers', 'VmHWM') else "–"), "",
+          f"About {x.get('per_caller_bytes', 0) / 1024:.0f} KiB per waiting caller and "
+          f"{x.get('per_agent_bytes', 0) / 1024:.1f} KiB per agent. Logging the agents in took "
+          f"{x.get('agents_seconds')} s; the callers took {x.get('callers_seconds')} s to enter "
+          f"the queue ({x.get('sessions')} FastAGI sessions for {x.get('callers'):,} callers: "
+          "more than one each when our server failed a session and the dialplan retried it). "
+          f"With them all waiting our server used {_pct(x.get('steady_cpu_share'))} of a core "
+          "(each waiting caller's queue script asks Asterisk for a key every second).", ""]
+
+
+def _section_gaps(L: list[str], results: dict[str, Any]) -> None:
+    notes = results.get("notes") or []
+    missed = [t for t in results.get("targets", []) if t["met"] is False]
+    if not missed and not notes:
+        return
+    L += ["## Targets missed, why, and what would close the gap", ""]
+    for t in missed:
+        L.append(f"- **Target {t['id']}** ({t['text']}): {t['figure']}.")
+    L.append("")
+    L += notes
+    L.append("")
+
+
+# =========================================================================== the gaps
+
+def gap_notes(results: dict[str, Any]) -> list[str]:
+    """For each missed target: why, from this run's figures, and what would close the gap.
+    Markdown paragraphs for docs/benchmarks.md (and the notes in latest.json)."""
+    m = results.get("measures", {})
+    targets = {t["id"]: t for t in results.get("targets", [])}
+    prof = m.get("server_profile") or {}
+    shares = {x["what"]: x["share"] for x in prof.get("by_package", [])}
+    ami_per_call = (round(prof["ami_messages"] / prof["completed"])
+                    if prof.get("ami_messages") and prof.get("completed") else None)
+    store = sum(v for k, v in shares.items() if k in ("sqlalchemy", "aiosqlite", "acd/store/db.py",
+                                                        "greenlet"))
+    ami = sum(v for k, v in shares.items() if k.startswith("acd/ami/"))
+    notes: list[str] = []
+
+    def missed(i: int) -> bool:
+        return (targets.get(i) or {}).get("met") is False
+
+    if missed(1):
+        parts = _get(m, "idle_agent", "ours_breakdown_ms") or {}
+        p50 = {k: _get(parts, k, "p50") for k in parts}
+        notes.append(
+            "**Why (1) is missed.** app_queue rings the member from inside Asterisk, in the "
+            "caller's own thread, within a millisecond. Ours leaves Asterisk twice: Asterisk "
+            f"opens a FastAGI session to our server (median {_ms(p50.get('fastagi_connect'))} ms), "
+            "the queue script then runs seven AGI round trips (music on, five channel variables, "
+            "the entry time) and writes the call's record and reads it back from SQLite before "
+            f"the core even sees the caller (median {_ms(p50.get('queue_script_to_core'))} ms); "
+            f"the core decides in microseconds ({_ms(p50.get('core_to_ring_decision'))} ms, as "
+            "logged) and the AMI Originate creates the agent's channel "
+            f"({_ms(p50.get('originate_to_channel'))} ms). **What would close it:** register the "
+            "caller with the core first and write the record behind it through the store writer "
+            "(the key trail can come from the IVR's own session or a channel variable instead of "
+            "a read-back); pass group, priority and entry time in the FastAGI request "
+            "(`agi://host/queue?group=..&entered=..`) instead of five GET VARIABLE round trips; turn "
+            "the music on after registering. What remains is one FastAGI connect and one "
+            "Originate, a few milliseconds here: under 20 ms at p95, but not within twice "
+            "app_queue's ~1 ms, which no design that decides outside Asterisk can reach over "
+            "FastAGI and AMI.")
+    if missed(2):
+        notes.append("**Why (2) is missed:** see the distribution above; the agent leaving the "
+                     "bridge reaches the core through AMI (BridgeLeave), which then originates "
+                     "at once; a miss here means our server's event loop was busy.")
+    if missed(3) or missed(4):
+        t = m.get("throughput") or {}
+        o = (t.get("cpu_ms_per_call") or {}).get(OURS) or {}
+        a = (t.get("cpu_ms_per_call") or {}).get(AQ) or {}
+        notes.append(
+            "**Why (3) and (4) are missed.** Our server is one Python process on one core; at "
+            f"{_ms(t.get('cpu_rate'))} calls/s it spent {_ms(o.get('server'))} ms of CPU per "
+            f"completed call on top of Asterisk's {_ms(o.get('asterisk'))} ms (app_queue: "
+            f"Asterisk {_ms(a.get('asterisk'))} ms in all). Its profile (above): the store "
+            f"(SQLAlchemy ORM over aiosqlite, one transaction per record) {_pct(store)}, reading "
+            f"AMI {_pct(ami)} ({ami_per_call if ami_per_call is not None else '–'} AMI messages per "
+            "call: our AMI user reads every event, VarSet, Newexten and RTCP ones included), the "
+            "rest asyncio, FastAGI and logging. With two cores shared by Asterisk, the phones "
+            "and the load generator, our server's core saturates first. **What would close "
+            "it:** write each loop turn's records in one transaction with SQLAlchemy Core inserts "
+            "(not one ORM session per record); ask Asterisk only for the events the runtime reads "
+            "(an AMI `Filter`, or `read =` classes in manager.conf; the bench's load generator "
+            "does this and reads a tenth of the events); publish the supervisors' snapshot only "
+            "when one is subscribed, and as changes; log one line per call at info, not several. "
+            "Each of these is measurable with this bench.")
+    if missed(5):
+        p = m.get("screen_pop") or {}
+        notes.append(
+            "**Why (5) is missed.** The ring event leaves when the phone's 180 Ringing reaches "
+            "Asterisk and Asterisk's Newstate reaches our server over AMI, so it includes the "
+            "phone's own answer to the INVITE and our event loop's backlog at "
+            f"{_ms(p.get('rate'))} calls/s. Lost ring events: {p.get('lost')} (a call the phone "
+            "answered before ringing is announced with `answered`, not `ring`).")
+    if missed(6):
+        notes.append("**Why (6) is missed:** see the core table: the routing decision's cost at "
+                     "10,000 agents.")
+    core = m.get("core") or {}
+    snap = _get(core, "ops", "snapshot_agents", str(max(core.get("sizes") or [0])), "us", "p50")
+    snapq = _get(core, "ops", "snapshot_queues", str(max(core.get("sizes") or [0])), "us", "p50")
+    mem = m.get("memory") or {}
+    if snap is not None or mem:
+        notes.append(
+            "**Beyond the targets: what grows with the number of agents and callers.** The core "
+            "does not (table 6), but the runtime publishes the supervisors' snapshot of every "
+            "agent and every waiting caller after every change, subscribed or not: "
+            f"{_ms(snap)} µs for the agents and {_ms(snapq)} µs for the queues at the largest "
+            "size here, and `AcdRuntime.agent()` builds the snapshot of every agent to answer "
+            f"for one (a login took {_ms(_get(mem, 'api_login_ms', 'p50'))} ms at median with "
+            f"{mem.get('agents', '–')} agents). New callers entered the queue at "
+            f"{_ms(_get(mem, 'arrivals', 'callers_per_second'))}/s with {mem.get('agents', '–')} "
+            "agents. Each waiting caller's queue script polls Asterisk for a key once a second: "
+            f"{_pct(mem.get('steady_cpu_share'))} of a core with {mem.get('waiting', '–')} "
+            "waiting. **What would close it:** `Acd.agent_snapshot(id)`; a supervisor snapshot "
+            "built only for subscribers, throttled (e.g. every 250 ms) and sent as changes; a "
+            "longer `WAIT FOR DIGIT` (announcements already wake the script) or DTMF events "
+            "over AMI instead of polling.")
+    return notes
