@@ -69,6 +69,9 @@ T_OBRING = "obring"    # the agent's own phone rings too long for their outbound
 CONTROL_TIMERS = (T_XFER, T_OBRING)
 
 _NO_ANSWER = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
+#: An agent may make an outbound call from these states (not on a call or wrapping up).
+_DIAL_FROM = frozenset({AgentState.IDLE, AgentState.BUSY, AgentState.BREAK,
+                        AgentState.MEETING})
 
 
 # =============================================================================== decisions
@@ -410,18 +413,26 @@ class CallControl:
             raise NotLoggedIn(agent_id, "offline", "dial")
         if not tf.DIAL_NUMBER.match(number or ""):
             raise tf.BadNumber()
-        if agent.state is not AgentState.IDLE:
-            raise tf.NotIdle(agent_id, agent.state.value)
+        if agent.state not in _DIAL_FROM:
+            raise tf.OnACall(agent_id, f"state {agent.state.value!r}")
         if not self._is_reachable(agent):
-            raise tf.NotIdle(agent_id, "phone unreachable")
+            raise tf.OnACall(agent_id, "phone unreachable")
         if (call_id in self._calls or call_id in self._ended or call_id in self._outbound
                 or call_id in self._outbound_ended):
             raise DuplicateCall(call_id)
         out = _Outbound(call_id, agent_id, number, dial_timeout, wrapup_seconds, now)
         self._outbound[call_id] = out
         self._out.append(OutboundStarted(call_id, agent_id, number, now))
+        # From busy, break or meeting: through idle (the agent table offers calls to idle
+        # agents only); their state comes back after the call, as a pending state.
+        back = None if agent.state is AgentState.IDLE else (agent.state, agent.reason)
+        if back is not None:
+            self._agent_event(agent, AgentEvent.GO_IDLE, now, "outbound call")
         agent.call_id = call_id
         self._agent_event(agent, AgentEvent.OFFER, now)
+        if back is not None and agent.pending is None:
+            agent.pending = back
+            self._notify_state(agent)
         assert agent.endpoint is not None
         self._out.append(RingAgentForOutbound(call_id, agent_id, agent.endpoint, ring_timeout,
                                               number))

@@ -41,7 +41,8 @@ Stable error ids (all :class:`~acd.core.errors.AcdError`; the HTTP layer maps ``
 ``agent.no_call``              the agent has no connected call to act on
 ``agent.target_unavailable``   the transfer or consult target is not idle and reachable
 ``agent.target_is_self``       an agent cannot transfer to or consult themselves
-``agent.not_idle``             an outbound call needs an idle agent
+``agent.on_a_call``            an outbound call needs an agent who is not on a call
+                               (ringing, talking, wrap-up) and whose phone is reachable
 ``call.no_agent_available``    consulting a group: none of its agents is free now
 ``call.group_closed``          transferring to a group outside its service hours
 ``dial.bad_number``            an outbound number that is not digits, * or # (+ first)
@@ -293,10 +294,10 @@ class GroupClosed(AcdError):
                          f"Skill group {group!r} is closed (outside its service hours).")
 
 
-class NotIdle(AcdError):
+class OnACall(AcdError):
     def __init__(self, agent_id: str, state: str) -> None:
-        super().__init__("agent.not_idle", f"Agent {agent_id!r} must be idle to make an "
-                                           f"outbound call (state {state!r}).")
+        super().__init__("agent.on_a_call", f"Agent {agent_id!r} cannot make an outbound call "
+                                            f"now ({state}): finish the call and its wrap-up.")
 
 
 class BadNumber(AcdError):
@@ -325,6 +326,6 @@ __all__ = [
     "OutboundState", "OutboundEvent", "OutboundMove", "OUTBOUND_TABLE", "OUTBOUND_END_REASONS",
     "OutboundIllegal", "next_outbound",
     "NoCall", "TargetUnavailable", "TargetIsSelf", "TargetMissing", "NoAgentAvailable",
-    "GroupClosed", "NotIdle", "BadNumber", "Transfer", "DIAL_NUMBER",
+    "GroupClosed", "OnACall", "BadNumber", "Transfer", "DIAL_NUMBER",
     "TRANSFER_PRIORITY_BOOST",
 ]

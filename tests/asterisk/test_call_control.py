@@ -128,9 +128,13 @@ async def test_transfer_cancelled_while_the_target_rings(control_server, ctl_age
 
 
 async def test_transfer_target_refusing_then_not_answering(control_server, ctl_agents, ami):
+    """1002 refuses the ring (its phone rejects the INVITE: 486 Busy Here); 1003 lets it
+    ring. baresip 1.1.0 was seen to exit now and then just after rejecting an incoming
+    call, so the second attempt rings another phone."""
     srv, agents = control_server, ctl_agents
-    agents.login("1002")
+    agents.login("1002", "1003")
     bob = await agents.phone("1002", answer="manual")
+    carol = await agents.phone("1003", answer="manual")
     caller = await connected_call(srv, agents, ami)
     since = agents.mark("1001")
     m = mark(ami)
@@ -144,16 +148,18 @@ async def test_transfer_target_refusing_then_not_answering(control_server, ctl_a
 
     since2 = agents.mark("1001")
     m2 = mark(ami)
-    srv.runtime.transfer("1001", to_agent="1002")
-    await bob.wait_event("CALL_INCOMING")              # rings; nobody answers (5 s)
+    srv.runtime.transfer("1001", to_agent="1003")
+    await carol.wait_event("CALL_INCOMING")            # rings; nobody answers (5 s)
     failed = await transfer_event(agents, "1001", "failed", since2)
     assert failed["cause"] == "no_answer"
     assert await joined(ami, caller, m2) == "1001"
-    out = srv.runtime.agent("1002")
+    out = srv.runtime.agent("1003")
     assert (out["state"], out["reason"]) == ("break", "no answer")
+    assert srv.runtime.agent("1001")["control"]["state"] == "talking"
     await caller_hangs_up(agents, caller, "1001")
     call = await stored(srv, caller.uniqueid)
     assert kinds(call).count("transfer_failed") == 2
+    assert [x["agent_id"] for x in call["legs"]] == ["1001"]
 
 
 async def test_transfer_to_a_group_queues_the_caller_and_frees_the_agent(

@@ -171,7 +171,7 @@ async def test_refused_actions_send_nothing(env):
     assert err.value.id == "agent.target_unavailable"
     with pytest.raises(AcdError) as err:
         env.rt.dial("1001", "555")                       # talking
-    assert err.value.id == "agent.not_idle"
+    assert err.value.id == "agent.on_a_call"
     await env.settle()
     assert env.ami.actions == []
     assert env.rt.agent("1001")["control"]["state"] == "talking"

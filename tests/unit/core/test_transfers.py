@@ -497,9 +497,27 @@ def test_outbound_failures(make_sim):
     assert of(out, OutboundEnded)[0].reason == "cancelled"
     refused(sim, "dial", "a", "12ab", call_id="o4", error="dial.bad_number")
     refused(sim, "dial", "a", "555", call_id="o1", error="call.duplicate")
-    sim.do("set_agent_state", "b", "busy", at=29)
-    refused(sim, "dial", "b", "555", call_id="o5", error="agent.not_idle")
+    sim.do("call_arrived", "k9", "999", "h", at=29)       # b talks
+    sim.do("agent_answered", "k9", "b", at=29)
+    refused(sim, "dial", "b", "555", call_id="o5", error="agent.on_a_call")
     refused(sim, "dial", "zz", "555", call_id="o6", error="agent.not_logged_in")
+
+
+def test_outbound_call_from_a_break_returns_to_the_break(make_sim):
+    sim = make_sim(GROUPS())
+    sim.login("a", at=0)
+    sim.do("set_agent_state", "a", "break", reason="lunch", at=1)
+    sim.do("dial", "a", "555", call_id="o1", at=2)
+    snap = sim.core.snapshot_agents(sim.now)["a"]
+    assert (snap["state"], snap["pending"], snap["pending_reason"]) == ("ringing", "break",
+                                                                       "lunch")
+    sim.do("call_arrived", "k1", "111", "g", at=3)        # not offered to a meanwhile
+    sim.do("agent_answered", "o1", "a", at=4)
+    sim.do("customer_answered", "o1", at=5)
+    sim.do("hang_up", "a", at=9)
+    snap = sim.core.snapshot_agents(sim.now)["a"]
+    assert (snap["state"], snap["reason"], snap["pending"]) == ("break", "lunch", None)
+    assert sim.core.call_info("k1")["state"] == "waiting"
 
 
 # --- restore ----------------------------------------------------------------------------------
