@@ -275,12 +275,18 @@ class Caller:
                    for e in self.ami.events.events[:index])
 
 
-async def stored(srv: Server, uniqueid: str) -> dict[str, Any]:
-    """The call's record once every write so far is done."""
-    await srv.runtime.quiesce()
-    call = await srv.store.get_call(uniqueid)
-    assert call is not None, f"no record of {uniqueid}"
-    return call
+async def stored(srv: Server, uniqueid: str, ended: bool = False) -> dict[str, Any]:
+    """The call's record once every write so far is done and, with ``ended``, once the
+    server has recorded its end (the test's own AMI link may see the hangup first)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        await srv.runtime.quiesce()
+        call = await srv.store.get_call(uniqueid)
+        if call is not None and (not ended or call["end_reason"]):
+            return call
+        assert loop.time() < deadline, f"no {'finished ' if ended else ''}record of {uniqueid}: {call}"
+        await asyncio.sleep(0.05)  # polling the store, bounded
 
 
 def kinds(call: dict[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ async def test_overflow_by_wait_time_to_another_group(acd_server, agents, ami):
             and field(e, "Channel") == caller.channel and field(e, "Variable") == "ACD_GROUP"
             and field(e, "Value") == "ovtarget"]
     await caller.hangup()
-    call = await stored(srv, caller.uniqueid)
+    call = await stored(srv, caller.uniqueid, ended=True)
     assert [e["detail"]["group"] for e in call["events"] if e["kind"] == "queued"] == [
         "ovwait", "ovtarget"]
     assert [e["detail"]["detail"] for e in call["events"] if e["kind"] == "sent"] == [
@@ -52,12 +52,12 @@ async def test_overflow_by_queue_length_and_position_announcements(acd_server, a
     await _agi(ami, first.channel, "WAIT FOR DIGIT", ami.events.events.index(said))
     assert not first.hung_up_before(mark(ami))
     assert srv.runtime.queues()["ovlen"]["waiting"] == 1
-    call = await stored(srv, second.uniqueid)
+    call = await stored(srv, second.uniqueid, ended=True)
     assert call["end_reason"] == "overflow"
     assert [e["detail"]["detail"] for e in call["events"] if e["kind"] == "sent"] == [
         "hangup (queue_full)"]
     await first.hangup()
-    assert (await stored(srv, first.uniqueid))["end_reason"] == "abandoned"
+    assert (await stored(srv, first.uniqueid, ended=True))["end_reason"] == "abandoned"
 
 
 async def test_closed_hours_send_the_caller_to_the_closed_destination(acd_server, ami, asterisk):
@@ -73,7 +73,7 @@ async def test_closed_hours_send_the_caller_to_the_closed_destination(acd_server
     await after(ami, m, lambda e: e.name == "VarSet" and field(e, "Channel") == caller.channel
                 and field(e, "Variable") == "RECORD_STATUS", "the message recorded")
     await caller.hangup()
-    call = await stored(srv, caller.uniqueid)
+    call = await stored(srv, caller.uniqueid, ended=True)
     assert call["end_reason"] == "closed"
     assert [e["detail"]["detail"] for e in call["events"] if e["kind"] == "sent"] == [
         "voicemail:closedbox (closed)"]
@@ -130,7 +130,7 @@ async def test_callback_keeps_the_place_and_rings_the_agent_before_the_customer(
     since = agents.mark("1001")
     await ami.action("Hangup", Channel=field(customer, "Channel"))
     await agents.wait_state("1001", "idle", since)
-    call = await stored(srv, first.uniqueid)
+    call = await stored(srv, first.uniqueid, ended=True)
     assert call["end_reason"] == "caller_hangup"
     k = kinds(call)
     for kind in ("queued", "callback_requested", "offered", "ringing", "dialing", "answered",
@@ -142,4 +142,4 @@ async def test_callback_keeps_the_place_and_rings_the_agent_before_the_customer(
         "13800138000"]
     assert await second.bridged(m2) == "1001"
     await second.hangup()
-    assert (await stored(srv, second.uniqueid))["end_reason"] == "caller_hangup"
+    assert (await stored(srv, second.uniqueid, ended=True))["end_reason"] == "caller_hangup"

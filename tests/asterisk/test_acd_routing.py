@@ -47,7 +47,7 @@ async def test_caller_reaches_an_idle_reachable_agent_and_the_screen_pops_while_
     since = agents.mark("1001")
     await caller.hangup()
     await agents.wait_state("1001", "idle", since)
-    call = await stored(srv, caller.uniqueid)
+    call = await stored(srv, caller.uniqueid, ended=True)
     assert call["end_reason"] == "caller_hangup" and call["skill_group"] == "sales"
     assert call["did"] == "7101" and call["answered_at"] is not None
     k = kinds(call)
@@ -154,7 +154,7 @@ async def test_no_answer_sends_the_agent_to_break_and_the_caller_keeps_their_pla
     assert await first.bridged(m2) == "1002"                 # the first caller, not the second
     assert [c["call_id"] for c in srv.runtime.queues()["noans"]["calls"]] == [second.uniqueid]
     await first.hangup()
-    call = await stored(srv, first.uniqueid)
+    call = await stored(srv, first.uniqueid, ended=True)
     offers = [(e["kind"], e["detail"].get("agent")) for e in call["events"]
               if e["kind"] in ("offered", "no_answer", "answered")]
     assert offers == [("offered", "1001"), ("no_answer", "1001"), ("offered", "1002"),
@@ -163,7 +163,7 @@ async def test_no_answer_sends_the_agent_to_break_and_the_caller_keeps_their_pla
     # 1002 is free again: now the second caller's turn (1001 is still on break).
     assert await second.bridged(m2) == "1002"
     await second.hangup()
-    assert (await stored(srv, second.uniqueid))["end_reason"] == "caller_hangup"
+    assert (await stored(srv, second.uniqueid, ended=True))["end_reason"] == "caller_hangup"
 
 
 async def test_state_asked_during_a_call_applies_after_wrap_up(acd_server, agents, ami):
@@ -214,7 +214,7 @@ async def test_hotline_ivr_hands_the_caller_to_the_first_group_with_the_key_trai
             and field(e, "Channel") == caller.channel and field(e, "Context") == "acd-queue"
             and field(e, "Priority") == "1"]
     await caller.hangup()
-    call = await stored(srv, caller.uniqueid)
+    call = await stored(srv, caller.uniqueid, ended=True)
     assert call["did"] == "7000" and call["end_reason"] == "caller_hangup"
     assert [(k["node"], k["keys"]) for k in call["key_trail"]] == [("collect_number", "4711")]
     k = kinds(call)
