@@ -58,6 +58,7 @@ class Server:
     hub: Hub | None = None
     runtime: AcdRuntime | None = None
     flows: FlowService | None = None     # IVR flows: the `ivr` route, hot reload
+    web_ctx: Any = None                  # the web pages' context: logins, sessions, pages
     rng: random.Random | None = None     # drives the "random" strategy; seeded in tests
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
@@ -68,6 +69,10 @@ class Server:
         log = acdlog.get_logger(component="app")
         await migrate_async(cfg.database_url)
         self.store = Store(cfg.database_url)
+        # Web logins first (hashing passwords takes a moment): HTTP then listens as soon as
+        # the runtime is there.
+        from acd.web.pages import web_context
+        self.web_ctx = await web_context(cfg, self.store)
         self.hub = Hub()
 
         self.ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
@@ -103,8 +108,9 @@ class Server:
         # Connect in the background: Asterisk may come up after us; the client keeps trying.
         self._ami_task = asyncio.ensure_future(self._start_ami())
 
+        self.web_ctx.runtime = self.runtime
         app = make_app(store=self.store, ami=self.ami, agi=self.agi, cfg=cfg,
-                       runtime=self.runtime, hub=self.hub, flows=self.flows)
+                       runtime=self.runtime, hub=self.hub, flows=self.flows, web_ctx=self.web_ctx)
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()
         site = web.TCPSite(self.http, cfg.http.host, cfg.http.port)

@@ -600,6 +600,14 @@ class LoadProfile:
                                count=self.count, rng=random.Random(self.seed))
 
 
+def check_call_mix(number: str, dtmf: str) -> None:
+    """What callers dial and key: refused with a stable id before any call is placed."""
+    if dtmf and not re.fullmatch(r"[0-9*#]{1,32}", dtmf):
+        raise UserError("load.dtmf", f"{dtmf!r}: keys 0-9, * and #, at most 32")
+    if not re.fullmatch(r"[0-9*#+]{1,32}", number or ""):
+        raise UserError("load.number", f"{number!r} is not a dialable number")
+
+
 class LoadRun:
     """Places the calls of a profile and follows them to their end.
 
@@ -607,16 +615,18 @@ class LoadRun:
     (see :class:`Follower`)."""
 
     def __init__(self, ami: Any, tracker: CallTracker, profile: LoadProfile,
-                 talk_max: float, phones: AgentPhones | None = None) -> None:
-        if profile.dtmf and not re.fullmatch(r"[0-9*#]{1,32}", profile.dtmf):
-            raise UserError("load.dtmf", f"{profile.dtmf!r}: keys 0-9, * and #, at most 32")
-        if not re.fullmatch(r"[0-9*#+]{1,32}", profile.number):
-            raise UserError("load.number", f"{profile.number!r} is not a dialable number")
+                 talk_max: float, phones: AgentPhones | None = None,
+                 stop_when: Callable[[list[CallRecord], int], str | None] | None = None) -> None:
+        """``stop_when(records so far, calls planned)``, asked once a second while calls are
+        placed: a reason (text) stops placing more (the calls under way go on to their end)."""
+        check_call_mix(profile.number, profile.dtmf)
         self.ami = ami
         self.tracker = tracker
         self.profile = profile
         self.talk_max = talk_max
         self.phones = phones
+        self.stop_when = stop_when
+        self.stopped: str | None = None
         self.records: list[CallRecord] = []
         self._tasks: set[asyncio.Task] = set()
         self._cut: set[int] = set()         # calls we hung up for waiting too long
@@ -628,7 +638,15 @@ class LoadRun:
         hold = int(p.max_wait + self.talk_max + 60)
         loop = asyncio.get_running_loop()
         start = loop.time()
+        checked = start
         for n, off in enumerate(offsets):
+            if self.stop_when is not None and loop.time() - checked >= 1.0:
+                checked = loop.time()
+                self.stopped = self.stop_when(self.records, len(offsets))
+                if self.stopped:
+                    if progress:
+                        progress(f"stopped placing calls: {self.stopped}")
+                    break
             rec = CallRecord(n=n, caller_number=caller_number(p.run_id, n), planned=off,
                              trunk_uid=f"load{p.run_id}-{n}-caller")
             self.records.append(rec)
@@ -637,7 +655,8 @@ class LoadRun:
             if delay > 0:
                 await asyncio.sleep(delay)      # the arrival process sets the pace
             self._spawn(self._dial(rec, hold))
-        last_end = start + (offsets[-1] if offsets else 0) + p.max_wait + self.talk_max + 5
+        placed = [r.planned for r in self.records]
+        last_end = start + (placed[-1] if placed else 0) + p.max_wait + self.talk_max + 5
         deadline = last_end + p.settle
         while self._open():
             left = deadline - loop.time()
@@ -730,7 +749,10 @@ class Follower:
         if not up:
             self.disconnects += 1
         elif self.disconnects:
-            await self._filter()
+            try:
+                await self._filter()
+            except Exception:       # lost again meanwhile: the next login filters again
+                pass
 
 
 def outcome_counts(records: Iterable[CallRecord]) -> dict[str, int]:
@@ -780,6 +802,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--max-wait", type=float, default=60.0,
                    help="a caller not with an agent after this many seconds fails")
     p.add_argument("--login", action="store_true", help="log the agents in to our server first")
+    p.add_argument("--take-over", action="store_true",
+                   help="start the agents' phones even if a phone of theirs is registered "
+                        "(ours replace it)")
     p.add_argument("--pages", action="store_true",
                    help="open each agent's page (WebSocket) and time the ring events")
     p.add_argument("--out", help="every call's record, one JSON object a line "
@@ -793,6 +818,7 @@ def _check_args(cfg: Any, args: Any) -> list[str]:
                                          "asterisk.loopback_trunk: true (and restart Asterisk)")
     if not args.duration and not args.count:
         raise UserError("load.length", "give --duration or --count")
+    check_call_mix(args.number, args.dtmf)
     for what, v in (("--answer-delay", args.answer_delay), ("--max-wait", args.max_wait)):
         if not (v >= 0) or math.isinf(v):
             raise UserError("load.usage", f"{what} {v!r}: seconds, 0 or more")
@@ -807,6 +833,19 @@ def _check_args(cfg: Any, args: Any) -> list[str]:
                     rng=random.Random(args.seed))
     TalkTimes(args.talk_dist, args.talk, args.seed, minimum=getattr(args, "talk_min", 0.0))
     return agents
+
+
+async def registered(ami: Any, agents: list[str]) -> list[str]:
+    """The agents among ``agents`` whose endpoint has a contact (a phone registered)."""
+    from acd.ami.client import AmiActionError
+    try:
+        contacts = await ami.action_list("PJSIPShowContacts", timeout=30)
+    except AmiActionError as e:
+        if "no contacts" in (e.message or "").lower():
+            return []
+        raise
+    have = {str(c.get("Endpoint") or c.get("Aor") or c.get("AOR") or "") for c in contacts}
+    return [a for a in agents if a in have]
 
 
 def _call_line(r: CallRecord) -> str:
@@ -840,6 +879,13 @@ async def run_load(cfg: Any, args: Any, agents: list[str],
             await ami.start(connect_timeout=15)
         except Exception as e:
             raise UserError("load.ami", f"no AMI at {cfg.ami.host}:{cfg.ami.port}: {e}") from None
+        if not getattr(args, "take_over", False):
+            busy = await registered(ami, agents)
+            if busy:
+                raise UserError("load.agents_registered",
+                                f"these agents have a phone registered already: "
+                                f"{', '.join(busy[:10])}{' ...' if len(busy) > 10 else ''}; our "
+                                "phones would replace theirs (--take-over to do so)")
         follower = Follower(ami)
         await follower.start()
         say(f"starting {len(agents)} agent phones")

@@ -53,7 +53,7 @@ class Plan:
     ivr_calls: int                   # per arm
     steps: tuple[float, ...]         # offered calls per second, stepped upward
     step_seconds: float
-    steps_budget: float              # seconds of steps in all (both arms); then no more steps
+    steps_budget: float              # seconds of steps per arm; then no more steps
     step_talk: float                 # exponential talk time's mean in the throughput steps
     pop_seconds: float
     pages: int
@@ -66,13 +66,13 @@ class Plan:
 
 FULL = Plan("full", phones=100, talk=2.0, idle_chunks=4, idle_calls=50, idle_rate=2.0,
             free_chunks=4, free_agents=5, free_calls=30, free_rate=10.0, ivr_calls=10,
-            steps=(5, 10, 15, 20, 25, 30, 40), step_seconds=60.0, steps_budget=600.0,
+            steps=(5, 10, 15, 20, 25, 30, 35, 40, 45, 50), step_seconds=60.0, steps_budget=600.0,
             step_talk=2.0, pop_seconds=60.0,
             pages=300, profile_seconds=20.0, profile_rate=10.0, core_cycles=3000,
             mem_agents=5000, mem_callers=10_000)
 QUICK = Plan("quick", phones=40, talk=2.0, idle_chunks=1, idle_calls=15, idle_rate=2.0,
              free_chunks=1, free_agents=4, free_calls=16, free_rate=8.0, ivr_calls=3,
-             steps=(5, 10), step_seconds=15.0, steps_budget=60.0, step_talk=2.0,
+             steps=(5, 10), step_seconds=15.0, steps_budget=30.0, step_talk=2.0,
              pop_seconds=15.0, pages=300,
              profile_seconds=10.0, profile_rate=5.0, core_cycles=500, mem_agents=1000,
              mem_callers=2000)
@@ -90,7 +90,8 @@ def _run_summary(r: RunResult) -> dict[str, Any]:
             "cpu_seconds": r.cpu, "loadavg_before": [round(x, 2) for x in r.load_before],
             "loadavg_after": [round(x, 2) for x in r.load_after],
             "ami_disconnects": r.ami_disconnects, "profile": r.profile, "talk": r.talk,
-            "agents": len(r.agents), **({"pages": r.pages} if r.pages else {})}
+            "agents": len(r.agents), "quiet_before": r.quiet, "stopped_early": r.stopped,
+            **({"pages": r.pages} if r.pages else {})}
 
 
 def _failed(runs: list[RunResult]) -> list[dict[str, Any]]:
@@ -204,28 +205,28 @@ class Runner:
     async def throughput(self) -> None:
         p = self.plan
         say(f"(3)+(4) throughput, stepped: {list(p.steps)} calls/s, {p.step_seconds:.0f} s each "
-            f"({p.steps_budget / 60:g} minutes of steps at most), talk exponential mean "
+            f"({p.steps_budget / 60:g} minutes of steps per arm at most), talk exponential mean "
             f"{p.step_talk} s from {TALK_MIN} s; an arm stops at >0.1% failed, p95 > 1 s or an "
             f"AMI disconnect")
         steps = []
         stopped: dict[str, str] = {}
-        spent = 0.0
+        spent = {OURS: 0.0, AQ: 0.0}
         for i, rate in enumerate(p.steps):
             for arm in arm_order(i):
                 if arm in stopped:
                     continue
-                if spent + p.step_seconds > p.steps_budget:
-                    stopped[arm] = f"the {p.steps_budget / 60:g}-minute budget of steps is spent"
+                if spent[arm] + p.step_seconds > p.steps_budget:
+                    stopped[arm] = f"its {p.steps_budget / 60:g}-minute budget of steps is spent"
                     say(f"  {arm}: no step at {rate:g} calls/s, {stopped[arm]}")
                     continue
-                spent += p.step_seconds
+                spent[arm] += p.step_seconds
                 await self._arm(arm)
                 prof = load.LoadProfile(number=NUMBERS[arm], rate=rate, arrivals="poisson",
                                         duration=p.step_seconds, seed=400 + i, max_wait=60)
                 r = self._keep("throughput", await self.bench.run(
                     arm, f"{rate:g} calls/s", prof,
                     load.TalkTimes("exponential", p.step_talk, 400 + i, cap=TALK_CAP,
-                                   minimum=TALK_MIN)))
+                                   minimum=TALK_MIN), stop_early=True))
                 await self.bench.ours_down()
                 step = report.step_figures(r, p.step_seconds)
                 steps.append(step)
@@ -237,6 +238,9 @@ class Runner:
         self.results["throughput"] = report.throughput_summary(steps, list(p.steps))
         self.results["throughput"]["not_run"] = {a: why for a, why in stopped.items()
                                                  if "budget" in why}
+        handle = p.step_talk + 0.2 + 0.1          # talk, the phone's answer delay, setup
+        self.results["throughput"].update(phones=p.phones, handle_seconds=round(handle, 2),
+                                          agents_capacity_cps=round(p.phones / handle, 1))
 
     # ---------------------------------------------------------------- 5
     async def pop(self) -> None:

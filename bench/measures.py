@@ -52,6 +52,8 @@ class RunResult:
     ami_disconnects: int
     agents: list[str]
     pages: dict[str, int] = field(default_factory=dict)
+    quiet: dict[str, Any] = field(default_factory=dict)   # the wait for a calm Asterisk before
+    stopped: str | None = None        # why placing calls stopped early (``stop_early``)
 
     @property
     def completed(self) -> int:
@@ -179,6 +181,37 @@ class Bench:
                                     {"state": "break" if a in others else "idle",
                                      "reason": "bench"})
 
+    # ------------------------------------------------------------------ between runs
+
+    async def quiet(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Before a run: wait until Asterisk has no channel left and its CPU is calm (under
+        a fifth of a core over a second), so that one run's aftermath (an arm that collapsed,
+        say) does not fall on the next. Channels still there after ``timeout`` are hung up."""
+        assert self.asterisk and self.ami
+        t0 = time.monotonic()
+        cleaned = 0
+        while True:
+            out = await asyncio.to_thread(self.asterisk.rx, "core show channels count")
+            active = next((int(line.split()[0]) for line in out.splitlines()
+                           if "active channel" in line and line.split()[0].isdigit()), 0)
+            pid = self.asterisk.pid()
+            c0 = inst.cpu_seconds(pid) if pid else 0.0
+            await asyncio.sleep(1.0)          # a second of Asterisk's CPU, measured
+            busy = (inst.cpu_seconds(pid) - c0) if pid else 0.0
+            if active == 0 and busy < 0.2:
+                return {"waited": round(time.monotonic() - t0, 1), "hung_up": cleaned}
+            if time.monotonic() - t0 > timeout:
+                if active and not cleaned:
+                    self.say(f"  {active} channels left over: hanging them up")
+                    await self.ami.action("Command", Command="channel request hangup all")
+                    cleaned = active
+                    t0 = time.monotonic()
+                    continue
+                self.say(f"  Asterisk not quiet after {timeout:.0f} s ({active} channels, "
+                         f"{busy:.2f} s CPU a second): going on")
+                return {"waited": round(time.monotonic() - t0, 1), "hung_up": cleaned,
+                        "not_quiet": True}
+
     # ------------------------------------------------------------------ one run
 
     def _cpu(self) -> dict[str, float | None]:
@@ -193,8 +226,11 @@ class Bench:
                 "machine_busy": busy, "machine_total": total}
 
     async def run(self, arm: str, label: str, profile: load.LoadProfile, talk: load.TalkTimes,
-                  agents: list[str] | None = None, pages: load.AgentPages | None = None
-                  ) -> RunResult:
+                  agents: list[str] | None = None, pages: load.AgentPages | None = None,
+                  stop_early: bool = False) -> RunResult:
+        """One run of one arm. ``stop_early``: stop placing calls as soon as the run cannot
+        pass the throughput criteria any more (see :func:`doomed`), so that an overloaded arm
+        does not go on overloading the machine."""
         assert self.ami and self.follower and self.phones
         if arm == OURS and self.server is None:
             raise UserError("bench.server", "our server is not running")
@@ -204,12 +240,18 @@ class Bench:
         agents = agents or self.setup.phone_ids()
         tracker = load.CallTracker(self.setup.phone_ids())
         self.follower.tracker = tracker
-        lr = load.LoadRun(self.ami, tracker, profile, talk_max=talk.cap or talk.mean * 5,
-                          phones=self.phones)
         disc0 = self.follower.disconnects
+
+        def stop_when(records: list[load.CallRecord], planned: int) -> str | None:
+            if self.follower.disconnects > disc0:
+                return "the load generator's AMI link was lost"
+            return doomed(records, planned, time.time())
+        lr = load.LoadRun(self.ami, tracker, profile, talk_max=talk.cap or talk.mean * 5,
+                          phones=self.phones, stop_when=stop_when if stop_early else None)
         srv_disc0 = self.server.log_count("ami.disconnected") if self.server else 0
         if pages is not None:
             pages.rings.clear()
+        quiet = await self.quiet()
         cpu0 = self._cpu()
         load0 = list(os.getloadavg())
         t0 = time.time()
@@ -235,7 +277,7 @@ class Bench:
                   "minimum": talk.minimum},
             records=records, legs=list(tracker.legs.values()), started=t0, seconds=seconds,
             cpu=cpu, load_before=load0, load_after=load1, ami_disconnects=disconnects,
-            agents=list(agents), pages=page_info)
+            agents=list(agents), pages=page_info, quiet=quiet, stopped=lr.stopped)
         q = summary([r.queue_to_invite for r in records if r.queue_to_invite is not None], 1000)
         self.say(f"  {arm:9s} {label:24s} calls {len(records):4d} completed {res.completed:4d} "
                  f"failed {res.failed:3d}  queue->INVITE p50 {q['p50']} p95 {q['p95']} ms  "
@@ -244,6 +286,23 @@ class Bench:
 
 
 # =========================================================================== derived figures
+
+def doomed(records: list[load.CallRecord], planned: int, now: float,
+           max_failed: float = 0.001, slow: float = 1.0, max_slow: float = 0.05) -> str | None:
+    """Whether a throughput step can no longer pass, whatever its remaining calls do: more
+    than ``max_failed`` of the planned calls failed already (ended without an agent, or the
+    originate was refused), or more than ``max_slow`` of them waited over ``slow`` seconds
+    for their agent's INVITE (so its p95 is over ``slow``)."""
+    failed = sum(1 for r in records if r.outcome == "originate_failed"
+                 or (r.ended_at is not None and r.bridged_at is None))
+    if failed > max_failed * planned:
+        return f"{failed} calls failed already (of {planned} planned)"
+    waited = sum(1 for r in records if r.queued_at is not None
+                 and (r.invite_at if r.invite_at is not None else now) - r.queued_at > slow)
+    if waited > max_slow * planned:
+        return f"{waited} callers waited over {slow:g} s for an agent (of {planned} planned)"
+    return None
+
 
 def idle_agent_latencies(run: RunResult, phones: int) -> list[float]:
     """Measure 1: queue entry to the agent's INVITE, for callers who found an idle agent (at

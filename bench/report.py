@@ -39,6 +39,8 @@ def step_figures(run: Any, seconds: float) -> dict[str, Any]:
         reasons.append(f"p95 queue entry -> INVITE {lat['p95']} ms")
     if run.ami_disconnects:
         reasons.append(f"{run.ami_disconnects} AMI disconnect(s)")
+    if getattr(run, "stopped", None):
+        reasons.append(f"stopped early: {run.stopped}")
     ast, srv = per_call("asterisk"), per_call("server")
     return {"arm": run.arm, "rate": run.profile["rate"], "seconds": seconds, "calls": n,
             "completed": completed, "failed": failed, "failed_share": round(failed_share, 5),
@@ -157,10 +159,13 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     t = m.get("throughput") or {}
     oc = _get(t, OURS, "rate")
     ac = _get(t, AQ, "rate")
+    def stop(arm: str) -> str:
+        x = t.get(arm) or {}
+        return (f"stopped at {x.get('stopped_at')}: {x.get('stop_reason')}" if x.get("stopped_at")
+                else str(x.get("stop_reason", "")))
     add(3, "sustained calls per second (<0.1% failed): >= 20 and >= 0.9x app_queue's",
         None if not t else (oc is not None and oc >= 20 and (ac is None or oc >= 0.9 * ac)),
-        f"ours {oc} calls/s, app_queue {ac} calls/s (highest step passed; steps "
-        f"{t.get('rates')})")
+        f"ours {oc} calls/s ({stop(OURS)}), app_queue {ac} calls/s ({stop(AQ)})")
 
     co = _get(t, "cpu_ms_per_call", OURS, "together")
     ca = _get(t, "cpu_ms_per_call", AQ, "together")
@@ -475,6 +480,11 @@ def _section_throughput(L: list[str], m: dict[str, Any]) -> None:
     L.append(f"- CPU per completed call compared at {_ms(t.get('cpu_rate'))} calls/s, the highest "
              "rate both arms sustained. Asterisk's figure includes the callers' side of the "
              "loopback trunk, the same in both arms.")
+    if t.get("agents_capacity_cps"):
+        L.append(f"- The agents' own limit: {t.get('phones')} phones, each call taking the phone "
+                 f"about {t.get('handle_seconds')} s (ring, talk), can take about "
+                 f"{t['agents_capacity_cps']:.0f} calls/s; a step near that is bounded by the "
+                 "agents, not by the queue.")
     L.append("")
     _img(L, "throughput.svg", "completed calls per second by offered rate")
     _img(L, "throughput_latency.svg", "p95 latency by offered rate")

@@ -221,6 +221,23 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("post", "/api/agents/{agent}/wrapup/end"): ("End wrap-up early", "the agent, supervisor", {}),
     ("get", "/api/agents/{agent}/ws"): ("WebSocket: snapshot, then ring, answered, ended, "
                                         "state, call-control events", "the agent, supervisor", {}),
+    ("post", "/api/agents/{agent}/call/hold"): ("Hold the caller (music on hold)", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/resume"): ("Resume the held caller", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/transfer"): ("Transfer {to_agent} or {to_group}", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/transfer/cancel"): ("Cancel a transfer or consult while it "
+                                                           "rings", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/consult"): ("Consult {to_agent} or {to_group}; the caller "
+                                                   "holds", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/consult/complete"): ("Hand the caller to the consulted "
+                                                            "agent", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/consult/return"): ("Back to the caller", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/survey"): ("Send the caller to the satisfaction survey",
+                                                  "the agent", {}),
+    ("post", "/api/agents/{agent}/call/rating-invite"): ("Invite the caller to rate the call "
+                                                         "when it ends", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/hangup"): ("Hang up the call", "the agent", {}),
+    ("post", "/api/agents/{agent}/call/dial"): ("Dial out {number}: the agent's phone rings first",
+                                                "the agent", {}),
     ("get", "/api/agents/{agent}/recent"): ("The agent's last 10 calls with notes", "the agent", {}),
     ("delete", "/api/agents/{agent}/recent/{uniqueid}"): ("Take a call off the list (the record "
                                                           "stays); returns the new list",

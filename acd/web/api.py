@@ -67,7 +67,10 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 
 def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
-             hub: Any = None, flows: Any = None) -> web.Application:
+             hub: Any = None, flows: Any = None, web_ctx: Any) -> web.Application:
+    """The app. ``web_ctx`` (:func:`acd.web.pages.web_context`): logins, sessions, roles and
+    the pages; its middleware refuses every route without the session and role it needs
+    (acd/web/auth.py), so there is no app without it."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
 
     async def health(_request: web.Request) -> web.Response:
@@ -219,4 +222,6 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     app.router.add_get("/api/calls/{uniqueid}", one_call)
     from acd.web.flows_api import add_flow_routes
     add_flow_routes(app, store=store, flows=flows)
+    from acd.web.pages import install
+    install(app, web_ctx)
     return app

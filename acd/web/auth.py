@@ -216,6 +216,14 @@ def users_from_config(cfg: Any) -> list[UserSpec]:
     return [u for u in out if u.password]
 
 
+#: (user, password) digest -> an argon2 hash of that password made in this process.
+_MEMO: dict[str, str] = {}
+
+
+def _memo_key(u: UserSpec) -> str:
+    return hashlib.sha256(f"{u.username}\0{u.password}".encode()).hexdigest()
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -283,8 +291,15 @@ class Auth:
             for u in specs:
                 old = have.get(u.username)
                 h = old["password_hash"] if old else None
-                if h is None or self.passwords.needs_update(h, u.password):
+                # A hash this process made for the same user and password is reused (a
+                # server started again, tests): argon2 is slow on purpose.
+                seen = _MEMO.get(_memo_key(u))
+                if seen is not None and (h is None or h == seen) \
+                        and not self.passwords.ph.check_needs_rehash(seen):
+                    h = seen
+                elif h is None or self.passwords.needs_update(h, u.password):
                     h = self.passwords.hash(u.password)
+                _MEMO[_memo_key(u)] = h
                 out.append({"username": u.username, "role": u.role, "agent_id": u.agent_id,
                             "password_hash": h})
             return out

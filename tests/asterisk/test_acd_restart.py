@@ -21,6 +21,7 @@ from tests.asterisk.acd_fixtures import (WAIT, Caller, Watch, acd_config,  # noq
 from tests.asterisk.calls import field
 from tests.asterisk.phones import SoftPhone
 from tests.conftest import PROJECT
+from tests.web_login import login, password_of
 
 
 def _plain(x: Any) -> Any:
@@ -126,12 +127,15 @@ async def test_killed_server_drops_nobody_and_serves_in_the_original_order(
     phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
     first = ServerProcess(config_path)
     second = ServerProcess(config_path)
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT))
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
     try:
         await phone.start()
         await first.start()
         assert (await first.wait_log("runtime.rebuilt"))["agents"] == 0
-        async with http.post(f"{api}/agents/1001/login") as r:
+        # a web session (kept in the database: the restarted server knows it too)
+        admin = await login(http, "admin", password_of(cfg, "admin"), base=api.removesuffix("/api"))
+        async with admin.post(f"{api}/agents/1001/login") as r:
             assert r.status == 200 and (await r.json())["state"] == "idle"
 
         m = mark(ami)

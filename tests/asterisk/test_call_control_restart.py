@@ -15,21 +15,36 @@ from tests.asterisk.calls import field
 from tests.asterisk.control_fixtures import control_config, moh_started, moh_stopped  # noqa: F401
 from tests.asterisk.phones import SoftPhone
 from tests.asterisk.test_acd_restart import ServerProcess, write_config
+from tests.web_login import login, password_of
 
 
 class Api:
     def __init__(self, cfg) -> None:
         self.base = f"http://{cfg.http.host}:{cfg.http.port}/api"
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT))
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                          cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.cfg = cfg
+        self.user = None
+
+    async def _as(self, agent: str):
+        """Logged in as the agent the path names (call control is the agent's own); the
+        session is in the database, so the restarted server knows it too."""
+        if self.user is None or self.user.me["username"] != agent:
+            self.http.cookie_jar.clear()
+            self.user = await login(self.http, agent, password_of(self.cfg, agent),
+                                    base=self.base.removesuffix("/api"))
+        return self.user
 
     async def post(self, path: str, body: dict | None = None) -> dict:
-        async with self.http.post(f"{self.base}{path}", json=body) as r:
+        user = await self._as(path.split("/")[2])
+        async with user.post(f"{self.base}{path}", json=body) as r:
             data = await r.json()
             assert r.status == 200, (path, r.status, data)
             return data
 
     async def get(self, path: str) -> dict:
-        async with self.http.get(f"{self.base}{path}") as r:
+        user = await self._as(path.split("/")[2])
+        async with user.get(f"{self.base}{path}") as r:
             assert r.status == 200, (path, r.status)
             return await r.json()
 

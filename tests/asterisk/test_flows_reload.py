@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import aiohttp
 
+from tests.web_login import login, password_of
+
 from tests.asterisk.acd_fixtures import (Caller, acd_config, mark, stored)  # noqa: F401
 from tests.asterisk.flow_fixtures import (agi_command, flow_servers, flows_config)  # noqa: F401
 from tests.asterisk.calls import field
@@ -54,7 +56,8 @@ async def test_a_broken_edit_leaves_the_old_flow_serving_until_fixed(flow_server
     gen = reg.generation
     flow_servers.write("reload", BROKEN)             # the watcher sees it
     await reg.wait_reload(gen, timeout=20)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as raw:
+        http = await login(raw, "admin", password_of(srv.cfg, "admin"), base=api.split("/api/")[0])
         async with http.get(api) as r:
             status = await r.json()
     assert status["status"] == "errors"
@@ -68,7 +71,8 @@ async def test_a_broken_edit_leaves_the_old_flow_serving_until_fixed(flow_server
 
     # Fixed, and taken at once by an explicit reload (the watcher may or may not be first).
     flow_servers.write("reload", V3)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as raw:
+        http = await login(raw, "admin", password_of(srv.cfg, "admin"), base=api.split("/api/")[0])
         async with http.post(f"{api}/reload") as r:
             assert r.status == 200
             status = await r.json()

@@ -95,36 +95,12 @@ async def web_server(browser_config, erp, tmp_path):
                   web=replace(browser_config.web, side_panels=(panel,)))
     srv = Server(cfg, rng=random.Random(RANDOM_SEED))
     await srv.start()
-    extra = None
     try:
         await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
         await import_rows(srv.store, [dict(c) for c in CUSTOMERS])
-        base = f"http://127.0.0.1:{srv.http_port}"
-        if getattr(srv, "web", None) is None:
-            extra = await _web_beside(srv, cfg)       # until app.py serves the pages itself
-            base = extra[1]
-        yield srv, base, cfg
+        yield srv, f"http://127.0.0.1:{srv.http_port}", cfg
     finally:
-        if extra is not None:
-            await extra[0].cleanup()
         await srv.stop()
-
-
-async def _web_beside(srv: Server, cfg: configmod.Config) -> tuple[web.AppRunner, str]:
-    from acd.web.api import make_app
-    from acd.web.auth import Auth, users_from_config
-    from acd.web.pages import WebContext, install
-    from acd.web.webdb import WebDb
-    app = make_app(store=srv.store, ami=srv.ami, agi=srv.agi, cfg=cfg, runtime=srv.runtime,
-                   hub=srv.hub, flows=srv.flows)
-    auth = Auth.from_config(WebDb(srv.store), cfg)
-    await auth.sync_users(users_from_config(cfg))
-    install(app, WebContext(cfg, srv.store, auth, srv.runtime))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from acd.cli import main
 from acd.store.db import Store, migrate_async
 from acd.web.api import make_app
+from tests.web_login import login_as, web_for_tests
 from agi.flows.loader import load_text
 from agi.flows.prompts import PromptLibrary
 from agi.flows.registry import FlowRegistry
@@ -55,11 +56,13 @@ async def api(tmp_path, store):
     (d / "a.yaml").write_text("nodes:\n  x: {kind: hangup, prompt: digits/1}\n")
     reg = FlowRegistry(d, numbers={"7000": "a"})
     await reg.reload("start")
-    app = make_app(store=store, ami=None, agi=None, cfg=_Cfg(), flows=_Flows(reg))
-    client = TestClient(TestServer(app, host="127.0.0.1"))
-    await client.start_server()
+    app = make_app(store=store, ami=None, agi=None, cfg=_Cfg(), flows=_Flows(reg),
+                   web_ctx=await web_for_tests(store))
+    raw = TestClient(TestServer(app, host="127.0.0.1"))
+    await raw.start_server()
+    client = await login_as(raw, "admin")         # the flows' routes are for admins
     yield client, d, reg
-    await client.close()
+    await raw.close()
 
 
 async def test_flows_status_reload_keeps_the_old_version_and_says_so(api):

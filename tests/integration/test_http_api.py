@@ -12,6 +12,7 @@ from acd.core import Acd, GroupConfig, Notify
 from acd.errors import UserError
 from acd.web.api import make_app
 from acd.web.hub import Hub
+from tests.web_login import login_as, test_store, web_for_tests
 
 
 @dataclass
@@ -74,13 +75,17 @@ class CoreRuntime:
 
 
 @pytest.fixture
-async def client():
+async def client(tmp_path):
+    """Logged in as an admin (every agent's routes and the supervisors' ones)."""
     hub = Hub()
     rt = CoreRuntime(hub)
-    app = make_app(store=None, ami=None, agi=None, cfg=_Cfg, runtime=rt, hub=hub)
+    store = await test_store(tmp_path)
+    app = make_app(store=None, ami=None, agi=None, cfg=_Cfg, runtime=rt, hub=hub,
+                   web_ctx=await web_for_tests(store, rt))
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         c.runtime = rt
-        yield c
+        yield await login_as(c, "admin")
+    await store.close()
 
 
 async def test_login_state_change_and_snapshots(client):

@@ -19,7 +19,7 @@ from acd.store.db import Store, migrate_async
 from acd.web.api import make_app
 from acd.web.auth import Auth, users_from_config
 from acd.web.hub import Hub
-from acd.web.pages import WebContext, install
+from acd.web.pages import WebContext
 from acd.web.webdb import WebDb
 from tests.integration.test_http_api import CoreRuntime
 from tests.web_login import FAST_PASSWORDS, login, password_of
@@ -92,8 +92,8 @@ async def web(tmp_path):
     clock = Clock()
     auth = Auth.from_config(WebDb(store), cfg, passwords=FAST_PASSWORDS, clock=clock)
     await auth.sync_users(users_from_config(cfg))
-    app = make_app(store=store, ami=None, agi=None, cfg=cfg, runtime=rt, hub=hub)
-    install(app, WebContext(cfg, store, auth, rt, clock=clock))
+    app = make_app(store=store, ami=None, agi=None, cfg=cfg, runtime=rt, hub=hub,
+                   web_ctx=WebContext(cfg, store, auth, rt, clock=clock))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     w = Web(server, cfg, store, rt, auth, clock)

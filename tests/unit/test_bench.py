@@ -488,7 +488,8 @@ def test_app_queue_arm_is_rendered_beside_the_acd(tmp_path):
 
 def test_load_cli_checks_its_arguments(tmp_path):
     s, cfg = _bench_cfg(tmp_path)
-    args = SimpleNamespace(duration=None, count=10, answer_delay=0.2, max_wait=60, agents="2001-2002",
+    args = SimpleNamespace(number="7801", dtmf="", duration=None, count=10, answer_delay=0.2,
+                           max_wait=60, agents="2001-2002",
                            arrivals="fixed", rate=1.0, seed=1, talk_dist="fixed", talk=2.0,
                            talk_min=0.0)
     assert load._check_args(cfg, args) == ["2001", "2002"]
@@ -496,7 +497,9 @@ def test_load_cli_checks_its_arguments(tmp_path):
                           ({"count": None}, "load.length"),
                           ({"rate": 0.0}, "load.rate"),
                           ({"answer_delay": -1.0}, "load.usage"),
-                          ({"talk": -1.0}, "load.talk")):
+                          ({"talk": -1.0}, "load.talk"),
+                          ({"number": "78;01"}, "load.number"),
+                          ({"dtmf": "1x"}, "load.dtmf")):
         bad = SimpleNamespace(**{**vars(args), **change})
         with pytest.raises(UserError) as e:
             load._check_args(cfg, bad)
@@ -550,3 +553,20 @@ def test_server_profile_is_summed_by_package(tmp_path):
     assert any(r["what"] == "acd/ami/client.py" for r in rows)
     assert abs(sum(r["share"] for r in rows) - 1.0) < 0.05
     assert calls_of(str(path), "acd/ami/client.py", "parse_message") == 50
+
+
+def test_a_step_is_doomed_only_once_it_cannot_pass_any_more():
+    from bench.measures import doomed
+    fine = [_rec(n=i, queued_at=10.0, invite_at=10.01, bridged_at=10.3, ended_at=None)
+            for i in range(100)]
+    assert doomed(fine, 1000, now=20.0) is None
+    # one failure in 1,000 planned is still within 0.1%; two are not
+    one = fine + [_rec(n=100, bridged_at=None, ended_at=12.0)]
+    assert doomed(one, 1000, now=20.0) is None
+    two = one + [_rec(n=101, outcome="originate_failed", call_uid=None)]
+    assert "2 calls failed" in doomed(two, 1000, now=20.0)
+    # callers still waiting count by how long they have waited so far
+    waiting = fine + [_rec(n=200 + i, queued_at=18.5, invite_at=None, bridged_at=None,
+                           ended_at=None) for i in range(51)]
+    assert doomed(waiting, 1000, now=19.0) is None             # 0.5 s so far
+    assert "51 callers waited over 1 s" in doomed(waiting, 1000, now=19.6)

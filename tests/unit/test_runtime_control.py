@@ -13,6 +13,7 @@ from acd.ami.client import AmiActionError, AmiResponse
 from acd.core import AcdError
 from acd.web.api import make_app
 from tests.unit.test_runtime import T0, env, start  # noqa: F401  (fixtures)
+from tests.web_login import login_as, web_for_tests, web_test_config
 
 CALLER = "PJSIP/acd-caller-c1"
 
@@ -216,11 +217,26 @@ async def test_http_routes_map_refusals_and_bad_input(env):
         class hotline:  # noqa: N801
             number = "7000"
 
-    app = make_app(store=env.store, ami=None, agi=None, cfg=Cfg, runtime=env.rt, hub=env.hub)
-    async with TestClient(TestServer(app)) as client:
+    web_ctx = await web_for_tests(env.store, env.rt,
+                                  cfg=web_test_config(agents=("1001", "1002", "1003")))
+    app = make_app(store=env.store, ami=None, agi=None, cfg=Cfg, runtime=env.rt, hub=env.hub,
+                   web_ctx=web_ctx)
+    async with TestClient(TestServer(app)) as raw:
+        # Call control is the agent's own: each request as the agent it names (separate
+        # cookie jars); an id that is no agent's gets no login (see the 9999 case below).
+        clients = {}
+
         async def post(path, body=None):
-            r = await client.post(f"/api/agents/{path}", json=body)
+            agent = path.split("/")[0]
+            if agent not in clients:
+                from aiohttp import ClientSession, CookieJar
+                session = ClientSession(cookie_jar=CookieJar(unsafe=True))
+                opened.append(session)
+                clients[agent] = await login_as(session, agent if agent != "9999" else "admin",
+                                                base=str(raw.make_url("")).rstrip("/"))
+            r = await clients[agent].post(f"/api/agents/{path}", json=body)
             return r.status, await r.json()
+        opened: list = []
 
         status, data = await post("1001/call/resume")
         assert (status, data["error"]) == (409, "call.control_illegal")
@@ -235,8 +251,8 @@ async def test_http_routes_map_refusals_and_bad_input(env):
         assert (status, data["error"]) == (404, "group.unknown")
         status, data = await post("1002/call/dial", {"number": "12ab"})
         assert (status, data["error"]) in ((400, "dial.bad_number"), (409, "agent.not_logged_in"))
-        status, data = await post("9999/call/hold")
-        assert (status, data["error"]) == (404, "agent.unknown")
+        status, data = await post("9999/call/hold")        # no such agent: nobody's own
+        assert (status, data["error"]) == (403, "auth.forbidden")
         status, data = await post("1001/call/hold", [1, 2])
         assert status == 400
         assert env.rt.agent("1001")["control"]["state"] == "talking"
@@ -244,6 +260,8 @@ async def test_http_routes_map_refusals_and_bad_input(env):
         assert status == 200 and data["control"]["state"] == "held"
         status, data = await post("1001/call/rating-invite")
         assert status == 200 and data["control"]["invited"] is True
+        for session in opened:
+            await session.close()
     # Every call-control action was recorded before its answer.
     call = await env.store.get_call("c1")
     assert [e["kind"] for e in call["events"]][-2:] == ["hold", "rating_invited"]
