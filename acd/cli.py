@@ -85,6 +85,7 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     cfg = configmod.load(args.config)
+    configmod.check_secret_file_mode(cfg)
     data = asdict(cfg)
     data["ami"]["secret"] = "(hidden)" if cfg.ami.secret else "(generated)"
     for a in data["agents"]:
@@ -191,6 +192,7 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
 def cmd_run(args: argparse.Namespace) -> int:
     from acd.app import serve
     cfg = configmod.load(args.config)
+    configmod.check_secret_file_mode(cfg)
     cfg, secrets_file = configmod.with_secrets(cfg)
     acdlog.configure(cfg.logging.level, cfg.logging.format)
     ast = None

@@ -134,6 +134,8 @@ class WebConfig:
     default_region: str = "CN"      # for caller numbers without a country code
     region_language: str = "zh"     # the language of the caller's region (province, city)
     metrics_token: str = ""         # bearer token for /metrics; empty: generated
+    websockets_per_session: int = 8     # live pages open at once per login; more are refused
+    websockets_per_address: int = 100   # ... and per client address (close code 1008)
     users: tuple[WebUserConfig, ...] = (WebUserConfig(username="admin", role="admin"),)
     side_panels: tuple[SidePanelConfig, ...] = ()
 
@@ -398,6 +400,9 @@ def _check_web(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN001
         bad("web.session_hours", f"must be above 0, not {w.session_hours}")
     if w.login_attempts < 1 or w.login_window <= 0:
         bad("web.login_attempts", "at least 1 attempt within a login_window above 0")
+    for key in ("websockets_per_session", "websockets_per_address"):
+        if getattr(w, key) < 1:
+            bad(f"web.{key}", f"at least 1, not {getattr(w, key)}")
     try:
         ZoneInfo(w.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -669,6 +674,54 @@ def load(path: str | os.PathLike[str] | None = None,
     return cfg
 
 
+def secrets_in_file(cfg: Config) -> list[str]:
+    """The secret keys that ``cfg``'s config file itself gives (not generated, not from the
+    environment): the AMI secret, SIP and web passwords, the metrics token."""
+    if cfg.source in ("defaults", "") or not Path(cfg.source).is_file():
+        return []
+    try:
+        data = yaml.safe_load(Path(cfg.source).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    out = []
+
+    def section(name: str) -> dict[str, Any]:
+        v = data.get(name)
+        return v if isinstance(v, dict) else {}
+
+    if section("ami").get("secret"):
+        out.append("ami.secret")
+    for i, a in enumerate(data.get("agents") or []):
+        for k in ("password", "web_password"):
+            if isinstance(a, dict) and a.get(k):
+                out.append(f"agents[{i}].{k}")
+    web = section("web")
+    if web.get("metrics_token"):
+        out.append("web.metrics_token")
+    for i, u in enumerate(web.get("users") or []):
+        if isinstance(u, dict) and u.get("password"):
+            out.append(f"web.users[{i}].password")
+    return out
+
+
+def check_secret_file_mode(cfg: Config) -> None:
+    """Refuse a config file that holds secrets and that every user of the machine can read
+    (as sshd refuses a readable private key): the fix is ``chmod 600``, or leaving the secret
+    empty so that it is generated into ``<data_dir>/secrets.yaml`` (mode 0600)."""
+    keys = secrets_in_file(cfg)
+    if not keys:
+        return
+    mode = Path(cfg.source).stat().st_mode
+    if mode & 0o004:
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        raise ConfigError(".", cfg.source,
+                          f"holds secrets ({shown}) and every user can read it (mode "
+                          f"{mode & 0o777:o}): chmod 600 {cfg.source}, or leave them empty to "
+                          "have them generated into the data folder's secrets.yaml (mode 0600)")
+
+
 # --- secrets: never a default password in a running system ---------------------------------
 
 def with_secrets(cfg: Config) -> tuple[Config, Path]:
@@ -677,7 +730,9 @@ def with_secrets(cfg: Config) -> tuple[Config, Path]:
     The file is created mode 0600. Returns the completed config and the file's path.
     """
     data_dir = cfg.path(cfg.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True)
+        data_dir.chmod(0o700)     # secrets, the database (password hashes), recordings
     spath = data_dir / "secrets.yaml"
     stored: dict[str, Any] = {}
     if spath.exists():

@@ -230,6 +230,7 @@ def _config(run_dir: Path, ids: list[str], extra: list[str], groups: int, ami_po
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.chmod(0o600)          # it holds secrets: `acd run` refuses a world-readable one
     configmod.load(path, environ={})          # the same checks the server makes
     return path
 

@@ -40,6 +40,7 @@ def write_config(cfg, path, db_url: str, data_dir) -> None:
     data["database"]["url"] = db_url
     data["logging"] = {"level": "info", "format": "json"}
     path.write_text(yaml.safe_dump(data))
+    path.chmod(0o600)          # it holds secrets: `acd run` refuses a world-readable one
 
 
 def _die_with_parent() -> None:
