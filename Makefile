@@ -26,6 +26,16 @@ bench: setup asterisk
 bench-quick: setup asterisk
 	$(BIN)/python -m bench --quick
 
+# Soak (bench/soak.py; not part of `make test`, which runs a short one): calls at a steady rate
+# for SOAK_MINUTES (default 30) with agents changing states, holding and transferring; then
+# calls lost, records whole, agents right, memory growth: bench/results/soak-latest.json and
+# docs/soak.md. Exit status 1 if a call was lost or anything was wrong.
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 0.3
+.PHONY: soak
+soak: setup asterisk
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
+
 setup: $(STAMP) flow-tools
 
 $(STAMP): pyproject.toml

@@ -23,6 +23,7 @@ from acd.config import Config, core_groups
 from acd.core import Acd
 from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
+from acd.store.writer import QueuedStore, spill_path_for
 from acd.web.api import make_app
 from acd.web.hub import Hub
 from agi.flows.service import FlowService
@@ -90,16 +91,23 @@ class Server:
             outbound_ring_timeout=cfg.outbound.ring_timeout,
             outbound_dial_timeout=cfg.outbound.dial_timeout)
         self.runtime.attach()
+        # Writes a previous stop could not make (the database locked or full) go first.
+        self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.data_dir)
+        self.runtime.writer.replay(self.store)
         await self.runtime.start()
 
         first_group = cfg.groups[0].name if cfg.groups else None
-        hotline = HotlineIvr(self.store, queue_group=first_group, on_queue=self.runtime.expect_caller)
+        # The IVR's writes go through the runtime's store writer (one queue, one order per
+        # call): a locked or full database holds back the record, never the caller.
+        ivr_store = QueuedStore(self.store, self.runtime.writer)
+        hotline = HotlineIvr(ivr_store, queue_group=first_group,
+                             on_queue=self.runtime.expect_caller)
         # The dialled number picks a YAML flow (flows.numbers); others get the built-in script.
-        self.flows = FlowService.from_config(cfg, self.store, fallback=hotline,
+        self.flows = FlowService.from_config(cfg, ivr_store, fallback=hotline,
                                              on_queue=self.runtime.expect_caller)
         await self.flows.start()
         routes = {"ivr": self.flows.runner, "queue": QueueScript(self.runtime),
-                  "survey": SurveyScript(self.store)}
+                  "survey": SurveyScript(ivr_store)}
         self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, routes,
                                  allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,
                                  header_timeout=cfg.agi.header_timeout,

@@ -52,6 +52,14 @@ class AsteriskConfig:
     rtp_end: int = 20999
     loopback_trunk: bool = False    # an endpoint for Asterisk to call itself (tests, load)
     start_timeout: float = 60.0
+    # Agents' phones: Asterisk asks each registered phone every qualify_seconds (SIP OPTIONS)
+    # and counts it unreachable after qualify_timeout without an answer. A phone that dies
+    # during a call is found by this (the caller goes back to the queue at the front).
+    qualify_seconds: int = 15
+    qualify_timeout: float = 3.0
+    # The longest registration Asterisk grants a phone: phones register again within this,
+    # so after an Asterisk crash that lost a fresh registration they are back in time.
+    registration_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -304,9 +312,16 @@ def _check_values(cfg: Config, where: dict[str, str]) -> None:
                      ("agi.command_timeout", cfg.agi.command_timeout),
                      ("agi.max_sessions", cfg.agi.max_sessions),
                      ("hotline.agi_retry_seconds", cfg.hotline.agi_retry_seconds),
-                     ("asterisk.start_timeout", cfg.asterisk.start_timeout)):
+                     ("asterisk.start_timeout", cfg.asterisk.start_timeout),
+                     ("asterisk.qualify_seconds", cfg.asterisk.qualify_seconds),
+                     ("asterisk.qualify_timeout", cfg.asterisk.qualify_timeout),
+                     ("asterisk.registration_seconds", cfg.asterisk.registration_seconds)):
         if val <= 0:
             bad(key, f"must be above 0, not {val}")
+    if cfg.hotline.agi_retry_count < 0:
+        bad("hotline.agi_retry_count", f"0 (no retry) or more, not {cfg.hotline.agi_retry_count}")
+    if cfg.asterisk.qualify_timeout >= cfg.asterisk.qualify_seconds:
+        bad("asterisk.qualify_timeout", "must be below asterisk.qualify_seconds")
     if not _NAME.match(cfg.ami.username):
         bad("ami.username", "use letters, digits, '-', '_' or '.'")
     seen: set[str] = set()
@@ -358,6 +373,7 @@ def _check_groups(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN00
             if g.number in numbers:
                 bad(f"{k}.number", f"{g.number} is already {numbers[g.number]}")
             numbers[g.number] = f"{k}.number"
+        _check_group_numbers(g, k, bad)
         for agent in (g.members or {}):
             if agent not in agent_ids:
                 bad(f"{k}.members.{agent}", "no such agent in agents")
@@ -393,13 +409,38 @@ def _check_groups(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN00
         bad("groups", e.message)
 
 
+#: A skill group's numbers: "above 0" or "0 or more" (the core checks them too, but its
+#: message names only the group; these name the key and its line).
+_GROUP_NUMBERS = {"ring_timeout": ">0", "wrapup_seconds": ">=0", "service_level_seconds": ">=0",
+                  "retry_seconds": ">0", "min_level": ">=0", "max_wait": ">0",
+                  "max_queue_length": ">=0", "familiar_seconds": ">=0", "familiar_window": ">=0",
+                  "announce_every": ">0", "expected_handle_time": ">0"}
+_WIDEN_NUMBERS = {"after": ">=0", "min_level": ">=0"}
+_CALLBACK_NUMBERS = {"attempts": ">0", "gap": ">=0", "expiry": ">0", "dial_timeout": ">0"}
+
+
+def _check_group_numbers(g: GroupConfig, k: str, bad) -> None:  # noqa: ANN001
+    def check(obj: Any, prefix: str, rules: dict[str, str]) -> None:
+        for name, rule in rules.items():
+            value = getattr(obj, name)
+            if value is not None and (value <= 0 if rule == ">0" else value < 0):
+                bad(f"{prefix}.{name}", f"{'above 0' if rule == '>0' else '0 or more'}, not {value}")
+    check(g, k, _GROUP_NUMBERS)
+    for j, w in enumerate(g.widen):
+        check(w, f"{k}.widen[{j}]", _WIDEN_NUMBERS)
+    if g.callback is not None:
+        check(g.callback, f"{k}.callback", _CALLBACK_NUMBERS)
+
+
 def _check_web(cfg: Config, bad, agent_ids: set[str]) -> None:  # noqa: ANN001
     """The web section: users (not clashing with agent ids), side panels, time zone."""
     w = cfg.web
     if w.session_hours <= 0:
         bad("web.session_hours", f"must be above 0, not {w.session_hours}")
-    if w.login_attempts < 1 or w.login_window <= 0:
-        bad("web.login_attempts", "at least 1 attempt within a login_window above 0")
+    if w.login_attempts < 1:
+        bad("web.login_attempts", f"at least 1 attempt within login_window, not {w.login_attempts}")
+    if w.login_window <= 0:
+        bad("web.login_window", f"seconds, above 0, not {w.login_window}")
     for key in ("websockets_per_session", "websockets_per_address"):
         if getattr(w, key) < 1:
             bad(f"web.{key}", f"at least 1, not {getattr(w, key)}")
@@ -450,9 +491,9 @@ def _check_flows(cfg: Config, bad) -> None:  # noqa: ANN001
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,47}", flow):
             bad(f"flows.numbers.{number}", f"{flow!r} is not a flow name (letters, digits, _)")
     if cfg.flows.watch_seconds < 0:
-        bad("flows.watch_seconds", "0 (off) or more")
+        bad("flows.watch_seconds", f"0 (off) or more, not {cfg.flows.watch_seconds}")
     if cfg.flows.max_steps < 10:
-        bad("flows.max_steps", "at least 10")
+        bad("flows.max_steps", f"at least 10, not {cfg.flows.max_steps}")
     if bool(cfg.flows.prompts_dir) != bool(cfg.flows.prompts_dir_asterisk):
         bad("flows.prompts_dir", "give prompts_dir and prompts_dir_asterisk together (or neither)")
     d = cfg.directory

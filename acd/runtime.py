@@ -26,8 +26,8 @@ SendToDestination        AMI Redirect of the caller to ``[acd-dest]`` (goodbye, 
 Announce                 handed to the caller's FastAGI queue session (position / wait).
 StartTimer/CancelTimer   ``loop.call_later`` on the wall clock (``clock``).
 Notify                   ``hub.publish("agent:<id>", {"type": event, ...})``.
-RecordCallEvent/         one store writer task, in order; a failed write is logged with
-RecordAgentState         the call or agent (:class:`StoreWriter`).
+RecordCallEvent/         one store writer task, in order, retried while the database is
+RecordAgentState         locked or full (:class:`~acd.store.writer.StoreWriter`).
 =======================  ==================================================================
 
 Call control (:mod:`acd.core.control`; the dialplan's ``[acd-hold]`` and ``[acd-survey]``):
@@ -66,6 +66,16 @@ caller through :meth:`AcdRuntime.caller_arrived` and reads ``ACD_GROUP``, ``ACD_
 core from Asterisk's channels and the store (:meth:`AcdRuntime._rebuild`); every later login
 compares Asterisk with what we know and feeds the core what it missed.
 
+Asterisk itself stopping or restarting loses every channel in it. A clean stop is heard first
+(SoftHangupRequest with the shutdown flag on every channel, then Shutdown); a crash is found
+on the next login (CoreStatus's start time differs from the one we saw). Either way the calls
+end as ``lost`` (:meth:`Acd.channels_lost`), the agents return to their true states, and the
+phones count again once a qualify answers (Asterisk reads registrations back from its astdb;
+a registration it lost comes back within ``asterisk.registration_seconds``). A phone whose
+qualify fails while it rings or talks is lost (:meth:`Acd.phone_lost`): a failed ring, or the
+caller back into the queue at the front. Only a qualify failure counts: a phone that
+unregisters says BYE for its calls first.
+
 Rules: the AMI event callback never blocks (AMI actions run as tasks, one chain per call so
 that a call's actions keep their order); a refused event (:class:`~acd.core.AcdError`) is
 logged and changes nothing; a failed AMI action is logged with its call and agent and fed
@@ -78,7 +88,7 @@ import re
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -97,6 +107,7 @@ from acd.core.control import (BridgeConsult, BridgeTarget, DropLeg, HoldCaller, 
 from acd.core.transfers import TRANSFER_PRIORITY_BOOST
 from acd.errors import UserError
 from acd.hours import ServiceHours
+from acd.store.writer import QueuedStore, StoreWriter
 
 #: Where a callback customer is dialled; ``{number}`` is the checked number. The lead moves
 #: this into the configuration; app.py picks the loopback test customers in tests.
@@ -115,7 +126,10 @@ NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
 _BOX = re.compile(r"[^0-9A-Za-z_]")
 
 #: ContactStatus values (and PJSIPShowContacts' Status) that mean the phone can ring.
-_REACHABLE = frozenset({"reachable", "nonqualified", "created", "updated", "unknown"})
+_REACHABLE = frozenset({"reachable", "nonqualified", "unqualified", "created", "updated",
+                        "unknown"})   # "Unqualified": the AMI docs' name for NonQualified
+#: Every ContactStatus Asterisk sends (res_pjsip); any other is ignored (and logged).
+_CONTACT_STATUSES = _REACHABLE | {"unreachable", "removed"}
 #: OriginateResponse Reason -> cause for the core.
 _ORIGINATE_REASON = {1: "hangup", 3: "no_answer", 5: "busy", 8: "congestion"}
 #: Hangup Cause (Q.850) -> cause for the core.
@@ -124,7 +138,11 @@ _HANGUP_CAUSE = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected", 2
                  0: "cancelled"}
 
 ENDED_WHILE_DOWN = "ended_while_server_down"
+#: SoftHangupRequest's Cause is Asterisk's soft hangup flag; this one is a shutdown.
+SOFTHANGUP_SHUTDOWN = 4
 _CONNECTED_ENDS = frozenset({EndReason.CALLER_HANGUP, EndReason.AGENT_HANGUP})
+RECONCILE_ATTEMPTS = 30    # a reconcile that cannot read Asterisk yet (booting) tries again
+RECONCILE_RETRY_SECONDS = 1.0
 JOIN_ATTEMPTS = 3          # a Bridge refused while a leg is in transition is tried again
 JOIN_RETRY_SECONDS = 0.3
 _GETVARS_AT_ONCE = 16
@@ -153,69 +171,15 @@ def _i(x: Any, default: int = 0) -> int:
 
 
 def _cid_text(text: str) -> str:
-    """Caller id text that cannot break an AMI header or the quoting of CallerID."""
-    return re.sub(r'[\r\n"<>\\]', "", text or "")[:80]
+    """Caller id text that cannot break an AMI header or the quoting of CallerID: control
+    characters (CR and LF among them), quotes, angle brackets and backslashes are taken out."""
+    return re.sub(r'[\x00-\x1f\x7f"<>\\]', "", text or "")[:80]
 
 
 # --------------------------------------------------------------------------- store writer
 
-class StoreWriter:
-    """Writes to the store in order, on one task, never blocking the event path.
-
-    A failed write is logged loudly (``store.write_failed`` with the call or agent it was
-    about) and counted in :attr:`failed`; it is never dropped silently. This is the seam for
-    hardening (retries, a spill file): everything the runtime stores goes through
-    :meth:`submit`."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[tuple[str, Callable[..., Awaitable[Any]], tuple, dict,
-                                         dict]] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
-        self.failed = 0
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
-
-    def submit(self, op: str, fn: Callable[..., Awaitable[Any]], *args: Any,
-               bind: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        self._queue.put_nowait((op, fn, args, kwargs, dict(bind or {})))
-
-    async def drain(self) -> None:
-        """Wait until everything is written (or has failed), including what comes meanwhile."""
-        await self._queue.join()
-
-    async def flush(self) -> None:
-        """Wait until everything submitted so far is written (or has failed)."""
-        done = asyncio.get_running_loop().create_future()
-
-        async def mark() -> None:
-            if not done.done():
-                done.set_result(None)
-        self.submit("flush", mark)
-        await done
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except asyncio.TimeoutError:
-            _log().error("store.writes_lost_at_stop", pending=self._queue.qsize())
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            op, fn, args, kwargs, bind = await self._queue.get()
-            try:
-                await fn(*args, **kwargs)
-            except Exception:
-                self.failed += 1
-                _log(**bind).error("store.write_failed", op=op, exc_info=True)
-            finally:
-                self._queue.task_done()
+# StoreWriter (in order, retried while the database is locked or full, the backlog on the
+# health route, spilled at stop) lives in acd.store.writer; imported at the top.
 
 
 # --------------------------------------------------------------------------- state we keep
@@ -359,6 +323,8 @@ class AcdRuntime:
         self._hours_task: asyncio.Task | None = None
         self._stopping = False
         self._ami_up = False
+        self._asterisk_started: str | None = None   # CoreStatus: when Asterisk started
+        self._asterisk_stopping = False             # it said it is shutting down
         self.log = _log()
 
     # ================================================================ life
@@ -579,10 +545,19 @@ class AcdRuntime:
         # Known before the first await, so that a hangup meanwhile is seen (ctx.gone).
         ctx = self._callers[uniqueid] = _Caller(uniqueid, channel, number, caller_name, group)
         session = self._new_session(ctx)
-        await self.store.call_arrived(uniqueid=uniqueid, channel=channel,
-                                      caller_number=caller_number, caller_name=caller_name,
-                                      did=did, at=_utc(entered))
-        stored = await self.store.get_call(uniqueid)
+        # Through the writer: a locked or full database holds the record back (in order,
+        # before the call's events), never the caller. The key trail is only read.
+        self.writer.submit("call_arrived", self.store.call_arrived, uniqueid=uniqueid,
+                           channel=channel, caller_number=caller_number,
+                           caller_name=caller_name, did=did, at=_utc(entered),
+                           bind={"call": uniqueid})
+        try:
+            # After a bounded flush (the IVR's keys are queued on the same writer), plus
+            # what is still queued during an outage.
+            stored = await QueuedStore(self.store, self.writer).get_call(uniqueid)
+        except Exception as exc:  # noqa: BLE001 - the store is out: queue without the trail
+            log.warning("runtime.key_trail_unread", error=str(exc).splitlines()[0][:200])
+            stored = None
         key_trail = [k["keys"] for k in stored["key_trail"]] if stored else []
         if ctx.gone:
             log.info("runtime.caller_gone_before_queue")
@@ -669,6 +644,9 @@ class AcdRuntime:
             self._on_originate_response(e)
         elif isinstance(e, ev.Hangup):
             self._on_hangup(e)
+        elif (e.name == "SoftHangupRequest" and _i(e.fields.get("Cause")) == SOFTHANGUP_SHUTDOWN
+              or e.name == "Shutdown"):
+            self._asterisk_shutdown()
         elif e.name in ("HangupRequest", "SoftHangupRequest"):
             leg = self._legs.get(str(e.fields.get("Uniqueid", "")))
             cause = _i(e.fields.get("Cause"), -1)
@@ -884,13 +862,25 @@ class AcdRuntime:
     def _on_contact_status(self, endpoint: str, uri: str, status: str) -> None:
         if endpoint not in self._agent_of_endpoint:
             return
-        contacts = self._contacts.setdefault(endpoint, {})
         s = status.strip().lower()
+        if s not in _CONTACT_STATUSES or not uri:   # not Asterisk's: the phone is as it was
+            self.log.warning("runtime.contact_status_ignored", endpoint=endpoint, uri=uri[:200],
+                             status=status[:40])
+            return
+        contacts = self._contacts.setdefault(endpoint, {})
         if s == "removed":
             contacts.pop(uri, None)
         else:
             contacts[uri] = s in _REACHABLE
+        was = self._reachable.get(endpoint)
         self._set_reachable(endpoint, any(contacts.values()))
+        if (s == "unreachable" and was and not self._reachable[endpoint]
+                and self._buffer is None and not self._asterisk_stopping):
+            # The phone stopped answering (its qualify failed): a ring or a conversation on
+            # it cannot go on. The core takes the caller back (see Acd.phone_lost).
+            agent = self._agent_of_endpoint[endpoint]
+            self.log.warning("runtime.phone_lost", agent=agent, endpoint=endpoint, uri=uri)
+            self._feed("phone_lost", self.acd.phone_lost, agent, "unreachable", agent=agent)
 
     def _set_reachable(self, endpoint: str, reachable: bool) -> None:
         if self._reachable.get(endpoint) == reachable:
@@ -900,6 +890,64 @@ class AcdRuntime:
         if self._buffer is None:
             self._feed("contact_status", self.acd.contact_status, endpoint, reachable,
                        agent=self._agent_of_endpoint.get(endpoint))
+
+    # ---- Asterisk stopped or restarted under us
+
+    def _asterisk_shutdown(self) -> None:
+        """Asterisk says it is shutting down (SoftHangupRequest with the shutdown flag on
+        every channel, then the Shutdown event): its calls are lost, and no phone can ring
+        until it is back (the reconnect reads the phones again)."""
+        if self._asterisk_stopping or self._buffer is not None:
+            return
+        self._asterisk_stopping = True
+        self.log.warning("runtime.asterisk_stopping")
+        self._contacts = {}
+        for ep in self._agent_of_endpoint:
+            self._set_reachable(ep, False)
+        self._asterisk_lost("asterisk_shutdown")
+
+    def _asterisk_lost(self, cause: str, keep: Collection[str] = ()) -> None:
+        """Every channel in Asterisk is gone: forget our callers and legs (their hangups, if
+        any come, are no news) and let the core end the calls as lost. Outbound calls are
+        left to their legs' hangups; ``keep``: calls already in the new Asterisk."""
+        outbound = {leg.call_id for leg in self._legs.values()
+                    if (self.acd.control_info(leg.call_id) or {}).get("outbound")}
+        self.log.warning("runtime.asterisk_lost", cause=cause, callers=len(self._callers),
+                         legs=len(self._legs))
+        for leg in list(self._legs.values()):
+            if leg.call_id not in outbound and leg.call_id not in keep:
+                leg.gone = leg.reported = True
+                self._forget_leg(leg)
+        for ctx in list(self._callers.values()):
+            if ctx.call_id in keep:
+                continue
+            ctx.gone = True
+            if ctx.session is not None:
+                ctx.session.done = True
+            del self._callers[ctx.call_id]
+        self._held_ring.clear()
+        self._bridge_of.clear()
+        self._members.clear()
+        self._expect_leave.clear()
+        self._joining.clear()
+        now = _utc(self.clock())
+        for uid in list(self._expected):       # handed to the queue, never arrived there
+            del self._expected[uid]
+            self.writer.submit("lost", self.store.call_event, uid, "lost", at=now,
+                               detail={"detail": cause}, bind={"call": uid})
+            self.writer.submit("call_ended", self.store.call_ended, uid,
+                               reason=EndReason.LOST.value, at=now, bind={"call": uid})
+        self._feed("channels_lost", lambda now: self.acd.channels_lost(cause, now, keep=keep))
+
+    async def _core_started(self) -> str | None:
+        """When the running Asterisk started (AMI CoreStatus), to tell a restart from a cut
+        link; None if it cannot be read."""
+        try:
+            r = await self.ami.action("CoreStatus")
+        except AmiActionError:
+            return None
+        date, at = r.get("CoreStartupDate"), r.get("CoreStartupTime")
+        return f"{date} {at}" if date and at else None
 
     # ================================================================ feeding the core
 
@@ -1333,6 +1381,8 @@ class AcdRuntime:
             context, exten = DEST_CONTEXT, "callback"
         elif kind is DestinationKind.IVR:
             context, exten = DEST_CONTEXT, "ivr"
+            if dest.target and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", dest.target):
+                setvars["ACD_FLOW"] = dest.target      # the flow runner starts this flow
         else:
             context, exten = DEST_CONTEXT, "hangup"
             if dest.target and re.fullmatch(r"[A-Za-z0-9_/-]{1,64}", dest.target):
@@ -1644,13 +1694,23 @@ class AcdRuntime:
                 out[name] = ""
         return out
 
-    def _load_contacts(self, contacts: list[dict[str, Any]]) -> dict[str, bool]:
+    def _load_contacts(self, contacts: list[dict[str, Any]],
+                       proven: bool = False) -> dict[str, bool]:
+        """The agents' phones from PJSIPShowContacts. ``proven``: right after Asterisk came
+        back from a crash, count only contacts a qualify answered: a registration younger
+        than astdb's next commit (about a second) is lost, and the one Asterisk read back
+        may be a phone's older address (its qualify, or the phone's next registration, tells;
+        ringing it would put the agent on a no-answer break for nothing)."""
         self._contacts = {}
         for c in contacts:
             ep = str(c.get("Endpoint") or c.get("AOR") or "")
             if ep in self._agent_of_endpoint:
+                status = str(c.get("Status", "")).lower()
+                if proven:
+                    self.log.info("runtime.contact_after_restart", endpoint=ep,
+                                  uri=c.get("Uri"), status=status)
                 self._contacts.setdefault(ep, {})[str(c.get("Uri", ""))] = (
-                    str(c.get("Status", "")).lower() in _REACHABLE)
+                    status == "reachable" if proven else status in _REACHABLE)
         return {ep: any(self._contacts.get(ep, {}).values()) for ep in self._agent_of_endpoint}
 
     async def _rebuild(self) -> None:
@@ -1686,6 +1746,7 @@ class AcdRuntime:
     async def _read_state(self) -> dict[str, Any]:
         """Asterisk's channels (with the ACD variables of ours), phones, and the store."""
         started = self.clock()
+        self._asterisk_started = await self._core_started()
         channels = await self._channels()
         reachable = self._load_contacts(await self._contact_list())
         wanted = [c for c in channels if c.get("Context") in (
@@ -1708,6 +1769,7 @@ class AcdRuntime:
             async with sem:
                 return c, await self._getvars(str(c["Channel"]), names)
         found = await asyncio.gather(*(read(c) for c in wanted))
+        await self.writer.flush(10.0)    # replayed and queued writes first (bounded)
         return {"started": started, "channels": channels, "found": found,
                 "reachable": reachable,
                 "states": await self.store.latest_agent_states(),
@@ -2087,16 +2149,46 @@ class AcdRuntime:
         return number or None
 
     async def _reconcile(self) -> None:
-        """A later AMI login: feed the core what happened while the link was down."""
+        """A later AMI login: feed the core what happened while the link was down.
+
+        Asterisk may still be booting when the link comes back (AMI answers before its
+        modules are loaded): a failed read is tried again while the link stays up."""
         log = self.log.bind(phase="reconcile")
-        try:
-            channels = await self._channels()
-            reachable = self._load_contacts(await self._contact_list())
-        except AmiError as exc:
-            log.warning("runtime.reconcile_failed", error=str(exc))
+        for attempt in range(RECONCILE_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(RECONCILE_RETRY_SECONDS)
+                if not self._ami_up:
+                    return
+            try:
+                started = await self._core_started()
+                channels = await self._channels()
+                contacts = await self._contact_list()
+                break
+            except AmiError as exc:
+                log.warning("runtime.reconcile_failed", error=str(exc), attempt=attempt + 1)
+        else:
             return
         present = {str(c.get("Uniqueid")): c for c in channels}
-        for leg in list(self._legs.values()):
+        restarted = started is not None and self._asterisk_started not in (None, started)
+        # After a crash, only a qualify's answer proves a phone (see _load_contacts); after a
+        # clean stop Asterisk wrote its registrations out, and they are the phones' own.
+        reachable = self._load_contacts(contacts,
+                                        proven=restarted and not self._asterisk_stopping)
+        # What we knew before this login (a ring the core starts from here on is no news).
+        legs, callers = list(self._legs.values()), list(self._callers.values())
+        if restarted:
+            # Asterisk restarted while the link was down (a crash, or a stop we did not hear
+            # of): whatever it held is lost, even if no event told us. (A caller who reached
+            # the new Asterisk already is kept.) The phones first: the agents freed may ring.
+            log.warning("runtime.asterisk_restarted", was=self._asterisk_started, now=started)
+            for ep, ok in reachable.items():
+                self._set_reachable(ep, ok)
+            self._asterisk_lost("asterisk_restart", keep=set(present))
+        self._asterisk_started = started or self._asterisk_started
+        self._asterisk_stopping = False
+        for leg in legs:
+            if self._legs.get(leg.uid) is not leg:
+                continue
             c = present.get(leg.uid)
             if c is None:
                 if not leg.gone:
@@ -2112,7 +2204,9 @@ class AcdRuntime:
                   and c.get("Context") in (AGENT_CONTEXT, CUSTOMER_CONTEXT)):
                 self._on_originate_response(ev.OriginateResponse(
                     response="Success", reason=4, uniqueid=leg.uid, channel=leg.channel))
-        for ctx in list(self._callers.values()):
+        for ctx in callers:
+            if self._callers.get(ctx.call_id) is not ctx:
+                continue
             c = present.get(ctx.call_id)
             if c is None:
                 log.info("runtime.missed", what="caller_hangup", call=ctx.call_id)

@@ -54,7 +54,9 @@ Agents: ``agent_login(agent, endpoint, now)``, ``agent_logout(agent, now)``,
 ``set_agent_state(agent, state, now, reason)`` (idle, busy, break, meeting, offline; during a
 call it is pending until the call and its wrap-up end), ``end_wrapup(agent, now)``,
 ``contact_status(endpoint, reachable, now)`` (AMI ContactStatus; unreachable phones get no
-calls).
+calls), ``phone_lost(agent, cause, now)`` (the phone died while ringing or during a
+conversation: a failed ring, or the caller back into the queue at the front and the agent on
+break "phone lost").
 
 Calls: ``call_arrived(call, caller_number, group, now, priority=, key_trail=,
 verification=)``, ``agent_ringing(call, agent, now)``, ``agent_answered(call, agent, now)``,
@@ -66,6 +68,10 @@ then hangs up; a later ``caller_hung_up`` for that leg is ignored),
 Time and hours: ``timer_fired(key, now)``; ``set_group_open(group, open, now)`` (service
 hours are evaluated by the adapter). Familiar customers: ``remember_contact(number, agent,
 at)`` (the core also remembers its own answered calls).
+
+Asterisk restarted: ``channels_lost(cause, now, keep=())`` ends every call with a caller on the
+line as ``lost`` (after a ``lost`` record with the cause); ringing agents go back to idle,
+talking ones to wrap-up; callbacks keep their place.
 
 Restart: ``restore_agent(...)``, ``restore_waiting_call(...)`` (original entry time and
 priority), ``restore_connected_call(...)``, then ``resume(now)`` to start offering calls in

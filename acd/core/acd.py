@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -406,6 +406,38 @@ class Acd(CallControl):
         call = self._live_call(call_id)
         if call is not None and call.state is CallState.CALLBACK_DIALING:
             self._dial_failed(call, now, (cause or "failed").strip().lower())
+        return self._settle(now)
+
+    def channels_lost(self, cause: str, now: float,
+                      keep: Collection[str] = ()) -> list[Decision]:
+        """Asterisk stopped or restarted: every channel is gone (``cause`` says which, e.g.
+        ``asterisk_shutdown``, ``asterisk_restart``). A call with a caller on the line ends
+        as :attr:`EndReason.LOST`, after a ``lost`` record with the cause. Agents return to
+        their true states: one ringing goes back to idle (no fault of theirs), one talking
+        goes through the group's wrap-up. Callbacks keep their place: one ringing an agent
+        waits again, one dialing the customer counts as a failed attempt. Outbound calls
+        are left to their legs' hangups, and so are the calls in ``keep`` (already in the
+        new Asterisk)."""
+        self._begin()
+        for call in sorted(self._calls.values(), key=lambda c: c.key):
+            if call.call_id in self._outbound or call.call_id in keep or call.state in (
+                    CallState.CALLBACK_WAITING, CallState.CALLBACK_RETRY):
+                continue
+            if call.state is CallState.CALLBACK_RINGING:
+                self._cancel_offer(call, now, cause)
+                self._move(call, CallEvent.RING_RETURNED)
+                continue
+            if call.state is CallState.CALLBACK_DIALING:
+                self._dial_failed(call, now, cause)
+                continue
+            self._record(call, now, CallEventKind.LOST, agent_id=call.agent_id, detail=cause)
+            if call.state is CallState.RINGING:
+                self._cancel_offer(call, now, cause)
+            agent = (self._agents.get(call.agent_id) if call.agent_id
+                     and call.state is CallState.CONNECTED else None)
+            self._end(call, CallEvent.LOST, now)
+            if agent is not None and agent.call_id == call.call_id:
+                self._after_call(agent, call, now)
         return self._settle(now)
 
     # ================================================================ other inputs

@@ -57,6 +57,7 @@ class CallEvent(StrEnum):
     EXPIRE = "expire"                      # callback: expiry reached
     GIVE_UP = "give_up"                    # callback: all attempts made
     RESTORE_CONNECTED = "restore_connected"
+    LOST = "lost"                          # Asterisk stopped or restarted: the channels are gone
 
 
 class EndReason(StrEnum):
@@ -68,6 +69,8 @@ class EndReason(StrEnum):
     NO_AGENTS = "no_agents"                # nobody logged in, sent to the no-agents destination
     CALLBACK_EXPIRED = "callback_expired"  # the callback was not completed before its expiry
     CALLBACK_FAILED = "callback_failed"    # every callback attempt failed to reach the customer
+    LOST = "lost"                          # Asterisk stopped or restarted under the call: its
+                                           # channels are gone (the ``lost`` record says why)
 
 
 class Move(NamedTuple):
@@ -84,6 +87,7 @@ TABLE: dict[tuple[CallState, CallEvent], Move] = {
     (C.NEW, V.SEND_NO_AGENTS): Move(C.ENDED, R.NO_AGENTS),
     (C.NEW, V.SEND_OVERFLOW): Move(C.ENDED, R.OVERFLOW),
     (C.NEW, V.RESTORE_CONNECTED): Move(C.CONNECTED),
+    (C.NEW, V.LOST): Move(C.ENDED, R.LOST),
 
     (C.WAITING, V.QUEUE): Move(C.WAITING),
     (C.WAITING, V.OFFER): Move(C.RINGING),
@@ -92,14 +96,17 @@ TABLE: dict[tuple[CallState, CallEvent], Move] = {
     (C.WAITING, V.SEND_CLOSED): Move(C.ENDED, R.CLOSED),
     (C.WAITING, V.SEND_NO_AGENTS): Move(C.ENDED, R.NO_AGENTS),
     (C.WAITING, V.SEND_OVERFLOW): Move(C.ENDED, R.OVERFLOW),
+    (C.WAITING, V.LOST): Move(C.ENDED, R.LOST),
 
     (C.RINGING, V.ANSWER): Move(C.CONNECTED),
     (C.RINGING, V.RING_RETURNED): Move(C.WAITING),
     (C.RINGING, V.CALLBACK_REQUEST): Move(C.CALLBACK_WAITING),
     (C.RINGING, V.CALLER_HANGUP): Move(C.ENDED, R.ABANDONED),
+    (C.RINGING, V.LOST): Move(C.ENDED, R.LOST),
 
     (C.CONNECTED, V.CALLER_HANGUP): Move(C.ENDED, R.CALLER_HANGUP),
     (C.CONNECTED, V.AGENT_HANGUP): Move(C.ENDED, R.AGENT_HANGUP),
+    (C.CONNECTED, V.LOST): Move(C.ENDED, R.LOST),
 
     (C.CALLBACK_WAITING, V.OFFER): Move(C.CALLBACK_RINGING),
     (C.CALLBACK_WAITING, V.EXPIRE): Move(C.ENDED, R.CALLBACK_EXPIRED),
@@ -154,6 +161,8 @@ class CallEventKind(StrEnum):
     DIALING = "dialing"                    # callback: the agent answered, dialing the customer
     DIAL_FAILED = "dial_failed"
     SENT = "sent"                          # to a destination (detail: destination and reason)
+    LOST = "lost"                          # Asterisk lost the call's channels (detail: why)
+    REQUEUED = "requeued"                  # back to the queue, at the front (detail: why)
     ENDED = "ended"
     WRAPUP = "wrapup"                      # the agent's after-call work started
     WRAPUP_ENDED = "wrapup_ended"

@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from acd.core import transfers as tf
 from acd.core.agent_states import AgentEvent, AgentState
-from acd.core.calls import Call, CallEvent, CallState
+from acd.core.calls import Call, CallEvent, CallEventKind, CallState
 from acd.core.decisions import BridgeCall, CancelRing, DialCustomer, Notify
 from acd.core.errors import DuplicateCall, NotLoggedIn, RestoreInvalid, UnknownGroup
 from acd.core.transfers import (CALLER_HOLDS, TRANSFER_STATES, ControlAction, ControlState,
@@ -271,6 +271,48 @@ class CallControl:
         self._out.append(ResumeCaller(call.call_id, agent_id))
         self._rec(call.call_id, now, "resume", agent_id)
         self._out.append(Notify(agent_id, "hold", {"call_id": call.call_id, "held": False}))
+        return self._settle(now)
+
+    def phone_lost(self, agent_id: str, cause: str, now: float) -> list:
+        """The agent's phone died (``cause``: e.g. ``unreachable``, its qualify failed) while
+        it rang or while the agent talked, without the agent hanging up.
+
+        Ringing: a failed ring (the no-answer path: the caller goes to the next agent).
+        Talking with a caller (held or not, no transfer or consult under way): the caller
+        goes back to their group's queue at the front, as a transfer to the group does, and
+        the agent's leg is dropped; the agent's part ends (wrap-up), then the agent goes to
+        break with the reason ``phone lost`` (not idle while the phone is dead) unless they
+        chose their next state already. Anything else is left to the legs' own hangups."""
+        self._begin()
+        agent = self._agents.get(agent_id)
+        call = self._calls.get(agent.call_id or "") if agent is not None else None
+        if agent is None or call is None or call.agent_id != agent_id:
+            return self._settle(now)
+        call_id = call.call_id
+        if call.state in (CallState.RINGING, CallState.CALLBACK_RINGING):
+            self._unanswered(call, now, cause, cancel_leg=True)
+            return self._settle(now)
+        ctl = self._ctl.get(call_id)
+        if (call.state is not CallState.CONNECTED or call.callback is not None
+                or call_id in self._outbound or (ctl is not None and ctl.transfer is not None)):
+            return self._settle(now)
+        if ctl is not None:
+            self._set_control(call, ctl, ControlState.TALKING, now)   # closes the hold clock
+        group = call.group
+        priority = call.priority + tf.TRANSFER_PRIORITY_BOOST
+        self._out.append(RequeueCaller(call_id, group, priority, now))
+        self._out.append(DropLeg(call_id, agent_id))
+        self._record(call, now, CallEventKind.REQUEUED, agent_id=agent_id, detail=cause)
+        self._release(agent, call, now, "phone_lost")
+        self._ctl.pop(call_id, None)
+        target = tf.call_move(call_id, call.state, tf.CALL_REQUEUE)
+        self._detach(call)
+        call.state = target
+        call.agent_id = None
+        call.priority = priority
+        self._enter_group(call, group, now)
+        if agent.pending is None and agent.state is not AgentState.OFFLINE:
+            self._agent_event(agent, AgentEvent.GO_BREAK, now, "phone lost")
         return self._settle(now)
 
     def transfer(self, agent_id: str, now: float, *, to_agent: str | None = None,

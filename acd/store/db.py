@@ -7,6 +7,8 @@ revision and is run at start-up.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,12 @@ from acd.store.models import CallLeg
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Caller-controlled text is kept, but only this much of it.
 MAX_TEXT = 256
+#: SQLite's busy timeout: how long one statement waits for another process's write lock
+#: before "database is locked". aiosqlite runs each connection on its own thread, so the wait
+#: holds that thread, never the event loop; in WAL mode reads do not wait at all. Writes the
+#: IVR makes directly ride over a lock this long; the runtime's writes go through
+#: :class:`acd.store.writer.StoreWriter`, which retries after it, in order.
+BUSY_TIMEOUT_MS = 5000
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -39,6 +47,13 @@ def migrate(url: str) -> None:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), "heads")
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            # WAL from the start (it stays with the file): readers never wait for a writer,
+            # so another process's write lock holds back writes only, never reads.
+            with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as con:
+                con.execute("PRAGMA journal_mode=WAL")
 
 
 async def migrate_async(url: str) -> None:
@@ -65,8 +80,8 @@ class Store:
             @event.listens_for(self.engine.sync_engine, "connect")
             def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
                 cur = dbapi_conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")   # first: bounds the rest
                 cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA busy_timeout=5000")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)

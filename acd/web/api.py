@@ -8,13 +8,19 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 from acd.errors import UserError
+from acd.store.writer import is_transient
 
-STATUS = {"http.bad_request": 400, "http.not_found": 404, "call.not_found": 404,
+STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
+          "call.not_found": 404,
           "agent.unknown": 404, "group.unknown": 404, "call.unknown": 404,
-          "acd.unavailable": 503, "acd.starting": 503}
+          "acd.unavailable": 503, "acd.starting": 503, "store.unavailable": 503}
 WS_MAX_MESSAGE = 4096
+MAX_BODY = 64 * 1024         # a request body; larger ones are refused (413 http.too_large)
+#: Routes that read their body as a stream, with their own limit (the customer CSV import).
+STREAMED = frozenset({"/api/admin/customers/import"})
 #: POST /api/agents/{id}/call/<path> -> the runtime's method (call control).
 CALL_ACTIONS = {
     "hold": "hold", "resume": "resume", "transfer": "transfer",
@@ -40,12 +46,27 @@ def error(error_id: str, message: str) -> web.Response:
                              status=status_for(error_id))
 
 
+def _too_large() -> web.Response:
+    return error("http.too_large", f"the body is larger than {MAX_BODY // 1024} KiB")
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler):  # noqa: ANN001
+    resource = request.match_info.route.resource
+    if (request.content_length or 0) > MAX_BODY and (
+            resource is None or resource.canonical not in STREAMED):
+        return _too_large()        # before the handler: also for routes that ignore the body
     try:
         return await handler(request)
     except UserError as e:
         return error(e.id, e.message)
+    except sa_exc.SQLAlchemyError as e:
+        if not is_transient(e):     # a bug stays a bug (500, logged by aiohttp)
+            raise
+        return error("store.unavailable", "The database is locked or full right now; "
+                                          "try again in a moment.")
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large()        # a chunked body that grew past the limit
     except web.HTTPException as e:
         if e.status >= 400 and e.content_type != "application/json":
             return web.json_response({"error": f"http.{e.status}", "message": e.reason},
@@ -71,11 +92,15 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     """The app. ``web_ctx`` (:func:`acd.web.pages.web_context`): logins, sessions, roles and
     the pages; its middleware refuses every route without the session and role it needs
     (acd/web/auth.py), so there is no app without it."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
 
     async def health(_request: web.Request) -> web.Response:
+        # The store writer's backlog: "degraded" while records wait (database locked or full).
+        writer = getattr(runtime, "writer", None)
+        writes = writer.status() if writer is not None else None
         return web.json_response({
-            "status": "ok",
+            "status": "degraded" if writes and writes["degraded"] else "ok",
+            "store_writes": writes,
             "ami_connected": bool(ami and ami.connected),
             "agi": f"{cfg.agi.host}:{agi.port}" if agi else None,
             "hotline": cfg.hotline.number,
@@ -101,7 +126,7 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
             return {}
         try:
             data = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
             raise UserError("http.bad_request", "the body is not valid JSON") from None
         if not isinstance(data, dict):
             raise UserError("http.bad_request", "the body must be a JSON object")

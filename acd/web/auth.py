@@ -47,6 +47,7 @@ USER = web.RequestKey("user", dict)        # the session of the request (after t
 AUDIT = web.RequestKey("audit", dict)      # what a handler adds to its audit entry
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WS_TOO_MANY = 1008                         # policy violation: over the WebSocket cap
 ROLES = ("agent", "supervisor", "admin")
 
 # --- who may use which route --------------------------------------------------------------
@@ -194,6 +195,14 @@ class LoginLimiter:
     def succeeded(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def undo(self, key: str) -> None:
+        """Take back the latest failure of ``key`` (an attempt counted before it was checked)."""
+        q = self._failures.get(key)
+        if q:
+            q.pop()
+            if not q:
+                del self._failures[key]
+
 
 # --- users from the configuration ---------------------------------------------------------------
 
@@ -255,7 +264,8 @@ class Auth:
     def __init__(self, db: Any, *, session_hours: float = 12.0, login_attempts: int = 5,
                  login_window: float = 300.0, metrics_token: str = "",
                  clock: Callable[[], float] = time.time, passwords: Passwords | None = None,
-                 secure_cookies: bool = False) -> None:
+                 secure_cookies: bool = False, websockets_per_session: int = 8,
+                 websockets_per_address: int = 100) -> None:
         self.db = db
         self.session_seconds = session_hours * 3600.0
         self.clock = clock
@@ -264,16 +274,20 @@ class Auth:
         self.metrics_token = metrics_token
         self.secure_cookies = secure_cookies
         self._cache: dict[str, dict[str, Any]] = {}     # token hash -> session (ours only)
-        # Open WebSockets: their handler task -> (token hash, user). Ended when the session
-        # ends (expiry, logout, the user's sessions ended or their password changed).
-        self._live: dict[asyncio.Task, tuple[str, str]] = {}
+        # Open WebSockets: their handler task -> (token hash, user, address). Ended when the
+        # session ends (expiry, logout, the user's sessions ended or their password changed).
+        self._live: dict[asyncio.Task, tuple[str, str, str]] = {}
+        self.ws_per_session = websockets_per_session
+        self.ws_per_address = websockets_per_address
         self.log = acdlog.get_logger(component="auth")
 
     @classmethod
     def from_config(cls, db: Any, cfg: Any, **kw: Any) -> "Auth":
         w = cfg.web
         return cls(db, session_hours=w.session_hours, login_attempts=w.login_attempts,
-                   login_window=w.login_window, metrics_token=w.metrics_token, **kw)
+                   login_window=w.login_window, metrics_token=w.metrics_token,
+                   websockets_per_session=w.websockets_per_session,
+                   websockets_per_address=w.websockets_per_address, **kw)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
@@ -307,7 +321,7 @@ class Auth:
         rows = await asyncio.to_thread(work)
         await self.db.put_users(rows, now=self._now())
         self._cache.clear()
-        gone = {key for key, _u in self._live.values() if await self.db.session(key) is None}
+        gone = {key for key, _u, _a in self._live.values() if await self.db.session(key) is None}
         self._end_live(lambda k, _u: k in gone)
         await self.db.drop_expired(self._now())
 
@@ -321,14 +335,17 @@ class Auth:
                                                  f"{int(wait) + 1} s.")
             err.retry_after = int(wait) + 1     # type: ignore[attr-defined]
             raise err
+        # Counted as failed before the check (no await in between), so attempts sent all at
+        # once cannot slip past the limit while the first ones are being checked.
+        for k in keys:
+            self.limiter.failed(k)
         user = await self.db.user(username) if username else None
         ok = await asyncio.to_thread(self.passwords.verify,
                                      user["password_hash"] if user else None, password)
         if not ok or user is None:
-            for k in keys:
-                self.limiter.failed(k)
             raise UserError("auth.bad_credentials", "Wrong user name or password.")
         self.limiter.succeeded(keys[0])
+        self.limiter.undo(keys[1])
         token = secrets.token_urlsafe(32)
         now = self._now()
         expires = now + timedelta(seconds=self.session_seconds)
@@ -373,7 +390,7 @@ class Auth:
     def _end_live(self, which: Callable[[str, str], bool]) -> None:
         """Close the open WebSockets of ended sessions (their handlers are cancelled: the
         connection closes and the page, reconnecting, is sent to the login)."""
-        for task, (key, user) in list(self._live.items()):
+        for task, (key, user, _address) in list(self._live.items()):
             if which(key, user) and task is not asyncio.current_task():
                 task.cancel()
 
@@ -450,10 +467,26 @@ class Auth:
 
     async def _live_socket(self, request: web.Request, handler: Any,
                            user: dict[str, Any]) -> web.StreamResponse:
-        """A WebSocket lives no longer than its session."""
+        """A WebSocket lives no longer than its session, and a session (or an address) has
+        at most ``ws_per_session`` (``ws_per_address``) open: one more is accepted and closed
+        at once with 1008 and the reason, so the page shows it instead of retrying blindly."""
         task = asyncio.current_task()
         assert task is not None
-        self._live[task] = (user.get("key", ""), user["username"])
+        key, address = user.get("key", ""), _address(request)
+        open_here = [(k, a) for k, _u, a in self._live.values()]
+        by_session = sum(1 for k, _a in open_here if k == key)
+        by_address = sum(1 for _k, a in open_here if a == address)
+        if by_session >= self.ws_per_session or by_address >= self.ws_per_address:
+            which, limit = (("session", self.ws_per_session) if by_session >= self.ws_per_session
+                            else ("address", self.ws_per_address))
+            self.log.warning("web.ws_refused", user=user["username"], address=address,
+                             route=request.path, per=which, limit=limit)
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            await ws.close(code=WS_TOO_MANY, message=f"too many open connections for this "
+                                                     f"{which} (at most {limit})".encode())
+            return ws
+        self._live[task] = (key, user["username"], address)
         left = (user["expires_at"] - self._now()).total_seconds()
         timer = asyncio.get_running_loop().call_later(max(0.0, left), task.cancel)
         try:
@@ -486,7 +519,7 @@ class Auth:
         if request.content_type == "application/json" and 0 < length <= 64 * 1024:
             try:
                 detail["body"] = _redact(json.loads(await request.read()))
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 detail["body"] = "(not JSON)"
             except web.HTTPException:
                 pass
@@ -516,7 +549,7 @@ class Auth:
         async def login(request: web.Request) -> web.Response:
             try:
                 data = await request.json()
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
                 return _json_error("http.bad_request", "the body is not valid JSON", 400)
             if not isinstance(data, dict):
                 return _json_error("http.bad_request", "the body must be a JSON object", 400)

@@ -34,13 +34,21 @@ _UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # --- the caller's region, offline ------------------------------------------------------------
 
+#: A calling number as carriers write it (the directory's import takes phones of this form).
+#: Only such a number gets a region or finds a customer: a caller ID of HTML or SQL that
+#: merely contains a customer's digits does not.
+PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]{3,40}")
+
+
 def caller_region(number: str, default_region: str = "CN", lang: str = "zh") -> dict[str, Any] | None:
     """Country, province and city of a phone number from phonenumbers' offline geocoder
     (e.g. 13912345678 -> 江苏省, 常州市; 02161234567 -> 上海市), and the mobile carrier.
     None for what is not a valid number."""
     import phonenumbers
     from phonenumbers import carrier, geocoder
-    digits = re.sub(r"[^0-9+]", "", number or "")
+    if not PHONE_LIKE.fullmatch(number or ""):
+        return None                           # HTML, SQL, names: no digits picked out of it
+    digits = re.sub(r"[^0-9+]", "", number)
     if not digits or len(digits) > 20:
         return None
     try:
@@ -103,10 +111,13 @@ class WebContext:
         start = statsmod.day_start(now, self.cfg.web.timezone)
         calls = await self.webdb.calls_active_since(start)
         rows = await self.webdb.state_rows_since(start)
-        return statsmod.wallboard(queues=rt.queues(), agents=rt.agents(), calls=calls,
-                                  state_rows=rows, now=now, tz=self.cfg.web.timezone,
-                                  sl_seconds=self.sl_seconds(),
-                                  names={a.id: a.name or a.id for a in self.cfg.agents})
+        out = statsmod.wallboard(queues=rt.queues(), agents=rt.agents(), calls=calls,
+                                 state_rows=rows, now=now, tz=self.cfg.web.timezone,
+                                 sl_seconds=self.sl_seconds(),
+                                 names={a.id: a.name or a.id for a in self.cfg.agents})
+        writer = getattr(rt, "writer", None)
+        out["store_writes"] = writer.status() if writer is not None else None
+        return out
 
     async def customer(self, number: str = "", customer_number: str = "") -> dict[str, Any] | None:
         """The directory's entry: by customer number if known (the IVR verified it), else by
@@ -185,7 +196,7 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
         agent, uid = request.match_info["agent"], _uid(request)
         try:
             data = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
             raise UserError("http.bad_request", "the body is not valid JSON") from None
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str):
@@ -214,6 +225,11 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
                 raise UserError("call.not_found", "That call is not yours.")
         elif not await ctx.webdb.took_call(agent, uid):
             raise UserError("call.not_found", "That call is not yours.")
+        writer = getattr(rt, "writer", None)
+        if writer is not None:
+            # The record is written by the store writer's queue: let what is queued land
+            # (bounded; at once while the database is failing, then the live call is shown).
+            await writer.flush(2.0)
         rec = await ctx.webdb.call(uid)
         number = rec.caller_number if rec else (live or {}).get("caller_number", "")
         verified_customer = ""
@@ -221,7 +237,8 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
             for e in rec.events:
                 if e.kind == "verification" and isinstance(e.detail, dict):
                     verified_customer = str(e.detail.get("customer_number") or "")
-        customer = await ctx.customer(number, verified_customer)
+        customer = await ctx.customer(number if PHONE_LIKE.fullmatch(number or "") else "",
+                                      verified_customer)
         values = {"customer_id": customer["customer_id"] if customer else "",
                   "caller_number": number or "", "call_id": uid, "agent_id": agent}
         panels = [{"title": p.title, "url": fill_panel(p.url, values)}
@@ -260,7 +277,10 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
 
     async def metrics(_request: web.Request) -> web.Response:
         board = await ctx.board()
-        text = statsmod.metrics_text(board, ctx.need_runtime().queues())
+        rt = ctx.need_runtime()
+        writer = getattr(rt, "writer", None)
+        text = statsmod.metrics_text(board, rt.queues(),
+                                     writer.status() if writer is not None else None)
         return web.Response(text=text, content_type="text/plain",
                             headers={"Cache-Control": "no-store"}, charset="utf-8")
 

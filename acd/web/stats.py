@@ -247,9 +247,11 @@ def _label(v: str) -> str:
     return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def metrics_text(board: Mapping[str, Any], queues: Mapping[str, Mapping[str, Any]]) -> str:
+def metrics_text(board: Mapping[str, Any], queues: Mapping[str, Mapping[str, Any]],
+                 store: Mapping[str, Any] | None = None) -> str:
     """The wall board's figures in the Prometheus text format (version 0.0.4): live gauges,
-    today's figures as gauges, and the core's counters since the server started."""
+    today's figures as gauges, and the core's counters since the server started; with
+    ``store`` (the store writer's status), the records waiting to be written."""
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str,
@@ -300,4 +302,17 @@ def metrics_text(board: Mapping[str, Any], queues: Mapping[str, Mapping[str, Any
            (({"agent": n}, v["wrapup_time"]) for n, v in a.items()))
     metric("acd_agent_occupancy_ratio", "gauge", DEFINITIONS["occupancy"],
            (({"agent": n}, v["occupancy"]) for n, v in a.items()))
+    if store is not None:
+        metric("acd_store_writes_pending", "gauge",
+               "Records waiting to be written (the database is locked, full or slow).",
+               [({}, store["pending"])])
+        metric("acd_store_writes_oldest_seconds", "gauge",
+               "Age of the oldest record waiting to be written.", [({}, store["oldest_seconds"])])
+        metric("acd_store_writes_failing", "gauge",
+               "1 while writes fail and are being retried.", [({}, 1.0 if store["failing"] else 0.0)])
+        metric("acd_store_write_retries_total", "counter",
+               "Writes tried again after a passing database error.", [({}, store["retries"])])
+        metric("acd_store_write_failures_total", "counter",
+               "Writes that failed for good (not a passing error): logged, not written.",
+               [({}, store["failed"])])
     return "\n".join(lines) + "\n"

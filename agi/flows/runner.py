@@ -43,8 +43,18 @@ VOICEMAIL_TARGET = "acd-voicemail,s,1"
 TRANSFER_TARGET = "acd-transfer,s,1"
 #: A number we may dial: digits, * and #, an optional leading +.
 DIALABLE = re.compile(r"^\+?[0-9*#]{1,32}$")
+#: A calling number as carriers write it (as the directory's import takes phones, and the
+#: agent page's pop): only such a number is looked up for ``match_caller``; a caller ID of
+#: HTML or SQL that merely contains a customer's digits verifies nobody.
+PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]{3,40}")
 MAX_STEPS = 500
 MAX_VAR = 256
+#: The key trail keeps at most this many entries per node of a call (each entry is at most
+#: the node's max_digits, 64 at most, plus the terminator); the next entry of that node is
+#: the mark below, and its keys after it go to the log only. A caller flooding a menu that
+#: loops back to itself cannot grow the call's record without end.
+MAX_TRAIL_PER_NODE = 64
+TRUNCATED = "truncated"
 SORRY = "an-error-has-occurred"
 #: Node kinds whose handler is not simply ``_<kind>``.
 _HANDLER = {"play": "_play_node", "set": "_set_node"}
@@ -71,6 +81,7 @@ class _Call:
     vars: dict[str, str] = field(default_factory=dict)
     log: Any = None
     steps: int = 0
+    trail: dict[str, int] = field(default_factory=dict)     # key trail entries per node
 
 
 class FlowRunner:
@@ -182,8 +193,13 @@ class FlowRunner:
         return call.flow.nodes[name] if name else None
 
     async def _keys(self, call: _Call, node: Node, keys: str) -> None:
-        await self.store.key_pressed(call.uid, node=node.name, keys=keys, at=self.clock())
-        call.log.info("flows.keys", node=node.name, keys=len(keys))
+        n = call.trail[node.name] = call.trail.get(node.name, 0) + 1
+        if n <= MAX_TRAIL_PER_NODE:
+            await self.store.key_pressed(call.uid, node=node.name, keys=keys, at=self.clock())
+        elif n == MAX_TRAIL_PER_NODE + 1:
+            await self.store.key_pressed(call.uid, node=node.name, keys=TRUNCATED, at=self.clock())
+            call.log.warning("flows.key_trail_truncated", node=node.name, kept=MAX_TRAIL_PER_NODE)
+        call.log.info("flows.keys", node=node.name, keys=len(keys), stored=n <= MAX_TRAIL_PER_NODE)
 
     async def _play(self, call: _Call, prompts: list[Prompt] | None, escape: str = "") -> str | None:
         """Play prompts in order; the key that stopped one (if ``escape`` allows), or None.
@@ -329,7 +345,7 @@ class FlowRunner:
         ask, skip = node.get("ask"), node.get("skip_key")
         result, method, customer = "failed", f"keyed_{ask}", None
         try:
-            if node.get("match_caller") and call.vars["caller_number"]:
+            if node.get("match_caller") and PHONE_LIKE.fullmatch(call.vars["caller_number"]):
                 customer = await self._lookup("phone", call.vars["caller_number"])
                 if customer is not None:
                     result, method = "verified", "caller_number"
@@ -344,7 +360,10 @@ class FlowRunner:
                     if skip and value == skip:
                         result, method = "skipped", None
                         break
-                    if value:
+                    if len(value) > node.get("max_digits"):
+                        # Keys past max_digits without the #: a wrong entry, never looked up.
+                        call.log.info("flows.verify_too_long", node=node.name, digits=len(value))
+                    elif value:
                         customer = await self._lookup(ask, value)
                         if customer is not None:
                             result = "verified"

@@ -130,7 +130,7 @@ async def test_malformed_bodies_are_refused(client, payload, why):
 async def test_oversize_body_is_refused(client):
     r = await client.post("/api/agents/1001/state", data=b"x" * (128 * 1024),
                           headers={"Content-Type": "application/json"})
-    assert r.status == 413 and (await r.json())["error"] == "http.413"
+    assert r.status == 413 and (await r.json())["error"] == "http.too_large"
 
 
 async def test_agent_websocket_sends_snapshot_then_live_events(client):

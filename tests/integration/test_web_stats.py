@@ -137,6 +137,14 @@ def test_metrics_text_is_prometheus_format():
     assert 'acd_offered_calls_total{group="sa\\"les"} 7' in text
     assert "acd_today_service_level_ratio" in text and 'service_level_ratio{' not in text
     assert 'acd_agent_state{agent="1001",state="idle"} 1' in text
+    assert "acd_store_writes_pending" not in text
+    text = stats.metrics_text(board, {}, {"pending": 34, "oldest_seconds": 6.5, "failing": True,
+                                          "retries": 9, "failed": 0})
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+    assert "acd_store_writes_pending 34" in text and "acd_store_writes_failing 1" in text
+    assert "acd_store_writes_oldest_seconds 6.5" in text
+    assert "acd_store_write_retries_total 9" in text
 
 
 def test_every_figure_on_the_board_has_a_definition():

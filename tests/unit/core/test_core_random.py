@@ -29,6 +29,7 @@ from acd.core import (Acd, AgentState, BridgeCall, CallbackSettings, CallEventKi
                       CancelTimer, Destination, DialCustomer, EndReason, GroupConfig,
                       RecordAgentState, RecordCallEvent, RingAgent, RingAgentForCallback,
                       StartTimer, Strategy, WidenStep)
+from acd.core.control import RequeueCaller
 from acd.core.errors import AcdError
 
 CB = CallbackSettings(attempts=2, gap=20, expiry=200, dial_timeout=10)
@@ -155,6 +156,8 @@ class Adapter:
             elif isinstance(d, DialCustomer):
                 assert self.offers.pop(d.call_id) == d.agent_id
                 self.dialing[d.call_id] = d.agent_id
+            elif isinstance(d, RequeueCaller):       # back in the queue: no agent now
+                self.connected.pop(d.call_id, None)
             elif isinstance(d, BridgeCall):
                 agent = self.offers.pop(d.call_id, None) or self.dialing.pop(d.call_id)
                 assert agent == d.agent_id
@@ -251,9 +254,20 @@ class Adapter:
         self.advance(self.now + r.choice((0, 0, 0.5, 1, 2, 4)))
         action = r.choices(
             ("login", "state", "contact", "arrive", "offer", "connected", "waiting", "dial",
-             "wrapup", "open", "wait", "garbage", "remember"),
-            weights=(6, 6, 2, 10, 14, 6, 4, 4, 3, 1, 5, 3, 1))[0]
+             "wrapup", "open", "wait", "garbage", "remember", "lost", "phone"),
+            weights=(6, 6, 2, 10, 14, 6, 4, 4, 3, 1, 5, 3, 1, 1, 2))[0]
         getattr(self, "do_" + action)()
+
+    def do_lost(self) -> None:
+        """Asterisk restarted: every channel is gone."""
+        self.send("channels_lost", self.r.choice(("asterisk_restart", "asterisk_shutdown")),
+                  self.now)
+
+    def do_phone(self) -> None:
+        """An agent's phone died while it rang or during a conversation."""
+        busy = sorted(set(self.offers.values()) | set(self.connected.values()))
+        if busy:
+            self.send("phone_lost", self.r.choice(busy), "unreachable", self.now)
 
     def do_login(self) -> None:
         agent = self.r.choice(AGENTS)

@@ -83,7 +83,7 @@ function renderTabs() {
     const c = S.calls.get(id);
     const label = (c.pop && c.pop.caller_number) || c.ring.caller_number || "unknown";
     tabs.append(h("button", { type: "button", role: "tab", "aria-selected": id === S.selected ? "true" : "false",
-      dataset: { call: id }, on: { click: () => select(id) } }, label, " · ", c.status));
+      dataset: { call: id }, on: { click: () => select(id) } }, h("bdi", { class: "caller-text" }, label), " · ", c.status));
   }
 }
 
@@ -160,8 +160,8 @@ function renderRecent() {
   for (const c of S.recent) {
     const note = h("input", { value: c.note || "", maxlength: "2000", "aria-label": "note", dataset: { note: c.uniqueid } });
     body.append(h("tr", { dataset: { call: c.uniqueid } },
-      h("td", {}, fmtTime(c.arrived_at)), h("td", { class: "number" }, c.caller_number || ""),
-      h("td", { class: "name" }, c.caller_name || ""), h("td", {}, c.skill_group || ""), h("td", { class: "end" }, c.end_reason || "in progress"),
+      h("td", {}, fmtTime(c.arrived_at)), h("td", { class: "number caller-text" }, c.caller_number || ""),
+      h("td", { class: "name caller-text" }, c.caller_name || ""), h("td", {}, c.skill_group || ""), h("td", { class: "end" }, c.end_reason || "in progress"),
       h("td", {}, note, h("button", { type: "button", on: { click: () => saveNote(c.uniqueid, note.value) } }, "Save")),
       h("td", {}, h("button", { type: "button", class: "delete", on: { click: () => hideCall(c.uniqueid) } }, "Delete"))));
   }
@@ -210,10 +210,18 @@ async function act(action) {
   renderAll();
 }
 
-async function fetchPop(id) {
+async function fetchPop(id, tries = 0) {
   const r = await api("GET", base() + "pop/" + encodeURIComponent(id));
   const c = S.calls.get(id);
-  if (c && r.ok) { c.pop = r.data; if (id === S.selected) { renderPop(); renderTabs(); } }
+  if (!c || !r.ok) return;
+  // The call's record may not be written yet (the server queues its writes while the database
+  // is busy): without it the pop has the live facts only, so it asks again while the call is on.
+  if (!r.data.arrived_at && c.status !== "ended" && tries < 10) {
+    setTimeout(() => fetchPop(id, tries + 1), 1000);
+    if (c.pop) return;
+  }
+  c.pop = r.data;
+  if (id === S.selected) { renderPop(); renderTabs(); }
 }
 
 async function loadRecent(expect) {

@@ -105,8 +105,9 @@ export function liveSocket(path, onMessage, onStatus) {
     onStatus("connecting");
     const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
     ws = new WebSocket(url);
-    ws.onopen = () => { delay = 500; opened += 1; onStatus("live", opened); };
+    ws.onopen = () => { opened += 1; onStatus("live", opened); };
     ws.onmessage = (ev) => {
+      delay = 500;    // served (a socket refused at once, 1008 too many open, keeps backing off)
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       onMessage(msg);

@@ -112,7 +112,15 @@ function renderDefinitions() {
 function render() {
   if (!B.board) return;
   setText("day", "today since " + new Date(B.board.day_start).toLocaleString() + " (" + B.board.timezone + ")");
-  renderGroups(); renderAgents(); renderCharts();
+  renderGroups(); renderAgents(); renderCharts(); renderStore();
+}
+
+// Records waiting to be written (the database locked or full): the calls go on, the records
+// follow once the database takes them again.
+function renderStore() {
+  const w = B.board.store_writes, el = $("store-warn");
+  el.hidden = !(w && w.degraded);
+  if (w && w.degraded) el.textContent = w.pending + " records waiting for the database (oldest " + Math.round(w.oldest_seconds) + " s)";
 }
 
 async function loadBoard() {
