@@ -135,10 +135,12 @@ def bench_asterisk(cfg: configmod.Config, s: BenchSetup) -> BenchAsterisk:
 
 
 class Lock:
-    """One bench per machine (the ports and the CPU are shared): an exclusive flock."""
+    """One run of ``name`` (bench, soak) per machine (the ports and the CPU are shared): an
+    exclusive flock."""
 
-    def __init__(self, path: Path = Path(tempfile.gettempdir()) / "acd-bench.lock") -> None:
-        self.path = path
+    def __init__(self, name: str = "bench") -> None:
+        self.name = name
+        self.path = Path(tempfile.gettempdir()) / f"acd-{name}.lock"
         self._f: Any = None
 
     def __enter__(self) -> "Lock":
@@ -147,7 +149,7 @@ class Lock:
             fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._f.close()
-            raise UserError("bench.busy", f"another bench holds {self.path}") from None
+            raise UserError(f"{self.name}.busy", f"another {self.name} holds {self.path}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

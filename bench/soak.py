@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import json
 import os
 import random
 import secrets
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -274,26 +272,6 @@ def write_server_config(cfg: configmod.Config, agents: list[str], run_dir: Path,
                 + yaml.safe_dump(data, sort_keys=False))
     os.chmod(path, 0o600)
     return path, web, admin
-
-
-class Lock:
-    """One `make soak` per machine (its ports): an exclusive flock."""
-
-    def __init__(self, path: Path = Path(tempfile.gettempdir()) / "acd-soak.lock") -> None:
-        self.path = path
-        self._f: Any = None
-
-    def __enter__(self) -> "Lock":
-        self._f = open(self.path, "w")
-        try:
-            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._f.close()
-            raise UserError("soak.busy", f"another soak holds {self.path}") from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._f.close()
 
 
 # =========================================================================== the run
@@ -848,8 +826,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def say(msg: str) -> None:
         print(msg, flush=True)
+    from bench.instance import Lock
     try:
-        with Lock():
+        with Lock("soak"):
             res = asyncio.run(_soak_on_own_asterisk(SoakSetup(agents=args.agents), plan, say))
     except UserError as e:
         print(f"error: {e.id}: {e.message}", file=sys.stderr)

@@ -305,12 +305,7 @@ class CallControl:
         self._record(call, now, CallEventKind.REQUEUED, agent_id=agent_id, detail=cause)
         self._release(agent, call, now, "phone_lost")
         self._ctl.pop(call_id, None)
-        target = tf.call_move(call_id, call.state, tf.CALL_REQUEUE)
-        self._detach(call)
-        call.state = target
-        call.agent_id = None
-        call.priority = priority
-        self._enter_group(call, group, now)
+        self._queue_again(call, group, priority, now)
         if agent.pending is None and agent.state is not AgentState.OFFLINE:
             self._agent_event(agent, AgentEvent.GO_BREAK, now, "phone lost")
         return self._settle(now)
@@ -885,8 +880,12 @@ class CallControl:
                               now)
         self._release(owner, call, now, "transferred")
         self._ctl.pop(call_id, None)
-        # The core's call waits in a queue again (call control's own move of the call).
-        target = tf.call_move(call_id, call.state, tf.CALL_REQUEUE)
+        self._queue_again(call, group, priority, now)
+
+    def _queue_again(self, call: Call, group: str, priority: int, now: float) -> None:
+        """The core's call waits in ``group`` again, ahead by ``priority`` (call control's own
+        move of the call: a transfer to a group, a caller whose agent's phone died)."""
+        target = tf.call_move(call.call_id, call.state, tf.CALL_REQUEUE)
         self._detach(call)
         call.state = target
         call.agent_id = None
@@ -968,12 +967,7 @@ class CallControl:
         self._ctl.pop(call_id, None)
         self._out.append(RequeueCaller(call_id, group, priority, now))
         self._rec(call_id, now, "requeued", None, {"group": group})
-        target = tf.call_move(call_id, call.state, tf.CALL_REQUEUE)
-        self._detach(call)
-        call.state = target
-        call.agent_id = None
-        call.priority = priority
-        self._enter_group(call, group, now)
+        self._queue_again(call, group, priority, now)
 
     def _release(self, agent: "_Agent", call: Call, now: float, reason: str) -> None:
         """The agent's part is over: wrap-up (the group's), then their next state."""
