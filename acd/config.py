@@ -774,6 +774,10 @@ def with_secrets(cfg: Config) -> tuple[Config, Path]:
     if not data_dir.exists():
         data_dir.mkdir(parents=True)
         data_dir.chmod(0o700)     # secrets, the database (password hashes), recordings
+    else:
+        mode = data_dir.stat().st_mode & 0o777
+        if mode & 0o007 and data_dir.stat().st_uid == os.getuid():
+            data_dir.chmod(mode & ~0o007)    # an older one: not for every user of the machine
     spath = data_dir / "secrets.yaml"
     stored: dict[str, Any] = {}
     if spath.exists():

@@ -75,3 +75,11 @@ def test_cli_refuses_a_world_readable_secret_file_before_starting(tmp_path, argv
     assert r.stderr.startswith(f"error: config.invalid: {path}: ") and "chmod 600" in r.stderr
     assert "s3cret" not in r.stderr and "pw-sip" not in r.stderr      # never the secret itself
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]   # nothing started
+
+
+def test_an_existing_data_folder_is_closed_to_other_users(tmp_path):
+    (tmp_path / "data").mkdir(mode=0o755)
+    (tmp_path / "data").chmod(0o755)
+    cfg = configmod.load(_write(tmp_path, "data_dir: data\n", 0o644), environ={})
+    configmod.with_secrets(cfg)
+    assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o750
