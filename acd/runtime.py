@@ -1749,8 +1749,11 @@ class AcdRuntime:
         self._asterisk_started = await self._core_started()
         channels = await self._channels()
         reachable = self._load_contacts(await self._contact_list())
+        # Our legs still ringing are not in our contexts yet (the endpoint's until answered):
+        # their Uniqueid, chosen by us, finds them (see _new_leg).
         wanted = [c for c in channels if c.get("Context") in (
-            QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT, HOLD_CONTEXT)]
+            QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT, HOLD_CONTEXT)
+            or str(c.get("Uniqueid", "")).startswith("acd-")]
         sem = asyncio.Semaphore(_GETVARS_AT_ONCE)
         caller_vars = ("ACD_GROUP", "ACD_PRIORITY", "ACD_ENTERED", "ACD_BRIDGED")
         control_vars = ("ACD_OWNER", "ACD_HELD_AT", "ACD_SURVEY")
@@ -1942,6 +1945,41 @@ class AcdRuntime:
             kept.add(call_id)
             log.info("runtime.connected_call_restored", call=call_id, agent=agent_id)
 
+        # Rings answered while we were away: the agent's leg up in acd-agent, alone, its
+        # caller still in the queue. The conversation goes on (bridged once resumed).
+        answered_rings: list[tuple[str, str, str, bool]] = []
+        in_queue = {str(c["Uniqueid"]): (c, v) for c, v in found
+                    if c.get("Context") == QUEUE_CONTEXT and not c.get("BridgeId")
+                    and not v.get("ACD_BRIDGED") and v.get("ACD_GROUP")}
+        for c, v in found:
+            call_id = v.get("ACD_CALL", "")
+            if not (is_leg(c, v) and c.get("Context") == AGENT_CONTEXT and not c.get("BridgeId")
+                    and _i(c.get("ChannelState")) == ev.CHANNEL_STATE_UP
+                    and call_id in in_queue and call_id not in kept
+                    and v.get("ACD_ROLE") != "outbound"):
+                continue
+            agent_id = v["ACD_AGENT"]
+            caller_c, caller_v = in_queue[call_id]
+            stored = open_calls.get(call_id) or {}
+            kw2 = await call_kw(call_id, caller_c, caller_v, stored)
+            try:
+                out += ensure_agent(agent_id)
+                out += self.acd.restore_connected_call(call_id, agent_id, caller_v["ACD_GROUP"],
+                                                       now, **kw2)
+            except AcdError as exc:
+                log.warning("runtime.restore_refused", call=call_id, agent=agent_id,
+                            error=exc.id, message=exc.message)
+                continue
+            keep_leg(c, call_id, agent_id, bridged=False)
+            self._callers[call_id] = _Caller(call_id, str(caller_c["Channel"]),
+                                             kw2["caller_number"],
+                                             str(caller_c.get("CallerIDName") or ""),
+                                             caller_v["ACD_GROUP"])
+            kept.add(call_id)
+            answered_rings.append((call_id, agent_id, caller_v["ACD_GROUP"],
+                                   "answered_at" not in kw2))
+            log.info("runtime.answered_ring_restored", call=call_id, agent=agent_id)
+
         # Held callers: the call goes on with its agent (holding, or consulting another).
         resumes: list[tuple[str, str]] = []
         for call_id, (c, v, legs) in held.items():
@@ -2080,7 +2118,21 @@ class AcdRuntime:
                 log.info("runtime.orphan_leg_hungup", call=v["ACD_CALL"], channel=c["Channel"])
 
         self._apply(out)
-        return {"agents": len(restored), "connected": len(connected), "waiting": len(waiting),
+        for call_id, agent_id, group, unseen in answered_rings:
+            if unseen:               # the answer itself was not seen: now, on record
+                at = _utc(now)
+                self.writer.submit("answered", self.store.call_event, call_id, "answered",
+                                   at=at, detail={"group": group, "agent": agent_id,
+                                                  "detail": "answered while away"},
+                                   bind={"call": call_id})
+                self.writer.submit("call_answered", self.store.call_update, call_id,
+                                   answered_at=at, bind={"call": call_id})
+                self.writer.submit("agent_state", self.store.agent_state, agent_id, "talking",
+                                   reason="", at=at, previous="ringing", call_uniqueid=call_id,
+                                   bind={"agent": agent_id})
+            self._chain(call_id, self._bridge(call_id, agent_id))
+        return {"agents": len(restored), "connected": len(connected) + len(answered_rings),
+                "waiting": len(waiting),
                 "callbacks": callbacks, "held": len(held)}
 
     def _finish_rebuild(self, reachable: Mapping[str, bool]) -> None:
@@ -2176,6 +2228,7 @@ class AcdRuntime:
                                         proven=restarted and not self._asterisk_stopping)
         # What we knew before this login (a ring the core starts from here on is no news).
         legs, callers = list(self._legs.values()), list(self._callers.values())
+        answered_before = {leg.uid for leg in legs if leg.answered}
         if restarted:
             # Asterisk restarted while the link was down (a crash, or a stop we did not hear
             # of): whatever it held is lost, even if no event told us. (A caller who reached
@@ -2186,24 +2239,9 @@ class AcdRuntime:
             self._asterisk_lost("asterisk_restart", keep=set(present))
         self._asterisk_started = started or self._asterisk_started
         self._asterisk_stopping = False
-        for leg in legs:
-            if self._legs.get(leg.uid) is not leg:
-                continue
-            c = present.get(leg.uid)
-            if c is None:
-                if not leg.gone:
-                    log.info("runtime.missed", what="leg_hangup", call=leg.call_id,
-                             agent=leg.agent_id, leg=leg.uid)
-                    leg.gone = True
-                    self._leg_gone(leg)
-                continue
-            leg.channel = str(c.get("Channel") or leg.channel)
-            if leg.cancelled or (leg.reported and not leg.answered):
-                self._hangup(leg.uid, leg.call_id, leg.agent_id)
-            elif (not leg.answered and _i(c.get("ChannelState")) == ev.CHANNEL_STATE_UP
-                  and c.get("Context") in (AGENT_CONTEXT, CUSTOMER_CONTEXT)):
-                self._on_originate_response(ev.OriginateResponse(
-                    response="Success", reason=4, uniqueid=leg.uid, channel=leg.channel))
+        # Callers first: when both sides of a connected call went while we were away, who hung
+        # up first cannot be read back from Asterisk; the caller's hangup ends the call, and
+        # the agent's leg, gone too, is just forgotten below.
         for ctx in callers:
             if self._callers.get(ctx.call_id) is not ctx:
                 continue
@@ -2213,12 +2251,33 @@ class AcdRuntime:
                 self._caller_gone(ctx)
             else:
                 ctx.channel = str(c.get("Channel") or ctx.channel)
+        for leg in legs:
+            if self._legs.get(leg.uid) is not leg:
+                continue
+            c = present.get(leg.uid)
+            if c is None:
+                if not leg.gone:
+                    leg.gone = True
+                    if self._call_state(leg.call_id) == "ended":
+                        self._forget_leg(leg)
+                        continue
+                    log.info("runtime.missed", what="leg_hangup", call=leg.call_id,
+                             agent=leg.agent_id, leg=leg.uid)
+                    self._leg_gone(leg)
+                continue
+            leg.channel = str(c.get("Channel") or leg.channel)
+            if leg.cancelled or (leg.reported and not leg.answered):
+                self._hangup(leg.uid, leg.call_id, leg.agent_id)
+            elif (not leg.answered and _i(c.get("ChannelState")) == ev.CHANNEL_STATE_UP
+                  and c.get("Context") in (AGENT_CONTEXT, CUSTOMER_CONTEXT)):
+                self._on_originate_response(ev.OriginateResponse(
+                    response="Success", reason=4, uniqueid=leg.uid, channel=leg.channel))
         # Connected calls whose Bridge was lost with the link: bridge them again (not while
         # call control keeps the two sides apart: hold, transfer, consult).
         for (call_id, agent_id), uid in list(self._leg_of.items()):
             leg = self._legs.get(uid)
-            if leg is None or not leg.answered or leg.cancelled:
-                continue
+            if leg is None or not leg.answered or leg.cancelled or uid not in answered_before:
+                continue        # (a ring answered while we were away is bridged as it is fed)
             control = self.acd.control_info(call_id)
             if control is not None and control["outbound"]:
                 if control["state"] != "connected":
