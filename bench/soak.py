@@ -833,6 +833,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e.id}: {e.message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:         # Ctrl-C: everything started was stopped on the way out
+        print("soak interrupted: no results written", file=sys.stderr)
+        return 130
     res["generated_at"] = started.isoformat(timespec="seconds")
     res["command"] = " ".join(["python -m bench.soak", *(argv if argv is not None else sys.argv[1:])])
     res["machine"] = {**machine, "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
