@@ -116,6 +116,15 @@ class ServerProcess:
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
+def dump(*servers) -> None:
+    """In a ``finally`` after a failure: what the servers said (runtime, app, agi)."""
+    if sys.exc_info()[0] is not None:
+        for name, p in servers:
+            for line in p.lines:
+                if line.get("component") in ("runtime", "app", "agi"):
+                    print(name, json.dumps(line))
+
+
 async def test_killed_server_drops_nobody_and_serves_in_the_original_order(
         acd_config, ami, tmp_path):
     cfg = acd_config
@@ -188,11 +197,7 @@ async def test_killed_server_drops_nobody_and_serves_in_the_original_order(
         await first.stop()
         await second.stop()
         await phone.stop()
-        if sys.exc_info()[0] is not None:       # a failure: show what the servers said
-            for name, p in (("first", first), ("second", second)):
-                for line in p.lines:
-                    if line.get("component") in ("runtime", "app", "agi"):
-                        print(name, json.dumps(line))
+        dump(("first", first), ("second", second))
 
     store = Store(db)
     try:

@@ -4,8 +4,6 @@ resumed, or the consult completed, over the HTTP API."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 
 import aiohttp
 
@@ -14,7 +12,7 @@ from tests.asterisk.acd_fixtures import WAIT, Caller, acd_config, after, kinds, 
 from tests.asterisk.calls import field
 from tests.asterisk.control_fixtures import control_config, moh_started, moh_stopped  # noqa: F401
 from tests.asterisk.phones import SoftPhone
-from tests.asterisk.test_acd_restart import ServerProcess, write_config
+from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
 from tests.web_login import login, password_of
 
 
@@ -72,14 +70,6 @@ async def recorded(db: str, uniqueid: str, kind: str) -> None:
         await asyncio.wait_for(seen(), WAIT)
     finally:
         await store.close()
-
-
-def dump(*servers) -> None:
-    if sys.exc_info()[0] is not None:
-        for name, p in servers:
-            for line in p.lines:
-                if line.get("component") in ("runtime", "app", "agi"):
-                    print(name, json.dumps(line))
 
 
 async def test_killed_during_a_hold_the_caller_stays_and_is_resumed_after_the_restart(

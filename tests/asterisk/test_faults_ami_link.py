@@ -16,9 +16,7 @@ Waits have generous upper bounds: they end a stuck test, they never measure spee
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import sys
 from dataclasses import replace
 
 import aiohttp
@@ -31,7 +29,7 @@ from tests.asterisk.acd_fixtures import (RANDOM_SEED, WAIT, Agents, Caller, acd_
 from tests.asterisk.calls import field
 from tests.asterisk.phones import SoftPhone
 from tests.asterisk.proxies import AmiProxy
-from tests.asterisk.test_acd_restart import ServerProcess, write_config
+from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
 from tests.web_login import login, password_of
 
 SALES = "7101"          # members 1001-1003; 1003 stays logged out here
@@ -235,11 +233,7 @@ async def test_server_killed_while_a_phone_rings_drops_nobody(acd_config, ami, t
         await first.stop()
         await second.stop()
         await phone.stop()
-        if sys.exc_info()[0] is not None:       # a failure: show what the servers said
-            for name, p in (("first", first), ("second", second)):
-                for line in p.lines:
-                    if line.get("component") in ("runtime", "app", "agi"):
-                        print(name, json.dumps(line))
+        dump(("first", first), ("second", second))
 
     store = Store(db)
     try:

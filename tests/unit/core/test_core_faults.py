@@ -6,22 +6,7 @@ from acd.core import (BridgeCall, CallbackSettings, CancelRing, GroupConfig, Rin
 from acd.core.calls import TABLE, CallEvent, CallState, EndReason
 from acd.core.control import DropLeg, RequeueCaller
 from acd.core.transfers import TRANSFER_PRIORITY_BOOST
-
-
-def agent_of(sim, agent):
-    return sim.core.snapshot_agents(sim.now)[agent]
-
-
-def info(sim, call):
-    return sim.core.call_info(call)
-
-
-def kinds(sim, call):
-    return [r["kind"] for r in info(sim, call)["timeline"]]
-
-
-def positions(sim, group="g"):
-    return [c["call_id"] for c in sim.core.snapshot_queues(sim.now)[group]["calls"]]
+from tests.unit.core.test_core_calls import agent_of, info, kinds, positions
 
 
 def three_calls(sim):
