@@ -34,6 +34,7 @@ from agi.server import FastAgiServer
 
 #: Callback customers over the loopback trunk (tests, load runs): the trunk's inbound side
 #: answers ``testcust<number>`` in [acd-testcustomer] instead of giving it to the hotline.
+STOP_GRACE_SECONDS = 2.0
 TEST_CUSTOMER_DIAL = "PJSIP/testcust{number}@acd-trunk"
 
 
@@ -140,6 +141,13 @@ class Server:
     async def stop(self) -> None:
         if self.http:
             await self.http.cleanup()
+        if self.runtime and self.ami:
+            # AMI actions already under way (a leg's hangup after a call) finish before the
+            # link is closed; bounded, as events keep coming until then.
+            try:
+                await asyncio.wait_for(self.runtime.quiesce(), STOP_GRACE_SECONDS)
+            except asyncio.TimeoutError:
+                pass
         if self.ami:
             await self.ami.close()
         if self.agi:

@@ -308,6 +308,8 @@ class AcdRuntime:
         self._tasks: set[asyncio.Task] = set()
         self._contacts: dict[str, dict[str, bool]] = {}  # endpoint -> contact uri -> reachable
         self._reachable: dict[str, bool] = {}
+        self._phone_calls: dict[str, set[str]] = {}   # agent endpoint -> its channels up
+        self._phone_log: list[tuple[str, str, bool]] | None = None  # seen while reading them
         self._pending_saved: dict[str, tuple[str | None, str]] = {}
         self._open: dict[str, bool] = {}
         # Bridges as Asterisk reports them, and the bridge leaves we caused (moves) or that
@@ -635,6 +637,7 @@ class AcdRuntime:
         if isinstance(e, ev.Newstate):
             self._on_newstate(e)
         elif isinstance(e, ev.Newchannel):
+            self._phone_channel(e.channel or "", e.uniqueid or "", True)
             leg = self._legs.get(e.uniqueid or "")
             if leg is not None:
                 leg.channel = e.channel
@@ -745,6 +748,7 @@ class AcdRuntime:
 
     def _on_hangup(self, e: ev.Hangup) -> None:
         uid = e.uniqueid or ""
+        self._phone_channel(e.channel or "", uid, False)
         self._bridge_of.pop(uid, None)
         self._joining.discard(uid)
         for tok in [x for x in self._expect_leave if x[0] == uid]:
@@ -881,6 +885,53 @@ class AcdRuntime:
             agent = self._agent_of_endpoint[endpoint]
             self.log.warning("runtime.phone_lost", agent=agent, endpoint=endpoint, uri=uri)
             self._feed("phone_lost", self.acd.phone_lost, agent, "unreachable", agent=agent)
+
+    def _endpoint_of(self, channel: str) -> str | None:
+        """The agent endpoint a channel belongs to (``PJSIP/1001-0000002a``), or None."""
+        if not channel.startswith("PJSIP/"):
+            return None
+        ep = channel[6:].rpartition("-")[0]
+        return ep if ep in self._agent_of_endpoint else None
+
+    def _phone_channel(self, channel: str, uid: str, up: bool) -> None:
+        """A channel of an agent's phone came or went: the core hears when the phone turns
+        in use or free (no ring reaches a phone still closing its last call)."""
+        ep = self._endpoint_of(channel)
+        if ep is None or not uid:
+            return
+        if self._phone_log is not None:
+            self._phone_log.append((ep, uid, up))
+        calls = self._phone_calls.setdefault(ep, set())
+        before = bool(calls)
+        if up:
+            calls.add(uid)
+        else:
+            calls.discard(uid)
+        if bool(calls) != before:
+            self._feed("phone_in_use", self.acd.phone_in_use, ep, bool(calls),
+                       agent=self._agent_of_endpoint.get(ep))
+
+    def _phones_in_use(self, channels: Iterable[Mapping[str, Any]],
+                       since: Sequence[tuple[str, str, bool]] = ()) -> None:
+        """Take the phones' channels up from CoreShowChannels (start-up and reconcile), then
+        what was seen while it was read (``since``); tell the core of each phone whose use
+        changed."""
+        now: dict[str, set[str]] = {}
+        for c in channels:
+            ep = self._endpoint_of(str(c.get("Channel") or ""))
+            if ep is not None and c.get("Uniqueid"):
+                now.setdefault(ep, set()).add(str(c["Uniqueid"]))
+        for ep, uid, up in since:
+            if up:
+                now.setdefault(ep, set()).add(uid)
+            else:
+                now.get(ep, set()).discard(uid)
+        for ep in set(now) | set(self._phone_calls):
+            was = bool(self._phone_calls.get(ep))
+            self._phone_calls[ep] = now.get(ep, set())
+            if was != bool(now.get(ep)):
+                self._feed("phone_in_use", self.acd.phone_in_use, ep, bool(now.get(ep)),
+                           agent=self._agent_of_endpoint.get(ep))
 
     def _set_reachable(self, endpoint: str, reachable: bool) -> None:
         if self._reachable.get(endpoint) == reachable:
@@ -1198,8 +1249,13 @@ class AcdRuntime:
                                  error=exc.message)
             raise
         except AmiError as exc:
-            self.log.error("runtime.action_failed", action=name, call=call, agent=agent,
-                           error=str(exc))
+            if self._stopping or getattr(self.ami, "closing", False):
+                # our own stop closed the link under it: nothing to report as an error
+                self.log.info("runtime.action_dropped_at_stop", action=name, call=call,
+                              agent=agent, error=str(exc))
+            else:
+                self.log.error("runtime.action_failed", action=name, call=call, agent=agent,
+                               error=str(exc))
             raise
 
     def _hangup(self, channel: str, call_id: str | None, agent_id: str | None) -> None:
@@ -1786,6 +1842,7 @@ class AcdRuntime:
         present = {str(c.get("Uniqueid")) for c in snap["channels"]}
         found: list[tuple[dict[str, Any], dict[str, str]]] = snap["found"]
         out: list[Decision] = []
+        self._phones_in_use(snap["channels"])     # before the agents: no ring to a busy phone
 
         # Bridges as they are now (call control tells moves from hangups by them).
         for c, _ in found:
@@ -2211,6 +2268,7 @@ class AcdRuntime:
                 await asyncio.sleep(RECONCILE_RETRY_SECONDS)
                 if not self._ami_up:
                     return
+            self._phone_log = []
             try:
                 started = await self._core_started()
                 channels = await self._channels()
@@ -2218,9 +2276,12 @@ class AcdRuntime:
                 break
             except AmiError as exc:
                 log.warning("runtime.reconcile_failed", error=str(exc), attempt=attempt + 1)
+            finally:
+                seen, self._phone_log = self._phone_log, None
         else:
             return
         present = {str(c.get("Uniqueid")): c for c in channels}
+        self._phones_in_use(channels, seen)   # first: an agent freed below rings a free phone
         restarted = started is not None and self._asterisk_started not in (None, started)
         # After a crash, only a qualify's answer proves a phone (see _load_contacts); after a
         # clean stop Asterisk wrote its registrations out, and they are the phones' own.
@@ -2314,10 +2375,32 @@ class AcdRuntime:
             self.log.info("runtime.group_hours", group=name, open=is_open)
             self._feed("set_group_open", self.acd.set_group_open, name, is_open, group=name)
 
+    async def check_phones(self) -> None:
+        """An idle agent whose phone counts as in use: read Asterisk's channels again, in case
+        a Hangup never came (only a lost event or a forged one could cause that)."""
+        agents = self.acd.snapshot_agents(self.clock())
+        if not self._ami_up or not any(
+                calls and agents.get(self._agent_of_endpoint[ep], {}).get("state") == "idle"
+                for ep, calls in self._phone_calls.items()):
+            return
+        self._phone_log = []
+        try:
+            channels = await self._channels()
+        except AmiError as exc:
+            self.log.warning("runtime.phone_check_failed", error=str(exc))
+            return
+        finally:
+            seen, self._phone_log = self._phone_log, None
+        self._phones_in_use(channels, seen)
+
     async def _hours_loop(self) -> None:
         while True:
             await asyncio.sleep(self.hours_interval)
             self._check_hours()
+            try:
+                await self.check_phones()
+            except Exception:
+                self.log.exception("runtime.phone_check_failed")
             old = self.clock() - 3600        # handed over by the IVR, never seen since
             for uid in [u for u, at in self._expected.items() if at < old]:
                 del self._expected[uid]

@@ -352,6 +352,11 @@ class AmiClient:
         if self._closing:
             raise AmiError("AmiClient was closed while starting")
 
+    @property
+    def closing(self) -> bool:
+        """close() was called: the link is going away on purpose."""
+        return self._closing
+
     async def close(self) -> None:
         """Log off, stop reconnecting, cancel callback tasks. Idempotent."""
         if self._close_task is None:

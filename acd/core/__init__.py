@@ -54,7 +54,8 @@ Agents: ``agent_login(agent, endpoint, now)``, ``agent_logout(agent, now)``,
 ``set_agent_state(agent, state, now, reason)`` (idle, busy, break, meeting, offline; during a
 call it is pending until the call and its wrap-up end), ``end_wrapup(agent, now)``,
 ``contact_status(endpoint, reachable, now)`` (AMI ContactStatus; unreachable phones get no
-calls), ``phone_lost(agent, cause, now)`` (the phone died while ringing or during a
+calls), ``phone_in_use(endpoint, in_use, now)`` (the phone has a channel up: no calls until it
+is free, as app_queue's ``ringinuse=no``), ``phone_lost(agent, cause, now)`` (the phone died while ringing or during a
 conversation: a failed ring, or the caller back into the queue at the front and the agent on
 break "phone lost").
 

@@ -162,6 +162,7 @@ class Acd(CallControl):
         self._ended: OrderedDict[str, Call] = OrderedDict()
         self._timers: dict[str, float] = {}
         self._reachable: dict[str, bool] = {}
+        self._in_use: set[str] = set()
         self._by_endpoint: dict[str, str] = {}
         self._familiar: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._reserved: dict[str, SortedList] = {}
@@ -230,6 +231,23 @@ class Acd(CallControl):
             self._notify_state(agent)
             if not reachable:
                 self._release_reservations(agent, now)
+        return self._settle(now)
+
+    def phone_in_use(self, endpoint: str, in_use: bool, now: float) -> list[Decision]:
+        """The endpoint's phone has a call on it (any call: one of ours still hanging up, or
+        the agent's own). As app_queue with ``ringinuse=no``, an idle agent whose phone is in
+        use gets no calls until it is free again."""
+        self._begin()
+        before = endpoint in self._in_use
+        if in_use:
+            self._in_use.add(endpoint)
+        else:
+            self._in_use.discard(endpoint)
+        agent_id = self._by_endpoint.get(endpoint)
+        if agent_id is not None and before != bool(in_use):
+            agent = self._agents[agent_id]
+            self._sync_available(agent)
+            self._notify_state(agent)
         return self._settle(now)
 
     # ================================================================ call events
@@ -710,6 +728,8 @@ class Acd(CallControl):
                 why = "logged out"
             elif not reachable:
                 why = "phone unreachable"
+            elif self._in_use_now(a):
+                why = "phone in use"
             else:
                 why = a.state.value + (f": {a.reason}" if a.reason else "")
             out[agent_id] = {
@@ -719,6 +739,7 @@ class Acd(CallControl):
                 "in_state_for": now - a.since,
                 "endpoint": a.endpoint,
                 "reachable": reachable,
+                "phone_in_use": self._in_use_now(a),
                 "available": a.available,
                 "unavailable_reason": why,
                 "pending": a.pending[0].value if a.pending else None,
@@ -844,8 +865,12 @@ class Acd(CallControl):
     def _is_reachable(self, agent: _Agent) -> bool:
         return agent.endpoint is not None and self._reachable.get(agent.endpoint, True)
 
+    def _in_use_now(self, agent: _Agent) -> bool:
+        return agent.endpoint is not None and agent.endpoint in self._in_use
+
     def _sync_available(self, agent: _Agent) -> None:
-        avail = agent.state is AgentState.IDLE and self._is_reachable(agent)
+        avail = (agent.state is AgentState.IDLE and self._is_reachable(agent)
+                 and not self._in_use_now(agent))
         if avail == agent.available:
             return
         agent.available = avail
@@ -870,7 +895,8 @@ class Acd(CallControl):
             "state": agent.state.value, "reason": agent.reason, "since": agent.since,
             "pending": agent.pending[0].value if agent.pending else None,
             "pending_reason": agent.pending[1] if agent.pending else None,
-            "reachable": self._is_reachable(agent), "call_id": agent.call_id}))
+            "reachable": self._is_reachable(agent), "phone_in_use": self._in_use_now(agent),
+            "call_id": agent.call_id}))
 
     def _release_reservations(self, agent: _Agent, now: float) -> None:
         held = self._reserved.get(agent.agent_id)

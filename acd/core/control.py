@@ -454,6 +454,8 @@ class CallControl:
             raise tf.OnACall(agent_id, f"state {agent.state.value!r}")
         if not self._is_reachable(agent):
             raise tf.OnACall(agent_id, "phone unreachable")
+        if self._in_use_now(agent):
+            raise tf.OnACall(agent_id, "phone in use")
         if (call_id in self._calls or call_id in self._ended or call_id in self._outbound
                 or call_id in self._outbound_ended):
             raise DuplicateCall(call_id)
@@ -804,8 +806,9 @@ class CallControl:
         if target is None or target.state is AgentState.OFFLINE:
             raise tf.TargetUnavailable(agent_id, "not logged in")
         if not target.available:
-            why = target.state.value if target.state is not AgentState.IDLE else (
-                "phone unreachable")
+            why = (target.state.value if target.state is not AgentState.IDLE
+                   else "phone unreachable" if not self._is_reachable(target)
+                   else "phone in use")
             raise tf.TargetUnavailable(agent_id, why)
         return target
 

@@ -86,6 +86,7 @@ def add_routes(app: web.Application, ctx: Any) -> None:
             out.append({"agent_id": a.id, "name": a.name, "groups": groups,
                         "web_user": a.id, "state": snap.get("state", "offline"),
                         "reachable": snap.get("reachable", False),
+                        "phone_in_use": snap.get("phone_in_use", False),
                         "pending": snap.get("pending")})
         return web.json_response({"agents": out})
 

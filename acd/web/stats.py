@@ -228,7 +228,7 @@ def wallboard(*, queues: Mapping[str, Mapping[str, Any]], agents: Mapping[str, M
             "name": (names or {}).get(agent_id, a.get("name", agent_id)),
             "state": a.get("state"), "reason": a.get("reason", ""),
             "pending": a.get("pending"), "reachable": a.get("reachable"),
-            "in_state_for": a.get("in_state_for"), **figures}
+            "phone_in_use": a.get("phone_in_use"), "in_state_for": a.get("in_state_for"), **figures}
     # the intervals up to now only
     last = int((now - since) // INTERVAL) + 1
     intervals = {g: rows[:last] for g, rows in series.items()}

@@ -60,6 +60,55 @@ async def test_caller_reaches_an_idle_reachable_agent_and_the_screen_pops_while_
     assert [s["state"] for s in states] == ["idle", "ringing", "talking", "wrapup", "idle"]
 
 
+async def test_no_ring_while_the_agents_phone_is_in_use(acd_server, agents, ami):
+    """As app_queue's ringinuse=no: an idle agent on a call of their own is not rung, and
+    after a call the next caller rings the phone only once its last leg is gone."""
+    srv = acd_server
+    agents.login("1001")
+    await agents.phone("1001", answer="auto")
+    m = mark(ami)
+    own = await ami.action("Originate", Channel="PJSIP/1001", Application="Wait", Data="60",
+                           Async="true")
+    done = await after(ami, m, lambda e: e.name == "OriginateResponse"
+                       and field(e, "ActionID") == own.action_id, "the agent's own call")
+    assert field(done, "Reason") == "4"                     # answered
+    own_channel = field(done, "Channel")
+    await agents.watch["1001"].wait(lambda msg: msg["type"] == "state"
+                                    and msg["phone_in_use"] is True, what="phone in use")
+    snap = srv.runtime.agent("1001")
+    assert (snap["state"], snap["unavailable_reason"]) == ("idle", "phone in use")
+
+    first = await Caller(ami, "7101").dial()
+    await first.queued(m)
+    second = await Caller(ami, "7101").dial()
+    await second.queued(m)
+    assert srv.runtime.queues()["sales"]["calls"][0]["state"] == "waiting"
+    free = mark(ami)
+    await ami.action("Hangup", Channel=own_channel)
+    assert await first.bridged(free) == "1001"
+    legs = [e for e in ami.events.events[m:] if e.name == "Newchannel"
+            and field(e, "Channel").startswith("PJSIP/1001-")]
+    assert [field(e, "Channel") for e in legs][0] == own_channel
+    gone = ami.events.events.index(next(
+        e for e in ami.events.events[m:] if e.name == "Hangup"
+        and field(e, "Channel") == own_channel))
+    ring = ami.events.events.index(legs[1])
+    assert gone < ring, "the ring came while the phone still had its own call"
+
+    # The caller hangs up: the second caller's ring follows the first leg's hangup.
+    talked = field(legs[1], "Channel")
+    m2 = mark(ami)
+    await first.hangup()
+    assert await second.bridged(m2) == "1001"
+    after_first = ami.events.events[m2:]
+    gone = next(i for i, e in enumerate(after_first)
+                if e.name == "Hangup" and field(e, "Channel") == talked)
+    ring = next(i for i, e in enumerate(after_first) if e.name == "Newchannel"
+                and field(e, "Channel").startswith("PJSIP/1001-"))
+    assert gone < ring, "the next ring came before the last call's leg was gone"
+    await second.hangup()
+
+
 async def _one_call_each(agents, ami, number: str, n: int) -> list[str]:
     """n calls one after the other; each is answered, then the caller hangs up and the
     agent is idle again before the next. Returns who took each call."""

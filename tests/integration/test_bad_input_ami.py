@@ -192,6 +192,11 @@ async def test_garbage_from_ami_changes_nothing_and_the_server_stays_up(server, 
     # the garbage did reach the runtime (not only the parser): it said what it ignored
     ignored = [e for e in logs if e["event"] == "runtime.contact_status_ignored"]
     assert {e["status"] for e in ignored} >= {"Banana", ""}
+    # A Newchannel for 1001's phone that never hangs up makes it count as in use, until the
+    # minutely check reads Asterisk's channels (here: none).
+    assert rt.agent("1001")["phone_in_use"] is True
+    await rt.check_phones()
+    assert rt.agent("1001")["phone_in_use"] is False
     assert await _view(srv) == before
 
     # the web API still answers, with the same states

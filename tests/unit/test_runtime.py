@@ -554,8 +554,17 @@ async def test_rebuild_from_asterisk_and_the_store(env):
     assert env.rt.agent("1003")["state"] == "offline"
     q = env.rt.queues()["sales"]
     assert [c["call_id"] for c in q["calls"]] == ["c1", "c2"]
-    assert q["calls"][0]["state"] == "ringing" and q["calls"][0]["agent_id"] == "1002"
     assert {"Channel": "leg-9"} in env.ami.sent("Hangup")           # the orphan ring leg
+    # 1002 is idle, but its phone still has the orphan leg: no ring until it is gone.
+    a2 = env.rt.agent("1002")
+    assert (a2["state"], a2["phone_in_use"], a2["unavailable_reason"]) == (
+        "idle", True, "phone in use")
+    assert [c["state"] for c in q["calls"]] == ["waiting", "waiting"]
+    assert env.ami.sent("Originate") == []
+    env.hangup("leg-9", "PJSIP/1002-7")
+    await env.settle()
+    q = env.rt.queues()["sales"]
+    assert q["calls"][0]["state"] == "ringing" and q["calls"][0]["agent_id"] == "1002"
     assert [f["Channel"] for f in env.ami.sent("Originate")] == ["PJSIP/1002"]
     assert (await env.store.get_call("gone"))["end_reason"] == "ended_while_server_down"
     assert (await env.store.get_call("c0"))["end_reason"] is None
@@ -593,6 +602,77 @@ async def test_reconnect_feeds_what_was_missed(env):
     assert env.rt.call_info("c1")["end_reason"] == "abandoned"
     assert env.rt.call_info("c2")["state"] == "waiting"
     assert env.rt.agent("1001")["reachable"] is False
+
+
+async def test_no_ring_while_the_agents_phone_is_in_use(env):
+    """An idle agent on their own call (a channel of their endpoint that is not ours) is not
+    rung; the caller rings them once that channel is gone. Another endpoint's channel whose
+    name starts alike does not count."""
+    await start(env, "1001")
+    env.rt.login("1001")
+    env.emit(Event="Newchannel", Channel="PJSIP/1001-0000000a", Uniqueid="own-1",
+             ChannelState="4")
+    env.emit(Event="Newchannel", Channel="PJSIP/10011-0000000b", Uniqueid="other",
+             ChannelState="4")
+    await env.settle()
+    assert env.rt.agent("1001")["unavailable_reason"] == "phone in use"
+    await env.arrive("c1")
+    assert env.ami.sent("Originate") == []
+    env.hangup("own-1", "PJSIP/1001-0000000a")
+    await env.settle()
+    assert env.leg("1001")["Channel"] == "PJSIP/1001"
+    assert env.rt.queues()["sales"]["calls"][0]["state"] == "ringing"
+
+
+async def test_reconnect_takes_the_phones_in_use_from_asterisk(env):
+    """After a cut: a phone's channel whose Hangup was missed no longer counts, one that
+    came meanwhile does, and a Hangup seen while the channels were being read is not undone
+    by the older list."""
+    await start(env, "1001", "1002")
+    env.rt.login("1001")
+    env.rt.login("1002")
+    env.emit(Event="Newchannel", Channel="PJSIP/1001-1", Uniqueid="own-1", ChannelState="4")
+    await env.settle()
+    env.ami.conn_cb(False)
+    env.ami.channels = [{"Channel": "PJSIP/1002-2", "Uniqueid": "own-2", "Context": "x",
+                         "BridgeId": ""}]
+    await env.settle()
+    env.ami.conn_cb(True)
+    await env.settle()
+    assert (env.rt.agent("1001")["phone_in_use"], env.rt.agent("1002")["phone_in_use"]) == (
+        False, True)
+
+    listing = env.ami.action_list
+
+    async def stale_list(name, **fields):
+        out = await listing(name, **fields)
+        if name == "CoreShowChannels":       # the Hangup overtakes the list
+            env.hangup("own-2", "PJSIP/1002-2")
+        return out
+    env.ami.action_list = stale_list
+    env.ami.conn_cb(False)
+    env.ami.conn_cb(True)
+    await env.settle()
+    assert env.rt.agent("1002")["phone_in_use"] is False
+    await env.arrive("c1")
+    assert len(env.ami.sent("Originate")) == 1
+
+
+async def test_the_phone_check_frees_a_phone_whose_hangup_never_came(env):
+    await start(env, "1001")
+    env.rt.login("1001")
+    await env.rt.check_phones()
+    assert env.ami.sent("CoreShowChannels") == []          # nothing in use: nothing read
+    env.emit(Event="Newchannel", Channel="PJSIP/1001-1", Uniqueid="own-1", ChannelState="4")
+    await env.arrive("c1")
+    env.ami.channels = [{"Channel": "PJSIP/1001-1", "Uniqueid": "own-1", "Context": "x"}]
+    await env.rt.check_phones()                            # still up: still in use
+    assert env.rt.agent("1001")["phone_in_use"] is True and env.ami.sent("Originate") == []
+    env.ami.channels = []
+    await env.rt.check_phones()
+    await env.settle()
+    assert env.rt.agent("1001")["phone_in_use"] is False
+    assert env.leg("1001")["Channel"] == "PJSIP/1001"
 
 
 async def test_caller_back_in_the_queue_after_a_cut_is_attached_again(env):

@@ -8,7 +8,7 @@ import pytest
 
 from acd.core import (Acd, Announce, BridgeCall, CallbackSettings, CancelRing, CancelTimer,
                       Destination, DialCustomer, GroupConfig, IllegalCallTransition,
-                      RecordCallEvent, RingAgent, RingAgentForCallback, SendToDestination,
+                      Notify, RecordCallEvent, RingAgent, RingAgentForCallback, SendToDestination,
                       WidenStep)
 from acd.core.calls import TABLE, CallEvent, CallState, EndReason, Move, next_state
 from acd.core.errors import AcdError
@@ -394,6 +394,31 @@ def test_unreachable_phone_gets_no_calls(make_sim, rings):
     assert rings(sim.do("call_arrived", "k1", "111", "g", at=3)) == [("k1", "b")]
     assert rings(sim.do("call_arrived", "k2", "222", "g", at=4)) == []
     assert rings(sim.do("contact_status", "PJSIP/a", True, at=5)) == [("k2", "a")]
+
+
+def test_phone_in_use_gets_no_calls_until_free(make_sim, rings):
+    """As app_queue's ringinuse=no: an idle agent whose phone has a channel up (a call of
+    ours still hanging up, or their own call) is not offered calls."""
+    sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1})])
+    sim.login("a", at=0)
+    sim.login("b", at=1)
+    out = sim.do("phone_in_use", "PJSIP/a", True, at=2)
+    assert [n.payload["phone_in_use"] for n in of(out, Notify) if n.agent_id == "a"] == [True]
+    a = agent_of(sim, "a")
+    assert (a["state"], a["phone_in_use"], a["available"], a["unavailable_reason"]) == (
+        "idle", True, False, "phone in use")
+    assert rings(sim.do("call_arrived", "k1", "111", "g", at=3)) == [("k1", "b")]
+    assert rings(sim.do("call_arrived", "k2", "222", "g", at=4)) == []
+    assert rings(sim.do("phone_in_use", "PJSIP/a", True, at=5)) == []      # no change
+    assert rings(sim.do("phone_in_use", "PJSIP/a", False, at=6)) == [("k2", "a")]
+    assert agent_of(sim, "a")["phone_in_use"] is False
+    # The phone of an agent who is not logged in: remembered for the login.
+    sim.do("agent_logout", "b", at=7)
+    sim.do("phone_in_use", "PJSIP/b", True, at=8)
+    sim.do("caller_hung_up", "k1", at=9)
+    sim.login("b", at=10)
+    assert rings(sim.do("call_arrived", "k3", "333", "g", at=11)) == []
+    assert rings(sim.do("phone_in_use", "PJSIP/b", False, at=12)) == [("k3", "b")]
 
 
 def test_unreachable_before_login(make_sim, rings):

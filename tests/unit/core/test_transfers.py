@@ -254,6 +254,11 @@ def test_refused_transfers_change_nothing(talking):
     refused(sim, "transfer", "a", to_agent="c", error="agent.target_unavailable")  # on break
     refused(sim, "transfer", "a", to_agent="a", error="agent.target_is_self")
     refused(sim, "transfer", "a", to_agent="zz", error="agent.target_unavailable")
+    sim.do("phone_in_use", "PJSIP/b", True, at=12)        # b idle, its phone on a call
+    err = refused(sim, "transfer", "a", to_agent="b", error="agent.target_unavailable")
+    assert "phone in use" in err.message
+    refused(sim, "consult", "a", to_agent="b", error="agent.target_unavailable")
+    sim.do("phone_in_use", "PJSIP/b", False, at=13)
     refused(sim, "transfer", "a", error="control.target_missing")
     refused(sim, "transfer", "a", to_agent="b", to_group="h", error="control.target_missing")
     refused(sim, "transfer", "a", to_group="nope", error="group.unknown")
@@ -501,6 +506,9 @@ def test_outbound_failures(make_sim):
     sim.do("agent_answered", "k9", "b", at=29)
     refused(sim, "dial", "b", "555", call_id="o5", error="agent.on_a_call")
     refused(sim, "dial", "zz", "555", call_id="o6", error="agent.not_logged_in")
+    sim.do("phone_in_use", "PJSIP/a", True, at=30)             # a's own call on the phone
+    err = refused(sim, "dial", "a", "555", call_id="o7", error="agent.on_a_call")
+    assert "phone in use" in err.message
 
 
 def test_outbound_call_from_a_break_returns_to_the_break(make_sim):

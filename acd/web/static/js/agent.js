@@ -50,7 +50,7 @@ function renderState() {
   badge.textContent = a.state || "offline";
   badge.className = "state-badge state-" + (a.state || "offline");
   setText("pending", a.pending ? a.pending + (a.pending_reason ? " (" + a.pending_reason + ")" : "") : "none");
-  setText("reachable", a.reachable ? "registered" : "not reachable");
+  setText("reachable", !a.reachable ? "not reachable" : a.phone_in_use ? "registered, in use" : "registered");
   for (const b of document.querySelectorAll("#state-buttons button")) {
     b.classList.toggle("current", b.dataset.state === a.state);
   }
@@ -331,7 +331,8 @@ function onMessage(msg) {
   }
   if (msg.type === "state") {
     S.agent = { ...(S.agent || {}), state: msg.state, reason: msg.reason, since: msg.since, pending: msg.pending,
-      pending_reason: msg.pending_reason, reachable: msg.reachable, call_id: msg.call_id };
+      pending_reason: msg.pending_reason, reachable: msg.reachable, phone_in_use: msg.phone_in_use,
+      call_id: msg.call_id };
     renderAll();
     return;
   }
