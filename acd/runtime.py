@@ -309,6 +309,7 @@ class AcdRuntime:
         self._contacts: dict[str, dict[str, bool]] = {}  # endpoint -> contact uri -> reachable
         self._reachable: dict[str, bool] = {}
         self._phone_calls: dict[str, set[str]] = {}   # agent endpoint -> its channels up
+        self._phone_of: dict[str, str] = {}             # and back: Uniqueid -> endpoint
         self._phone_log: list[tuple[str, str, bool]] | None = None  # seen while reading them
         self._pending_saved: dict[str, tuple[str | None, str]] = {}
         self._open: dict[str, bool] = {}
@@ -896,8 +897,12 @@ class AcdRuntime:
     def _phone_channel(self, channel: str, uid: str, up: bool) -> None:
         """A channel of an agent's phone came or went: the core hears when the phone turns
         in use or free (no ring reaches a phone still closing its last call)."""
-        ep = self._endpoint_of(channel)
-        if ep is None or not uid:
+        if not uid:
+            return
+        # A hangup finds its phone by the channel's Uniqueid, whatever the name is by then.
+        ep = self._phone_of.get(uid) if not up else None
+        ep = ep or self._endpoint_of(channel)
+        if ep is None:
             return
         if self._phone_log is not None:
             self._phone_log.append((ep, uid, up))
@@ -905,8 +910,10 @@ class AcdRuntime:
         before = bool(calls)
         if up:
             calls.add(uid)
+            self._phone_of[uid] = ep
         else:
             calls.discard(uid)
+            self._phone_of.pop(uid, None)
         if bool(calls) != before:
             self._feed("phone_in_use", self.acd.phone_in_use, ep, bool(calls),
                        agent=self._agent_of_endpoint.get(ep))
@@ -926,6 +933,7 @@ class AcdRuntime:
                 now.setdefault(ep, set()).add(uid)
             else:
                 now.get(ep, set()).discard(uid)
+        self._phone_of = {uid: ep for ep, uids in now.items() for uid in uids}
         for ep in set(now) | set(self._phone_calls):
             was = bool(self._phone_calls.get(ep))
             self._phone_calls[ep] = now.get(ep, set())

@@ -618,7 +618,7 @@ async def test_no_ring_while_the_agents_phone_is_in_use(env):
     assert env.rt.agent("1001")["unavailable_reason"] == "phone in use"
     await env.arrive("c1")
     assert env.ami.sent("Originate") == []
-    env.hangup("own-1", "PJSIP/1001-0000000a")
+    env.hangup("own-1", "PJSIP/renamed-0000000a")     # renamed by then: same Uniqueid
     await env.settle()
     assert env.leg("1001")["Channel"] == "PJSIP/1001"
     assert env.rt.queues()["sales"]["calls"][0]["state"] == "ringing"
