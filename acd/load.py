@@ -535,6 +535,7 @@ class AgentPages:
         self.rings: dict[tuple[str, str], float] = {}     # (agent, call id) -> arrival
         self.messages = 0
         self.cut = 0                                       # closed by the server
+        self.refused = ""                                  # why one was closed at once
         self._tasks: list[asyncio.Task] = []
         self._open = 0
         self._all_open = asyncio.Event()
@@ -546,8 +547,9 @@ class AgentPages:
         try:
             await asyncio.wait_for(self._all_open.wait(), timeout)
         except asyncio.TimeoutError:
+            why = f"; the server closed one: {self.refused}" if self.refused else ""
             raise UserError("load.pages", f"only {self._open} of {len(self.agents)} agent pages "
-                                          f"connected within {timeout:.0f} s") from None
+                                          f"connected within {timeout:.0f} s{why}") from None
 
     async def _page(self, agent: str) -> None:
         import aiohttp
@@ -555,7 +557,14 @@ class AgentPages:
         while True:
             try:
                 async with self.api.ws(f"/api/agents/{agent}/ws") as ws:
-                    async for msg in ws:
+                    while True:
+                        msg = await ws.receive()
+                        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                        aiohttp.WSMsgType.CLOSED):
+                            if first and msg.type is aiohttp.WSMsgType.CLOSE:
+                                # e.g. 1008: over the server's cap of pages per login/address
+                                self.refused = f"{msg.data} {msg.extra or ''}".strip()
+                            break
                         if msg.type != aiohttp.WSMsgType.TEXT:
                             continue
                         now = time.time()
@@ -569,6 +578,7 @@ class AgentPages:
                         elif data.get("type") == "ring":
                             self.rings.setdefault((agent, str(data.get("call_id", ""))), now)
                 self.cut += 1
+                await asyncio.sleep(0.5)     # closed (refused, or the server stopping): not at once
             except (aiohttp.ClientError, OSError):
                 self.cut += 1
                 await asyncio.sleep(0.5)     # the server restarting: try again shortly

@@ -85,6 +85,9 @@ def config_data(s: BenchSetup) -> dict[str, Any]:
         "ami": {"port": s.ami_port},
         "agi": {"port": s.agi_port, "max_sessions": 2000},
         "http": {"port": s.http_port},
+        # Every agent's page is opened from one login on one address here; on a real floor
+        # each agent has their own, so the per-login and per-address caps are lifted.
+        "web": {"websockets_per_session": s.agents + 10, "websockets_per_address": s.agents + 10},
         "logging": {"level": s.log_level, "format": "json"},
         "agents": [{"id": a, "name": f"Bench {a}"} for a in s.agent_ids()],
         "groups": [{"name": GROUP, "number": OURS_DIRECT, "strategy": s.strategy,

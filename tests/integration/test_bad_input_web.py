@@ -18,11 +18,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from acd import config as configmod
+from acd import load
+from acd.errors import UserError
 from acd.web.api import CALL_ACTIONS, MAX_BODY
 from acd.web.auth import (ADMIN, AGENT, AGENT_SELF, ANY, METRICS, PUBLIC, SAFE_METHODS,
                           SELF_ONLY, SUPERVISOR, Auth, access_for)
 from tests.integration.test_web_api import web  # noqa: F401
 from tests.integration.test_web_routes import SAMPLE, _state, routes
+from tests.web_login import password_of
 
 #: Who may use a route of each access rule (a session that passes the role check).
 USER_FOR = {AGENT: "1001", AGENT_SELF: "1001", SELF_ONLY: "1001", ANY: "1001",
@@ -314,6 +317,27 @@ async def test_websockets_are_capped_per_session_and_per_address(web):  # noqa: 
     opened.append(ws)
     for w in opened:
         await w.close()
+
+
+async def test_the_load_tools_agent_pages_say_why_the_server_refused_them(web):  # noqa: F811
+    """`acd load --pages` (and the bench) opens every page from one login: over the cap, the
+    error names the server's close code and reason instead of only counting."""
+    web.auth.ws_per_session, web.auth.ws_per_address = 1, 10
+    login = ("admin", password_of(web.cfg, "admin"))
+    async with load.ServerApi(web.url("/"), login) as api:
+        pages = load.AgentPages(api, ["1001", "1002"])
+        with pytest.raises(UserError) as err:
+            await pages.start(timeout=5)
+        await pages.stop()
+    assert err.value.id == "load.pages"
+    assert "only 1 of 2" in err.value.message and "1008" in err.value.message
+    assert "at most 1" in err.value.message
+    web.auth.ws_per_session = 2
+    async with load.ServerApi(web.url("/"), login) as api:
+        pages = load.AgentPages(api, ["1001", "1002"])
+        await pages.start(timeout=30)
+        await pages.stop()
+    assert pages.refused == ""
 
 
 def test_the_websocket_caps_come_from_the_config(tmp_path):
