@@ -32,9 +32,10 @@ from agi.queue import QueueScript
 from agi.survey import SurveyScript
 from agi.server import FastAgiServer
 
+#: At stop, how long AMI actions already under way may take before the link is closed.
+STOP_GRACE_SECONDS = 2.0
 #: Callback customers over the loopback trunk (tests, load runs): the trunk's inbound side
 #: answers ``testcust<number>`` in [acd-testcustomer] instead of giving it to the hotline.
-STOP_GRACE_SECONDS = 2.0
 TEST_CUSTOMER_DIAL = "PJSIP/testcust{number}@acd-trunk"
 
 
@@ -93,7 +94,7 @@ class Server:
             outbound_dial_timeout=cfg.outbound.dial_timeout)
         self.runtime.attach()
         # Writes a previous stop could not make (the database locked or full) go first.
-        self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.data_dir)
+        self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.path(cfg.data_dir))
         self.runtime.writer.replay(self.store)
         await self.runtime.start()
 

@@ -87,6 +87,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     cfg = configmod.load(args.config)
     configmod.check_secret_file_mode(cfg)
     data = asdict(cfg)
+    data.pop("file_secrets")
     data["ami"]["secret"] = "(hidden)" if cfg.ami.secret else "(generated)"
     for a in data["agents"]:
         a["password"] = "(hidden)" if a["password"] else "(generated)"

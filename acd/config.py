@@ -247,6 +247,7 @@ class Config:
     # Filled in by load(): where the file was, for messages and relative paths.
     source: str = "defaults"
     base_dir: str = "."
+    file_secrets: tuple[str, ...] = ()      # secret keys the file itself gives (not the env)
 
     def path(self, p: str) -> Path:
         """A configured path, relative to the config file's folder."""
@@ -260,7 +261,7 @@ class Config:
         return f"sqlite+aiosqlite:///{self.path(self.data_dir).resolve() / 'acd.db'}"
 
 
-_INTERNAL = {"source", "base_dir"}
+_INTERNAL = {"source", "base_dir", "file_secrets"}
 
 
 # --- checks on values, beyond their types ----------------------------------------------------
@@ -695,6 +696,7 @@ def load(path: str | os.PathLike[str] | None = None,
             data = _to_python(node, "", where)
             if not isinstance(data, dict):
                 raise ConfigError(".", source, "the file must be a mapping of sections")
+    file_secrets = _secret_keys(data)            # before the environment adds its own
     for name, raw in env.items():
         if not name.startswith("ACD_") or "__" not in name:
             continue
@@ -710,28 +712,19 @@ def load(path: str | os.PathLike[str] | None = None,
         for i in range(1, len(parts)):  # an unknown section is named by the variable too
             where.lines.setdefault(".".join(parts[:i]), f"environment variable {name}")
     cfg = _coerce(Config, data, "", where.lines, source, where.raw)
-    cfg = replace(cfg, source=source, base_dir=base_dir)
+    cfg = replace(cfg, source=source, base_dir=base_dir, file_secrets=file_secrets)
     _check_values(cfg, where.lines)
     return cfg
 
 
-def secrets_in_file(cfg: Config) -> list[str]:
-    """The secret keys that ``cfg``'s config file itself gives (not generated, not from the
-    environment): the AMI secret, SIP and web passwords, the metrics token."""
-    if cfg.source in ("defaults", "") or not Path(cfg.source).is_file():
-        return []
-    try:
-        data = yaml.safe_load(Path(cfg.source).read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    if not isinstance(data, dict):
-        return []
-    out = []
-
+def _secret_keys(data: dict[str, Any]) -> tuple[str, ...]:
+    """The secret keys a config file's data gives: the AMI secret, SIP and web passwords, the
+    metrics token (non-empty ones)."""
     def section(name: str) -> dict[str, Any]:
         v = data.get(name)
         return v if isinstance(v, dict) else {}
 
+    out = []
     if section("ami").get("secret"):
         out.append("ami.secret")
     for i, a in enumerate(data.get("agents") or []):
@@ -744,7 +737,13 @@ def secrets_in_file(cfg: Config) -> list[str]:
     for i, u in enumerate(web.get("users") or []):
         if isinstance(u, dict) and u.get("password"):
             out.append(f"web.users[{i}].password")
-    return out
+    return tuple(out)
+
+
+def secrets_in_file(cfg: Config) -> list[str]:
+    """The secret keys that ``cfg``'s config file itself gives (not generated, not from the
+    environment), as :func:`load` found them."""
+    return list(cfg.file_secrets)
 
 
 def check_secret_file_mode(cfg: Config) -> None:

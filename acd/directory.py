@@ -28,6 +28,10 @@ from acd.errors import UserError
 from acd.store.models import Customer
 
 KINDS = ("phone", "id_number", "customer_number")
+#: A calling number as carriers write it. Only such a caller ID is looked up as a phone (the
+#: IVR's match_caller, the agent page's pop and region): a caller ID of HTML or SQL that
+#: merely contains a customer's digits finds nobody.
+PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]{3,40}")
 MAX_VALUE = 64
 CSV_COLUMNS = ("customer_number", "name", "phone", "id_number")
 

@@ -176,12 +176,6 @@ def _cid_text(text: str) -> str:
     return re.sub(r'[\x00-\x1f\x7f"<>\\]', "", text or "")[:80]
 
 
-# --------------------------------------------------------------------------- store writer
-
-# StoreWriter (in order, retried while the database is locked or full, the backlog on the
-# health route, spilled at stop) lives in acd.store.writer; imported at the top.
-
-
 # --------------------------------------------------------------------------- state we keep
 
 @dataclass(eq=False)
@@ -310,7 +304,8 @@ class AcdRuntime:
         self._reachable: dict[str, bool] = {}
         self._phone_calls: dict[str, set[str]] = {}   # agent endpoint -> its channels up
         self._phone_of: dict[str, str] = {}             # and back: Uniqueid -> endpoint
-        self._phone_log: list[tuple[str, str, bool]] | None = None  # seen while reading them
+        # the phones' channel events seen while CoreShowChannels is read (one list a reader)
+        self._phone_logs: list[list[tuple[str, str, bool]]] = []
         self._pending_saved: dict[str, tuple[str | None, str]] = {}
         self._open: dict[str, bool] = {}
         # Bridges as Asterisk reports them, and the bridge leaves we caused (moves) or that
@@ -904,8 +899,8 @@ class AcdRuntime:
         ep = ep or self._endpoint_of(channel)
         if ep is None:
             return
-        if self._phone_log is not None:
-            self._phone_log.append((ep, uid, up))
+        for seen in self._phone_logs:
+            seen.append((ep, uid, up))
         calls = self._phone_calls.setdefault(ep, set())
         before = bool(calls)
         if up:
@@ -917,6 +912,17 @@ class AcdRuntime:
         if bool(calls) != before:
             self._feed("phone_in_use", self.acd.phone_in_use, ep, bool(calls),
                        agent=self._agent_of_endpoint.get(ep))
+
+    async def _channels_and_since(self) -> tuple[list[dict[str, Any]],
+                                                 list[tuple[str, str, bool]]]:
+        """CoreShowChannels, and the phones' channel events seen while it was read (for
+        :meth:`_phones_in_use`: a Hangup that overtakes the list is not undone by it)."""
+        seen: list[tuple[str, str, bool]] = []
+        self._phone_logs.append(seen)
+        try:
+            return await self._channels(), seen
+        finally:
+            self._phone_logs.remove(seen)
 
     def _phones_in_use(self, channels: Iterable[Mapping[str, Any]],
                        since: Sequence[tuple[str, str, bool]] = ()) -> None:
@@ -2276,16 +2282,13 @@ class AcdRuntime:
                 await asyncio.sleep(RECONCILE_RETRY_SECONDS)
                 if not self._ami_up:
                     return
-            self._phone_log = []
             try:
                 started = await self._core_started()
-                channels = await self._channels()
+                channels, seen = await self._channels_and_since()
                 contacts = await self._contact_list()
                 break
             except AmiError as exc:
                 log.warning("runtime.reconcile_failed", error=str(exc), attempt=attempt + 1)
-            finally:
-                seen, self._phone_log = self._phone_log, None
         else:
             return
         present = {str(c.get("Uniqueid")): c for c in channels}
@@ -2386,19 +2389,17 @@ class AcdRuntime:
     async def check_phones(self) -> None:
         """An idle agent whose phone counts as in use: read Asterisk's channels again, in case
         a Hangup never came (only a lost event or a forged one could cause that)."""
-        agents = self.acd.snapshot_agents(self.clock())
-        if not self._ami_up or not any(
-                calls and agents.get(self._agent_of_endpoint[ep], {}).get("state") == "idle"
-                for ep, calls in self._phone_calls.items()):
+        busy = [self._agent_of_endpoint[ep] for ep, calls in self._phone_calls.items() if calls]
+        if not self._ami_up or not busy:
             return
-        self._phone_log = []
+        agents = self.acd.snapshot_agents(self.clock())
+        if not any(agents.get(a, {}).get("state") == "idle" for a in busy):
+            return
         try:
-            channels = await self._channels()
+            channels, seen = await self._channels_and_since()
         except AmiError as exc:
             self.log.warning("runtime.phone_check_failed", error=str(exc))
             return
-        finally:
-            seen, self._phone_log = self._phone_log, None
         self._phones_in_use(channels, seen)
 
     async def _hours_loop(self) -> None:
@@ -2414,5 +2415,5 @@ class AcdRuntime:
                 del self._expected[uid]
 
 
-__all__ = ["AcdRuntime", "CallerSession", "StoreWriter", "CUSTOMER_DIAL", "NUMBER",
+__all__ = ["AcdRuntime", "CallerSession", "CUSTOMER_DIAL", "NUMBER",
            "ENDED_WHILE_DOWN"]

@@ -204,11 +204,16 @@ class SoakSetup:
         return [str(3001 + i) for i in range(self.agents)]
 
 
+def soak_group_data(agent_ids: Iterable[str], number: str = SOAK_NUMBER) -> dict[str, Any]:
+    """The one skill group the soak's callers dial, as config data: every agent a member, a
+    short wrap-up."""
+    return {"name": SOAK_GROUP, "number": number, "members": {a: 1 for a in agent_ids},
+            "ring_timeout": 15, "wrapup_seconds": 2}
+
+
 def soak_group(agent_ids: Iterable[str], number: str = SOAK_NUMBER) -> configmod.GroupConfig:
-    """The one skill group the soak's callers dial: every agent a member, a short wrap-up."""
-    return configmod.GroupConfig(name=SOAK_GROUP, number=number,
-                                 members={a: 1 for a in agent_ids}, ring_timeout=15,
-                                 wrapup_seconds=2)
+    """The same group for a test's configuration."""
+    return configmod.GroupConfig(**soak_group_data(agent_ids, number))
 
 
 def setup_config(s: SoakSetup) -> configmod.Config:
@@ -225,9 +230,7 @@ def setup_config(s: SoakSetup) -> configmod.Config:
         "agi": {"port": s.agi_port},
         "http": {"port": s.http_port},
         "agents": [{"id": a, "name": f"Soak {a}"} for a in s.agent_ids()],
-        "groups": [{"name": SOAK_GROUP, "number": SOAK_NUMBER,
-                    "members": {a: 1 for a in s.agent_ids()}, "ring_timeout": 15,
-                    "wrapup_seconds": 2}],
+        "groups": [soak_group_data(s.agent_ids())],
     }
     path = s.run_dir / "asterisk.yaml"
     path.write_text("# Written by bench/soak.py for `make soak`; rewritten every run.\n"
@@ -261,8 +264,7 @@ def write_server_config(cfg: configmod.Config, agents: list[str], run_dir: Path,
         "logging": {"level": "info", "format": "json"},
         "agents": [{"id": x, "name": f"Agent {x}", "password": sip[x], "web_password": web[x]}
                    for x in agents],
-        "groups": [{"name": SOAK_GROUP, "number": number, "members": {x: 1 for x in agents},
-                    "ring_timeout": 15, "wrapup_seconds": 2}],
+        "groups": [soak_group_data(agents, number)],
         "web": {"users": [{"username": "admin", "role": "admin", "password": admin}]},
     }
     path = run_dir / "server.yaml"

@@ -726,12 +726,9 @@ class Acd(CallControl):
                 why = None
             elif a.state is AgentState.OFFLINE:
                 why = "logged out"
-            elif not reachable:
-                why = "phone unreachable"
-            elif self._in_use_now(a):
-                why = "phone in use"
             else:
-                why = a.state.value + (f": {a.reason}" if a.reason else "")
+                why = self._phone_unusable(a) or (
+                    a.state.value + (f": {a.reason}" if a.reason else ""))
             out[agent_id] = {
                 "state": a.state.value,
                 "reason": a.reason,
@@ -867,6 +864,12 @@ class Acd(CallControl):
 
     def _in_use_now(self, agent: _Agent) -> bool:
         return agent.endpoint is not None and agent.endpoint in self._in_use
+
+    def _phone_unusable(self, agent: _Agent) -> str | None:
+        """Why the agent's phone cannot take a call now, or None."""
+        if not self._is_reachable(agent):
+            return "phone unreachable"
+        return "phone in use" if self._in_use_now(agent) else None
 
     def _sync_available(self, agent: _Agent) -> None:
         avail = (agent.state is AgentState.IDLE and self._is_reachable(agent)

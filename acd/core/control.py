@@ -452,10 +452,8 @@ class CallControl:
             raise tf.BadNumber()
         if agent.state not in _DIAL_FROM:
             raise tf.OnACall(agent_id, f"state {agent.state.value!r}")
-        if not self._is_reachable(agent):
-            raise tf.OnACall(agent_id, "phone unreachable")
-        if self._in_use_now(agent):
-            raise tf.OnACall(agent_id, "phone in use")
+        if (why := self._phone_unusable(agent)) is not None:
+            raise tf.OnACall(agent_id, why)
         if (call_id in self._calls or call_id in self._ended or call_id in self._outbound
                 or call_id in self._outbound_ended):
             raise DuplicateCall(call_id)
@@ -807,8 +805,7 @@ class CallControl:
             raise tf.TargetUnavailable(agent_id, "not logged in")
         if not target.available:
             why = (target.state.value if target.state is not AgentState.IDLE
-                   else "phone unreachable" if not self._is_reachable(target)
-                   else "phone in use")
+                   else self._phone_unusable(target) or "idle")
             raise tf.TargetUnavailable(agent_id, why)
         return target
 

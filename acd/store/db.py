@@ -40,20 +40,25 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def migrate(url: str) -> None:
     """Upgrade the database to the newest schema. Blocking: call it outside the event loop."""
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), "heads")
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            # WAL from the start (it stays with the file): readers never wait for a writer,
-            # so another process's write lock holds back writes only, never reads.
-            with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as con:
-                con.execute("PRAGMA journal_mode=WAL")
+    if path is not None:
+        # WAL from the start (it stays with the file): readers never wait for a writer,
+        # so another process's write lock holds back writes only, never reads.
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as con:
+            con.execute("PRAGMA journal_mode=WAL")
 
 
 async def migrate_async(url: str) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from acd import log as acdlog
+from acd.store.db import sqlite_file
 
 FIRST_DELAY = 0.1          # seconds before the first retry
 MAX_DELAY = 5.0            # the backoff doubles up to this
@@ -472,10 +473,9 @@ def _utc_text(dt: Any) -> str | None:
 def spill_path_for(url: str, data_dir: str | os.PathLike) -> Path:
     """Where a database's unwritten writes are saved at stop: beside a SQLite file (a spill
     belongs to its database), else in ``data_dir``."""
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            return Path(path + ".backlog.jsonl")
+    path = sqlite_file(url)
+    if path is not None:
+        return path.with_name(path.name + ".backlog.jsonl")
     return Path(data_dir) / "store-backlog.jsonl"
 
 

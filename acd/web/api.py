@@ -12,6 +12,7 @@ from sqlalchemy import exc as sa_exc
 
 from acd.errors import UserError
 from acd.store.writer import is_transient
+from acd.web.request import json_object
 
 STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
           "call.not_found": 404,
@@ -122,15 +123,7 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
         return runtime
 
     async def body(request: web.Request) -> dict[str, Any]:
-        if not request.can_read_body:
-            return {}
-        try:
-            data = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
-            raise UserError("http.bad_request", "the body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise UserError("http.bad_request", "the body must be a JSON object")
-        return data
+        return await json_object(request) if request.can_read_body else {}
 
     def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int = 200) -> str:
         value = data.get(name, "")

@@ -41,6 +41,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from acd import log as acdlog
 from acd.errors import UserError
+from acd.web.request import json_object
 
 COOKIE = "acd_session"
 USER = web.RequestKey("user", dict)        # the session of the request (after the middleware)
@@ -547,12 +548,7 @@ class Auth:
 
     def add_routes(self, app: web.Application, homes: dict[str, str]) -> None:
         async def login(request: web.Request) -> web.Response:
-            try:
-                data = await request.json()
-            except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
-                return _json_error("http.bad_request", "the body is not valid JSON", 400)
-            if not isinstance(data, dict):
-                return _json_error("http.bad_request", "the body must be a JSON object", 400)
+            data = await json_object(request)
             username, password = data.get("username"), data.get("password")
             if not isinstance(username, str) or not isinstance(password, str) \
                     or not 0 < len(username) <= 40 or not 0 < len(password) <= 200:

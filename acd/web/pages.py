@@ -20,9 +20,11 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from acd.directory import PHONE_LIKE
 from acd.errors import UserError
 from acd.web import stats as statsmod
 from acd.web.auth import Auth
+from acd.web.request import json_object
 from acd.web.webdb import NOTE_LIMIT, WebDb
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -33,12 +35,6 @@ _UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 # --- the caller's region, offline ------------------------------------------------------------
-
-#: A calling number as carriers write it (the directory's import takes phones of this form).
-#: Only such a number gets a region or finds a customer: a caller ID of HTML or SQL that
-#: merely contains a customer's digits does not.
-PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]{3,40}")
-
 
 def caller_region(number: str, default_region: str = "CN", lang: str = "zh") -> dict[str, Any] | None:
     """Country, province and city of a phone number from phonenumbers' offline geocoder
@@ -194,11 +190,7 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
 
     async def note(request: web.Request) -> web.Response:
         agent, uid = request.match_info["agent"], _uid(request)
-        try:
-            data = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
-            raise UserError("http.bad_request", "the body is not valid JSON") from None
-        text = data.get("text") if isinstance(data, dict) else None
+        text = (await json_object(request)).get("text")
         if not isinstance(text, str):
             raise UserError("http.bad_request", "text must be text")
         if len(text) > NOTE_LIMIT:
@@ -277,10 +269,7 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
 
     async def metrics(_request: web.Request) -> web.Response:
         board = await ctx.board()
-        rt = ctx.need_runtime()
-        writer = getattr(rt, "writer", None)
-        text = statsmod.metrics_text(board, rt.queues(),
-                                     writer.status() if writer is not None else None)
+        text = statsmod.metrics_text(board, ctx.need_runtime().queues(), board["store_writes"])
         return web.Response(text=text, content_type="text/plain",
                             headers={"Cache-Control": "no-store"}, charset="utf-8")
 

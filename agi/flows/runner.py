@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
-from acd.directory import DirectoryError
+from acd.directory import PHONE_LIKE, DirectoryError
 from acd.hours import ServiceHours
 from agi.flows.model import DTMF, Flow, Node, Prompt, render_template
 from agi.protocol import AgiCommandError, AgiError, AgiHangup
@@ -43,10 +43,6 @@ VOICEMAIL_TARGET = "acd-voicemail,s,1"
 TRANSFER_TARGET = "acd-transfer,s,1"
 #: A number we may dial: digits, * and #, an optional leading +.
 DIALABLE = re.compile(r"^\+?[0-9*#]{1,32}$")
-#: A calling number as carriers write it (as the directory's import takes phones, and the
-#: agent page's pop): only such a number is looked up for ``match_caller``; a caller ID of
-#: HTML or SQL that merely contains a customer's digits verifies nobody.
-PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]{3,40}")
 MAX_STEPS = 500
 MAX_VAR = 256
 #: The key trail keeps at most this many entries per node of a call (each entry is at most

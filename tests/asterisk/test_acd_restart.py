@@ -34,8 +34,8 @@ def _plain(x: Any) -> Any:
 
 def write_config(cfg, path, db_url: str, data_dir) -> None:
     data = _plain(asdict(cfg))
-    data.pop("source", None)
-    data.pop("base_dir", None)
+    for internal in ("source", "base_dir", "file_secrets"):     # filled in by load()
+        data.pop(internal, None)
     data["data_dir"] = str(data_dir)
     data["database"]["url"] = db_url
     data["logging"] = {"level": "info", "format": "json"}

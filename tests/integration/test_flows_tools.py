@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
 from acd.cli import main
-from acd.store.db import Store, migrate_async
+from acd.store.db import Store
 from acd.web.api import make_app
 from tests.web_login import login_as, web_for_tests
 from agi.flows.loader import load_text
@@ -38,15 +38,6 @@ class _Cfg:
 @dataclass
 class _Flows:
     registry: FlowRegistry
-
-
-@pytest.fixture
-async def store(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    s = Store(url)
-    yield s
-    await s.close()
 
 
 @pytest.fixture

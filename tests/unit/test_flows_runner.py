@@ -16,7 +16,6 @@ from acd.config import GroupConfig
 from acd.directory import (DatabaseDirectory, DirectoryError, CustomerRecord, import_rows,
                            normalize, parse_csv)
 from acd.errors import UserError
-from acd.store.db import Store, migrate_async
 from agi.flows.registry import FlowRegistry
 from agi.flows.runner import FlowRunner
 from agi.protocol import AgiHangup, AgiRequest
@@ -121,15 +120,6 @@ class FakeDirectory:
             raise DirectoryError("directory.unreachable", "down")
         number = self.known.get((kind, normalize(kind, value)))
         return CustomerRecord(number, "X") if number else None
-
-
-@pytest.fixture
-async def store(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    s = Store(url)
-    yield s
-    await s.close()
 
 
 def runner(reg, store, **kw) -> FlowRunner:

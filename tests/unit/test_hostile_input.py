@@ -10,7 +10,7 @@ from acd.runtime import _cid_text
 from acd.web.pages import caller_region
 from agi.flows.runner import MAX_TRAIL_PER_NODE, TRUNCATED
 from tests.unit.test_flows_runner import (FakeDirectory, FakeSession, Registry,  # noqa: F401
-                                          runner, store, trail)
+                                          runner, trail)
 
 LOOP = """
     nodes:

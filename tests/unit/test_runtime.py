@@ -135,6 +135,15 @@ class Env:
         self.emit(Event="OriginateResponse", Response="Success", Reason="4",
                   Channel=f"PJSIP/x-{leg['ChannelId']}", Uniqueid=leg["ChannelId"])
 
+    async def connected(self, uid: str = "c1", agent: str = "1001") -> dict[str, Any]:
+        """A caller arrives and the agent's phone rings and answers; returns the leg."""
+        await self.arrive(uid)
+        leg = self.leg(agent)
+        self.ringing(leg)
+        self.answered(leg)
+        await self.settle()
+        return leg
+
     def hangup(self, uid: str, channel: str, cause: str = "16") -> None:
         self.emit(Event="Hangup", Channel=channel, Uniqueid=uid, Cause=cause)
 
@@ -232,11 +241,7 @@ async def test_ring_event_reaches_the_agent_when_the_phone_rings_then_bridge(env
 async def test_agent_hangup_ends_the_call_and_the_callers_side(env):
     await start(env, "1001")
     env.rt.login("1001")
-    await env.arrive("c1")
-    leg = env.leg("1001")
-    env.ringing(leg)
-    env.answered(leg)
-    await env.settle()
+    leg = await env.connected("c1", "1001")
     env.ami.clear()
     env.hangup(leg["ChannelId"], f"PJSIP/x-{leg['ChannelId']}")
     await env.settle()

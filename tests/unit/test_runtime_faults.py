@@ -164,11 +164,7 @@ async def test_phone_unregistered_is_no_phone_lost(env):
     to its own hangup (a phone says BYE before it unregisters)."""
     await start(env, "1001")
     env.rt.login("1001")
-    await env.arrive("c1")
-    leg = env.leg("1001")
-    env.ringing(leg)
-    env.answered(leg)
-    await env.settle()
+    leg = await env.connected("c1", "1001")
     env.ami.clear()
     env.reachable("1001", "Removed")
     await env.settle()

@@ -5,18 +5,9 @@ import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from acd.store.db import Store, migrate_async
+from acd.store.db import migrate_async
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-async def store(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    s = Store(url)
-    yield s
-    await s.close()
 
 
 async def test_migration_creates_schema_and_is_repeatable(tmp_path):

@@ -13,7 +13,6 @@ import pytest
 import structlog
 from sqlalchemy import exc as sa_exc
 
-from acd.store.db import Store, migrate_async
 from acd.store.writer import (QUEUED_WRITES, QueuedStore, StoreWriter, is_transient,
                               spill_path_for)
 
@@ -329,18 +328,9 @@ class LockableStore:
 
 
 @pytest.fixture
-async def sqlite_store(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    s = Store(url)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def ivr(tmp_path, sqlite_store):
+async def ivr(tmp_path, store):
     e = Env(tmp_path)
-    e.store = LockableStore(sqlite_store)
+    e.store = LockableStore(store)
     e.writer.start()
     e.ivr = QueuedStore(e.store, e.writer)
     yield e
@@ -466,7 +456,7 @@ async def test_a_flow_walked_while_the_store_is_locked_ends_normally_and_is_reco
 
 
 async def test_the_ivr_writes_still_queued_at_stop_are_spilled_and_written_at_the_next_start(
-        ivr, sqlite_store):
+        ivr, store):
     ivr.store.outage = LOCKED
     await ivr.ivr.call_arrived(uniqueid="u1", channel="PJSIP/x-1", caller_number="139",
                                caller_name="T", did="7000", at=AT)
@@ -480,11 +470,11 @@ async def test_the_ivr_writes_still_queued_at_stop_are_spilled_and_written_at_th
     assert [x["method"] for x in lines] == ["call_arrived", "call_event", "key_pressed",
                                             "set_verification", "call_ended"]
     again = StoreWriter(spill=ivr.writer.spill)
-    assert again.replay(sqlite_store) == 5
+    assert again.replay(store) == 5
     again.start()
     await again.drain()
     await again.stop()
-    call = await sqlite_store.get_call("u1")
+    call = await store.get_call("u1")
     assert [e["kind"] for e in call["events"]] == ["arrived", "ivr", "verification", "ended"]
     assert call["key_trail"][0]["keys"] == "2" and call["end_reason"] == "ivr_hangup"
     assert call["verification_method"] == "lookup_error"
