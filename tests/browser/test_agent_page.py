@@ -142,6 +142,9 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     # answering anything, SIP and its control socket, when a new INVITE came while it was
     # still closing the cancelled call).
     await bob.wait_event("CALL_CLOSED")
+    # The caller is back with 1001 (waited for in Asterisk's events, so that this bridge is
+    # not taken below for the next transfer's).
+    assert await joined(ami, caller, m) == "1001"
     await expect(page.locator("#call-status")).to_contain_text("talking", timeout=MS)
     assert srv.runtime.agent("1002")["state"] == "idle"
     m = mark(ami)
