@@ -51,6 +51,8 @@ from typing import Any
 #: The managed Asterisk root of this checkout, which also holds baresip.
 ROOT = Path(__file__).resolve().parents[1] / ".cache" / "asterisk-root"
 WAIT = 20.0
+#: How many times a phone is started on fresh ports when one was taken meanwhile.
+PORT_TRIES = 3
 #: A person answers no sooner than this after the ring starts (``answer()`` keeps to it).
 ANSWER_AFTER = 0.3
 
@@ -211,13 +213,23 @@ class SoftPhone:
     # --- life ----------------------------------------------------------------------------
 
     async def start(self, timeout: float = WAIT) -> None:
-        """Start baresip, create the account over ctrl_tcp and wait for REGISTER_OK."""
-        try:
-            await self._launch(timeout)
-            await self.register(timeout)
-        except BaseException:
-            await self.stop()
-            raise
+        """Start baresip, create the account over ctrl_tcp and wait for REGISTER_OK.
+
+        The ports are picked free, then bound by baresip a moment later: another process may
+        take one in between. baresip then exits with EADDRINUSE, and it is started again on
+        other ports (at most :data:`PORT_TRIES` times)."""
+        for attempt in range(1, PORT_TRIES + 1):
+            try:
+                await self._launch(timeout)
+                await self.register(timeout)
+                return
+            except PhoneError as e:
+                await self.stop()
+                if attempt == PORT_TRIES or "Address already in use" not in str(e):
+                    raise
+            except BaseException:
+                await self.stop()
+                raise
 
     async def _launch(self, timeout: float) -> None:
         if not (self.root / "usr" / "bin" / "baresip").exists():

@@ -189,3 +189,31 @@ async def test_asterisk_calls_an_auto_answer_phone_and_rtp_flows_both_ways(phone
     counts = dict(kv.split("=", 1) for kv in field(qos, "Value").split(";"))
     assert int(counts["rxcount"]) > 0 and int(counts["txcount"]) > 0, counts
     await phone.wait_event("CALL_CLOSED")
+
+
+async def test_a_phone_whose_port_was_taken_meanwhile_starts_on_other_ports(
+        asterisk, test_config, monkeypatch):
+    """The ports are picked free and bound by baresip a moment later; one taken in between
+    (here on purpose) makes baresip exit with EADDRINUSE, and the phone starts again."""
+    import socket
+
+    import acd.softphone as softphone
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    real, picks = softphone._free_ports, []
+
+    def pick():
+        picks.append(real() if picks else (port, real()[1]))
+        return picks[-1]
+    monkeypatch.setattr(softphone, "_free_ports", pick)
+    agent = next(ag for ag in test_config.agents if ag.id == "1001")
+    a = test_config.asterisk
+    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port)
+    try:
+        await phone.start()
+        assert len(picks) == 2 and picks[0][0] == port and phone.sip_port != port
+        assert phone.running
+    finally:
+        await phone.stop()
+        taken.close()
