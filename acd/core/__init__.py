@@ -38,6 +38,13 @@ Decisions (what each asks the adapter to do)
     (Overflow to another skill group happens inside the core: nothing to do.)
 :class:`Announce`
     Play the waiting caller's position and/or estimated wait, then music on hold again.
+:class:`ReleaseLegs`
+    The call ended in the core (it follows the ``ended`` record, or :class:`OutboundEnded`):
+    hang up every agent or customer leg of it that is left; ``caller_too``: the caller's
+    channel as well (a conversation ended by a hangup).
+:class:`RegroupCaller`
+    The waiting caller overflowed into another group's queue (it follows the ``queued``
+    record): the caller's channel must carry the new group and entry time.
 :class:`StartTimer` / :class:`CancelTimer`
     Call ``timer_fired(key, now)`` when the clock reaches ``at``; forget a timer. A key set
     again replaces the old one; firing a cancelled or unknown key is harmless.
@@ -47,6 +54,9 @@ Decisions (what each asks the adapter to do)
     Append to the call's timeline / the agent's state history in the store. Each call's
     timeline has arrival, queue entries, each offer, ring and no answer, answer, end (with
     exactly one :class:`EndReason`), and the agent's wrap-up (recorded after the end).
+Call control (hold, transfers, consults, survey, outbound calls) has its own decisions, all
+in :mod:`acd.core.decisions` with the above: :data:`DECISION_TYPES` lists every decision
+class and :data:`Decision` is their union.
 
 Events the adapter feeds in (each returns decisions)
 ---------------------------------------------------
@@ -91,9 +101,14 @@ from acd.core.agent_states import (MANUAL_STATES, SYSTEM_STATES, AgentEvent, Age
 from acd.core.calls import CallEvent, CallEventKind, CallRecord, CallState, EndReason
 from acd.core.config import (CallbackSettings, Destination, DestinationKind, GroupConfig,
                              WidenStep)
-from acd.core.decisions import (Announce, BridgeCall, CancelRing, CancelTimer, Decision,
-                                DialCustomer, Notify, RecordAgentState, RecordCallEvent,
-                                RingAgent, RingAgentForCallback, SendToDestination, StartTimer)
+from acd.core.decisions import (DECISION_TYPES, Announce, BridgeCall, BridgeConsult,
+                                BridgeTarget, CancelRing, CancelTimer, Decision, DialCustomer,
+                                DropLeg, HoldCaller, InviteRating, Notify, OutboundEnded,
+                                OutboundStarted, RecordAgentState, RecordCallEvent,
+                                RecordControl, RecordLeg, RecordLegWrapup, RegroupCaller,
+                                ReleaseLegs, RequeueCaller, ResumeCaller, RingAgent,
+                                RingAgentForCallback, RingAgentForOutbound, RingTarget,
+                                SendToDestination, SendToSurvey, StartTimer)
 from acd.core.errors import (AcdError, IllegalAgentTransition, IllegalCallTransition,
                              IllegalTransition, NotLoggedIn)
 from acd.core.routing import Strategy
@@ -107,6 +122,10 @@ __all__ = [
     "Decision", "RingAgent", "RingAgentForCallback", "CancelRing", "BridgeCall",
     "DialCustomer", "SendToDestination", "Announce", "StartTimer", "CancelTimer", "Notify",
     "RecordCallEvent", "RecordAgentState",
+    "DECISION_TYPES", "ReleaseLegs", "RegroupCaller", "HoldCaller", "ResumeCaller",
+    "RingTarget", "BridgeTarget", "BridgeConsult", "DropLeg", "RequeueCaller", "SendToSurvey",
+    "InviteRating", "RingAgentForOutbound", "OutboundStarted", "OutboundEnded",
+    "RecordControl", "RecordLeg", "RecordLegWrapup",
     "AcdError", "IllegalTransition", "IllegalAgentTransition", "IllegalCallTransition",
     "NotLoggedIn",
 ]

@@ -35,7 +35,8 @@ from acd.core.config import (CallbackSettings, Destination, DestinationKind, Gro
 from acd.core.control import CONTROL_TIMERS, CallControl
 from acd.core.decisions import (Announce, BridgeCall, CancelRing, CancelTimer, Decision,
                                 DialCustomer, Notify, RecordAgentState, RecordCallEvent,
-                                RingAgent, RingAgentForCallback, SendToDestination, StartTimer)
+                                RegroupCaller, ReleaseLegs, RingAgent, RingAgentForCallback,
+                                SendToDestination, StartTimer)
 from acd.core.errors import (CallbackDisabled, CallbackNumberMissing, DuplicateCall,
                              EndpointInUse, EndpointMissing, NotAManualState, RestoreInvalid,
                              UnknownCall, UnknownGroup)
@@ -69,6 +70,8 @@ T_CB_EXPIRE = "cbexpire"   # a callback expires
 
 _QUEUE_TIMERS = (T_ANNOUNCE, T_WIDEN, T_MAXWAIT, T_FAMILIAR, T_RETRY)
 _CALL_TIMERS = (T_RING, *_QUEUE_TIMERS, T_CB_RETRY, T_CB_EXPIRE)
+#: A conversation ended by a hangup: the caller's channel goes too.
+_HANGUP_ENDS = frozenset({EndReason.CALLER_HANGUP, EndReason.AGENT_HANGUP})
 _NO_ANSWER_CAUSES = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
 
 
@@ -265,6 +268,7 @@ class Acd(CallControl):
             raise UnknownGroup(group)
         call = Call(call_id, caller_number or "", group, int(priority), now,
                     tuple(key_trail), verification)
+        call.channel_group = group
         self._calls[call_id] = call
         self._record(call, now, CallEventKind.ARRIVED, detail=" ".join(call.key_trail))
         self._enter_group(call, group, now)
@@ -597,6 +601,7 @@ class Acd(CallControl):
         call.entered_at = entered_at
         call.seq = self._next_seq()
         call.levels = {group: cfg.min_level}
+        call.channel_group = None if callback_number else group
         self._calls[call_id] = call
         self._record(call, now, CallEventKind.RESTORED)
         self._move(call, CallEvent.QUEUE)
@@ -651,6 +656,8 @@ class Acd(CallControl):
             s = g.cfg.callback or CallbackSettings()
             call.callback = Callback(callback_number, entered, entered + s.expiry, s.attempts,
                                      s.gap, s.dial_timeout, attempts=1)
+        else:
+            call.channel_group = group
         self._calls[call_id] = call
         self._record(call, now, CallEventKind.RESTORED, agent_id=agent_id)
         self._move(call, CallEvent.RESTORE_CONNECTED)
@@ -1053,6 +1060,9 @@ class Acd(CallControl):
         self._move(call, CallEvent.QUEUE)
         self._record(call, now, CallEventKind.QUEUED, detail=f"priority {call.priority}")
         cid = call.call_id
+        if call.channel_group is not None and call.channel_group != cfg.name:
+            call.channel_group = cfg.name         # an overflow: the channel must say so
+            self._out.append(RegroupCaller(cid, cfg.name, call.entered_at))
         if call.reserved_for is not None:
             self._record(call, now, CallEventKind.FAMILIAR, agent_id=call.reserved_for,
                          detail=f"{cfg.familiar_seconds:g} s")
@@ -1095,6 +1105,7 @@ class Acd(CallControl):
         for kind in (T_ANNOUNCE, T_MAXWAIT):
             self._cancel_timer(f"{kind}:{call.call_id}")
         call.overdue = False
+        call.channel_group = None                 # the caller hangs up
         call.callback = Callback(number, now, now + s.expiry, s.attempts, s.gap,
                                  s.dial_timeout)
         self._move(call, CallEvent.CALLBACK_REQUEST)
@@ -1356,3 +1367,5 @@ class Acd(CallControl):
         rec = CallRecord(now, kind, call.group, agent_id, detail, end_reason)
         call.timeline.append(rec)
         self._out.append(RecordCallEvent(call.call_id, rec))
+        if kind is CallEventKind.ENDED:
+            self._out.append(ReleaseLegs(call.call_id, end_reason in _HANGUP_ENDS))

@@ -213,6 +213,9 @@ class Call:
     declined: set[str] = field(default_factory=set)  # agents not to offer again, for a while
     overdue: bool = False            # max wait passed while ringing: overflow on return
     callback: Callback | None = None
+    #: the group the caller's channel carries (ACD_GROUP); None: no caller channel (a
+    #: callback: the caller hung up, or a connected customer's leg)
+    channel_group: str | None = None
     answered_at: float | None = None
     ended_at: float | None = None
     end_reason: EndReason | None = None

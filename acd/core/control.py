@@ -49,13 +49,17 @@ transfer or consult, ``event`` started ... failed, ``target``, ``cause``), ``rat
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from acd.core import transfers as tf
 from acd.core.agent_states import AgentEvent, AgentState
 from acd.core.calls import Call, CallEvent, CallEventKind, CallState
-from acd.core.decisions import BridgeCall, CancelRing, DialCustomer, Notify
+from acd.core.decisions import (BridgeCall, BridgeConsult, BridgeTarget, CancelRing,
+                                DialCustomer, DropLeg, HoldCaller, InviteRating, Notify,
+                                OutboundEnded, OutboundStarted, RecordControl, RecordLeg,
+                                RecordLegWrapup, ReleaseLegs, RequeueCaller, ResumeCaller,
+                                RingAgentForOutbound, RingTarget, SendToSurvey)
 from acd.core.errors import DuplicateCall, NotLoggedIn, RestoreInvalid, UnknownGroup
 from acd.core.transfers import (CALLER_HOLDS, TRANSFER_STATES, ControlAction, ControlState,
                                 OutboundEvent, OutboundState, Transfer, TransferEvent)
@@ -72,131 +76,6 @@ _NO_ANSWER = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
 #: An agent may make an outbound call from these states (not on a call or wrapping up).
 _DIAL_FROM = frozenset({AgentState.IDLE, AgentState.BUSY, AgentState.BREAK,
                         AgentState.MEETING})
-
-
-# =============================================================================== decisions
-
-@dataclass(frozen=True, slots=True)
-class HoldCaller:
-    call_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeCaller:
-    call_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class RingTarget:
-    call_id: str
-    agent_id: str
-    endpoint: str
-    timeout: float
-    caller_number: str
-    role: str             # "transfer" or "consult"
-    from_agent: str
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeTarget:
-    call_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeConsult:
-    call_id: str
-    agent_id: str
-    target_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class DropLeg:
-    call_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class RequeueCaller:
-    call_id: str
-    group: str
-    priority: int
-    entered_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SendToSurvey:
-    call_id: str
-    redirect: bool
-
-
-@dataclass(frozen=True, slots=True)
-class InviteRating:
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class RingAgentForOutbound:
-    call_id: str
-    agent_id: str
-    endpoint: str
-    timeout: float
-    number: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundStarted:
-    call_id: str
-    agent_id: str
-    number: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundEnded:
-    call_id: str
-    agent_id: str
-    reason: str
-    at: float
-    cause: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordControl:
-    call_id: str
-    at: float
-    kind: str
-    agent_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RecordLeg:
-    """An agent's part of a call is over: ``role`` answer, callback, transfer, consult or
-    outbound; ``talk`` and ``hold`` in seconds; ``reason`` why it ended."""
-    call_id: str
-    agent_id: str
-    role: str
-    started_at: float
-    ended_at: float
-    talk: float
-    hold: float
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordLegWrapup:
-    call_id: str
-    agent_id: str
-    seconds: float
-
-
-ControlDecision = (HoldCaller | ResumeCaller | RingTarget | BridgeTarget | BridgeConsult
-                   | DropLeg | RequeueCaller | SendToSurvey | InviteRating
-                   | RingAgentForOutbound | OutboundStarted | OutboundEnded | RecordControl
-                   | RecordLeg | RecordLegWrapup)
 
 
 # =============================================================================== state
@@ -300,7 +179,7 @@ class CallControl:
             self._set_control(call, ctl, ControlState.TALKING, now)   # closes the hold clock
         group = call.group
         priority = call.priority + tf.TRANSFER_PRIORITY_BOOST
-        self._out.append(RequeueCaller(call_id, group, priority, now))
+        self._requeue_caller(call, group, priority, now)
         self._out.append(DropLeg(call_id, agent_id))
         self._record(call, now, CallEventKind.REQUEUED, agent_id=agent_id, detail=cause)
         self._release(agent, call, now, "phone_lost")
@@ -874,13 +753,20 @@ class CallControl:
         t = Transfer("transfer", "", group, now)
         self._set_control(call, ctl, ControlState.TALKING, now)   # closes the hold clock
         priority = call.priority + tf.TRANSFER_PRIORITY_BOOST
-        self._out.append(RequeueCaller(call_id, group, priority, now))
+        self._requeue_caller(call, group, priority, now)
         self._out.append(DropLeg(call_id, owner.agent_id))
         self._transfer_events(call, ctl, t, (TransferEvent.STARTED, TransferEvent.COMPLETED),
                               now)
         self._release(owner, call, now, "transferred")
         self._ctl.pop(call_id, None)
         self._queue_again(call, group, priority, now)
+
+    def _requeue_caller(self, call: Call, group: str, priority: int, now: float) -> None:
+        """Ask for the caller's channel back in ``group``'s queue (it then carries the
+        group, so the ``queued`` record that follows needs no RegroupCaller)."""
+        if call.channel_group is not None:
+            call.channel_group = group
+        self._out.append(RequeueCaller(call.call_id, group, priority, now))
 
     def _queue_again(self, call: Call, group: str, priority: int, now: float) -> None:
         """The core's call waits in ``group`` again, ahead by ``priority`` (call control's own
@@ -965,7 +851,7 @@ class CallControl:
         group = call.group
         priority = call.priority + tf.TRANSFER_PRIORITY_BOOST
         self._ctl.pop(call_id, None)
-        self._out.append(RequeueCaller(call_id, group, priority, now))
+        self._requeue_caller(call, group, priority, now)
         self._rec(call_id, now, "requeued", None, {"group": group})
         self._queue_again(call, group, priority, now)
 
@@ -1051,6 +937,7 @@ class CallControl:
         self._out.append(CancelRing(call_id, out.agent_id))     # whatever leg is left
         self._out.append(OutboundEnded(call_id, out.agent_id, move.end_reason or "ended", now,
                                        cause))
+        self._out.append(ReleaseLegs(call_id, caller_too=False))
         self._out.append(Notify(out.agent_id, "ended", {"call_id": call_id,
                                                         "reason": move.end_reason}))
         if agent.call_id != call_id:
@@ -1069,9 +956,4 @@ class CallControl:
             self._finish_wrapup(agent, now)
 
 
-__all__ = [
-    "CallControl", "HoldCaller", "ResumeCaller", "RingTarget", "BridgeTarget",
-    "BridgeConsult", "DropLeg", "RequeueCaller", "SendToSurvey", "InviteRating",
-    "RingAgentForOutbound", "OutboundStarted", "OutboundEnded", "RecordControl", "RecordLeg",
-    "RecordLegWrapup", "ControlDecision", "CONTROL_TIMERS", "T_XFER", "T_OBRING",
-]
+__all__ = ["CallControl", "CONTROL_TIMERS", "T_XFER", "T_OBRING"]

@@ -2,9 +2,9 @@
 (phone_lost)."""
 from __future__ import annotations
 
-from acd.core import (BridgeCall, CallbackSettings, CancelRing, GroupConfig, RingAgentForCallback)
+from acd.core import (BridgeCall, CallbackSettings, CancelRing, DropLeg, GroupConfig,
+                      RequeueCaller, RingAgentForCallback)
 from acd.core.calls import TABLE, CallEvent, CallState, EndReason
-from acd.core.control import DropLeg, RequeueCaller
 from acd.core.transfers import TRANSFER_PRIORITY_BOOST
 from tests.unit.core.test_core_calls import agent_of, info, kinds, positions
 

@@ -27,9 +27,8 @@ import pytest
 
 from acd.core import (Acd, AgentState, BridgeCall, CallbackSettings, CallEventKind, CancelRing,
                       CancelTimer, Destination, DialCustomer, EndReason, GroupConfig,
-                      RecordAgentState, RecordCallEvent, RingAgent, RingAgentForCallback,
-                      StartTimer, Strategy, WidenStep)
-from acd.core.control import RequeueCaller
+                      RecordAgentState, RecordCallEvent, RequeueCaller, RingAgent,
+                      RingAgentForCallback, StartTimer, Strategy, WidenStep)
 from acd.core.errors import AcdError
 
 CB = CallbackSettings(attempts=2, gap=20, expiry=200, dial_timeout=10)

@@ -7,11 +7,10 @@ import itertools
 
 import pytest
 
-from acd.core import BridgeCall, CancelRing, DialCustomer, GroupConfig, Notify, RingAgent
-from acd.core.control import (BridgeConsult, BridgeTarget, DropLeg, HoldCaller, InviteRating,
-                              OutboundEnded, OutboundStarted, RecordControl, RecordLeg,
-                              RecordLegWrapup, RequeueCaller, ResumeCaller,
-                              RingAgentForOutbound, RingTarget, SendToSurvey)
+from acd.core import (BridgeCall, BridgeConsult, BridgeTarget, CancelRing, DialCustomer,
+                      DropLeg, GroupConfig, HoldCaller, InviteRating, Notify, OutboundEnded,
+                      OutboundStarted, RecordControl, RecordLeg, RecordLegWrapup, RequeueCaller,
+                      ResumeCaller, RingAgent, RingAgentForOutbound, RingTarget, SendToSurvey)
 from acd.core.errors import AcdError
 from acd.core.transfers import (OUTBOUND_END_REASONS, OUTBOUND_TABLE, TABLE, ControlAction,
                                 ControlIllegal, ControlState, Move, OutboundEvent,
