@@ -32,7 +32,7 @@ from acd.core.calls import (CALLBACK_STATES, LIVE_WAITING_STATES, OFFERABLE_STAT
                             CallState, EndReason)
 from acd.core.config import (CallbackSettings, Destination, DestinationKind, GroupConfig,
                              validate_groups)
-from acd.core.control import CONTROL_TIMERS, CallControl
+from acd.core.control import CallControl
 from acd.core.decisions import (Announce, BridgeCall, CancelRing, CancelTimer, Decision,
                                 DialCustomer, Notify, RecordAgentState, RecordCallEvent,
                                 RegroupCaller, ReleaseLegs, RingAgent, RingAgentForCallback,
@@ -40,6 +40,9 @@ from acd.core.decisions import (Announce, BridgeCall, CancelRing, CancelTimer, D
 from acd.core.errors import (CallbackDisabled, CallbackNumberMissing, DuplicateCall,
                              EndpointInUse, EndpointMissing, NotAManualState, RestoreInvalid,
                              UnknownCall, UnknownGroup)
+from acd.core.timers import (CALL_TIMERS, CONTROL_TIMERS, QUEUE_TIMERS, T_ANNOUNCE,
+                             T_CB_EXPIRE, T_CB_RETRY, T_FAMILIAR, T_MAXWAIT, T_RETRY, T_RING,
+                             T_WIDEN, T_WRAPUP, split_key, timer_key)
 from acd.core.routing import Entry, IdleAgents, SortedList, Strategy, WaitingCalls, idle_entry
 
 
@@ -57,19 +60,6 @@ _SEND_EVENT = {
     SendReason.MAX_WAIT: CallEvent.SEND_OVERFLOW,
 }
 
-# Timer keys are "<kind>:<call id or agent id>".
-T_RING = "ring"            # a call rings an agent: no answer when it fires
-T_WRAPUP = "wrapup"        # an agent's wrap-up ends
-T_ANNOUNCE = "announce"    # tell a waiting caller their position / wait
-T_WIDEN = "widen"          # the next overflow (widening) step of a call
-T_MAXWAIT = "maxwait"      # a call's maximum wait
-T_FAMILIAR = "familiar"    # a call stops waiting for its familiar agent
-T_RETRY = "retry"          # a call may be offered again to agents who did not answer it
-T_CB_RETRY = "cbretry"     # a callback's gap between attempts is over
-T_CB_EXPIRE = "cbexpire"   # a callback expires
-
-_QUEUE_TIMERS = (T_ANNOUNCE, T_WIDEN, T_MAXWAIT, T_FAMILIAR, T_RETRY)
-_CALL_TIMERS = (T_RING, *_QUEUE_TIMERS, T_CB_RETRY, T_CB_EXPIRE)
 #: A conversation ended by a hangup: the caller's channel goes too.
 _HANGUP_ENDS = frozenset({EndReason.CALLER_HANGUP, EndReason.AGENT_HANGUP})
 _NO_ANSWER_CAUSES = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
@@ -217,7 +207,7 @@ class Acd(CallControl):
         self._begin()
         agent = self._agents.get(agent_id) or _Agent(agent_id)
         ags.next_state(agent_id, agent.state, AgentEvent.WRAPUP_END)   # raises if illegal
-        self._cancel_timer(f"{T_WRAPUP}:{agent_id}")
+        self._cancel_timer(timer_key(T_WRAPUP, agent_id))
         self._finish_wrapup(agent, now)
         return self._settle(now)
 
@@ -301,11 +291,11 @@ class Acd(CallControl):
             return [CancelRing(call_id, agent_id)]
         agent = self._agents[agent_id]
         g = self._groups[call.group]
-        self._cancel_timer(f"{T_RING}:{call_id}")
+        self._cancel_timer(timer_key(T_RING, call_id))
         if call.state is CallState.RINGING:
             self._move(call, CallEvent.ANSWER)
-            for kind in _QUEUE_TIMERS:
-                self._cancel_timer(f"{kind}:{call_id}")
+            for kind in QUEUE_TIMERS:
+                self._cancel_timer(timer_key(kind, call_id))
             call.answered_at = now
             self._agent_event(agent, AgentEvent.ANSWER, now)
             self._count_answer(g, call, now)
@@ -409,8 +399,8 @@ class Acd(CallControl):
         assert call.agent_id is not None
         g = self._groups[call.group]
         self._move(call, CallEvent.CUSTOMER_ANSWER)
-        for kind in (*_QUEUE_TIMERS, T_CB_EXPIRE):
-            self._cancel_timer(f"{kind}:{call_id}")
+        for kind in (*QUEUE_TIMERS, T_CB_EXPIRE):
+            self._cancel_timer(timer_key(kind, call_id))
         call.answered_at = now
         self._count_answer(g, call, now)
         self._out.append(BridgeCall(call_id, call.agent_id))
@@ -469,7 +459,7 @@ class Acd(CallControl):
         self._begin()
         if self._timers.pop(key, None) is None:
             return []
-        kind, _, ident = key.partition(":")
+        kind, ident = split_key(key)
         if kind in CONTROL_TIMERS:
             self._control_timer(kind, ident, now)
             return self._settle(now)
@@ -573,7 +563,7 @@ class Acd(CallControl):
         self._force_agent_state(agent, wanted, since)
         if wanted is AgentState.WRAPUP:
             assert wrapup_until is not None
-            self._start_timer(f"{T_WRAPUP}:{agent_id}", wrapup_until)
+            self._start_timer(timer_key(T_WRAPUP, agent_id), wrapup_until)
         return self._take()
 
     def restore_waiting_call(self, call_id: str, caller_number: str, group: str,
@@ -611,12 +601,12 @@ class Acd(CallControl):
             call.callback = Callback(callback_number, asked, asked + s.expiry, s.attempts,
                                      s.gap, s.dial_timeout, attempts=callback_attempts)
             self._move(call, CallEvent.CALLBACK_REQUEST)
-            self._start_timer(f"{T_CB_EXPIRE}:{call_id}", call.callback.expires_at)
+            self._start_timer(timer_key(T_CB_EXPIRE, call_id), call.callback.expires_at)
         else:
             if cfg.announce_every is not None:
-                self._start_timer(f"{T_ANNOUNCE}:{call_id}", now + cfg.announce_every)
+                self._start_timer(timer_key(T_ANNOUNCE, call_id), now + cfg.announce_every)
             if cfg.max_wait is not None:
-                self._start_timer(f"{T_MAXWAIT}:{call_id}",
+                self._start_timer(timer_key(T_MAXWAIT, call_id),
                                   max(now, entered_at + cfg.max_wait))
         self._widen(call, now, force=False)
         return self._take()
@@ -927,7 +917,7 @@ class Acd(CallControl):
         self._record(call, now, CallEventKind.WRAPUP, agent_id=agent.agent_id,
                      detail=f"{secs:g} s")
         if secs > 0:
-            self._start_timer(f"{T_WRAPUP}:{agent.agent_id}", now + secs)
+            self._start_timer(timer_key(T_WRAPUP, agent.agent_id), now + secs)
         else:
             self._finish_wrapup(agent, now)
 
@@ -1010,8 +1000,8 @@ class Acd(CallControl):
         call.state = CallState.ENDED
         call.end_reason = move.end_reason
         call.ended_at = now
-        for kind in _CALL_TIMERS:
-            self._cancel_timer(f"{kind}:{call.call_id}")
+        for kind in CALL_TIMERS:
+            self._cancel_timer(timer_key(kind, call.call_id))
         if call.reserved_for is not None:
             call.reserved_for = None
         stats = self._groups[call.group].stats
@@ -1033,8 +1023,8 @@ class Acd(CallControl):
         length, then queue."""
         if call.state is CallState.WAITING:       # moving from another group
             self._detach(call)
-            for kind in _QUEUE_TIMERS:
-                self._cancel_timer(f"{kind}:{call.call_id}")
+            for kind in QUEUE_TIMERS:
+                self._cancel_timer(timer_key(kind, call.call_id))
         g = self._groups[group]
         call.group = group
         cfg = g.cfg
@@ -1066,11 +1056,11 @@ class Acd(CallControl):
         if call.reserved_for is not None:
             self._record(call, now, CallEventKind.FAMILIAR, agent_id=call.reserved_for,
                          detail=f"{cfg.familiar_seconds:g} s")
-            self._start_timer(f"{T_FAMILIAR}:{cid}", now + cfg.familiar_seconds)
+            self._start_timer(timer_key(T_FAMILIAR, cid), now + cfg.familiar_seconds)
         if cfg.announce_every is not None:
-            self._start_timer(f"{T_ANNOUNCE}:{cid}", now + cfg.announce_every)
+            self._start_timer(timer_key(T_ANNOUNCE, cid), now + cfg.announce_every)
         if cfg.max_wait is not None:
-            self._start_timer(f"{T_MAXWAIT}:{cid}", now + cfg.max_wait)
+            self._start_timer(timer_key(T_MAXWAIT, cid), now + cfg.max_wait)
         self._widen(call, now, force=False)
 
     def _send(self, call: Call, dest: Destination, reason: SendReason, now: float) -> None:
@@ -1103,7 +1093,7 @@ class Acd(CallControl):
         if call.state is CallState.RINGING:
             self._cancel_offer(call, now, "callback")
         for kind in (T_ANNOUNCE, T_MAXWAIT):
-            self._cancel_timer(f"{kind}:{call.call_id}")
+            self._cancel_timer(timer_key(kind, call.call_id))
         call.overdue = False
         call.channel_group = None                 # the caller hangs up
         call.callback = Callback(number, now, now + s.expiry, s.attempts, s.gap,
@@ -1111,7 +1101,7 @@ class Acd(CallControl):
         self._move(call, CallEvent.CALLBACK_REQUEST)
         g.stats.callbacks_requested += 1
         self._record(call, now, CallEventKind.CALLBACK_REQUESTED, detail=number)
-        self._start_timer(f"{T_CB_EXPIRE}:{call.call_id}", call.callback.expires_at)
+        self._start_timer(timer_key(T_CB_EXPIRE, call.call_id), call.callback.expires_at)
 
     def _widen(self, call: Call, now: float, force: bool) -> None:
         """Apply the overflow (widening) steps that are due; set the timer for the next."""
@@ -1136,7 +1126,7 @@ class Acd(CallControl):
             self._attach(call)
             self._record(call, now, CallEventKind.WIDENED, detail=", ".join(done))
         if call.widen_step < len(steps):
-            self._start_timer(f"{T_WIDEN}:{call.call_id}",
+            self._start_timer(timer_key(T_WIDEN, call.call_id),
                               call.entered_at + steps[call.widen_step].after)
 
     def _announce(self, call: Call, now: float) -> None:
@@ -1149,14 +1139,14 @@ class Acd(CallControl):
                                       position if cfg.announce_position else None,
                                       wait if cfg.announce_estimated_wait else None))
         if call.state in LIVE_WAITING_STATES and cfg.announce_every is not None:
-            self._start_timer(f"{T_ANNOUNCE}:{call.call_id}", now + cfg.announce_every)
+            self._start_timer(timer_key(T_ANNOUNCE, call.call_id), now + cfg.announce_every)
 
     def _release_familiar(self, call: Call, now: float) -> None:
         agent_id = call.reserved_for
         self._detach(call)
         call.reserved_for = None
         self._attach(call)
-        self._cancel_timer(f"{T_FAMILIAR}:{call.call_id}")
+        self._cancel_timer(timer_key(T_FAMILIAR, call.call_id))
         self._record(call, now, CallEventKind.FAMILIAR_RELEASED, agent_id=agent_id)
 
     def _familiar_agent(self, call: Call, g: _Group, now: float) -> str | None:
@@ -1208,7 +1198,7 @@ class Acd(CallControl):
         else:
             self._out.append(RingAgent(call.call_id, agent.agent_id, agent.endpoint,
                                        call.group, timeout, call.caller_number))
-        self._start_timer(f"{T_RING}:{call.call_id}", now + timeout)
+        self._start_timer(timer_key(T_RING, call.call_id), now + timeout)
         self._record(call, now, CallEventKind.OFFERED, agent_id=agent.agent_id,
                      detail="" if via == call.group else f"via {via}")
         self._out.append(Notify(agent.agent_id, "ring", {
@@ -1222,7 +1212,7 @@ class Acd(CallControl):
         """Take a ring back through no fault of the agent (they keep their idle place)."""
         assert call.agent_id is not None
         agent = self._agents[call.agent_id]
-        self._cancel_timer(f"{T_RING}:{call.call_id}")
+        self._cancel_timer(timer_key(T_RING, call.call_id))
         self._out.append(CancelRing(call.call_id, agent.agent_id))
         self._record(call, now, CallEventKind.RING_CANCELLED, agent_id=agent.agent_id,
                      detail=why)
@@ -1238,7 +1228,7 @@ class Acd(CallControl):
         assert call.agent_id is not None
         agent = self._agents[call.agent_id]
         cfg = self._groups[call.group].cfg
-        self._cancel_timer(f"{T_RING}:{call.call_id}")
+        self._cancel_timer(timer_key(T_RING, call.call_id))
         if cancel_leg:
             self._out.append(CancelRing(call.call_id, agent.agent_id))
         no_answer = cause in _NO_ANSWER_CAUSES
@@ -1250,7 +1240,7 @@ class Acd(CallControl):
         call.agent_id = None
         if call.reserved_for is not None:
             call.reserved_for = None
-            self._cancel_timer(f"{T_FAMILIAR}:{call.call_id}")
+            self._cancel_timer(timer_key(T_FAMILIAR, call.call_id))
             self._record(call, now, CallEventKind.FAMILIAR_RELEASED, agent_id=agent.agent_id)
         if cfg.no_answer_break:
             self._agent_event(agent, AgentEvent.NO_ANSWER, now,
@@ -1259,7 +1249,7 @@ class Acd(CallControl):
             self._agent_event(agent, AgentEvent.RING_CANCELLED, now)
         if agent.state is AgentState.IDLE:
             call.declined.add(agent.agent_id)
-            self._start_timer(f"{T_RETRY}:{call.call_id}", now + cfg.retry_seconds)
+            self._start_timer(timer_key(T_RETRY, call.call_id), now + cfg.retry_seconds)
         self._move(call, CallEvent.RING_RETURNED)
         if call.callback is not None and call.callback.expired:
             self._end(call, CallEvent.EXPIRE, now)
@@ -1280,7 +1270,7 @@ class Acd(CallControl):
         else:
             call.agent_id = None
             self._move(call, CallEvent.DIAL_FAILED)
-            self._start_timer(f"{T_CB_RETRY}:{call.call_id}", now + cb.gap)
+            self._start_timer(timer_key(T_CB_RETRY, call.call_id), now + cb.gap)
         self._after_call(agent, call, now)
 
     def _offer_agent(self, agent: _Agent, now: float) -> None:

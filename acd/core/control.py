@@ -61,16 +61,13 @@ from acd.core.decisions import (BridgeCall, BridgeConsult, BridgeTarget, CancelR
                                 RecordLegWrapup, ReleaseLegs, RequeueCaller, ResumeCaller,
                                 RingAgentForOutbound, RingTarget, SendToSurvey)
 from acd.core.errors import DuplicateCall, NotLoggedIn, RestoreInvalid, UnknownGroup
+from acd.core.numbers import is_number
+from acd.core.timers import T_OBRING, T_WRAPUP, T_XFER, timer_key
 from acd.core.transfers import (CALLER_HOLDS, TRANSFER_STATES, ControlAction, ControlState,
                                 OutboundEvent, OutboundState, Transfer, TransferEvent)
 
 if TYPE_CHECKING:
     from acd.core.acd import _Agent
-
-# Timer keys: "<kind>:<call id>".
-T_XFER = "xfer"        # a transfer or consult target rings too long
-T_OBRING = "obring"    # the agent's own phone rings too long for their outbound call
-CONTROL_TIMERS = (T_XFER, T_OBRING)
 
 _NO_ANSWER = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
 #: An agent may make an outbound call from these states (not on a call or wrapping up).
@@ -269,7 +266,7 @@ class CallControl:
             self._release(target, call, now, "consult_ended")
         else:
             self._cancel_target_ring(call, target, now, "cancelled")
-        self._cancel_timer(f"{T_XFER}:{call.call_id}")
+        self._cancel_timer(timer_key(T_XFER, call.call_id))
         ctl.transfer = None
         self._transfer_events(call, ctl, t, move.events, now, cause="returned")
         self._set_control(call, ctl, ControlState.TALKING, now)
@@ -327,7 +324,7 @@ class CallControl:
         agent = self._agents.get(agent_id)
         if agent is None or agent.state is AgentState.OFFLINE:
             raise NotLoggedIn(agent_id, "offline", "dial")
-        if not tf.DIAL_NUMBER.match(number or ""):
+        if not is_number(number):
             raise tf.BadNumber()
         if agent.state not in _DIAL_FROM:
             raise tf.OnACall(agent_id, f"state {agent.state.value!r}")
@@ -352,7 +349,7 @@ class CallControl:
         assert agent.endpoint is not None
         self._out.append(RingAgentForOutbound(call_id, agent_id, agent.endpoint, ring_timeout,
                                               number))
-        self._start_timer(f"{T_OBRING}:{call_id}", now + ring_timeout)
+        self._start_timer(timer_key(T_OBRING, call_id), now + ring_timeout)
         self._out.append(Notify(agent_id, "outbound", {"call_id": call_id, "number": number,
                                                        "state": out.state.value}))
         return self._settle(now)
@@ -485,7 +482,7 @@ class CallControl:
         if ctl.state not in (ControlState.TRANSFER_RINGING, ControlState.CONSULT_RINGING):
             return self._settle(now)              # a repeated event
         target = self._agents[agent_id]
-        self._cancel_timer(f"{T_XFER}:{call_id}")
+        self._cancel_timer(timer_key(T_XFER, call_id))
         move = tf.next_state(call_id, ctl.state, ControlAction.TARGET_ANSWERED)
         self._agent_event(target, AgentEvent.ANSWER, now)
         target.calls_answered += 1
@@ -627,7 +624,7 @@ class CallControl:
             return
         t = ctl.transfer
         if t is not None:
-            self._cancel_timer(f"{T_XFER}:{call.call_id}")
+            self._cancel_timer(timer_key(T_XFER, call.call_id))
             target = self._agents.get(t.target_agent)
             cause = "caller_hangup" if event is CallEvent.CALLER_HANGUP else "call_ended"
             if target is not None and target.call_id == call.call_id:
@@ -739,7 +736,7 @@ class CallControl:
         assert target.endpoint is not None
         self._out.append(RingTarget(call_id, target.agent_id, target.endpoint, timeout,
                                     call.caller_number, kind, owner.agent_id))
-        self._start_timer(f"{T_XFER}:{call_id}", now + timeout)
+        self._start_timer(timer_key(T_XFER, call_id), now + timeout)
         self._out.append(Notify(target.agent_id, "ring", {
             "call_id": call_id, "caller_number": call.caller_number, "group": call.group,
             "priority": call.priority, "key_trail": list(call.key_trail),
@@ -784,7 +781,7 @@ class CallControl:
         t = ctl.transfer
         assert t is not None
         target = self._agents[t.target_agent]
-        self._cancel_timer(f"{T_XFER}:{call.call_id}")
+        self._cancel_timer(timer_key(T_XFER, call.call_id))
         if failed:
             self._out.append(CancelRing(call.call_id, target.agent_id))
             self._out.append(Notify(target.agent_id, "ended", {"call_id": call.call_id,
@@ -910,7 +907,7 @@ class CallControl:
         before = out.state
         out.state = move.target
         if event is OutboundEvent.AGENT_ANSWERED:
-            self._cancel_timer(f"{T_OBRING}:{call_id}")
+            self._cancel_timer(timer_key(T_OBRING, call_id))
             self._agent_event(agent, AgentEvent.ANSWER, now)
             agent.handle_started = now
             agent.handle_group = None
@@ -927,7 +924,7 @@ class CallControl:
             "cause": cause or None}))
         if move.target is not OutboundState.ENDED:
             return
-        self._cancel_timer(f"{T_OBRING}:{call_id}")
+        self._cancel_timer(timer_key(T_OBRING, call_id))
         out.ended_at = now
         out.end_reason = move.end_reason
         self._outbound.pop(call_id, None)
@@ -950,10 +947,9 @@ class CallControl:
             self._leg_closed(agent, call_id, now, move.end_reason or "ended")
         self._agent_event(agent, AgentEvent.CALL_ENDED, now)
         if out.wrapup_seconds > 0:
-            from acd.core.acd import T_WRAPUP
-            self._start_timer(f"{T_WRAPUP}:{agent.agent_id}", now + out.wrapup_seconds)
+            self._start_timer(timer_key(T_WRAPUP, agent.agent_id), now + out.wrapup_seconds)
         else:
             self._finish_wrapup(agent, now)
 
 
-__all__ = ["CallControl", "CONTROL_TIMERS", "T_XFER", "T_OBRING"]
+__all__ = ["CallControl"]

@@ -52,7 +52,6 @@ Stable error ids (all :class:`~acd.core.errors.AcdError`; the HTTP layer maps ``
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -60,8 +59,6 @@ from typing import NamedTuple
 from acd.core.calls import CallState
 from acd.core.errors import AcdError, IllegalCallTransition, IllegalTransition
 
-#: A number an agent may dial: digits, * and #, an optional leading +.
-DIAL_NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
 #: A caller transferred to a skill group goes ahead of new arrivals: this much more priority.
 TRANSFER_PRIORITY_BOOST = 1000
 
@@ -326,6 +323,6 @@ __all__ = [
     "OutboundState", "OutboundEvent", "OutboundMove", "OUTBOUND_TABLE", "OUTBOUND_END_REASONS",
     "OutboundIllegal", "next_outbound",
     "NoCall", "TargetUnavailable", "TargetIsSelf", "TargetMissing", "NoAgentAvailable",
-    "GroupClosed", "OnACall", "BadNumber", "Transfer", "DIAL_NUMBER",
+    "GroupClosed", "OnACall", "BadNumber", "Transfer",
     "TRANSFER_PRIORITY_BOOST",
 ]

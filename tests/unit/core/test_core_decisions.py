@@ -190,3 +190,34 @@ def test_restored_caller_regroups_on_overflow_and_callbacks_never(make_sim):
     sim.do("resume")
     out = sim.advance(30)
     assert of(out, RegroupCaller) == [RegroupCaller("k1", "g2", 30)]
+
+
+# --- timer keys and the number pattern ----------------------------------------------------------
+
+def test_timer_keys_are_kind_and_id_from_one_module(make_sim):
+    from acd.core import timers
+    assert timers.timer_key(timers.T_RING, "k1") == "ring:k1"
+    assert timers.split_key("wrapup:a:b") == ("wrapup", "a:b")
+    kinds = [getattr(timers, n) for n in timers.__all__ if n.startswith("T_")]
+    assert len(set(kinds)) == len(kinds)
+    assert set(timers.CALL_TIMERS) | set(timers.CONTROL_TIMERS) | {timers.T_WRAPUP} == set(kinds)
+    sim = make_sim(GROUPS)
+    sim.login("a", at=0)
+    sim.do("call_arrived", "k1", "111", "g", at=1)
+    for key in sim.core.timers():
+        assert timers.split_key(key)[0] in kinds
+
+
+@pytest.mark.parametrize("number, ok", [("+8613800138000", True), ("*21#", True),
+                                        ("12a", False), ("", False), ("1" * 33, False)])
+def test_outbound_numbers_follow_the_one_number_pattern(make_sim, number, ok):
+    from acd.core.numbers import is_number
+    assert is_number(number) is ok
+    sim = make_sim(GROUPS)
+    sim.login("a", at=0)
+    if ok:
+        assert sim.do("dial", "a", number, call_id="o1", at=1)
+    else:
+        with pytest.raises(acd.core.AcdError) as exc:
+            sim.do("dial", "a", number, call_id="o1", at=1)
+        assert exc.value.id == "dial.bad_number"
