@@ -716,34 +716,60 @@ class Acd(CallControl):
     def snapshot_agents(self, now: float) -> dict[str, dict[str, Any]]:
         """Per agent: state, reason, pending state, phone reachability, and why they are
         not offered calls (``unavailable_reason``). JSON-ready."""
-        out: dict[str, dict[str, Any]] = {}
-        for agent_id, a in self._agents.items():
-            reachable = self._is_reachable(a)
-            if a.available:
-                why = None
-            elif a.state is AgentState.OFFLINE:
-                why = "logged out"
-            else:
-                why = self._phone_unusable(a) or (
-                    a.state.value + (f": {a.reason}" if a.reason else ""))
-            out[agent_id] = {
-                "state": a.state.value,
-                "reason": a.reason,
-                "since": a.since,
-                "in_state_for": now - a.since,
-                "endpoint": a.endpoint,
-                "reachable": reachable,
-                "phone_in_use": self._in_use_now(a),
-                "available": a.available,
-                "unavailable_reason": why,
-                "pending": a.pending[0].value if a.pending else None,
-                "pending_reason": a.pending[1] if a.pending else None,
-                "call_id": a.call_id,
-                "groups": dict(a.groups),
-                "calls_answered": a.calls_answered,
-                "idle_since": a.idle_since if a.state is AgentState.IDLE else None,
-            }
-        return out
+        return {agent_id: self._agent_view(a, now) for agent_id, a in self._agents.items()}
+
+    def agent_snapshot(self, agent_id: str, now: float) -> dict[str, Any] | None:
+        """One agent, as :meth:`snapshot_agents` shows them; None if the core has no such
+        agent."""
+        a = self._agents.get(agent_id)
+        return None if a is None else self._agent_view(a, now)
+
+    def _agent_view(self, a: _Agent, now: float) -> dict[str, Any]:
+        if a.available:
+            why = None
+        elif a.state is AgentState.OFFLINE:
+            why = "logged out"
+        else:
+            why = self._phone_unusable(a) or (
+                a.state.value + (f": {a.reason}" if a.reason else ""))
+        return {
+            "state": a.state.value,
+            "reason": a.reason,
+            "since": a.since,
+            "in_state_for": now - a.since,
+            "endpoint": a.endpoint,
+            "reachable": self._is_reachable(a),
+            "phone_in_use": self._in_use_now(a),
+            "available": a.available,
+            "unavailable_reason": why,
+            "pending": a.pending[0].value if a.pending else None,
+            "pending_reason": a.pending[1] if a.pending else None,
+            "call_id": a.call_id,
+            "groups": dict(a.groups),
+            "calls_answered": a.calls_answered,
+            "idle_since": a.idle_since if a.state is AgentState.IDLE else None,
+        }
+
+    def wrapup_seconds(self, group: str | None) -> float:
+        """The skill group's wrap-up seconds; 0.0 for an unknown group (or None)."""
+        g = self._groups.get(group or "")
+        return float(g.cfg.wrapup_seconds) if g is not None else 0.0
+
+    def call_state(self, call_id: str) -> str | None:
+        """The call's state (as :meth:`call_info` gives it: ``waiting``, ``ended``...), live
+        or recently ended; None if the core does not know the call."""
+        call = self._calls.get(call_id) or self._ended.get(call_id)
+        return None if call is None else call.state.value
+
+    def call_group(self, call_id: str) -> str | None:
+        """The skill group whose queue the call is (or was last) in; None if unknown."""
+        call = self._calls.get(call_id) or self._ended.get(call_id)
+        return None if call is None else call.group
+
+    def phone_reachable(self, endpoint: str) -> bool:
+        """Whether the core counts the endpoint's phone as reachable (as it does for
+        routing: unknown endpoints are reachable until ``contact_status`` says not)."""
+        return self._reachable.get(endpoint, True)
 
     def call_info(self, call_id: str) -> dict[str, Any]:
         """One call (live, or among the recently ended), with its timeline. JSON-ready."""

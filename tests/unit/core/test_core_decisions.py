@@ -151,7 +151,7 @@ def test_arrival_in_a_closed_group_sent_to_another_regroups(make_sim):
     sim = make_sim(OVERFLOW)
     out = sim.do("call_arrived", "k1", "111", "shut", at=5)
     assert of(out, RegroupCaller) == [RegroupCaller("k1", "g2", 5)]
-    assert sim.core.call_info("k1")["group"] == "g2"
+    assert sim.core.call_group("k1") == "g2"
 
 
 def test_transfer_to_a_group_requeues_without_regroup(make_sim):
@@ -221,3 +221,52 @@ def test_outbound_numbers_follow_the_one_number_pattern(make_sim, number, ok):
         with pytest.raises(acd.core.AcdError) as exc:
             sim.do("dial", "a", number, call_id="o1", at=1)
         assert exc.value.id == "dial.bad_number"
+
+
+# --- public queries -------------------------------------------------------------------------------
+
+def test_agent_snapshot_is_the_snapshot_of_one_agent(make_sim):
+    sim = make_sim(GROUPS)
+    sim.login("a", "b", at=0)
+    sim.do("contact_status", "PJSIP/b", False, at=1)
+    sim.do("call_arrived", "k1", "111", "g", at=2)
+    sim.do("set_agent_state", "a", "break", at=3, reason="lunch")
+    all_agents = sim.core.snapshot_agents(sim.now)
+    for agent_id in ("a", "b"):
+        assert sim.core.agent_snapshot(agent_id, sim.now) == all_agents[agent_id]
+    assert sim.core.agent_snapshot("a", sim.now)["pending"] == "break"
+    assert sim.core.agent_snapshot("b", sim.now)["reachable"] is False
+    assert sim.core.agent_snapshot("nobody", sim.now) is None
+
+
+def test_wrapup_seconds_per_group():
+    core = acd.core.Acd([GroupConfig("g", members={"a": 1}, wrapup_seconds=7),
+                         GroupConfig("h", members={"a": 1})])
+    assert core.wrapup_seconds("g") == 7.0
+    assert isinstance(core.wrapup_seconds("g"), float)
+    assert core.wrapup_seconds("nope") == 0.0
+    assert core.wrapup_seconds(None) == 0.0
+
+
+def test_call_state_and_group(make_sim):
+    sim = make_sim(OVERFLOW)
+    assert sim.core.call_state("k1") is None and sim.core.call_group("k1") is None
+    sim.do("call_arrived", "k1", "111", "g1", at=0)
+    assert (sim.core.call_state("k1"), sim.core.call_group("k1")) == ("waiting", "g1")
+    sim.advance(30)
+    assert (sim.core.call_state("k1"), sim.core.call_group("k1")) == ("waiting", "g2")
+    sim.do("caller_hung_up", "k1", at=31)
+    assert (sim.core.call_state("k1"), sim.core.call_group("k1")) == ("ended", "g2")
+    assert sim.core.call_state("k1") == sim.core.call_info("k1")["state"]
+
+
+def test_phone_reachable_is_the_fact_used_for_routing(make_sim, rings):
+    sim = make_sim(GROUPS)
+    assert sim.core.phone_reachable("PJSIP/a") is True          # unknown: reachable
+    sim.login("a", at=0)
+    sim.do("contact_status", "PJSIP/a", False, at=1)
+    assert sim.core.phone_reachable("PJSIP/a") is False
+    assert not rings(sim.do("call_arrived", "k1", "111", "g", at=2))
+    out = sim.do("contact_status", "PJSIP/a", True, at=3)
+    assert sim.core.phone_reachable("PJSIP/a") is True
+    assert rings(out) == [("k1", "a")]
