@@ -6,8 +6,10 @@ The dialplan (``[acd-queue]``) has set ``ACD_GROUP`` and ``ACD_PRIORITY``. The s
    waits until the ACD has taken up its state after a start, and registers the caller:
    a new caller enters the queue at ``ACD_ENTERED``, which the script sets once (a caller
    whose session comes back after a restart keeps the value, and with it their place);
-2. loops on short ``WAIT FOR DIGIT`` commands (the music keeps playing) to catch the
-   callback key and to play the announcements the ACD queued (position, estimated wait);
+2. waits for a key (``WAIT FOR DIGIT``; the music keeps playing) until the next
+   announcement is due, then plays the one the ACD pushed (position, estimated wait): nothing
+   is polled, so a waiting caller costs one AGI command per announcement or key, and one
+   every ``IDLE_WAIT_MS`` at most (see :class:`acd.runtime.queue.CallerSession`);
 3. ends quietly when Asterisk cuts the session: the ACD bridged the caller with an agent or
    redirected them to a destination (AMI), or the caller hung up. Which one it was is not
    this script's business: the runtime knows what it did, and caller hangups come from the
@@ -21,39 +23,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from acd.asterisk import dialplan as dp
 from acd.core import AcdError
+from acd.core.numbers import is_number
 from acd.errors import UserError
-from acd.runtime import NUMBER, CallerSession
+from acd.runtime import CallerSession
 from agi.protocol import AgiError
 from agi.server import AgiSession
 
-POLL_MS = 1000                 # WAIT FOR DIGIT slice: the longest an announcement waits
-CUT_GRACE_POLLS = 15           # done, but not cut by Asterisk: leave on our own after this
+IDLE_WAIT_MS = 60_000          # the longest WAIT FOR DIGIT when no announcement is due
+CUT_GRACE_SECONDS = 15.0       # done, but not cut by Asterisk: leave on our own after this
+LATE_PUSH_SECONDS = 1.0        # an announcement due now may come a moment after its time
 CONFIRM_TIMEOUT_MS = 6000
 MAX_NUMBER_DIGITS = 20
-SORRY = "acd-dest,sorry,1"     # where a caller goes whom the ACD refuses
 
 
 class QueueScript:
-    def __init__(self, runtime: Any, poll_ms: int = POLL_MS) -> None:
+    def __init__(self, runtime: Any, idle_wait_ms: int = IDLE_WAIT_MS) -> None:
         self.runtime = runtime
-        self.poll_ms = poll_ms
+        self.idle_wait_ms = idle_wait_ms
 
     async def __call__(self, session: AgiSession) -> None:
         req = session.request
         log = session.log
         await session.set_music(True)
-        if await session.get_variable("ACD_BRIDGED"):
+        if await session.get_variable(dp.BRIDGED):
             return                      # talked to an agent already: the dialplan hangs up
         await self.runtime.wait_ready()
-        group = await session.get_variable("ACD_GROUP") or ""
-        priority = _int(await session.get_variable("ACD_PRIORITY"))
-        entered_text = await session.get_variable("ACD_ENTERED")
+        group = await session.get_variable(dp.GROUP) or ""
+        priority = _int(await session.get_variable(dp.PRIORITY))
+        entered_text = await session.get_variable(dp.ENTERED)
         entered = _float(entered_text)
-        did = await session.get_variable("ACD_DID") or req.headers.get("agi_extension", "")
+        did = await session.get_variable(dp.DID) or req.headers.get("agi_extension", "")
         if entered is None:
             entered = self.runtime.clock()
-            await session.set_variable("ACD_ENTERED", f"{entered:.6f}")
+            await session.set_variable(dp.ENTERED, f"{entered:.6f}")
         try:
             handle = await self.runtime.caller_arrived(
                 uniqueid=req.uniqueid, channel=req.channel, caller_number=req.caller_id_num,
@@ -61,12 +65,12 @@ class QueueScript:
                 entered=entered)
         except UserError as e:
             log.warning("queue.refused", error=e.id, message=e.message, group=group)
-            await session.set_variable("ACD_NEXT", SORRY)
+            await session.set_variable(dp.NEXT, dp.SORRY_TARGET)
             return
         if handle is None:              # the ACD is done with this call
-            await session.set_variable("ACD_NEXT", "acd-dest,hangup,1")
+            await session.set_variable(dp.NEXT, dp.HANGUP_TARGET)
             return
-        await session.set_variable("ACD_QTRIES", "0")
+        await session.set_variable(dp.QUEUE_TRIES, "0")
         try:
             await self._wait(session, handle)
         except AgiError:
@@ -75,25 +79,35 @@ class QueueScript:
             handle.detach()
 
     async def _wait(self, session: AgiSession, handle: CallerSession) -> None:
-        idle_done = 0
+        cut_by: float | None = None
         while True:
             if handle.done:
                 # Bridged or sent on: Asterisk cuts this session in a moment. Should it not
                 # (the AMI action failed), leave on our own after a while.
-                idle_done += 1
-                if idle_done > CUT_GRACE_POLLS:
+                now = self.runtime.clock()
+                cut_by = cut_by if cut_by is not None else now + CUT_GRACE_SECONDS
+                if now >= cut_by:
                     session.log.warning("queue.not_cut")
                     return
-            item = None if handle.done else handle.next_instruction()
+                await session.wait_for_digit(int((cut_by - now) * 1000) + 1)
+                continue
+            item = handle.next_instruction()
             if item is not None and item[0] == "announce":
                 await self._announce(session, *item[1])
                 handle.drop("announce")   # what came in meanwhile is said already
-            digit = await session.wait_for_digit(self.poll_ms)
-            key = handle.callback_key
-            if digit and key and digit == key and not handle.done:
-                await self._callback(session, handle)
-                if handle.done:
-                    return
+                continue
+            due = handle.next_due()
+            wait_ms = self.idle_wait_ms if due is None else max(
+                1, min(self.idle_wait_ms, int((due - self.runtime.clock()) * 1000) + 1))
+            digit = await session.wait_for_digit(wait_ms)
+            if digit:
+                key = handle.callback_key
+                if key and digit == key and not handle.done:
+                    await self._callback(session, handle)
+                    if handle.done:
+                        return
+            elif due is not None:
+                await handle.woken(LATE_PUSH_SECONDS)   # the announcement on its way
 
     async def _announce(self, session: AgiSession, position: int | None,
                         wait: float | None) -> None:
@@ -138,7 +152,7 @@ class QueueScript:
         """Read the number back; 1 (during or after the read-back) confirms it, other digits
         (ended by #) replace it and are read back in turn. None: nothing confirmed (silence,
         or three tries)."""
-        number = number if NUMBER.match(number or "") else ""
+        number = number if is_number(number) else ""
         for _ in range(3):
             if number:                  # 1 may be pressed at any point of the read-back
                 pressed = (await session.stream_file("telephone-number", "1")
@@ -153,7 +167,7 @@ class QueueScript:
                 return None
             if digits == "1" and number:
                 return number
-            if digits != "1" and NUMBER.match(digits):
+            if digits != "1" and is_number(digits):
                 number = digits
         return None
 

@@ -6,7 +6,7 @@ that goes into an AMI Originate towards an agent keeps no control character, quo
 bracket or backslash; only a calling number written like a phone number gets a region."""
 from __future__ import annotations
 
-from acd.runtime import _cid_text
+from acd.runtime.telephony import cid_text as _cid_text
 from acd.web.pages import caller_region
 from agi.flows.runner import MAX_TRAIL_PER_NODE, TRUNCATED
 from tests.unit.test_flows_runner import (FakeDirectory, FakeSession, Registry,  # noqa: F401

@@ -403,7 +403,7 @@ async def test_overflow_to_another_group_moves_the_channel_variables(env):
 async def test_announcement_goes_to_the_callers_session(env):
     await start(env)
     handle = await env.arrive("c1")
-    env.rt._apply([__import__("acd.core", fromlist=["Announce"]).Announce("c1", 1, 60.0)])
+    env.rt.apply([__import__("acd.core", fromlist=["Announce"]).Announce("c1", 1, 60.0)])
     assert handle.next_instruction() == ("announce", (1, 60.0))
 
 

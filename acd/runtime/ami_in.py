@@ -1,0 +1,153 @@
+"""AMI events -> facts: what happened to a channel, a bridge, a phone or Asterisk itself.
+
+Pure translation, no state: :func:`translate` names the fact an event carries, in the
+runtime's words; the runtime's loop (:mod:`acd.runtime.service`) routes each fact by its type.
+Reconcile (:mod:`acd.runtime.restore`) reports what it finds with the same facts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from acd.ami import events as ev
+
+#: SoftHangupRequest's Cause is Asterisk's soft hangup flag; this one is a shutdown.
+SOFTHANGUP_SHUTDOWN = 4
+#: OriginateResponse Reason 4: answered.
+ORIGINATE_ANSWERED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCreated:
+    uid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRinging:
+    """The far end rings (Newstate Ringing), or any other state change of a channel."""
+    uid: str
+    channel: str
+    ringing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateAnswered:
+    uid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateFailed:
+    uid: str
+    reason: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HangupCause:
+    """A hangup was asked for the channel with this Q.850 cause (the Hangup follows)."""
+    uid: str
+    cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHungUp:
+    uid: str
+    channel: str
+    cause: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskStopping:
+    """Asterisk is shutting down: every channel in it is going."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChanged:
+    endpoint: str
+    uri: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeEntered:
+    uid: str
+    bridge: str
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeLeft:
+    uid: str
+    bridge: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRenamed:
+    uid: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailLeft:
+    call_id: str
+    file: str
+    mailbox: str
+
+
+Fact = (ChannelCreated | ChannelRinging | OriginateAnswered | OriginateFailed | HangupCause
+        | ChannelHungUp | AsteriskStopping | ContactChanged | BridgeEntered | BridgeLeft
+        | ChannelRenamed | VoicemailLeft)
+FACT_TYPES = (ChannelCreated, ChannelRinging, OriginateAnswered, OriginateFailed, HangupCause,
+              ChannelHungUp, AsteriskStopping, ContactChanged, BridgeEntered, BridgeLeft,
+              ChannelRenamed, VoicemailLeft)
+
+
+def _int(x: object, default: int) -> int:
+    try:
+        return int(str(x).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def translate(e: ev.AmiEvent) -> Fact | None:
+    """The fact an AMI event carries, or None (an event the ACD does not need)."""
+    if isinstance(e, ev.Newstate):
+        return ChannelRinging(e.uniqueid or "", e.channel or "",
+                              e.channel_state == ev.CHANNEL_STATE_RINGING)
+    if isinstance(e, ev.Newchannel):
+        return ChannelCreated(e.uniqueid or "", e.channel or "")
+    if isinstance(e, ev.OriginateResponse):
+        if (e.response or "").lower() == "success" and e.reason == ORIGINATE_ANSWERED:
+            return OriginateAnswered(e.uniqueid or "", e.channel or "")
+        return OriginateFailed(e.uniqueid or "", e.reason)
+    if isinstance(e, ev.Hangup):
+        return ChannelHungUp(e.uniqueid or "", e.channel or "", e.cause)
+    if (e.name == "SoftHangupRequest"
+            and _int(e.fields.get("Cause"), -1) == SOFTHANGUP_SHUTDOWN) or e.name == "Shutdown":
+        return AsteriskStopping()
+    if e.name in ("HangupRequest", "SoftHangupRequest"):
+        cause = _int(e.fields.get("Cause"), -1)
+        return HangupCause(str(e.fields.get("Uniqueid", "")), cause) if cause > 0 else None
+    if isinstance(e, ev.ContactStatus):
+        return ContactChanged(e.endpoint_name or e.aor or "", e.uri or "", e.contact_status or "")
+    if isinstance(e, ev.BridgeEnter):
+        return BridgeEntered(e.uniqueid or "", e.bridge_uniqueid or "")
+    if isinstance(e, ev.BridgeLeave):
+        return BridgeLeft(e.uniqueid or "", e.bridge_uniqueid or "", e.channel or "")
+    if isinstance(e, ev.Rename):
+        name = e.new_name or ""
+        if not name or "<ZOMBIE>" in name or name.startswith("Surrogate/"):
+            return None
+        return ChannelRenamed(e.uniqueid or "", name)
+    if isinstance(e, ev.UserEvent) and e.user_event == "AcdVoicemail":
+        call_id = str(e.headers.get("Call", "") or e.uniqueid or "")
+        if call_id:
+            return VoicemailLeft(call_id, str(e.headers.get("File", "")),
+                                 str(e.headers.get("Mailbox", "")))
+    return None
+
+
+__all__ = ["translate", "Fact", "FACT_TYPES", "ChannelCreated", "ChannelRinging",
+           "OriginateAnswered", "OriginateFailed", "HangupCause", "ChannelHungUp",
+           "AsteriskStopping", "ContactChanged", "BridgeEntered", "BridgeLeft",
+           "ChannelRenamed", "VoicemailLeft", "SOFTHANGUP_SHUTDOWN"]

@@ -1,0 +1,115 @@
+"""The queue script waits on pushes, not polls: while nothing happens it sends one WAIT FOR
+DIGIT until the next announcement is due (or a long idle wait), never one a second. Here on a
+scripted AGI session and a real runtime's caller session (fake AMI, real store)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from acd import config as configmod
+from acd.core import Acd
+from acd.runtime import AcdRuntime
+from acd.store.db import Store, migrate_async
+from acd.web.hub import Hub
+from agi.protocol import AgiError
+from agi.queue import IDLE_WAIT_MS, QueueScript
+from tests.unit.test_runtime import AGENTS, Clock, FakeAmi, start, Env
+
+T0 = 1_800_000_000.0
+
+
+class Cut(AgiError):
+    pass
+
+
+class FakeAgi:
+    """An AGI session whose caller presses nothing; Asterisk cuts it after ``waits`` waits."""
+
+    def __init__(self, waits: int, on_wait=None) -> None:
+        self.commands: list[tuple[str, Any]] = []
+        self.waits = waits
+        self.on_wait = on_wait
+        self.log = __import__("structlog").get_logger()
+
+    async def wait_for_digit(self, ms: int) -> str | None:
+        self.commands.append(("WAIT FOR DIGIT", ms))
+        if self.on_wait is not None:
+            self.on_wait(len([c for c in self.commands if c[0] == "WAIT FOR DIGIT"]))
+        await asyncio.sleep(0)
+        if sum(1 for c in self.commands if c[0] == "WAIT FOR DIGIT") >= self.waits:
+            raise Cut("hung up")
+        return None
+
+    async def set_music(self, on: bool) -> None:
+        self.commands.append(("SET MUSIC", on))
+
+    async def stream_file(self, name: str, escape: str = "") -> None:
+        self.commands.append(("STREAM FILE", name))
+
+    async def say_number(self, n: int, escape: str = "") -> None:
+        self.commands.append(("SAY NUMBER", n))
+
+
+GROUPS = (configmod.GroupConfig(name="sales", members={"1001": 1}, announce_every=30,
+                                callback=configmod.CallbackConfig(key="*")),
+          configmod.GroupConfig(name="quiet", members={"1001": 1}))
+
+
+@pytest.fixture
+async def env(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
+    await migrate_async(url)
+    store = Store(url)
+    ami, hub, clock = FakeAmi(), Hub(), Clock()
+    cfg = configmod.Config(agents=AGENTS, groups=GROUPS)
+    rt = AcdRuntime(Acd(configmod.core_groups(cfg)), ami, store, hub,
+                    endpoints={a.id: a.id for a in AGENTS}, groups=GROUPS, clock=clock)
+    rt.attach()
+    await rt.start()
+    e = Env(rt, ami, store, hub, clock)
+    await start(e)
+    yield e
+    await rt.stop()
+    await store.close()
+
+
+async def test_a_waiting_caller_costs_one_wait_until_the_announcement_is_due(env):
+    handle = await env.arrive("c1", group="sales")
+    due = handle.next_due()
+    assert due == pytest.approx(T0 + 30) and env.rt.timers()["announce:c1"] == due
+    agi = FakeAgi(waits=1)
+    with pytest.raises(Cut):
+        await QueueScript(env.rt)._wait(agi, handle)
+    assert agi.commands == [("WAIT FOR DIGIT", 30_001)]       # not thirty one-second polls
+
+
+async def test_no_announcement_due_waits_long_and_polls_nothing(env):
+    handle = await env.arrive("c2", group="quiet")
+    assert handle.next_due() is None
+    agi = FakeAgi(waits=2)
+    with pytest.raises(Cut):
+        await QueueScript(env.rt)._wait(agi, handle)
+    assert agi.commands == [("WAIT FOR DIGIT", IDLE_WAIT_MS)] * 2
+
+
+async def test_the_announcement_pushed_at_its_time_is_played(env):
+    handle = await env.arrive("c1", group="sales")
+
+    def time_passes(n: int) -> None:
+        if n == 1:                        # the wait ends as the announce timer fires
+            env.clock.now += 30
+            env.rt.fire_timer("announce:c1")
+    agi = FakeAgi(waits=2, on_wait=time_passes)
+    with pytest.raises(Cut):
+        await QueueScript(env.rt)._wait(agi, handle)
+    assert agi.commands[0] == ("WAIT FOR DIGIT", 30_001)
+    played = [c for c in agi.commands if c[0] in ("STREAM FILE", "SAY NUMBER")]
+    assert played[0] == ("STREAM FILE", "queue-youarenext")
+    assert agi.commands[-1] == ("WAIT FOR DIGIT", 30_001)      # the next one, 30 s on
+
+
+async def test_the_callback_key_comes_from_the_calls_group_without_its_whole_view(env):
+    assert (await env.arrive("c1", group="sales")).callback_key == "*"
+    assert (await env.arrive("c2", group="quiet")).callback_key is None
