@@ -113,67 +113,78 @@ def validate_groups(groups: Iterable[GroupConfig]) -> dict[str, GroupConfig]:
         if g.name in by_name:
             raise ConfigInvalid(f"Skill group {g.name!r} is defined twice.")
         by_name[g.name] = g
-
-    def bad(g: GroupConfig, msg: str) -> ConfigInvalid:
-        return ConfigInvalid(f"Skill group {g.name!r}: {msg}")
-
-    def positive(g: GroupConfig, name: str, value: float, zero_ok: bool = False) -> None:
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-            raise bad(g, f"{name} must be {'0 or more' if zero_ok else 'above 0'}, not {value}.")
-
     for g in by_name.values():
-        try:
-            Strategy(g.strategy)
-        except ValueError:
-            raise bad(g, f"unknown strategy {g.strategy!r}.") from None
-        for agent, level in g.members.items():
-            if not agent:
-                raise bad(g, "a member has an empty agent id.")
-            if not isinstance(level, int) or isinstance(level, bool) or level < 0:
-                raise bad(g, f"member {agent!r}: skill level must be a whole number >= 0.")
-        positive(g, "ring_timeout", g.ring_timeout)
-        positive(g, "retry_seconds", g.retry_seconds)
-        positive(g, "wrapup_seconds", g.wrapup_seconds, zero_ok=True)
-        positive(g, "service_level_seconds", g.service_level_seconds, zero_ok=True)
-        positive(g, "familiar_seconds", g.familiar_seconds, zero_ok=True)
-        positive(g, "familiar_window", g.familiar_window, zero_ok=True)
-        positive(g, "expected_handle_time", g.expected_handle_time)
-        if g.max_wait is not None:
-            positive(g, "max_wait", g.max_wait)
-        if g.max_queue_length is not None and g.max_queue_length < 0:
-            raise bad(g, "max_queue_length must be 0 or more.")
-        if g.announce_every is not None:
-            positive(g, "announce_every", g.announce_every)
-        if g.callback is not None:
-            if g.callback.attempts < 1:
-                raise bad(g, "callback.attempts must be 1 or more.")
-            positive(g, "callback.gap", g.callback.gap, zero_ok=True)
-            positive(g, "callback.expiry", g.callback.expiry)
-            positive(g, "callback.dial_timeout", g.callback.dial_timeout)
-        last = 0.0
-        for i, step in enumerate(g.widen):
-            positive(g, f"widen[{i}].after", step.after, zero_ok=True)
-            if step.after < last:
-                raise bad(g, "widen steps must be in order of their 'after' seconds.")
-            last = step.after
-            for other in step.groups:
-                if other not in by_name:
-                    raise bad(g, f"widen[{i}] names unknown skill group {other!r}.")
-                if other == g.name:
-                    raise bad(g, f"widen[{i}] names the group itself.")
-        for key, dest in g.destinations().items():
-            kind = DestinationKind(dest.kind)
-            if kind is DestinationKind.GROUP:
-                if dest.target not in by_name:
-                    raise bad(g, f"{key} names unknown skill group {dest.target!r}.")
-                if dest.target == g.name:
-                    raise bad(g, f"{key} names the group itself.")
-            if kind in (DestinationKind.IVR, DestinationKind.VOICEMAIL) and not dest.target:
-                raise bad(g, f"{key}: a {kind.value} destination needs a target.")
-            if kind is DestinationKind.CALLBACK and g.callback is None:
-                raise bad(g, f"{key} is a callback but the group has no callback settings.")
+        _check_group(g, by_name)
+    _check_no_loops(by_name)
+    return by_name
 
-    # A call may hop from group to group through destinations; the hops must end somewhere.
+
+def _bad(g: GroupConfig, msg: str) -> ConfigInvalid:
+    return ConfigInvalid(f"Skill group {g.name!r}: {msg}")
+
+
+def _positive(g: GroupConfig, name: str, value: float, zero_ok: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise _bad(g, f"{name} must be {'0 or more' if zero_ok else 'above 0'}, not {value}.")
+
+
+def _check_group(g: GroupConfig, by_name: dict[str, GroupConfig]) -> None:
+    """One group's own settings, and the groups it names."""
+    try:
+        Strategy(g.strategy)
+    except ValueError:
+        raise _bad(g, f"unknown strategy {g.strategy!r}.") from None
+    for agent, level in g.members.items():
+        if not agent:
+            raise _bad(g, "a member has an empty agent id.")
+        if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+            raise _bad(g, f"member {agent!r}: skill level must be a whole number >= 0.")
+    _positive(g, "ring_timeout", g.ring_timeout)
+    _positive(g, "retry_seconds", g.retry_seconds)
+    _positive(g, "wrapup_seconds", g.wrapup_seconds, zero_ok=True)
+    _positive(g, "service_level_seconds", g.service_level_seconds, zero_ok=True)
+    _positive(g, "familiar_seconds", g.familiar_seconds, zero_ok=True)
+    _positive(g, "familiar_window", g.familiar_window, zero_ok=True)
+    _positive(g, "expected_handle_time", g.expected_handle_time)
+    if g.max_wait is not None:
+        _positive(g, "max_wait", g.max_wait)
+    if g.max_queue_length is not None and g.max_queue_length < 0:
+        raise _bad(g, "max_queue_length must be 0 or more.")
+    if g.announce_every is not None:
+        _positive(g, "announce_every", g.announce_every)
+    if g.callback is not None:
+        if g.callback.attempts < 1:
+            raise _bad(g, "callback.attempts must be 1 or more.")
+        _positive(g, "callback.gap", g.callback.gap, zero_ok=True)
+        _positive(g, "callback.expiry", g.callback.expiry)
+        _positive(g, "callback.dial_timeout", g.callback.dial_timeout)
+    last = 0.0
+    for i, step in enumerate(g.widen):
+        _positive(g, f"widen[{i}].after", step.after, zero_ok=True)
+        if step.after < last:
+            raise _bad(g, "widen steps must be in order of their 'after' seconds.")
+        last = step.after
+        for other in step.groups:
+            if other not in by_name:
+                raise _bad(g, f"widen[{i}] names unknown skill group {other!r}.")
+            if other == g.name:
+                raise _bad(g, f"widen[{i}] names the group itself.")
+    for key, dest in g.destinations().items():
+        kind = DestinationKind(dest.kind)
+        if kind is DestinationKind.GROUP:
+            if dest.target not in by_name:
+                raise _bad(g, f"{key} names unknown skill group {dest.target!r}.")
+            if dest.target == g.name:
+                raise _bad(g, f"{key} names the group itself.")
+        if kind in (DestinationKind.IVR, DestinationKind.VOICEMAIL) and not dest.target:
+            raise _bad(g, f"{key}: a {kind.value} destination needs a target.")
+        if kind is DestinationKind.CALLBACK and g.callback is None:
+            raise _bad(g, f"{key} is a callback but the group has no callback settings.")
+
+
+def _check_no_loops(by_name: dict[str, GroupConfig]) -> None:
+    """A call may hop from group to group through destinations; the hops must end
+    somewhere."""
     edges = {name: {d.target for d in g.destinations().values()
                     if d.kind is DestinationKind.GROUP} for name, g in by_name.items()}
     done: set[str] = set()
@@ -190,4 +201,3 @@ def validate_groups(groups: Iterable[GroupConfig]) -> dict[str, GroupConfig]:
 
     for name in by_name:
         visit(name, [])
-    return by_name

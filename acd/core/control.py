@@ -1,78 +1,55 @@
-"""Call control in the core: hold, transfers, consults, the survey, rating invitations, the
-agent's hangup and outbound calls. Plain Python, no I/O; part of :class:`acd.core.Acd`.
+"""Call control in the core: hold, transfers, consults, the survey, rating invitations and
+the agent's hangup. Plain Python, no I/O; a layer of :class:`acd.core.Acd` on the core's
+engine (:mod:`acd.core.engine`), above outbound calls (:mod:`acd.core.outbound`).
 
 The state machines are the tables of :mod:`acd.core.transfers`; this module carries them out
 against the ACD's agents (whose states change only through :mod:`acd.core.agent_states`:
 a transfer or consult target is offered the call, answers, talks, wraps up) and calls.
 
 Agent actions (each returns decisions; a refusal raises an :class:`~acd.core.AcdError` with a
-stable id and changes nothing): :meth:`CallControl.hold_call`, ``resume_call``, ``transfer`` (to an
-idle agent or a skill group), ``consult`` (an idle agent, or a group's next free agent),
-``cancel_transfer``, ``complete_consult``, ``return_from_consult``, ``to_survey``,
-``invite_rating``, ``hang_up``, ``dial`` (outbound).
+stable id and changes nothing): :meth:`CallControl.hold_call`, ``resume_call``, ``transfer``
+(to an idle agent or a skill group), ``consult`` (an idle agent, or a group's next free
+agent), ``cancel_transfer``, ``complete_consult``, ``return_from_consult``, ``to_survey``,
+``invite_rating``, ``hang_up``; ``dial`` (outbound) comes from
+:class:`~acd.core.outbound.OutboundCalls`.
 
 What happens to the legs is fed in through the ACD's usual events (``agent_ringing``,
 ``agent_answered``, ``ring_failed``, ``agent_hung_up``, ``caller_hung_up``,
 ``customer_answered``, ``customer_dial_failed``): the core knows which leg is a transfer or
 consult target and which call is an outbound call, so the adapter reports legs the same way
-for every call.
+for every call. The ``_control_*`` hooks return None when an event is not call control's.
 
-Decisions (what each asks the adapter to do)
--------------------------------------------
-:class:`HoldCaller`       take the caller and the owner's leg apart: the caller to music on
-                          hold, the owner's leg to silence (AMI dual Redirect)
-:class:`ResumeCaller`     bridge the caller with the owner's leg again
-:class:`RingTarget`       ring a transfer or consult target (report as for RingAgent); its
-                          answered leg waits in silence until bridged
-:class:`BridgeTarget`     bridge the caller with the target's leg (the target owns the call)
-:class:`BridgeConsult`    bridge the owner's leg with the target's leg
-:class:`DropLeg`          hang up this agent's leg of the call, after the actions before it;
-                          no further event is expected for it
-:class:`RequeueCaller`    the caller waits in ``group``'s queue again (with ``priority`` and
-                          ``entered_at``), the owner's leg is dropped (a DropLeg follows)
-:class:`SendToSurvey`     the caller goes to the satisfaction survey: ``redirect`` (the caller
-                          holds) or by the dialplan after the bridge (see InviteRating)
-:class:`InviteRating`     the caller goes to the survey once their conversation is over
-:class:`RingAgentForOutbound`  ring the agent's own phone for their outbound call; report
-                          ``agent_answered`` or ``ring_failed``; then :class:`DialCustomer`
-                          and :class:`BridgeCall` as for a callback
-:class:`OutboundStarted` / :class:`OutboundEnded`  the outbound call's record: start, end (one
-                          end reason); at the end no leg of it may stay up
-:class:`RecordControl`    a line of the call's timeline (hold, resume, transfer_*, consult_*,
-                          ...); ``detail`` is JSON-ready
-:class:`RecordLeg` / :class:`RecordLegWrapup`  an agent's part of a call: talk and hold
-                          seconds when it ends, wrap-up seconds when the wrap-up ends
+Decisions (all in :mod:`acd.core.decisions`): :class:`~acd.core.HoldCaller`,
+:class:`~acd.core.ResumeCaller`, :class:`~acd.core.RingTarget`,
+:class:`~acd.core.BridgeTarget`, :class:`~acd.core.BridgeConsult`, :class:`~acd.core.DropLeg`,
+:class:`~acd.core.RequeueCaller`, :class:`~acd.core.SendToSurvey`,
+:class:`~acd.core.InviteRating`, :class:`~acd.core.RecordControl`; an agent's part of a call
+is recorded by the engine (:class:`~acd.core.RecordLeg`, :class:`~acd.core.RecordLegWrapup`).
 Notify events on the agent's screen: ``hold`` (``held`` true or false), ``transfer`` (``kind``
 transfer or consult, ``event`` started ... failed, ``target``, ``cause``), ``rating_invited``,
-``outbound`` (``state``), and the usual ``ring``, ``answered``, ``ended`` for targets.
+and the usual ``ring``, ``answered``, ``ended`` for targets.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from acd.core import transfers as tf
 from acd.core.agent_states import AgentEvent, AgentState
+from acd.core.agents import Agent
 from acd.core.calls import Call, CallEvent, CallEventKind, CallState
-from acd.core.decisions import (BridgeCall, BridgeConsult, BridgeTarget, CancelRing,
-                                DialCustomer, DropLeg, HoldCaller, InviteRating, Notify,
-                                OutboundEnded, OutboundStarted, RecordControl, RecordLeg,
-                                RecordLegWrapup, ReleaseLegs, RequeueCaller, ResumeCaller,
-                                RingAgentForOutbound, RingTarget, SendToSurvey)
-from acd.core.errors import DuplicateCall, NotLoggedIn, RestoreInvalid, UnknownGroup
-from acd.core.numbers import is_number
-from acd.core.timers import T_OBRING, T_WRAPUP, T_XFER, timer_key
+from acd.core.decisions import (BridgeConsult, BridgeTarget, CancelRing, DropLeg, HoldCaller,
+                                InviteRating, Notify, RequeueCaller, ResumeCaller,
+                                RingTarget, SendToSurvey)
+from acd.core.engine import LegStat
+from acd.core.errors import NotLoggedIn, RestoreInvalid, UnknownGroup
+from acd.core.outbound import OutboundCalls, outbound_view
+from acd.core.timers import T_XFER, timer_key
+from acd.core.views import control_view
 from acd.core.transfers import (CALLER_HOLDS, TRANSFER_STATES, ControlAction, ControlState,
-                                OutboundEvent, OutboundState, Transfer, TransferEvent)
-
-if TYPE_CHECKING:
-    from acd.core.acd import _Agent
+                                Transfer, TransferEvent)
 
 _NO_ANSWER = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
-#: An agent may make an outbound call from these states (not on a call or wrapping up).
-_DIAL_FROM = frozenset({AgentState.IDLE, AgentState.BUSY, AgentState.BREAK,
-                        AgentState.MEETING})
 
 
 # =============================================================================== state
@@ -88,42 +65,15 @@ class _Ctl:
     surveyed: bool = False
 
 
-@dataclass(slots=True, eq=False)
-class _LegStat:
-    call_id: str
-    agent_id: str
-    role: str
-    started: float
-    hold: float = 0.0
-    held_since: float | None = None
+# =============================================================================== call control
 
-
-@dataclass(slots=True, eq=False)
-class _Outbound:
-    call_id: str
-    agent_id: str
-    number: str
-    dial_timeout: float
-    wrapup_seconds: float
-    started_at: float
-    state: OutboundState = OutboundState.AGENT_RINGING
-    answered_at: float | None = None
-    ended_at: float | None = None
-    end_reason: str | None = None
-
-
-# =============================================================================== the mixin
-
-class CallControl:
-    """Call control, mixed into :class:`acd.core.Acd` (it uses the ACD's agents, calls,
-    timers and records). See the module docstring."""
+class CallControl(OutboundCalls):
+    """Call control of connected calls, on the core's engine (agents, calls, timers,
+    records); outbound calls come from :class:`~acd.core.outbound.OutboundCalls`. See the
+    module docstring."""
 
     def _init_control(self) -> None:
         self._ctl: dict[str, _Ctl] = {}
-        self._outbound: dict[str, _Outbound] = {}
-        self._outbound_ended: OrderedDict[str, _Outbound] = OrderedDict()
-        self._legstats: dict[tuple[str, str], _LegStat] = {}
-        self._wrapping: dict[str, tuple[str, float]] = {}     # agent -> (call, wrap-up start)
 
     # ------------------------------------------------------------------ the owner's actions
 
@@ -302,56 +252,13 @@ class CallControl:
         """End the agent's call (or their outbound call). Not during a transfer or consult:
         cancel or complete it first."""
         self._begin()
-        agent = self._agents.get(agent_id)
-        if agent is not None and agent.call_id in self._outbound:
-            out = self._outbound[agent.call_id]
-            if out.agent_id == agent_id and out.state is not OutboundState.ENDED:
-                self._outbound_event(out, OutboundEvent.AGENT_HANGUP, now)
-                return self._settle(now)
+        if (done := self._outbound_hang_up(agent_id, now)) is not None:
+            return done
         agent, call, ctl = self._owned(agent_id)
         tf.next_state(call.call_id, ctl.state, ControlAction.HANGUP)
         self._rec(call.call_id, now, "agent_hangup_request", agent_id)
         self._end(call, CallEvent.AGENT_HANGUP, now)
         self._after_call(agent, call, now)
-        return self._settle(now)
-
-    def dial(self, agent_id: str, number: str, now: float, *, call_id: str,
-             ring_timeout: float = 20.0, dial_timeout: float = 45.0,
-             wrapup_seconds: float = 0.0) -> list:
-        """The agent's outbound call to ``number``: the agent's phone rings first, then the
-        customer is dialled. ``call_id`` is chosen by the adapter (it names the record)."""
-        self._begin()
-        agent = self._agents.get(agent_id)
-        if agent is None or agent.state is AgentState.OFFLINE:
-            raise NotLoggedIn(agent_id, "offline", "dial")
-        if not is_number(number):
-            raise tf.BadNumber()
-        if agent.state not in _DIAL_FROM:
-            raise tf.OnACall(agent_id, f"state {agent.state.value!r}")
-        if (why := self._phone_unusable(agent)) is not None:
-            raise tf.OnACall(agent_id, why)
-        if (call_id in self._calls or call_id in self._ended or call_id in self._outbound
-                or call_id in self._outbound_ended):
-            raise DuplicateCall(call_id)
-        out = _Outbound(call_id, agent_id, number, dial_timeout, wrapup_seconds, now)
-        self._outbound[call_id] = out
-        self._out.append(OutboundStarted(call_id, agent_id, number, now))
-        # From busy, break or meeting: through idle (the agent table offers calls to idle
-        # agents only); their state comes back after the call, as a pending state.
-        back = None if agent.state is AgentState.IDLE else (agent.state, agent.reason)
-        if back is not None:
-            self._agent_event(agent, AgentEvent.GO_IDLE, now, "outbound call")
-        agent.call_id = call_id
-        self._agent_event(agent, AgentEvent.OFFER, now)
-        if back is not None and agent.pending is None:
-            agent.pending = back
-            self._notify_state(agent)
-        assert agent.endpoint is not None
-        self._out.append(RingAgentForOutbound(call_id, agent_id, agent.endpoint, ring_timeout,
-                                              number))
-        self._start_timer(timer_key(T_OBRING, call_id), now + ring_timeout)
-        self._out.append(Notify(agent_id, "outbound", {"call_id": call_id, "number": number,
-                                                       "state": out.state.value}))
         return self._settle(now)
 
     # ------------------------------------------------------------------ restore
@@ -388,8 +295,8 @@ class CallControl:
             ctl.transfer = Transfer("consult", consult_agent, None, since, answered_at=since)
             ctl.previous = ControlState.HELD
             ctl.state = ControlState.CONSULTING
-            self._legstats[(call_id, consult_agent)] = _LegStat(call_id, consult_agent,
-                                                                "consult", since)
+            self._legstats[(call_id, consult_agent)] = LegStat(call_id, consult_agent,
+                                                               "consult", since)
             held = True
         elif held:
             ctl.state = ControlState.HELD
@@ -398,63 +305,28 @@ class CallControl:
             stat.held_since = now if held_since is None else held_since
         return self._take()
 
-    def restore_outbound(self, call_id: str, agent_id: str, number: str, now: float, *,
-                         answered_at: float | None = None) -> list:
-        """After a restart: the agent's outbound call is connected (agent restored first in
-        a manual state)."""
-        self._begin()
-        agent = self._agents.get(agent_id)
-        if agent is None or agent.state not in (AgentState.IDLE, AgentState.BUSY,
-                                                AgentState.BREAK, AgentState.MEETING):
-            raise RestoreInvalid(f"Agent {agent_id!r} must be restored in a manual state.")
-        if call_id in self._outbound or call_id in self._calls:
-            raise DuplicateCall(call_id)
-        since = now if answered_at is None else answered_at
-        out = _Outbound(call_id, agent_id, number, 0.0, 0.0, since,
-                        state=OutboundState.CONNECTED, answered_at=since)
-        self._outbound[call_id] = out
-        if agent.state is not AgentState.IDLE and agent.pending is None:
-            agent.pending = (agent.state, agent.reason)
-        agent.call_id = call_id
-        agent.reason = ""
-        self._force_agent_state(agent, AgentState.TALKING, since)
-        self._legstats[(call_id, agent_id)] = _LegStat(call_id, agent_id, "outbound", since)
-        return self._take()
-
     # ------------------------------------------------------------------ queries
 
     def control_info(self, call_id: str) -> dict[str, Any] | None:
         """The call's control state (connected calls) or the outbound call; None if neither.
         JSON-ready."""
-        out = self._outbound.get(call_id) or self._outbound_ended.get(call_id)
+        out = self._outbound_of(call_id)
         if out is not None:
-            return {"call_id": call_id, "outbound": True, "state": out.state.value,
-                    "agent_id": out.agent_id, "number": out.number,
-                    "answered_at": out.answered_at, "end_reason": out.end_reason}
+            return outbound_view(out)
         ctl = self._ctl.get(call_id)
         call = self._calls.get(call_id)
         if call is None or call.state is not CallState.CONNECTED:
             return None
         state = ctl.state if ctl else ControlState.TALKING
-        t = ctl.transfer if ctl else None
-        return {"call_id": call_id, "outbound": False, "state": state.value,
-                "held": state in CALLER_HOLDS, "owner": call.agent_id,
-                "invited": bool(ctl and ctl.invited),
-                "transfer": None if t is None else {
-                    "kind": t.kind, "target_agent": t.target_agent,
-                    "target_group": t.target_group, "started_at": t.started_at,
-                    "answered_at": t.answered_at, "ownerless": t.ownerless}}
-
-    def is_outbound(self, call_id: str) -> bool:
-        return call_id in self._outbound or call_id in self._outbound_ended
+        return control_view(call, state, bool(ctl and ctl.invited), ctl.transfer if ctl else None)
 
     # ------------------------------------------------------------------ hooks from Acd
-    # Each returns None when the event is not call control's; else the decisions.
+    # Each returns None when the event is not call control's (nor an outbound call's); else
+    # the decisions.
 
     def _control_ringing(self, call_id: str, agent_id: str, now: float) -> list | None:
-        if call_id in self._outbound or call_id in self._outbound_ended:
-            self._begin()
-            return self._settle(now)
+        if (done := self._outbound_ringing(call_id, agent_id, now)) is not None:
+            return done
         call, ctl, t = self._target_of(call_id, agent_id)
         if t is None:
             return None
@@ -465,16 +337,8 @@ class CallControl:
         return self._settle(now)
 
     def _control_answered(self, call_id: str, agent_id: str, now: float) -> list | None:
-        out = self._outbound.get(call_id)
-        if out is not None or call_id in self._outbound_ended:
-            self._begin()
-            if out is not None and out.agent_id == agent_id and (
-                    out.state is OutboundState.AGENT_RINGING):
-                self._outbound_event(out, OutboundEvent.AGENT_ANSWERED, now)
-                return self._settle(now)
-            if out is None or out.agent_id != agent_id:
-                return [CancelRing(call_id, agent_id)]
-            return self._settle(now)
+        if (done := self._outbound_answered(call_id, agent_id, now)) is not None:
+            return done
         call, ctl, t = self._target_of(call_id, agent_id)
         if t is None:
             return None
@@ -489,7 +353,7 @@ class CallControl:
         target.handle_started = now
         target.handle_group = call.group
         t.answered_at = now
-        self._legstats[(call_id, agent_id)] = _LegStat(call_id, agent_id, t.kind, now)
+        self._legstats[(call_id, agent_id)] = LegStat(call_id, agent_id, t.kind, now)
         if ctl.state is ControlState.TRANSFER_RINGING:       # a transfer: hand over now
             self._hand_over(call, ctl, move, now, "transferred")
         else:                                                # a consult: the agents talk
@@ -504,13 +368,8 @@ class CallControl:
 
     def _control_ring_failed(self, call_id: str, agent_id: str, cause: str,
                              now: float) -> list | None:
-        out = self._outbound.get(call_id)
-        if out is not None or call_id in self._outbound_ended:
-            self._begin()
-            if out is not None and out.agent_id == agent_id and (
-                    out.state is OutboundState.AGENT_RINGING):
-                self._outbound_event(out, OutboundEvent.AGENT_FAILED, now, cause)
-            return self._settle(now)
+        if (done := self._outbound_ring_failed(call_id, agent_id, cause, now)) is not None:
+            return done
         call, ctl, t = self._target_of(call_id, agent_id)
         if t is None:
             return None
@@ -523,15 +382,8 @@ class CallControl:
         return self._settle(now)
 
     def _control_agent_hung_up(self, call_id: str, agent_id: str, now: float) -> list | None:
-        out = self._outbound.get(call_id)
-        if out is not None or call_id in self._outbound_ended:
-            self._begin()
-            if out is not None and out.agent_id == agent_id:
-                if out.state is OutboundState.AGENT_RINGING:
-                    self._outbound_event(out, OutboundEvent.AGENT_FAILED, now, "rejected")
-                elif out.state is not OutboundState.ENDED:
-                    self._outbound_event(out, OutboundEvent.AGENT_HANGUP, now)
-            return self._settle(now)
+        if (done := self._outbound_agent_hung_up(call_id, agent_id, now)) is not None:
+            return done
         call = self._calls.get(call_id)
         ctl = self._ctl.get(call_id)
         if call is None or ctl is None or call.state is not CallState.CONNECTED:
@@ -570,43 +422,8 @@ class CallControl:
         self._rec(call_id, now, "owner_left", agent_id, {"target": t.target_agent})
         return self._settle(now)
 
-    def _control_customer_answered(self, call_id: str, now: float) -> list | None:
-        out = self._outbound.get(call_id)
-        if out is None and call_id not in self._outbound_ended:
-            return None
-        self._begin()
-        if out is not None and out.state is OutboundState.DIALING:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_ANSWERED, now)
-        return self._settle(now)
-
-    def _control_customer_failed(self, call_id: str, cause: str, now: float) -> list | None:
-        out = self._outbound.get(call_id)
-        if out is None and call_id not in self._outbound_ended:
-            return None
-        self._begin()
-        if out is not None and out.state is OutboundState.DIALING:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_FAILED, now,
-                                 (cause or "failed").strip().lower())
-        return self._settle(now)
-
-    def _control_caller_hung_up(self, call_id: str, now: float) -> list | None:
-        """For an outbound call, the far end (the customer) hung up."""
-        out = self._outbound.get(call_id)
-        if out is None and call_id not in self._outbound_ended:
-            return None
-        self._begin()
-        if out is not None and out.state is OutboundState.CONNECTED:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_HANGUP, now)
-        elif out is not None and out.state is OutboundState.DIALING:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_FAILED, now, "hangup")
-        return self._settle(now)
-
-    def _control_timer(self, kind: str, ident: str, now: float) -> None:
-        if kind == T_OBRING:
-            out = self._outbound.get(ident)
-            if out is not None and out.state is OutboundState.AGENT_RINGING:
-                self._outbound_event(out, OutboundEvent.AGENT_FAILED, now, "no_answer")
-            return
+    def _control_timer(self, ident: str, now: float) -> None:
+        """A transfer or consult target rang too long."""
         call = self._calls.get(ident)
         ctl = self._ctl.get(ident)
         if (call is None or ctl is None or ctl.transfer is None
@@ -641,22 +458,9 @@ class CallControl:
                                           redirect=ctl.state is not ControlState.TALKING))
             self._rec(call.call_id, now, "to_survey", call.agent_id)
 
-    def _control_after_call(self, agent: "_Agent", call: Call, now: float,
-                            reason: str | None) -> None:
-        """Acd._after_call: the agent's part of the call is over (before the wrap-up)."""
-        why = reason or (call.end_reason.value if call.end_reason else "ended")
-        self._leg_closed(agent, call.call_id, now, why)
-
-    def _control_wrapup_ended(self, agent: "_Agent", now: float) -> None:
-        """Acd._finish_wrapup: the agent's wrap-up is over."""
-        entry = self._wrapping.pop(agent.agent_id, None)
-        if entry is not None and entry[0] == agent.call_id:
-            self._out.append(RecordLegWrapup(entry[0], agent.agent_id,
-                                             max(0.0, now - entry[1])))
-
     # ------------------------------------------------------------------ internals
 
-    def _owned(self, agent_id: str) -> tuple["_Agent", Call, _Ctl]:
+    def _owned(self, agent_id: str) -> tuple[Agent, Call, _Ctl]:
         """The agent, their connected call and its control; raise if they have none."""
         agent = self._agents.get(agent_id)
         if agent is None or agent.state is AgentState.OFFLINE:
@@ -673,7 +477,7 @@ class CallControl:
             ctl = self._ctl[call.call_id] = _Ctl(call.call_id)
         return ctl
 
-    def _target(self, owner_id: str, agent_id: str) -> "_Agent":
+    def _target(self, owner_id: str, agent_id: str) -> Agent:
         if agent_id == owner_id:
             raise tf.TargetIsSelf(owner_id)
         target = self._agents.get(agent_id)
@@ -696,16 +500,6 @@ class CallControl:
             return None, None, None
         return call, ctl, ctl.transfer
 
-    def _leg_of(self, agent: "_Agent", call: Call) -> _LegStat:
-        key = (call.call_id, agent.agent_id)
-        stat = self._legstats.get(key)
-        if stat is None:
-            started = (agent.handle_started if agent.handle_started is not None
-                       else call.answered_at if call.answered_at is not None else 0.0)
-            role = "callback" if call.callback is not None else "answer"
-            stat = self._legstats[key] = _LegStat(call.call_id, agent.agent_id, role, started)
-        return stat
-
     def _set_control(self, call: Call, ctl: _Ctl, state: ControlState, now: float) -> None:
         """Move the call's control state; the owner's hold clock follows the caller."""
         was = ctl.state in CALLER_HOLDS
@@ -720,8 +514,8 @@ class CallControl:
             stat.hold += max(0.0, now - stat.held_since)
             stat.held_since = None
 
-    def _start_transfer(self, owner: "_Agent", call: Call, ctl: _Ctl, kind: str,
-                        target: "_Agent", group: str | None, now: float) -> None:
+    def _start_transfer(self, owner: Agent, call: Call, ctl: _Ctl, kind: str,
+                        target: Agent, group: str | None, now: float) -> None:
         call_id = call.call_id
         ctl.previous = ctl.state
         if ctl.state is ControlState.TALKING:
@@ -744,7 +538,7 @@ class CallControl:
             "number": None, kind: {"from_agent": owner.agent_id}}))
         self._transfer_events(call, ctl, t, (TransferEvent.STARTED,), now)
 
-    def _transfer_to_group(self, owner: "_Agent", call: Call, ctl: _Ctl, group: str,
+    def _transfer_to_group(self, owner: Agent, call: Call, ctl: _Ctl, group: str,
                            now: float) -> None:
         call_id = call.call_id
         t = Transfer("transfer", "", group, now)
@@ -800,7 +594,7 @@ class CallControl:
             return
         self._back_to(call, ctl, move.target, now)
 
-    def _cancel_target_ring(self, call: Call, target: "_Agent", now: float,
+    def _cancel_target_ring(self, call: Call, target: Agent, now: float,
                             why: str) -> None:
         self._out.append(CancelRing(call.call_id, target.agent_id))
         self._out.append(Notify(target.agent_id, "ended", {"call_id": call.call_id,
@@ -852,27 +646,9 @@ class CallControl:
         self._rec(call_id, now, "requeued", None, {"group": group})
         self._queue_again(call, group, priority, now)
 
-    def _release(self, agent: "_Agent", call: Call, now: float, reason: str) -> None:
+    def _release(self, agent: Agent, call: Call, now: float, reason: str) -> None:
         """The agent's part is over: wrap-up (the group's), then their next state."""
         self._after_call(agent, call, now, reason)
-
-    def _leg_closed(self, agent: "_Agent", call_id: str, now: float, reason: str) -> None:
-        key = (call_id, agent.agent_id)
-        stat = self._legstats.pop(key, None)
-        if stat is None:
-            call = self._calls.get(call_id) or self._ended.get(call_id)
-            if call is None or call.answered_at is None or agent.handle_started is None:
-                return                        # never talked (e.g. a failed callback attempt)
-            started = agent.handle_started
-            role = "callback" if call.callback is not None else "answer"
-            stat = _LegStat(call_id, agent.agent_id, role, started)
-        hold = stat.hold
-        if stat.held_since is not None:
-            hold += max(0.0, now - stat.held_since)
-        total = max(0.0, now - stat.started)
-        self._out.append(RecordLeg(call_id, agent.agent_id, stat.role, stat.started, now,
-                                   max(0.0, total - hold), hold, reason))
-        self._wrapping[agent.agent_id] = (call_id, now)
 
     def _transfer_events(self, call: Call, ctl: _Ctl, t: Transfer,
                          events: tuple[TransferEvent, ...], now: float, *, cause: str = "",
@@ -893,63 +669,7 @@ class CallControl:
                     TransferEvent.COMPLETED,):
                 self._out.append(Notify(t.target_agent, "transfer", payload))
 
-    def _rec(self, call_id: str, now: float, kind: str, agent_id: str | None,
-             detail: dict[str, Any] | None = None) -> None:
-        self._out.append(RecordControl(call_id, now, kind, agent_id, dict(detail or {})))
-
     # ------------------------------------------------------------------ outbound
-
-    def _outbound_event(self, out: _Outbound, event: OutboundEvent, now: float,
-                        cause: str = "") -> None:
-        move = tf.next_outbound(out.call_id, out.state, event)
-        agent = self._agents[out.agent_id]
-        call_id = out.call_id
-        before = out.state
-        out.state = move.target
-        if event is OutboundEvent.AGENT_ANSWERED:
-            self._cancel_timer(timer_key(T_OBRING, call_id))
-            self._agent_event(agent, AgentEvent.ANSWER, now)
-            agent.handle_started = now
-            agent.handle_group = None
-            self._out.append(DialCustomer(call_id, out.agent_id, out.number, out.dial_timeout))
-            self._rec(call_id, now, "dialing", out.agent_id, {"number": out.number})
-        elif event is OutboundEvent.CUSTOMER_ANSWERED:
-            out.answered_at = now
-            self._legstats[(call_id, out.agent_id)] = _LegStat(call_id, out.agent_id,
-                                                               "outbound", now)
-            self._out.append(BridgeCall(call_id, out.agent_id))
-            self._rec(call_id, now, "answered", out.agent_id)
-        self._out.append(Notify(out.agent_id, "outbound", {
-            "call_id": call_id, "number": out.number, "state": out.state.value,
-            "cause": cause or None}))
-        if move.target is not OutboundState.ENDED:
-            return
-        self._cancel_timer(timer_key(T_OBRING, call_id))
-        out.ended_at = now
-        out.end_reason = move.end_reason
-        self._outbound.pop(call_id, None)
-        self._outbound_ended[call_id] = out
-        while len(self._outbound_ended) > self._keep_ended:
-            self._outbound_ended.popitem(last=False)
-        self._out.append(CancelRing(call_id, out.agent_id))     # whatever leg is left
-        self._out.append(OutboundEnded(call_id, out.agent_id, move.end_reason or "ended", now,
-                                       cause))
-        self._out.append(ReleaseLegs(call_id, caller_too=False))
-        self._out.append(Notify(out.agent_id, "ended", {"call_id": call_id,
-                                                        "reason": move.end_reason}))
-        if agent.call_id != call_id:
-            return
-        if before is OutboundState.AGENT_RINGING:
-            agent.call_id = None
-            self._agent_event(agent, AgentEvent.RING_CANCELLED, now, keep_idle=True)
-            return
-        if (call_id, out.agent_id) in self._legstats:
-            self._leg_closed(agent, call_id, now, move.end_reason or "ended")
-        self._agent_event(agent, AgentEvent.CALL_ENDED, now)
-        if out.wrapup_seconds > 0:
-            self._start_timer(timer_key(T_WRAPUP, agent.agent_id), now + out.wrapup_seconds)
-        else:
-            self._finish_wrapup(agent, now)
 
 
 __all__ = ["CallControl"]

@@ -1,0 +1,127 @@
+"""The core's JSON-ready views: functions of plain data (a group, an agent, a call, an
+outbound call), no state of their own. :class:`~acd.core.Acd` answers its queries with them
+(``snapshot_queues``, ``snapshot_agents``, ``agent_snapshot``, ``call_info``,
+``control_info``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from acd.core.agent_states import AgentState
+from acd.core.agents import Agent
+from acd.core.calls import CALLBACK_STATES, LIVE_WAITING_STATES, Call, CallState
+from acd.core.groups import Group
+from acd.core.transfers import CALLER_HOLDS, ControlState, Transfer
+
+
+def queue_view(g: Group, now: float) -> dict[str, Any]:
+    """One skill group: calls waiting (in order), longest wait, agents by state, counters."""
+    counts = g.call_counts
+    live = [c.entered_at for c in g.calls.values() if c.state in LIVE_WAITING_STATES]
+    s = g.stats
+    calls = []
+    for pos, key in enumerate(g.queue, start=1):
+        c = g.calls[key[-1]]
+        calls.append({"call_id": c.call_id, "position": pos, "state": c.state.value,
+                      "priority": c.priority, "caller_number": c.caller_number,
+                      "waited": now - c.entered_at, "agent_id": c.agent_id,
+                      "callback": c.callback is not None,
+                      "reserved_for": c.reserved_for})
+    return {
+        "open": g.open,
+        "waiting": counts[CallState.WAITING],
+        "ringing": counts[CallState.RINGING],
+        "connected": counts[CallState.CONNECTED],
+        "callbacks": sum(counts[st] for st in CALLBACK_STATES),
+        "longest_wait": (now - min(live)) if live else 0.0,
+        "calls": calls,
+        "agents": {st.value: n for st, n in g.agent_counts.items() if n},
+        "logged_in": g.logged_in,
+        "available": len(g.idle),
+        "offered": s.offered,
+        "answered": s.answered,
+        "answered_within_sl": s.answered_within_sl,
+        "abandoned": s.abandoned,
+        "overflowed": s.overflowed,
+        "closed": s.closed,
+        "no_agents": s.no_agents,
+        "callbacks_requested": s.callbacks_requested,
+        "callbacks_failed": s.callbacks_failed,
+        "callbacks_expired": s.callbacks_expired,
+        "service_level": (s.answered_within_sl / s.offered) if s.offered else None,
+        "service_level_seconds": g.cfg.service_level_seconds,
+        "average_handle_time": g.aht,
+    }
+
+
+def agent_view(a: Agent, now: float, *, reachable: bool, in_use: bool,
+               unusable: str | None) -> dict[str, Any]:
+    """One agent. ``reachable``, ``in_use``: their phone; ``unusable``: why their phone
+    cannot take a call now (None if it can)."""
+    if a.available:
+        why = None
+    elif a.state is AgentState.OFFLINE:
+        why = "logged out"
+    else:
+        why = unusable or (a.state.value + (f": {a.reason}" if a.reason else ""))
+    return {
+        "state": a.state.value,
+        "reason": a.reason,
+        "since": a.since,
+        "in_state_for": now - a.since,
+        "endpoint": a.endpoint,
+        "reachable": reachable,
+        "phone_in_use": in_use,
+        "available": a.available,
+        "unavailable_reason": why,
+        "pending": a.pending[0].value if a.pending else None,
+        "pending_reason": a.pending[1] if a.pending else None,
+        "call_id": a.call_id,
+        "groups": dict(a.groups),
+        "calls_answered": a.calls_answered,
+        "idle_since": a.idle_since if a.state is AgentState.IDLE else None,
+    }
+
+
+def call_view(call: Call) -> dict[str, Any]:
+    """One call, with its timeline."""
+    cb = call.callback
+    return {
+        "call_id": call.call_id,
+        "state": call.state.value,
+        "group": call.group,
+        "priority": call.priority,
+        "caller_number": call.caller_number,
+        "arrived_at": call.arrived_at,
+        "entered_at": call.entered_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "end_reason": call.end_reason.value if call.end_reason else None,
+        "agent_id": call.agent_id,
+        "key_trail": list(call.key_trail),
+        "verification": call.verification,
+        "levels": dict(call.levels),
+        "reserved_for": call.reserved_for,
+        "callback": None if cb is None else {
+            "number": cb.number, "requested_at": cb.requested_at,
+            "expires_at": cb.expires_at, "attempts": cb.attempts,
+            "max_attempts": cb.max_attempts},
+        "timeline": [{"at": r.at, "kind": r.kind.value, "group": r.group,
+                      "agent_id": r.agent_id, "detail": r.detail,
+                      "end_reason": r.end_reason.value if r.end_reason else None}
+                     for r in call.timeline],
+    }
+
+
+def control_view(call: Call, state: ControlState, invited: bool,
+                 transfer: Transfer | None) -> dict[str, Any]:
+    """A connected call's control: ``state``, invited to rate, the transfer under way."""
+    t = transfer
+    return {"call_id": call.call_id, "outbound": False, "state": state.value,
+            "held": state in CALLER_HOLDS, "owner": call.agent_id, "invited": invited,
+            "transfer": None if t is None else {
+                "kind": t.kind, "target_agent": t.target_agent,
+                "target_group": t.target_group, "started_at": t.started_at,
+                "answered_at": t.answered_at, "ownerless": t.ownerless}}
+
+
+__all__ = ["queue_view", "agent_view", "call_view", "control_view"]
