@@ -111,7 +111,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_phone(args: argparse.Namespace) -> int:
     """Register baresip as an agent's phone; optionally dial a number and key in digits."""
     from acd.asterisk.provision import resolve
-    from acd.softphone import PhoneError, SoftPhone
+    from acd.tools.softphone import PhoneError, SoftPhone
     cfg = _load(args)
     agent = next((a for a in cfg.agents if a.id == args.agent), None)
     if agent is None:
@@ -160,8 +160,8 @@ def cmd_phone(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    """The load generator: see acd/load.py."""
-    from acd import load
+    """The load generator: see acd/tools/load.py."""
+    from acd.tools import load
     return load.main(_load(args), args)
 
 
@@ -235,7 +235,7 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--dtmf-delay", type=float, default=3.0, help="seconds before keying")
     ph.set_defaults(func=cmd_phone)
     lo = sub.add_parser("load", help="the load generator: real calls at a rate, real agent phones")
-    from acd.load import add_arguments as add_load_arguments
+    from acd.tools.load import add_arguments as add_load_arguments
     add_load_arguments(lo)
     lo.set_defaults(func=cmd_load)
     c = sub.add_parser("config", help="configuration")

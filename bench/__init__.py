@@ -8,5 +8,5 @@
     stats.py      medians, percentiles, distributions
     report.py     bench/results/latest.json and docs/benchmarks.md (with SVG plots)
 
-The load generator itself is `acd load` (:mod:`acd.load`).
+The load generator itself is `acd load` (:mod:`acd.tools.load`).
 """

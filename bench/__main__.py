@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from acd import load
+from acd.tools import load, load_calls, server_api
 from acd import log as acdlog
 from acd.errors import UserError
 from bench import core_bench, memory, report
@@ -96,7 +96,7 @@ def _run_summary(r: RunResult) -> dict[str, Any]:
 
 def _failed(runs: list[RunResult]) -> list[dict[str, Any]]:
     return [{"arm": r.arm, "label": r.label, **rec.to_dict()}
-            for r in runs for rec in r.records if rec.outcome != load.COMPLETED]
+            for r in runs for rec in r.records if rec.outcome != load_calls.COMPLETED]
 
 
 def _dist(samples: list[float]) -> dict[str, Any]:
@@ -251,8 +251,8 @@ class Runner:
             f"{p.pop_seconds:.0f} s (ours)")
         await self.bench.ours_up()
         try:
-            async with load.ServerApi(self.bench.http, load.web_login(self.bench.cfg)) as api:
-                pages = load.AgentPages(api, self.bench.setup.agent_ids()[: p.pages])
+            async with server_api.ServerApi(self.bench.http, server_api.web_login(self.bench.cfg)) as api:
+                pages = server_api.AgentPages(api, self.bench.setup.agent_ids()[: p.pages])
                 try:
                     await pages.start()
                     prof = load.LoadProfile(number=NUMBERS[OURS], rate=rate, arrivals="poisson",

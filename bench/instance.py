@@ -224,7 +224,7 @@ class ServerProcess:
 
 async def wait_ready(api: Any, timeout: float = 60.0) -> None:
     """Wait until the server answers and its AMI link is up (``api``: an
-    :class:`acd.load.ServerApi`). Whether the ACD has taken up its state shows at the first
+    :class:`acd.tools.server_api.ServerApi`). Whether the ACD has taken up its state shows at the first
     login (503 ``acd.starting`` until then)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from acd import load
+from acd.tools import load, load_calls, server_api
 from acd.ami.client import AmiClient
 from acd.errors import UserError
 from bench import instance as inst
@@ -42,8 +42,8 @@ class RunResult:
     label: str
     profile: dict[str, Any]
     talk: dict[str, Any]
-    records: list[load.CallRecord]
-    legs: list[load.AgentLeg]
+    records: list[load_calls.LoadCall]
+    legs: list[load_calls.AgentLeg]
     started: float
     seconds: float
     cpu: dict[str, float | None]
@@ -57,14 +57,14 @@ class RunResult:
 
     @property
     def completed(self) -> int:
-        return sum(1 for r in self.records if r.outcome == load.COMPLETED)
+        return sum(1 for r in self.records if r.outcome == load_calls.COMPLETED)
 
     @property
     def failed(self) -> int:
         return len(self.records) - self.completed
 
     def outcomes(self) -> dict[str, int]:
-        return load.outcome_counts(self.records)
+        return load_calls.outcome_counts(self.records)
 
 
 class Bench:
@@ -77,7 +77,7 @@ class Bench:
         self.config_path: Any = None
         self.asterisk: inst.BenchAsterisk | None = None
         self.ami: AmiClient | None = None
-        self.follower: load.Follower | None = None
+        self.follower: load_calls.Follower | None = None
         self.phones: load.AgentPhones | None = None
         self.server: inst.ServerProcess | None = None
         self.http = f"http://127.0.0.1:{setup.http_port}"
@@ -95,7 +95,7 @@ class Bench:
         await asyncio.to_thread(self.asterisk.up)
         c = self.cfg.ami
         self.ami = AmiClient(c.host, c.port, c.username, c.secret, action_timeout=15)
-        self.follower = load.Follower(self.ami)
+        self.follower = load_calls.Follower(self.ami)
         await self.ami.start(connect_timeout=30)
         await self.follower.start()
         pw = {a.id: a.password for a in self.cfg.agents}
@@ -145,7 +145,7 @@ class Bench:
         self.server.start()
         self.server_starts += 1
         agents = s.phone_ids() if agents is None else agents
-        async with load.ServerApi(self.http, load.web_login(self.cfg)) as api:
+        async with server_api.ServerApi(self.http, server_api.web_login(self.cfg)) as api:
             await inst.wait_ready(api)
             for a in agents:
                 await inst.api_post(api, f"/api/agents/{a}/login")
@@ -175,7 +175,7 @@ class Bench:
                 await self.ami.action("QueuePause", Queue=inst.QUEUE_NAME, Interface=f"PJSIP/{a}",
                                       Paused="true" if a in others else "false")
             return
-        async with load.ServerApi(self.http, load.web_login(self.cfg)) as api:
+        async with server_api.ServerApi(self.http, server_api.web_login(self.cfg)) as api:
             for a in self.setup.phone_ids():
                 await inst.api_post(api, f"/api/agents/{a}/state",
                                     {"state": "break" if a in others else "idle",
@@ -226,7 +226,7 @@ class Bench:
                 "machine_busy": busy, "machine_total": total}
 
     async def run(self, arm: str, label: str, profile: load.LoadProfile, talk: load.TalkTimes,
-                  agents: list[str] | None = None, pages: load.AgentPages | None = None,
+                  agents: list[str] | None = None, pages: server_api.AgentPages | None = None,
                   stop_early: bool = False) -> RunResult:
         """One run of one arm. ``stop_early``: stop placing calls as soon as the run cannot
         pass the throughput criteria any more (see :func:`doomed`), so that an overloaded arm
@@ -238,11 +238,11 @@ class Bench:
         profile.run_id = self.runs
         self.phones.talk = talk
         agents = agents or self.setup.phone_ids()
-        tracker = load.CallTracker(self.setup.phone_ids())
+        tracker = load_calls.CallTracker(self.setup.phone_ids())
         self.follower.tracker = tracker
         disc0 = self.follower.disconnects
 
-        def stop_when(records: list[load.CallRecord], planned: int) -> str | None:
+        def stop_when(records: list[load_calls.LoadCall], planned: int) -> str | None:
             if self.follower.disconnects > disc0:
                 return "the load generator's AMI link was lost"
             return doomed(records, planned, time.time())
@@ -287,7 +287,7 @@ class Bench:
 
 # =========================================================================== derived figures
 
-def doomed(records: list[load.CallRecord], planned: int, now: float,
+def doomed(records: list[load_calls.LoadCall], planned: int, now: float,
            max_failed: float = 0.001, slow: float = 1.0, max_slow: float = 0.05) -> str | None:
     """Whether a throughput step can no longer pass, whatever its remaining calls do: more
     than ``max_failed`` of the planned calls failed already (ended without an agent, or the
@@ -323,7 +323,7 @@ def idle_agent_latencies(run: RunResult, phones: int) -> list[float]:
 def agent_free_latencies(run: RunResult) -> list[float]:
     """Measure 2: an agent's leg hangs up while callers wait; the time to that agent's next
     INVITE. Only when some caller was waiting (queued, not yet rung) at the hang-up."""
-    by_agent: dict[str, list[load.AgentLeg]] = {}
+    by_agent: dict[str, list[load_calls.AgentLeg]] = {}
     for leg in run.legs:
         by_agent.setdefault(leg.agent, []).append(leg)
     waiting_spans = [(r.queued_at, r.invite_at) for r in run.records
@@ -384,7 +384,7 @@ def server_log_times(path: Any, events: tuple[str, ...] = ("agi.session_start",
     return out
 
 
-def ours_breakdown(records: list[load.CallRecord], log_times: dict[str, dict[str, float]]
+def ours_breakdown(records: list[load_calls.LoadCall], log_times: dict[str, dict[str, float]]
                    ) -> dict[str, list[float]]:
     """Where ours' queue entry -> INVITE goes, call by call (seconds): Asterisk opening the
     FastAGI session; the queue script until the caller is in the core (music on, channel

@@ -38,7 +38,7 @@ import yaml
 
 from acd import config as configmod
 from acd.errors import UserError
-from acd.load import ServerApi, web_login
+from acd.tools.server_api import ServerApi, web_login
 from acd.store.db import Store, migrate_async
 from bench import instance as inst
 from bench.stats import summary

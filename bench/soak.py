@@ -2,7 +2,7 @@
 changing states and doing holds and transfers meanwhile, then a verdict.
 
 What runs, all real: Asterisk (its own instance ``soak``, its own ports, see :class:`SoakSetup`),
-callers over the loopback trunk and agents on baresip phones (:mod:`acd.load`), our server as a
+callers over the loopback trunk and agents on baresip phones (:mod:`acd.tools.load`), our server as a
 process of its own (:class:`bench.instance.ServerProcess`). The agents act over the HTTP API the
 way the agent page does: each logs in with their own web password and posts state changes
 (break, meeting, back to idle), holds and resumes, and transfers (to an idle colleague, or to
@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from acd import config as configmod
-from acd import load
+from acd.tools import load, load_calls, server_api
 from acd.errors import UserError
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ BEFORE_END_ONLY = {"arrived", "queued", "offered", "ringing", "answered"}
 
 # =========================================================================== judging (pure)
 
-def call_outcome(rec: load.CallRecord, phone_calls: list[load.PhoneCall],
+def call_outcome(rec: load_calls.LoadCall, phone_calls: list[load.PhoneCall],
                  cut_at: float | None, gave_up: bool) -> str:
     """How one call ended, from the load generator's side.
 
@@ -320,7 +320,7 @@ class Actions:
         return False
 
 
-class SoakTracker(load.CallTracker):
+class SoakTracker(load_calls.CallTracker):
     """The load generator's tracker, also noting every agent bridged with each caller (a
     transfer brings a second one)."""
 
@@ -391,8 +391,8 @@ class Soak:
             talk=load.TalkTimes("exponential", p.talk, p.seed, cap=p.talk_max,
                                 minimum=p.talk_min),
             tone_seconds=int(2 * p.talk_max) + 60)
-        self.admin = load.ServerApi(self.base, ("admin", admin_pw))
-        self.agent_api = {a: load.ServerApi(self.base, (a, self.web_pw[a])) for a in self.agents}
+        self.admin = server_api.ServerApi(self.base, ("admin", admin_pw))
+        self.agent_api = {a: server_api.ServerApi(self.base, (a, self.web_pw[a])) for a in self.agents}
         tasks: list[asyncio.Task] = []
         await self.admin.__aenter__()
         for api in self.agent_api.values():
@@ -400,7 +400,7 @@ class Soak:
         try:
             self.server.start()
             await ami.start(connect_timeout=30)
-            follower = load.Follower(ami)
+            follower = load_calls.Follower(ami)
             await follower.start()
             self.say(f"starting {len(self.agents)} agent phones (baresip) and our server")
             await self.phones.start()
@@ -613,7 +613,7 @@ class Soak:
                            for a in self.agents},
                 "wrong": wrong, "channels_left": len(chans)}
 
-    async def _check_records(self, records: list[load.CallRecord]) -> dict[str, Any]:
+    async def _check_records(self, records: list[load_calls.LoadCall]) -> dict[str, Any]:
         from acd.store.db import Store
         by_caller: dict[str, list[load.PhoneCall]] = {}
         for pc in sorted(self.phones.calls, key=lambda c: c.established_at):
@@ -681,7 +681,7 @@ class Soak:
                                     f"{msg.get('event', '')} {json.dumps(extra)[:300]}")
         return out
 
-    def _result(self, records: list[load.CallRecord], calls: dict[str, Any],
+    def _result(self, records: list[load_calls.LoadCall], calls: dict[str, Any],
                 agents: dict[str, Any]) -> dict[str, Any]:
         p = self.plan
         growth = memory_growth(self.rss)

@@ -197,7 +197,7 @@ async def test_a_phone_whose_port_was_taken_meanwhile_starts_on_other_ports(
     (here on purpose) makes baresip exit with EADDRINUSE, and the phone starts again."""
     import socket
 
-    import acd.softphone as softphone
+    import acd.tools.softphone as softphone
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))
     port = taken.getsockname()[1]

@@ -18,7 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from acd import config as configmod
-from acd import load
+from acd.tools import server_api
 from acd.errors import UserError
 from acd.web.api import CALL_ACTIONS, MAX_BODY
 from acd.web.auth import (ADMIN, AGENT, AGENT_SELF, ANY, METRICS, PUBLIC, SAFE_METHODS,
@@ -324,8 +324,8 @@ async def test_the_load_tools_agent_pages_say_why_the_server_refused_them(web): 
     error names the server's close code and reason instead of only counting."""
     web.auth.ws_per_session, web.auth.ws_per_address = 1, 10
     login = ("admin", password_of(web.cfg, "admin"))
-    async with load.ServerApi(web.url("/"), login) as api:
-        pages = load.AgentPages(api, ["1001", "1002"])
+    async with server_api.ServerApi(web.url("/"), login) as api:
+        pages = server_api.AgentPages(api, ["1001", "1002"])
         with pytest.raises(UserError) as err:
             await pages.start(timeout=5)
         await pages.stop()
@@ -333,8 +333,8 @@ async def test_the_load_tools_agent_pages_say_why_the_server_refused_them(web): 
     assert "only 1 of 2" in err.value.message and "1008" in err.value.message
     assert "at most 1" in err.value.message
     web.auth.ws_per_session = 2
-    async with load.ServerApi(web.url("/"), login) as api:
-        pages = load.AgentPages(api, ["1001", "1002"])
+    async with server_api.ServerApi(web.url("/"), login) as api:
+        pages = server_api.AgentPages(api, ["1001", "1002"])
         await pages.start(timeout=30)
         await pages.stop()
     assert pages.refused == ""

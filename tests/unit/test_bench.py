@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from acd import config as configmod
-from acd import load
+from acd.tools import load, load_calls
 from acd.asterisk.render import Layout, render
 from acd.errors import UserError
 from bench import instance as inst
@@ -167,7 +167,7 @@ class Ev:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _call_events(tracker: load.CallTracker, *, caller: str, ts: float, agent: str = "2001",
+def _call_events(tracker: load_calls.CallTracker, *, caller: str, ts: float, agent: str = "2001",
                  app: str = "Queue", data: str = "acd-bench", n: int = 1) -> None:
     uid, leg = f"1700.{n}", f"1700.{n}a"
     for e in (
@@ -188,9 +188,9 @@ def _call_events(tracker: load.CallTracker, *, caller: str, ts: float, agent: st
 
 
 def test_tracker_follows_a_call_through_ami_events_with_asterisks_times():
-    tracker = load.CallTracker(["2001", "2002"])
-    rec = load.CallRecord(n=0, caller_number="55001000000", planned=0.0, trunk_uid="t0")
-    other = load.CallRecord(n=1, caller_number="55001000001", planned=1.0, trunk_uid="t1")
+    tracker = load_calls.CallTracker(["2001", "2002"])
+    rec = load_calls.LoadCall(n=0, caller_number="55001000000", planned=0.0, trunk_uid="t0")
+    other = load_calls.LoadCall(n=1, caller_number="55001000001", planned=1.0, trunk_uid="t1")
     tracker.add(rec)
     tracker.add(other)
     _call_events(tracker, caller=rec.caller_number, ts=100.0)
@@ -206,8 +206,8 @@ def test_tracker_follows_a_call_through_ami_events_with_asterisks_times():
 
 
 def test_tracker_takes_ours_queue_entry_from_the_fastagi_queue_script():
-    tracker = load.CallTracker(["2001"])
-    rec = load.CallRecord(n=0, caller_number="55", planned=0.0, trunk_uid="t")
+    tracker = load_calls.CallTracker(["2001"])
+    rec = load_calls.LoadCall(n=0, caller_number="55", planned=0.0, trunk_uid="t")
     tracker.add(rec)
     tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-1", "Uniqueid": "u",
                                        "CallerIDNum": "55", "Timestamp": "10"}))
@@ -221,10 +221,10 @@ def test_tracker_takes_ours_queue_entry_from_the_fastagi_queue_script():
 
 def test_tracker_asks_for_keys_once_when_the_flow_reads_digits():
     asked = []
-    tracker = load.CallTracker(["2001"])
+    tracker = load_calls.CallTracker(["2001"])
     tracker.on_ask = asked.append
-    a = load.CallRecord(n=0, caller_number="1", planned=0.0, trunk_uid="ta")
-    b = load.CallRecord(n=1, caller_number="2", planned=0.0, trunk_uid="tb")
+    a = load_calls.LoadCall(n=0, caller_number="1", planned=0.0, trunk_uid="ta")
+    b = load_calls.LoadCall(n=1, caller_number="2", planned=0.0, trunk_uid="tb")
     tracker.add(a)
     tracker.add(b)
     for num, uid in (("1", "ua"), ("2", "ub")):
@@ -239,19 +239,19 @@ def test_tracker_asks_for_keys_once_when_the_flow_reads_digits():
 
 
 def test_tracker_marks_a_refused_originate():
-    tracker = load.CallTracker([])
-    rec = load.CallRecord(n=0, caller_number="1", planned=0.0, trunk_uid="t")
+    tracker = load_calls.CallTracker([])
+    rec = load_calls.LoadCall(n=0, caller_number="1", planned=0.0, trunk_uid="t")
     tracker.add(rec)
     tracker.on_event(Ev("OriginateResponse", {"Uniqueid": "t", "Response": "Failure"}))
-    assert load.classify(rec) == "originate_failed"
+    assert load_calls.classify(rec) == "originate_failed"
 
 
-def _rec(**kw: Any) -> load.CallRecord:
+def _rec(**kw: Any) -> load_calls.LoadCall:
     base = dict(n=0, caller_number="1", planned=0.0, trunk_uid="t", call_uid="u",
                 queued_at=1.0, invite_at=1.01, bridged_at=1.3, answered_at=1.3,
                 talk_end_at=3.3, agent_end_at=3.31, ended_at=3.32, end_cause=16, agent="2001")
     base.update(kw)
-    return load.CallRecord(**base)
+    return load_calls.LoadCall(**base)
 
 
 @pytest.mark.parametrize("kw, outcome", [
@@ -266,7 +266,7 @@ def _rec(**kw: Any) -> load.CallRecord:
     ({"outcome": "originate_failed"}, "originate_failed"),
 ])
 def test_outcomes(kw, outcome):
-    assert load.classify(_rec(**kw)) == outcome
+    assert load_calls.classify(_rec(**kw)) == outcome
 
 
 def test_phone_calls_are_matched_by_agent_and_caller_number():
@@ -295,7 +295,7 @@ def _run(records, legs, agents=("2001", "2002"), **kw) -> RunResult:
 
 
 def test_idle_agent_latency_counts_only_callers_who_found_an_idle_agent():
-    legs = [load.AgentLeg("l1", "2001", 1.0, 5.0), load.AgentLeg("l2", "2002", 2.0, 6.0)]
+    legs = [load_calls.AgentLeg("l1", "2001", 1.0, 5.0), load_calls.AgentLeg("l2", "2002", 2.0, 6.0)]
     recs = [_rec(queued_at=0.99, invite_at=1.0),          # both idle
             _rec(queued_at=1.99, invite_at=2.0),          # 2001 busy, 2002 idle
             _rec(queued_at=3.0, invite_at=5.2)]           # both busy: waited for an agent
@@ -303,8 +303,8 @@ def test_idle_agent_latency_counts_only_callers_who_found_an_idle_agent():
 
 
 def test_agent_free_latency_needs_a_waiting_caller():
-    legs = [load.AgentLeg("a1", "2001", 1.0, 3.0), load.AgentLeg("a2", "2001", 3.5, 6.0),
-            load.AgentLeg("a3", "2001", 9.0, 10.0)]
+    legs = [load_calls.AgentLeg("a1", "2001", 1.0, 3.0), load_calls.AgentLeg("a2", "2001", 3.5, 6.0),
+            load_calls.AgentLeg("a3", "2001", 9.0, 10.0)]
     recs = [_rec(queued_at=2.0, invite_at=3.5),           # waiting when a1 ended at 3.0
             _rec(queued_at=8.0, invite_at=9.0)]           # nobody waited when a2 ended at 6.0
     assert agent_free_latencies(_run(recs, legs)) == pytest.approx([0.5])
@@ -513,11 +513,11 @@ def test_load_cli_checks_its_arguments(tmp_path):
 def test_load_run_refuses_bad_keys_and_numbers():
     prof = load.LoadProfile(number="7801", rate=1.0, count=1, dtmf="12a")
     with pytest.raises(UserError) as e:
-        load.LoadRun(None, load.CallTracker([]), prof, talk_max=1.0)
+        load.LoadRun(None, load_calls.CallTracker([]), prof, talk_max=1.0)
     assert e.value.id == "load.dtmf"
     prof = load.LoadProfile(number="78;01", rate=1.0, count=1)
     with pytest.raises(UserError) as e:
-        load.LoadRun(None, load.CallTracker([]), prof, talk_max=1.0)
+        load.LoadRun(None, load_calls.CallTracker([]), prof, talk_max=1.0)
     assert e.value.id == "load.number"
 
 

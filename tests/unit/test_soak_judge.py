@@ -2,16 +2,17 @@
 wrong with its record, what is wrong with an agent's state, and the memory growth fit."""
 from __future__ import annotations
 
-from acd.load import CallRecord, PhoneCall
+from acd.tools.load import PhoneCall
+from acd.tools.load_calls import LoadCall
 from bench.soak import (agent_problems, call_outcome, memory_growth, memory_met,
                         record_problems)
 
 
-def rec(**kw) -> CallRecord:
+def rec(**kw) -> LoadCall:
     base = dict(n=1, caller_number="55001000001", planned=0.0, trunk_uid="t1",
                 call_uid="c1", queued_at=100.0, bridged_at=101.0, ended_at=110.0)
     base.update(kw)
-    return CallRecord(**base)
+    return LoadCall(**base)
 
 
 def phone(agent="1001", at=101.0, hung_up=109.9, early=False) -> PhoneCall:

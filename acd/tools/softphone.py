@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 #: The managed Asterisk root of this checkout, which also holds baresip.
-ROOT = Path(__file__).resolve().parents[1] / ".cache" / "asterisk-root"
+ROOT = Path(__file__).resolve().parents[2] / ".cache" / "asterisk-root"
 WAIT = 20.0
 #: How many times a phone is started on fresh ports when one was taken meanwhile.
 PORT_TRIES = 3

@@ -7,15 +7,17 @@ real agent phones.
   the call is found again among the others. Arrivals are at a fixed rate or Poisson (seeded).
   Where the flow asks for keys (the FastAGI IVR's ``GET DATA``, or the dialplan's ``Read()``)
   the caller keys ``dtmf`` as RFC 4733 events (AMI ``PlayDTMF``).
-* **Agents** are baresip phones (:class:`acd.softphone.SoftPhone`) registered with their
+* **Agents** are baresip phones (:class:`acd.tools.softphone.SoftPhone`) registered with their
   passwords: they answer after ``answer_delay`` and hang up after a talk time, fixed or
   exponential (seeded).
 * **Pages** (optional): agent pages on ``/api/agents/{id}/ws``; every ``ring`` event is
   timed as it arrives.
 
-Every call gets a :class:`CallRecord`: its outcome and the times of each step, taken from the
-``Timestamp`` Asterisk puts on every AMI event (``timestampevents = yes``, microseconds, the
-machine's wall clock). Nothing is averaged here: the records are the result.
+Every call gets a :class:`acd.tools.load_calls.LoadCall`: its outcome and the times of each
+step, taken from the ``Timestamp`` Asterisk puts on every AMI event (``timestampevents = yes``,
+microseconds, the machine's wall clock), by a :class:`acd.tools.load_calls.CallTracker`. Nothing
+is averaged here: the records are the result. The server's API and the agent pages, as a
+client, are :mod:`acd.tools.server_api`.
 
 The pure parts (arrival and talk times, caller numbers, agent lists) are at the top; the
 bench (``bench/``) and the tests use them.
@@ -29,12 +31,13 @@ import math
 import random
 import re
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from acd.errors import UserError
+from acd.tools.load_calls import COMPLETED, CallTracker, Follower, LoadCall, classify, outcome_counts
+from acd.tools.server_api import AgentPages, ServerApi, web_login
 
 # =========================================================================== plans (pure)
 
@@ -141,188 +144,6 @@ def agent_list(spec: str) -> list[str]:
     return out
 
 
-# =========================================================================== records
-
-#: Outcomes. Only ``completed`` is a success.
-COMPLETED = "completed"
-FAILURES = ("originate_failed", "no_incoming_leg", "not_queued", "not_connected", "dropped",
-            "unfinished")
-
-
-@dataclass
-class CallRecord:
-    """One call's outcome and timings. Times are Asterisk's event timestamps (wall clock,
-    seconds) unless named otherwise; ``None`` where the step did not happen."""
-
-    n: int
-    caller_number: str
-    planned: float                    # offset in the run at which the caller was to dial
-    trunk_uid: str                    # the caller's own channel (ChannelId we chose)
-    sent_at: float | None = None      # Originate sent (our clock)
-    call_uid: str | None = None       # the incoming leg's Uniqueid (our server's call id)
-    call_channel: str | None = None
-    incoming_at: float | None = None  # the incoming leg appeared (Newchannel)
-    asked_at: float | None = None     # the flow asked for keys (GET DATA / Read)
-    keyed_at: float | None = None     # the last key sent (our clock)
-    queued_at: float | None = None    # the queueing application started (AGI queue / Queue)
-    agent: str | None = None
-    agent_uid: str | None = None
-    invite_at: float | None = None    # the connected agent's leg was created (its INVITE)
-    bridged_at: float | None = None   # caller and agent in one bridge
-    answered_at: float | None = None  # the agent's phone had the call up (our clock)
-    talk_end_at: float | None = None  # the phone hung up after the talk time (our clock)
-    agent_end_at: float | None = None # the agent's leg hung up
-    ended_at: float | None = None     # the incoming leg hung up
-    end_cause: int | None = None
-    ring_at: float | None = None      # the ring event reached the agent's page (our clock)
-    outcome: str = "unfinished"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def queue_to_invite(self) -> float | None:
-        if self.queued_at is None or self.invite_at is None:
-            return None
-        return self.invite_at - self.queued_at
-
-
-@dataclass
-class AgentLeg:
-    """A channel towards an agent's phone (``PJSIP/<agent>-...``)."""
-    uid: str
-    agent: str
-    created: float
-    ended: float | None = None
-    call_uid: str | None = None       # the caller it was bridged with
-
-
-def classify(rec: CallRecord) -> str:
-    """The outcome of a call once the run is over: ``completed`` when the caller reached the
-    queue, was connected with an agent, and the agent's phone hung up after the talk time
-    (not the far end before it), and the caller's leg then ended."""
-    if rec.outcome == "originate_failed":
-        return rec.outcome
-    if rec.call_uid is None:
-        return "no_incoming_leg"
-    if rec.queued_at is None:
-        return "not_queued" if rec.ended_at is not None else "unfinished"
-    if rec.bridged_at is None:
-        return "not_connected"
-    if rec.talk_end_at is None:
-        return "dropped" if rec.ended_at is not None else "unfinished"
-    if rec.ended_at is None:
-        return "unfinished"
-    return COMPLETED
-
-
-# =========================================================================== following calls
-
-def _ts(fields: dict[str, Any]) -> float:
-    try:
-        return float(fields.get("Timestamp") or time.time())
-    except (TypeError, ValueError):
-        return time.time()
-
-
-#: The AMI events the tracker reads (an AMI Filter keeps the rest away from this process).
-EVENTS = ("Newchannel", "Newexten", "BridgeEnter", "Hangup", "OriginateResponse",
-          "AGIExecStart", "QueueCallerJoin")
-
-
-class CallTracker:
-    """Follows every call of the run through AMI events. ``on_event`` never blocks."""
-
-    def __init__(self, agents: Iterable[str]) -> None:
-        self.agents = set(agents)
-        self.by_trunk: dict[str, CallRecord] = {}
-        self.by_number: dict[str, CallRecord] = {}
-        self.by_call: dict[str, CallRecord] = {}
-        self.legs: dict[str, AgentLeg] = {}
-        self.bridges: dict[str, set[str]] = defaultdict(set)
-        self.on_ask: Callable[[CallRecord], None] | None = None
-        self.changed = asyncio.Event()
-        self.events = 0
-
-    def add(self, rec: CallRecord) -> None:
-        self.by_trunk[rec.trunk_uid] = rec
-        self.by_number[rec.caller_number] = rec
-
-    def on_event(self, e: Any) -> None:
-        self.events += 1
-        f = e.fields
-        name = e.name
-        if name == "Newexten":
-            rec = self.by_call.get(str(f.get("Uniqueid", "")))
-            if rec is None:
-                return
-            app = str(f.get("Application", ""))
-            data = str(f.get("AppData", ""))
-            if rec.queued_at is None and (app == "Queue" or (app == "AGI" and data.endswith("/queue"))):
-                rec.queued_at = _ts(f)
-                self.changed.set()
-            elif app == "Read" and rec.asked_at is None:
-                self._asked(rec, f)
-        elif name == "AGIExecStart":
-            rec = self.by_call.get(str(f.get("Uniqueid", "")))
-            if (rec is not None and rec.asked_at is None
-                    and str(f.get("Command", "")).upper().startswith("GET DATA")):
-                self._asked(rec, f)
-        elif name == "Newchannel":
-            chan = str(f.get("Channel", ""))
-            uid = str(f.get("Uniqueid", ""))
-            if chan.startswith("PJSIP/acd-caller-"):
-                rec = self.by_number.get(str(f.get("CallerIDNum", "")))
-                if rec is not None and rec.call_uid is None:
-                    rec.call_uid, rec.call_channel, rec.incoming_at = uid, chan, _ts(f)
-                    self.by_call[uid] = rec
-            elif chan.startswith("PJSIP/"):
-                agent = chan[6:].rsplit("-", 1)[0]
-                if agent in self.agents:
-                    self.legs[uid] = AgentLeg(uid, agent, _ts(f))
-        elif name == "BridgeEnter":
-            bridge = str(f.get("BridgeUniqueid", ""))
-            members = self.bridges[bridge]
-            members.add(str(f.get("Uniqueid", "")))
-            calls = [self.by_call[u] for u in members if u in self.by_call]
-            legs = [self.legs[u] for u in members if u in self.legs]
-            if calls and legs:
-                rec, leg = calls[0], legs[0]
-                if rec.bridged_at is None:
-                    rec.bridged_at = _ts(f)
-                    rec.agent, rec.agent_uid, rec.invite_at = leg.agent, leg.uid, leg.created
-                    leg.call_uid = rec.call_uid
-                    self.changed.set()
-        elif name == "Hangup":
-            uid = str(f.get("Uniqueid", ""))
-            leg = self.legs.get(uid)
-            if leg is not None:
-                leg.ended = _ts(f)
-                rec = self.by_call.get(leg.call_uid or "")
-                if rec is not None and rec.agent_uid == uid:
-                    rec.agent_end_at = leg.ended
-                return
-            rec = self.by_call.get(uid)
-            if rec is not None:
-                rec.ended_at = _ts(f)
-                try:
-                    rec.end_cause = int(f.get("Cause"))
-                except (TypeError, ValueError):
-                    rec.end_cause = None
-                self.changed.set()
-        elif name == "OriginateResponse":
-            rec = self.by_trunk.get(str(f.get("Uniqueid", "")))
-            if rec is not None and str(f.get("Response", "")).lower() != "success":
-                rec.outcome = "originate_failed"
-                self.changed.set()
-
-    def _asked(self, rec: CallRecord, f: dict[str, Any]) -> None:
-        rec.asked_at = _ts(f)
-        if self.on_ask is not None:
-            self.on_ask(rec)
-
-
-
 # =========================================================================== agent phones
 
 @dataclass
@@ -359,7 +180,7 @@ class AgentPhones:
     def __init__(self, agents: dict[str, str], host: str, port: int, *, answer_delay: float,
                  talk: Callable[[], float], tone_seconds: int = 120, root: Any = None,
                  start_at_once: int = 8) -> None:
-        from acd.softphone import ROOT, SoftPhone
+        from acd.tools.softphone import ROOT, SoftPhone
         self.agents = agents              # agent id -> password
         self.talk = talk
         self.start_at_once = start_at_once
@@ -441,154 +262,6 @@ class AgentPhones:
         await asyncio.gather(*(p.stop() for p in self.phones.values()), return_exceptions=True)
 
 
-# =========================================================================== our server's API
-
-def web_login(cfg: Any) -> tuple[str, str] | None:
-    """A supervisor's or admin's web login from the configuration (secrets filled), for
-    servers whose HTTP API wants a session; None when the configuration has no web users."""
-    users = getattr(getattr(cfg, "web", None), "users", ()) or ()
-    for role in ("admin", "supervisor"):
-        for u in users:
-            if getattr(u, "role", "") == role and getattr(u, "password", ""):
-                return u.username, u.password
-    return None
-
-
-class ServerApi:
-    """Our server's HTTP API and WebSockets, as a client. If the server answers 401 (its web
-    login is on), logs in once with ``login`` (user name, password) and sends the session's
-    cookie, CSRF token and this origin from then on."""
-
-    def __init__(self, base_url: str, login: tuple[str, str] | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.login = login
-        self.csrf = ""
-        self.session: Any = None
-
-    async def __aenter__(self) -> "ServerApi":
-        import aiohttp
-        self.session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True),          # cookies for 127.0.0.1 too
-            connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
-
-    def _headers(self) -> dict[str, str]:
-        h = {"Origin": self.base_url}
-        if self.csrf:
-            h["X-CSRF-Token"] = self.csrf
-        return h
-
-    async def _sign_in(self) -> None:
-        if self.login is None:
-            raise UserError("load.auth", f"{self.base_url} wants a login and the configuration "
-                                         "has no web user")
-        async with self.session.post(f"{self.base_url}/api/auth/login", headers=self._headers(),
-                                     json={"username": self.login[0],
-                                           "password": self.login[1]}) as r:
-            if r.status != 200:
-                raise UserError("load.auth", f"web login as {self.login[0]}: {r.status} "
-                                             f"{(await r.text())[:200]}")
-            self.csrf = str((await r.json()).get("csrf", ""))
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """One request: (status, JSON body or text)."""
-        import aiohttp
-        for attempt in (1, 2):
-            try:
-                async with self.session.request(method, f"{self.base_url}{path}", json=body,
-                                                headers=self._headers()) as r:
-                    if r.status == 401 and attempt == 1 and self.login is not None:
-                        await r.read()
-                        await self._sign_in()
-                        continue
-                    try:
-                        data = await r.json(content_type=None)
-                    except ValueError:
-                        data = await r.text()
-                    return r.status, data
-            except aiohttp.ClientError as e:
-                raise UserError("load.http", f"{method} {self.base_url}{path}: {e}") from None
-        raise AssertionError("unreachable")
-
-    def ws(self, path: str) -> Any:
-        """A WebSocket (``async with``): the session's cookie and this origin go with it
-        (sign in first with any :meth:`call` the server wants a login for)."""
-        return self.session.ws_connect(f"{self.base_url}{path}", heartbeat=30,
-                                       headers={"Origin": self.base_url})
-
-
-# =========================================================================== agent pages
-
-class AgentPages:
-    """Agent pages on the server's WebSocket (``/api/agents/{id}/ws``), one per agent: every
-    ``ring`` event is noted with the time it arrived (our clock)."""
-
-    def __init__(self, api: ServerApi, agents: Sequence[str]) -> None:
-        self.api = api
-        self.agents = list(agents)
-        self.rings: dict[tuple[str, str], float] = {}     # (agent, call id) -> arrival
-        self.messages = 0
-        self.cut = 0                                       # closed by the server
-        self.refused = ""                                  # why one was closed at once
-        self._tasks: list[asyncio.Task] = []
-        self._open = 0
-        self._all_open = asyncio.Event()
-
-    async def start(self, timeout: float = 60.0) -> None:
-        await self.api.call("GET", "/api/queues")         # signs in if the server wants it
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._page(a)) for a in self.agents]
-        try:
-            await asyncio.wait_for(self._all_open.wait(), timeout)
-        except asyncio.TimeoutError:
-            why = f"; the server closed one: {self.refused}" if self.refused else ""
-            raise UserError("load.pages", f"only {self._open} of {len(self.agents)} agent pages "
-                                          f"connected within {timeout:.0f} s{why}") from None
-
-    async def _page(self, agent: str) -> None:
-        import aiohttp
-        first = True
-        while True:
-            try:
-                async with self.api.ws(f"/api/agents/{agent}/ws") as ws:
-                    while True:
-                        msg = await ws.receive()
-                        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                        aiohttp.WSMsgType.CLOSED):
-                            if first and msg.type is aiohttp.WSMsgType.CLOSE:
-                                # e.g. 1008: over the server's cap of pages per login/address
-                                self.refused = f"{msg.data} {msg.extra or ''}".strip()
-                            break
-                        if msg.type != aiohttp.WSMsgType.TEXT:
-                            continue
-                        now = time.time()
-                        data = json.loads(msg.data)
-                        self.messages += 1
-                        if data.get("type") == "snapshot" and first:
-                            first = False
-                            self._open += 1
-                            if self._open == len(self.agents):
-                                self._all_open.set()
-                        elif data.get("type") == "ring":
-                            self.rings.setdefault((agent, str(data.get("call_id", ""))), now)
-                self.cut += 1
-                await asyncio.sleep(0.5)     # closed (refused, or the server stopping): not at once
-            except (aiohttp.ClientError, OSError):
-                self.cut += 1
-                await asyncio.sleep(0.5)     # the server restarting: try again shortly
-
-    async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 # =========================================================================== the run
 
 @dataclass
@@ -626,7 +299,7 @@ class LoadRun:
 
     def __init__(self, ami: Any, tracker: CallTracker, profile: LoadProfile,
                  talk_max: float, phones: AgentPhones | None = None,
-                 stop_when: Callable[[list[CallRecord], int], str | None] | None = None) -> None:
+                 stop_when: Callable[[list[LoadCall], int], str | None] | None = None) -> None:
         """``stop_when(records so far, calls planned)``, asked once a second while calls are
         placed: a reason (text) stops placing more (the calls under way go on to their end)."""
         check_call_mix(profile.number, profile.dtmf)
@@ -637,12 +310,12 @@ class LoadRun:
         self.phones = phones
         self.stop_when = stop_when
         self.stopped: str | None = None
-        self.records: list[CallRecord] = []
+        self.records: list[LoadCall] = []
         self._tasks: set[asyncio.Task] = set()
         self._cut: set[int] = set()         # calls we hung up for waiting too long
         tracker.on_ask = self._key_in
 
-    async def run(self, progress: Callable[[str], None] | None = None) -> list[CallRecord]:
+    async def run(self, progress: Callable[[str], None] | None = None) -> list[LoadCall]:
         p = self.profile
         offsets = p.offsets()
         hold = int(p.max_wait + self.talk_max + 60)
@@ -657,7 +330,7 @@ class LoadRun:
                     if progress:
                         progress(f"stopped placing calls: {self.stopped}")
                     break
-            rec = CallRecord(n=n, caller_number=caller_number(p.run_id, n), planned=off,
+            rec = LoadCall(n=n, caller_number=caller_number(p.run_id, n), planned=off,
                              trunk_uid=f"load{p.run_id}-{n}-caller")
             self.records.append(rec)
             self.tracker.add(rec)
@@ -701,7 +374,7 @@ class LoadRun:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _dial(self, rec: CallRecord, hold: int) -> None:
+    async def _dial(self, rec: LoadCall, hold: int) -> None:
         rec.sent_at = time.time()
         try:
             await self.ami.action("Originate", Channel=f"PJSIP/{self.profile.number}@acd-trunk",
@@ -717,11 +390,11 @@ class LoadRun:
         except Exception:
             pass
 
-    def _key_in(self, rec: CallRecord) -> None:
+    def _key_in(self, rec: LoadCall) -> None:
         if self.profile.dtmf:
             self._spawn(self._send_keys(rec))
 
-    async def _send_keys(self, rec: CallRecord) -> None:
+    async def _send_keys(self, rec: LoadCall) -> None:
         # PlayDTMF answers once the digit has been played; a person keys about this fast.
         for d in self.profile.dtmf:
             try:
@@ -732,47 +405,7 @@ class LoadRun:
         rec.keyed_at = time.time()
 
 
-class Follower:
-    """Sends an AMI connection's events to the current :class:`CallTracker` (one per run),
-    after asking Asterisk (AMI ``Filter``, again after every reconnect) to send this
-    connection only the events trackers read. Counts the connection's losses."""
-
-    def __init__(self, ami: Any) -> None:
-        self.ami = ami
-        self.tracker: CallTracker | None = None
-        self.disconnects = 0
-        ami.on_event(self._event)
-        ami.on_connection(self._connection)
-
-    async def start(self) -> None:
-        await self._filter()
-
-    async def _filter(self) -> None:
-        for name in EVENTS:
-            await self.ami.action("Filter", Operation="Add", Filter=f"Event: {name}")
-
-    def _event(self, e: Any) -> None:
-        if self.tracker is not None:
-            self.tracker.on_event(e)
-
-    async def _connection(self, up: bool) -> None:
-        if not up:
-            self.disconnects += 1
-        elif self.disconnects:
-            try:
-                await self._filter()
-            except Exception:       # lost again meanwhile: the next login filters again
-                pass
-
-
-def outcome_counts(records: Iterable[CallRecord]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in records:
-        out[r.outcome] = out.get(r.outcome, 0) + 1
-    return out
-
-
-def attach_phone_calls(records: Iterable[CallRecord], calls: Iterable[PhoneCall]) -> None:
+def attach_phone_calls(records: Iterable[LoadCall], calls: Iterable[PhoneCall]) -> None:
     """What the agents' phones saw, onto the call records (by caller number and agent)."""
     seen: dict[tuple[str, str], PhoneCall] = {}
     for c in calls:
@@ -784,7 +417,7 @@ def attach_phone_calls(records: Iterable[CallRecord], calls: Iterable[PhoneCall]
             r.talk_end_at = None if c.closed_early else c.hangup_sent_at
 
 
-def attach_rings(records: Iterable[CallRecord], pages: AgentPages) -> None:
+def attach_rings(records: Iterable[LoadCall], pages: AgentPages) -> None:
     for r in records:
         if r.agent and r.call_uid:
             r.ring_at = pages.rings.get((r.agent, r.call_uid))
@@ -858,7 +491,7 @@ async def registered(ami: Any, agents: list[str]) -> list[str]:
     return [a for a in agents if a in have]
 
 
-def _call_line(r: CallRecord) -> str:
+def _call_line(r: LoadCall) -> str:
     def ms(a: float | None, b: float | None) -> str:
         return "-" if a is None or b is None else f"{(b - a) * 1000:.1f}"
     return (f"{r.n:5d} {r.caller_number} {r.outcome:16s} agent {r.agent or '-':8s} "
@@ -867,7 +500,7 @@ def _call_line(r: CallRecord) -> str:
 
 
 async def run_load(cfg: Any, args: Any, agents: list[str],
-                   say: Callable[[str], None] = print) -> list[CallRecord]:
+                   say: Callable[[str], None] = print) -> list[LoadCall]:
     from acd.ami.client import AmiClient
     from acd.asterisk.provision import resolve
     install = resolve(cfg.asterisk.mode, cfg.path(cfg.asterisk.root), build=False)
