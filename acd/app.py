@@ -19,6 +19,7 @@ from aiohttp import web
 
 from acd import log as acdlog
 from acd.ami.client import AmiClient
+from acd.asterisk import dialplan as dp
 from acd.config import Config, core_groups
 from acd.core import Acd
 from acd.runtime import AcdRuntime
@@ -34,15 +35,12 @@ from agi.server import FastAgiServer
 
 #: At stop, how long AMI actions already under way may take before the link is closed.
 STOP_GRACE_SECONDS = 2.0
-#: Callback customers over the loopback trunk (tests, load runs): the trunk's inbound side
-#: answers ``testcust<number>`` in [acd-testcustomer] instead of giving it to the hotline.
-TEST_CUSTOMER_DIAL = "PJSIP/testcust{number}@acd-trunk"
 
 
 def customer_dial(cfg: Config) -> str:
     """The dial string template for callback customers: ``outbound.dial``, else the loopback
     trunk's test customers (the config check refuses callbacks with neither)."""
-    return cfg.outbound.dial or TEST_CUSTOMER_DIAL
+    return cfg.outbound.dial or dp.TEST_CUSTOMER_DIAL
 
 
 def outbound_caller_id(cfg: Config) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from acd import log as acdlog
+from acd.asterisk import dialplan as dp
 from acd.directory import DatabaseDirectory, HttpDirectory
 from agi.flows.prompts import PromptLibrary, SoundIndex
 from agi.flows.registry import FlowRegistry
@@ -43,8 +44,7 @@ def transfer_dial(cfg: Any) -> str:
     if cfg.outbound.dial:
         return cfg.outbound.dial
     if cfg.asterisk.loopback_trunk:
-        from acd.app import TEST_CUSTOMER_DIAL
-        return TEST_CUSTOMER_DIAL
+        return dp.TEST_CUSTOMER_DIAL
     return ""
 
 
