@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from acd.asterisk import dialplan as dp
 from agi.protocol import AgiError, AgiHangup
 from agi.server import AgiSession
 from acd.store.db import Store
@@ -20,7 +21,6 @@ from acd.store.db import Store
 COLLECT_PROMPT = "vm-enter-num-to-call"   # "Please enter the number ... followed by pound"
 COLLECT_TIMEOUT_MS = 8000
 COLLECT_MAX_DIGITS = 20
-QUEUE_TARGET = "acd-queue,s,1"            # the ACD's queue context (extensions.conf)
 
 
 def utcnow() -> datetime:
@@ -61,11 +61,11 @@ class HotlineIvr:
                 log.info("ivr.no_input", node="collect_number")
             if self.queue_group:
                 # To the ACD: the queue script registers the caller; the ACD ends the record.
-                await session.set_variable("ACD_GROUP", self.queue_group)
-                await session.set_variable("ACD_PRIORITY", "0")
+                await session.set_variable(dp.GROUP, self.queue_group)
+                await session.set_variable(dp.PRIORITY, "0")
                 if self.on_queue is not None:
                     self.on_queue(uid)
-                await session.exec_app("Goto", QUEUE_TARGET)
+                await session.exec_app("Goto", dp.QUEUE_TARGET)
                 await self.store.call_event(uid, "to_queue", at=self.clock(),
                                             detail={"group": self.queue_group})
                 log.info("ivr.to_queue", group=self.queue_group)

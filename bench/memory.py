@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from acd import config as configmod
+from acd.asterisk import dialplan as dp
 from acd.errors import UserError
 from acd.tools.server_api import ServerApi, web_login
 from acd.store.db import Store, migrate_async
@@ -106,7 +107,7 @@ class FakeAsteriskAmi:
                               Message="Channels will follow"))
             for name, c in self.channels.items():
                 w.write(self._msg(Event="CoreShowChannel", ActionID=aid, Channel=name,
-                                  Uniqueid=c["uniqueid"], Context="acd-queue", Extension="s",
+                                  Uniqueid=c["uniqueid"], Context=dp.QUEUE_CONTEXT, Extension="s",
                                   Priority="6", ChannelState="6", ChannelStateDesc="Up",
                                   CallerIDNum=c["number"], CallerIDName="Memory Bench",
                                   Application="AGI", BridgeId=""))
@@ -144,9 +145,9 @@ class WaitingCaller:
         self.uid = f"mem.{n}"
         self.channel = f"PJSIP/acd-caller-{n:08x}"
         self.number = f"5590{n:06d}"
-        self.variables = {"ACD_GROUP": group, "ACD_PRIORITY": "0", "ACD_DID": "7801"}
+        self.variables = {dp.GROUP: group, dp.PRIORITY: "0", dp.DID: "7801"}
         if entered is not None:        # already in the queue (Asterisk kept the variable)
-            self.variables["ACD_ENTERED"] = entered
+            self.variables[dp.ENTERED] = entered
         self.entered = asyncio.Event()  # the script polls for keys: the caller is in the queue
         self.sessions = 0
         self._held = False
@@ -178,7 +179,7 @@ class WaitingCaller:
             "agi_channel": self.channel, "agi_language": "en",
             "agi_type": "PJSIP", "agi_uniqueid": self.uid, "agi_version": "22.10.1",
             "agi_callerid": self.number, "agi_calleridname": "Memory Bench",
-            "agi_context": "acd-queue", "agi_extension": "s", "agi_priority": "6",
+            "agi_context": dp.QUEUE_CONTEXT, "agi_extension": "s", "agi_priority": "6",
             "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": str(self.n)}
         writer.write("".join(f"{k}: {v}\n" for k, v in headers.items()).encode() + b"\n")
         try:

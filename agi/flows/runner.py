@@ -32,17 +32,14 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
+from acd.asterisk import dialplan as dp
+from acd.core.numbers import NUMBER
 from acd.directory import PHONE_LIKE, DirectoryError
 from acd.hours import ServiceHours
 from agi.flows.model import DTMF, Flow, Node, Prompt, render_template
 from agi.protocol import AgiCommandError, AgiError, AgiHangup
 from agi.server import AgiSession
 
-QUEUE_TARGET = "acd-queue,s,1"
-VOICEMAIL_TARGET = "acd-voicemail,s,1"
-TRANSFER_TARGET = "acd-transfer,s,1"
-#: A number we may dial: digits, * and #, an optional leading +.
-DIALABLE = re.compile(r"^\+?[0-9*#]{1,32}$")
 MAX_STEPS = 500
 MAX_VAR = 256
 #: The key trail keeps at most this many entries per node of a call (each entry is at most
@@ -108,7 +105,7 @@ class FlowRunner:
     async def __call__(self, session: AgiSession) -> None:
         req = session.request
         did = req.extension
-        name = req.query.get("flow") or await session.get_variable("ACD_FLOW") or \
+        name = req.query.get("flow") or await session.get_variable(dp.FLOW) or \
             self.registry.flow_for(did)
         flows = self.registry.snapshot()
         if not name or name not in flows:
@@ -439,19 +436,19 @@ class FlowRunner:
         if not group:
             call.log.warning("flows.queue_no_group", node=node.name)
             raise _End(await self._sorry(call, "ivr_error"))
-        await s.set_variable("ACD_GROUP", group)
-        await s.set_variable("ACD_PRIORITY", prio)
+        await s.set_variable(dp.GROUP, group)
+        await s.set_variable(dp.PRIORITY, prio)
         if self.on_queue is not None:
             self.on_queue(call.uid)
-        await s.exec_app("Goto", QUEUE_TARGET)
+        await s.exec_app("Goto", dp.QUEUE_TARGET)
         await self.store.call_event(call.uid, "to_queue", at=self.clock(),
                                     detail={"group": group, "node": node.name})
         call.log.info("flows.to_queue", group=group, priority=prio)
         raise _End(None)
 
     async def _voicemail(self, call: _Call, node: Node) -> Node | None:
-        await call.session.set_variable("ACD_VM_BOX", node.get("box"))
-        await call.session.exec_app("Goto", VOICEMAIL_TARGET)
+        await call.session.set_variable(dp.VM_BOX, node.get("box"))
+        await call.session.exec_app("Goto", dp.VOICEMAIL_TARGET)
         await self.store.call_event(call.uid, "to_voicemail", at=self.clock(),
                                     detail={"box": node.get("box"), "node": node.name})
         raise _End("voicemail")
@@ -513,13 +510,13 @@ class FlowRunner:
 
     async def _transfer(self, call: _Call, node: Node) -> Node | None:
         number = self._render(call, node.get("number"))
-        if not DIALABLE.match(number) or not self.transfer_dial:
+        if not NUMBER.match(number) or not self.transfer_dial:
             call.log.warning("flows.transfer_refused", node=node.name,
-                             reason="no outbound.dial" if DIALABLE.match(number) else "not a number")
+                             reason="no outbound.dial" if NUMBER.match(number) else "not a number")
             raise _End(await self._sorry(call, "ivr_error"))
         await self._play(call, node.get("prompt"))
-        await call.session.set_variable("ACD_TRANSFER_DIAL", self.transfer_dial.format(number=number))
-        await call.session.exec_app("Goto", TRANSFER_TARGET)
+        await call.session.set_variable(dp.TRANSFER_DIAL, self.transfer_dial.format(number=number))
+        await call.session.exec_app("Goto", dp.TRANSFER_TARGET)
         await self.store.call_event(call.uid, "transfer", at=self.clock(),
                                     detail={"number": number, "node": node.name})
         call.log.info("flows.transfer", node=node.name)
