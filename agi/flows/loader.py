@@ -57,6 +57,30 @@ def _scalar(node: yaml.Node) -> Any:
     return SafeConstructor().construct_object(node, deep=True)
 
 
+def _text_problem(t: str, v: str) -> str | None:
+    """What is wrong with the text ``v`` as a ``t`` (url, method, ...); None when nothing is
+    (a group is checked against the configured ones by the checker)."""
+    if t == "keys" and not set(v) <= set(DTMF):
+        return f"{v!r}: only 0-9, * and # are keys"
+    if t == "url" and not re.match(r"^https?://[^\s]+$", v):
+        return f"{v!r} is not an http:// or https:// URL"
+    if t == "method" and v.upper() not in ("GET", "POST"):
+        return f"{v!r} is not GET or POST"
+    if t == "ask" and v not in ASK:
+        return f"{v!r} is not one of {', '.join(ASK)}"
+    if t == "timezone":
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            return f"unknown time zone {v!r}"
+    if t == "regex":
+        try:
+            re.compile(v)
+        except re.error as e:
+            return f"not a regular expression: {e}"
+    return None
+
+
 class _FileChecker:
     """Reads one flow file into a :class:`Flow`, collecting every error it finds."""
 
@@ -78,149 +102,158 @@ class _FileChecker:
 
     def value(self, spec: Key, node: yaml.Node, what: str, lines: dict[str, int],
               key: str) -> Any:
-        """Check ``node`` against ``spec.type``; the parsed value, or None after an error."""
-        t, line = spec.type, _line(node)
-        bad = lambda msg: self.err("flow.bad_type", line, f"{what}: {msg}")  # noqa: E731
-        if t in ("node", "name", "flow"):
-            v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
-            if not isinstance(v, str) or not NAME.match(v):
-                hint = (" (yes, no, on and off are true and false in YAML: quote the name)"
-                        if isinstance(v, bool) else "")
-                bad(f"expected {'a node name' if t == 'node' else 'a name'} (letters, digits, _), "
-                    f"got {_kind_of(node)}{hint}")
+        """Check ``node`` against ``spec.type``; the parsed value, or None after an error.
+        ``lines`` gets the line of each entry of a key map (as ``key.entry``)."""
+        check = _TYPE_CHECKS.get(spec.type)
+        if check is None:
+            raise AssertionError(f"no check for type {spec.type}")
+        return check(self, spec.type, node, what, lines, key)
+
+    def _bad_type(self, node: yaml.Node, what: str, message: str) -> None:
+        self.err("flow.bad_type", _line(node), f"{what}: {message}")
+
+    def _name(self, t: str, node: yaml.Node, what: str, lines: dict[str, int], key: str) -> Any:
+        v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(v, str) or not NAME.match(v):
+            hint = (" (yes, no, on and off are true and false in YAML: quote the name)"
+                    if isinstance(v, bool) else "")
+            self._bad_type(node, what, f"expected {'a node name' if t == 'node' else 'a name'} "
+                                       f"(letters, digits, _), got {_kind_of(node)}{hint}")
+            return None
+        return v
+
+    def _prompt(self, t: str, node: yaml.Node, what: str, lines: dict[str, int],
+                key: str) -> Any:
+        return self.prompt(node, what)
+
+    def _keymap(self, t: str, node: yaml.Node, what: str, lines: dict[str, int],
+                key: str) -> Any:
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            self._bad_type(node, what, f"expected a mapping of keys to node names, "
+                                       f"got {_kind_of(node)}")
+            return None
+        out: dict[str, str] = {}
+        for k, v in node.value:
+            kv = _scalar(k) if isinstance(k, yaml.ScalarNode) else None
+            ks = str(kv) if isinstance(kv, (str, int)) and not isinstance(kv, bool) else None
+            if ks is None or len(ks) != 1 or ks not in DTMF:
+                self.err("flow.bad_value", _line(k),
+                         f"{what}: {_kind_of(k)} is not a key (one of 0-9, * or #; "
+                         "write '*' and '#' in quotes)")
+                continue
+            if ks in out:
+                self.err("flow.bad_value", _line(k), f"{what}: key {ks} is given twice")
+                continue
+            target = self.value(Key("node"), v, f"{what}.{ks}", lines, f"{key}.{ks}")
+            if target is not None:
+                out[ks] = target
+                lines[f"{key}.{ks}"] = _line(v)
+        return out
+
+    def _text(self, t: str, node: yaml.Node, what: str, lines: dict[str, int], key: str) -> Any:
+        """Text, and the kinds of text: url, group, method, ask, timezone, regex, keys."""
+        v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if t in ("text", "keys") and isinstance(v, int) and not isinstance(v, bool):
+            v = str(node.value)        # written without quotes: keep it as written
+        if t == "text" and isinstance(v, float):
+            v = str(node.value)
+        if not isinstance(v, str):
+            hint = " (write '#' in quotes: a bare # starts a comment)" if v is None and t == "keys" else ""
+            self._bad_type(node, what, f"expected text, got "
+                                       f"{_kind_of(node) if v is not None else 'nothing'}{hint}")
+            return None
+        line = _line(node)
+        for name in TEMPLATE_VAR.findall(v):
+            if not NAME.match(name):
+                self.err("flow.bad_value", line, f"{what}: ${{{name}}} is not a variable name")
                 return None
-            return v
-        if t == "prompt":
-            return self.prompt(node, what)
-        if t == "keymap":
-            if not isinstance(node, yaml.MappingNode) or not node.value:
-                bad(f"expected a mapping of keys to node names, got {_kind_of(node)}")
+        problem = _text_problem(t, v)
+        if problem is None and t == "group":
+            problem = self._group_problem(v, what, line)
+        if problem is not None:
+            if problem:
+                self.err("flow.bad_value", line, f"{what}: {problem}")
+            return None
+        return v.upper() if t == "method" else v
+
+    def _group_problem(self, v: str, what: str, line: int) -> str | None:
+        """None when ``v`` is a configured group (or a variable); "" after its own error."""
+        if not (NAME.match(v) or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", v)):
+            return f"{v!r} is not a group name or ${{variable}}"
+        if self.groups is not None and "${" not in v and v not in self.groups:
+            known = ", ".join(sorted(self.groups)) or "none"
+            self.err("flow.unknown_group", line,
+                     f"{what}: no skill group {v!r} is configured (known: {known})")
+            return ""
+        return None
+
+    def _number(self, t: str, node: yaml.Node, what: str, lines: dict[str, int],
+                key: str) -> Any:
+        v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        ok = isinstance(v, int) if t == "int" else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool):
+            expected = "a whole number" if t == "int" else "a number of seconds"
+            self._bad_type(node, what, f"expected {expected}, got {_kind_of(node)}")
+            return None
+        if v < 0 or (t == "seconds" and v == 0) or v > 3600:
+            self.err("flow.bad_value", _line(node), f"{what}: {v} is out of range")
+            return None
+        return float(v) if t == "seconds" else v
+
+    def _bool(self, t: str, node: yaml.Node, what: str, lines: dict[str, int], key: str) -> Any:
+        v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(v, bool):
+            self._bad_type(node, what, f"expected true or false, got {_kind_of(node)}")
+            return None
+        return v
+
+    def _strmap(self, t: str, node: yaml.Node, what: str, lines: dict[str, int],
+                key: str) -> Any:
+        if not isinstance(node, yaml.MappingNode):
+            self._bad_type(node, what, f"expected a mapping, got {_kind_of(node)}")
+            return None
+        out: dict[str, str] = {}
+        for k, v in node.value:
+            name = _scalar(k) if isinstance(k, yaml.ScalarNode) else None
+            if not isinstance(name, str) or not NAME.match(name):
+                self.err("flow.bad_value", _line(k), f"{what}: {_kind_of(k)} is not a name")
+                continue
+            sv = self.value(Key("text"), v, f"{what}.{name}", lines, f"{key}.{name}")
+            if sv is not None:
+                out[name] = sv
+        return out
+
+    def _days(self, t: str, node: yaml.Node, what: str, lines: dict[str, int], key: str) -> Any:
+        """Service hours (one, or a list) and dates (a list)."""
+        items = [node] if isinstance(node, yaml.ScalarNode) and t == "hours" else None
+        if items is None:
+            if not isinstance(node, yaml.SequenceNode):
+                self._bad_type(node, what, f"expected a list, got {_kind_of(node)}")
                 return None
-            out: dict[str, str] = {}
-            for k, v in node.value:
-                kv = _scalar(k) if isinstance(k, yaml.ScalarNode) else None
-                ks = str(kv) if isinstance(kv, (str, int)) and not isinstance(kv, bool) else None
-                if ks is None or len(ks) != 1 or ks not in DTMF:
-                    self.err("flow.bad_value", _line(k),
-                             f"{what}: {_kind_of(k)} is not a key (one of 0-9, * or #; "
-                             "write '*' and '#' in quotes)")
-                    continue
-                if ks in out:
-                    self.err("flow.bad_value", _line(k), f"{what}: key {ks} is given twice")
-                    continue
-                target = self.value(Key("node"), v, f"{what}.{ks}", lines, f"{key}.{ks}")
-                if target is not None:
-                    out[ks] = target
-                    lines[f"{key}.{ks}"] = _line(v)
-            return out
-        if t in ("text", "url", "group", "method", "ask", "timezone", "regex", "keys"):
-            v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
-            if t in ("text", "keys") and isinstance(v, int) and not isinstance(v, bool):
-                v = str(node.value)        # written without quotes: keep it as written
-            if t == "text" and isinstance(v, float):
-                v = str(node.value)
+            items = node.value
+        out = []
+        for item in items:
+            v = _scalar(item) if isinstance(item, yaml.ScalarNode) else None
+            v = str(v) if isinstance(v, date) else v
             if not isinstance(v, str):
-                hint = " (write '#' in quotes: a bare # starts a comment)" if v is None and t == "keys" else ""
-                bad(f"expected text, got {_kind_of(node) if v is not None else 'nothing'}{hint}")
-                return None
-            for name in TEMPLATE_VAR.findall(v):
-                if not NAME.match(name):
-                    self.err("flow.bad_value", line, f"{what}: ${{{name}}} is not a variable name")
-                    return None
-            if t == "keys" and not set(v) <= set(DTMF):
-                self.err("flow.bad_value", line, f"{what}: {v!r}: only 0-9, * and # are keys")
-                return None
-            if t == "url" and not re.match(r"^https?://[^\s]+$", v):
-                self.err("flow.bad_value", line, f"{what}: {v!r} is not an http:// or https:// URL")
-                return None
-            if t == "method" and v.upper() not in ("GET", "POST"):
-                self.err("flow.bad_value", line, f"{what}: {v!r} is not GET or POST")
-                return None
-            if t == "ask" and v not in ASK:
-                self.err("flow.bad_value", line, f"{what}: {v!r} is not one of {', '.join(ASK)}")
-                return None
-            if t == "timezone":
-                try:
-                    ZoneInfo(v)
-                except (ZoneInfoNotFoundError, ValueError):
-                    self.err("flow.bad_value", line, f"{what}: unknown time zone {v!r}")
-                    return None
-            if t == "regex":
-                try:
-                    re.compile(v)
-                except re.error as e:
-                    self.err("flow.bad_value", line, f"{what}: not a regular expression: {e}")
-                    return None
-            if t == "group":
-                if not (NAME.match(v) or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", v)):
-                    self.err("flow.bad_value", line, f"{what}: {v!r} is not a group name or ${{variable}}")
-                    return None
-                if self.groups is not None and "${" not in v and v not in self.groups:
-                    known = ", ".join(sorted(self.groups)) or "none"
-                    self.err("flow.unknown_group", line,
-                             f"{what}: no skill group {v!r} is configured (known: {known})")
-                    return None
-            return v.upper() if t == "method" else v
-        if t in ("int", "seconds"):
-            v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
-            ok = isinstance(v, int) if t == "int" else isinstance(v, (int, float))
-            if not ok or isinstance(v, bool):
-                bad(f"expected {'a whole number' if t == 'int' else 'a number of seconds'}, "
-                    f"got {_kind_of(node)}")
-                return None
-            if v < 0 or (t == "seconds" and v == 0) or v > 3600:
-                self.err("flow.bad_value", line, f"{what}: {v} is out of range")
-                return None
-            return float(v) if t == "seconds" else v
-        if t == "bool":
-            v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
-            if not isinstance(v, bool):
-                bad(f"expected true or false, got {_kind_of(node)}")
-                return None
-            return v
-        if t in ("vars", "strmap"):
-            if not isinstance(node, yaml.MappingNode):
-                bad(f"expected a mapping, got {_kind_of(node)}")
-                return None
-            out2: dict[str, str] = {}
-            for k, v in node.value:
-                name = _scalar(k) if isinstance(k, yaml.ScalarNode) else None
-                if not isinstance(name, str) or not NAME.match(name):
-                    self.err("flow.bad_value", _line(k), f"{what}: {_kind_of(k)} is not a name")
-                    continue
-                sv = self.value(Key("text"), v, f"{what}.{name}", lines, f"{key}.{name}")
-                if sv is not None:
-                    out2[name] = sv
-            return out2
-        if t in ("hours", "dates"):
-            items = [node] if isinstance(node, yaml.ScalarNode) and t == "hours" else None
-            if items is None:
-                if not isinstance(node, yaml.SequenceNode):
-                    bad(f"expected a list, got {_kind_of(node)}")
-                    return None
-                items = node.value
-            out3 = []
-            for item in items:
-                v = _scalar(item) if isinstance(item, yaml.ScalarNode) else None
-                v = str(v) if isinstance(v, date) else v
-                if not isinstance(v, str):
-                    self.err("flow.bad_type", _line(item), f"{what}: expected text, got {_kind_of(item)}")
-                    continue
-                try:
-                    parse_hours(v) if t == "hours" else date.fromisoformat(v)
-                except ValueError as e:
-                    msg = str(e) if t == "hours" else f"{v!r} is not a date (YYYY-MM-DD)"
-                    self.err("flow.bad_value", _line(item), f"{what}: {msg}")
-                    continue
-                out3.append(v)
-            return tuple(out3)
-        if t == "cases":
-            if not isinstance(node, yaml.SequenceNode) or not node.value:
-                bad(f"expected a list of cases, got {_kind_of(node)}")
-                return None
-            return [c for i, item in enumerate(node.value)
-                    if (c := self.case(item, f"{what}[{i + 1}]")) is not None]
-        raise AssertionError(f"no check for type {t}")
+                self._bad_type(item, what, f"expected text, got {_kind_of(item)}")
+                continue
+            try:
+                parse_hours(v) if t == "hours" else date.fromisoformat(v)
+            except ValueError as e:
+                msg = str(e) if t == "hours" else f"{v!r} is not a date (YYYY-MM-DD)"
+                self.err("flow.bad_value", _line(item), f"{what}: {msg}")
+                continue
+            out.append(v)
+        return tuple(out)
+
+    def _cases(self, t: str, node: yaml.Node, what: str, lines: dict[str, int],
+               key: str) -> Any:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            self._bad_type(node, what, f"expected a list of cases, got {_kind_of(node)}")
+            return None
+        return [c for i, item in enumerate(node.value)
+                if (c := self.case(item, f"{what}[{i + 1}]")) is not None]
 
     def prompt(self, node: yaml.Node, what: str) -> list[Prompt] | None:
         items = node.value if isinstance(node, yaml.SequenceNode) else [node]
@@ -490,6 +523,21 @@ class _FileChecker:
             self.err("flow.loop_without_input", first.line,
                      f"node {first.name!r}: a loop that takes no input: {path} "
                      "(put a menu, collect or other node that waits for the caller in it)")
+
+
+#: The check of each value type of the flow model (:data:`agi.flows.model.Key.type`).
+_TYPE_CHECKS: dict[str, Callable[..., Any]] = {
+    **dict.fromkeys(("node", "name", "flow"), _FileChecker._name),
+    "prompt": _FileChecker._prompt,
+    "keymap": _FileChecker._keymap,
+    **dict.fromkeys(("text", "url", "group", "method", "ask", "timezone", "regex", "keys"),
+                    _FileChecker._text),
+    **dict.fromkeys(("int", "seconds"), _FileChecker._number),
+    "bool": _FileChecker._bool,
+    **dict.fromkeys(("vars", "strmap"), _FileChecker._strmap),
+    **dict.fromkeys(("hours", "dates"), _FileChecker._days),
+    "cases": _FileChecker._cases,
+}
 
 
 def node_keys(node: yaml.MappingNode) -> set[str]:

@@ -167,3 +167,8 @@ def test_a_picture_names_every_node_and_branch_and_escapes_text():
     text = 'nodes:\n  a:\n    kind: hangup\n    note: "say \\"hi\\" \\\\ there"\n'
     flow, _ = load_text(text, "q.yaml")
     assert '[hangup]\\nsay \\"hi\\" \\\\ there"' in graph.to_dot(flow)
+
+
+def test_every_value_type_of_the_model_has_its_check():
+    from agi.flows import loader, model
+    assert set(loader._TYPE_CHECKS) == set(model.TYPES)
