@@ -34,8 +34,7 @@ from acd.core.control import CallControl
 from acd.core.decisions import BridgeCall, CancelRing, Decision, DialCustomer, Notify
 from acd.core.engine import SendReason
 from acd.core.errors import (CallbackDisabled, CallbackNumberMissing, DuplicateCall,
-                             EndpointInUse, EndpointMissing, NotAManualState, UnknownCall,
-                             UnknownGroup)
+                             NotAManualState, UnknownCall, UnknownGroup)
 from acd.core.groups import GroupStats
 from acd.core.restore import Restore
 from acd.core.timers import (QUEUE_TIMERS, T_ANNOUNCE, T_CB_EXPIRE, T_CB_RETRY, T_FAMILIAR,
@@ -65,14 +64,7 @@ class Acd(CallControl, Restore):
         self._begin()
         agent = self._agents.get(agent_id) or Agent(agent_id)
         step = ags.next_state(agent_id, agent.state, AgentEvent.LOGIN)
-        if not endpoint:
-            raise EndpointMissing(agent_id)
-        holder = self._by_endpoint.get(endpoint)
-        if holder is not None and holder != agent_id:
-            raise EndpointInUse(endpoint, holder)
-        self._agents[agent_id] = agent
-        agent.endpoint = endpoint
-        self._by_endpoint[endpoint] = agent_id
+        self._bind_endpoint(agent, endpoint)
         self._apply_agent_step(agent, step, now, "login")
         return self._settle(now)
 

@@ -39,7 +39,7 @@ from acd.core.decisions import (Announce, CancelRing, CancelTimer, Decision, Not
                                 RecordAgentState, RecordCallEvent, RecordControl, RecordLeg,
                                 RecordLegWrapup, RegroupCaller, ReleaseLegs, RingAgent,
                                 RingAgentForCallback, SendToDestination, StartTimer)
-from acd.core.errors import UnknownCall
+from acd.core.errors import EndpointInUse, EndpointMissing, UnknownCall
 from acd.core.groups import Group
 from acd.core.routing import Entry, IdleAgents, SortedList, Strategy, idle_entry
 from acd.core.timers import (CALL_TIMERS, QUEUE_TIMERS, T_ANNOUNCE, T_CB_EXPIRE, T_CB_RETRY,
@@ -170,6 +170,17 @@ class Engine:
         agent.state = new
         agent.since = since
         self._sync_available(agent)
+
+    def _bind_endpoint(self, agent: Agent, endpoint: str) -> None:
+        """Bind the agent to their phone (login, restore); refused if none or another's."""
+        if not endpoint:
+            raise EndpointMissing(agent.agent_id)
+        holder = self._by_endpoint.get(endpoint)
+        if holder is not None and holder != agent.agent_id:
+            raise EndpointInUse(endpoint, holder)
+        self._agents[agent.agent_id] = agent
+        agent.endpoint = endpoint
+        self._by_endpoint[endpoint] = agent.agent_id
 
     def _is_reachable(self, agent: Agent) -> bool:
         return agent.endpoint is not None and self._reachable.get(agent.endpoint, True)

@@ -14,8 +14,7 @@ from acd.core.calls import OFFERABLE_STATES, Call, Callback, CallEvent, CallEven
 from acd.core.config import CallbackSettings
 from acd.core.decisions import Decision
 from acd.core.engine import Engine
-from acd.core.errors import (DuplicateCall, EndpointInUse, EndpointMissing, RestoreInvalid,
-                             UnknownGroup)
+from acd.core.errors import DuplicateCall, RestoreInvalid, UnknownGroup
 from acd.core.timers import T_ANNOUNCE, T_CB_EXPIRE, T_MAXWAIT, T_WRAPUP, timer_key
 
 
@@ -50,14 +49,7 @@ class Restore(Engine):
         if pend is not None and (pend not in MANUAL_STATES or wanted is not AgentState.WRAPUP):
             raise RestoreInvalid(f"Agent {agent_id!r}: a pending state must be manual and "
                                  "only goes with wrap-up (or restore_connected_call).")
-        if not endpoint:
-            raise EndpointMissing(agent_id)
-        holder = self._by_endpoint.get(endpoint)
-        if holder is not None and holder != agent_id:
-            raise EndpointInUse(endpoint, holder)
-        self._agents[agent_id] = agent
-        agent.endpoint = endpoint
-        self._by_endpoint[endpoint] = agent_id
+        self._bind_endpoint(agent, endpoint)
         if reachable is not None:
             self._reachable[endpoint] = bool(reachable)
         agent.calls_answered = calls_answered
