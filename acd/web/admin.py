@@ -8,6 +8,7 @@ Every change is written to the audit log by the auth middleware (who, what, when
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, time as dtime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,14 +75,20 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def add_routes(app: web.Application, ctx: Any) -> None:
-    cfg = ctx.cfg
+class AdminRoutes:
+    """The handlers of ``/api/admin/*`` and ``/api/openapi.json``, over the pages' context
+    (:class:`acd.web.pages.WebContext`: config, store, runtime, auth, web database)."""
 
-    async def agents(_request: web.Request) -> web.Response:
-        live = ctx.runtime.agents() if ctx.runtime is not None else {}
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+
+    async def agents(self, _request: web.Request) -> web.Response:
+        live = self.ctx.runtime.agents() if self.ctx.runtime is not None else {}
         out = []
-        for a in cfg.agents:
-            groups = {g.name: (g.members or {})[a.id] for g in cfg.groups if a.id in (g.members or {})}
+        for a in self.cfg.agents:
+            groups = {g.name: (g.members or {})[a.id] for g in self.cfg.groups
+                      if a.id in (g.members or {})}
             snap = live.get(a.id) or {}
             out.append({"agent_id": a.id, "name": a.name, "groups": groups,
                         "web_user": a.id, "state": snap.get("state", "offline"),
@@ -90,36 +97,37 @@ def add_routes(app: web.Application, ctx: Any) -> None:
                         "pending": snap.get("pending")})
         return web.json_response({"agents": out})
 
-    async def groups(_request: web.Request) -> web.Response:
-        live = ctx.runtime.queues() if ctx.runtime is not None else {}
+    async def groups(self, _request: web.Request) -> web.Response:
+        live = self.ctx.runtime.queues() if self.ctx.runtime is not None else {}
         return web.json_response({"groups": [
             {**_plain(g), "members": dict(g.members or {}), "live": live.get(g.name)}
-            for g in cfg.groups]})
+            for g in self.cfg.groups]})
 
-    def _filters(request: web.Request) -> dict[str, Any]:
+    def _filters(self, request: web.Request) -> dict[str, Any]:
         reason = _text(request, "end_reason", 32)
         if reason is not None and reason not in END_REASONS:
             raise UserError("http.bad_request", f"end_reason: one of {', '.join(END_REASONS)}")
         verification = _text(request, "verification", 16)
         if verification is not None and verification not in ("verified", "failed", "skipped"):
             raise UserError("http.bad_request", "verification: verified, failed or skipped")
-        return {"since": _when(request, "since", cfg.web.timezone),
-                "until": _when(request, "until", cfg.web.timezone),
+        tz = self.cfg.web.timezone
+        return {"since": _when(request, "since", tz), "until": _when(request, "until", tz),
                 "group": _text(request, "group"), "agent": _text(request, "agent", 40),
                 "end_reason": reason, "number": _text(request, "number", 40),
                 "verification": verification,
                 "limit": _int(request, "limit", 100, 1, 10000),
                 "offset": _int(request, "offset", 0, 0, 10_000_000)}
 
-    async def calls(request: web.Request) -> web.Response:
-        return web.json_response({"calls": await ctx.webdb.find_calls(**_filters(request))})
+    async def calls(self, request: web.Request) -> web.Response:
+        rows = await self.ctx.webdb.find_calls(**self._filters(request))
+        return web.json_response({"calls": rows})
 
-    async def calls_export(request: web.Request) -> web.Response:
-        rows = await ctx.webdb.find_calls(**_filters(request))
+    async def calls_export(self, request: web.Request) -> web.Response:
+        rows = await self.ctx.webdb.find_calls(**self._filters(request))
         return web.Response(text=calls_csv(rows), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": 'attachment; filename="calls.csv"'})
 
-    async def import_customers(request: web.Request) -> web.Response:
+    async def import_customers(self, request: web.Request) -> web.Response:
         from acd.directory import import_rows, parse_csv
         if request.content_type not in ("text/csv", "text/plain"):
             raise UserError("http.bad_request", "send the CSV as text/csv")
@@ -135,24 +143,24 @@ def add_routes(app: web.Application, ctx: Any) -> None:
         except UnicodeDecodeError:
             raise UserError("directory.bad_csv", "the CSV is not UTF-8 text") from None
         rows = parse_csv(text, "the upload")          # every bad row reported, nothing imported
-        result = await import_rows(ctx.store, rows)
+        result = await import_rows(self.ctx.store, rows)
         request[AUDIT] = {"imported": result}
         return web.json_response({"ok": True, **result})
 
-    async def customer(request: web.Request) -> web.Response:
+    async def customer(self, request: web.Request) -> web.Response:
         q = _text(request, "q")
         if not q:
             raise UserError("http.bad_request", "q: a phone or customer number")
-        return web.json_response({"customer": await ctx.customer(q, q)})
+        return web.json_response({"customer": await self.ctx.customer(q, q)})
 
-    async def audit(request: web.Request) -> web.Response:
-        return web.json_response({"entries": await ctx.webdb.audit_entries(
+    async def audit(self, request: web.Request) -> web.Response:
+        return web.json_response({"entries": await self.ctx.webdb.audit_entries(
             limit=_int(request, "limit", 100, 1, 1000), offset=_int(request, "offset", 0, 0, 10**9),
             username=_text(request, "username", 40))})
 
-    async def users(_request: web.Request) -> web.Response:
+    async def users(self, _request: web.Request) -> web.Response:
         now = datetime.now(timezone.utc)
-        async with ctx.store.session() as s:
+        async with self.ctx.store.session() as s:
             rows = list(await s.scalars(select(WebUser).order_by(WebUser.username)))
             counts = dict((await s.execute(
                 select(WebSession.username, func.count(WebSession.id))
@@ -161,28 +169,37 @@ def add_routes(app: web.Application, ctx: Any) -> None:
             {"username": u.username, "role": u.role, "agent_id": u.agent_id,
              "sessions": counts.get(u.username, 0)} for u in rows]})
 
-    async def end_sessions(request: web.Request) -> web.Response:
+    async def end_sessions(self, request: web.Request) -> web.Response:
         name = request.match_info["username"]
-        async with ctx.store.session() as s, s.begin():
+        async with self.ctx.store.session() as s, s.begin():
             if await s.scalar(select(WebUser).where(WebUser.username == name)) is None:
                 raise UserError("user.unknown", f"There is no web user {name!r}.")
             r = await s.execute(delete(WebSession).where(WebSession.username == name))
-        ctx.auth.forget_user(name)
+        self.ctx.auth.forget_user(name)
         return web.json_response({"ok": True, "ended": r.rowcount or 0})
 
-    async def openapi(_request: web.Request) -> web.Response:
-        return web.json_response(openapi_doc(app))
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_doc(request.app))
 
-    app.router.add_get("/api/admin/agents", agents)
-    app.router.add_get("/api/admin/groups", groups)
-    app.router.add_get("/api/admin/calls", calls)
-    app.router.add_get("/api/admin/calls.csv", calls_export)
-    app.router.add_post("/api/admin/customers/import", import_customers)
-    app.router.add_get("/api/admin/customers", customer)
-    app.router.add_get("/api/admin/audit", audit)
-    app.router.add_get("/api/admin/users", users)
-    app.router.add_post("/api/admin/users/{username}/logout", end_sessions)
-    app.router.add_get("/api/openapi.json", openapi)
+    def routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        """(method, path, handler), in the order they are added."""
+        return [
+            ("get", "/api/admin/agents", self.agents),
+            ("get", "/api/admin/groups", self.groups),
+            ("get", "/api/admin/calls", self.calls),
+            ("get", "/api/admin/calls.csv", self.calls_export),
+            ("post", "/api/admin/customers/import", self.import_customers),
+            ("get", "/api/admin/customers", self.customer),
+            ("get", "/api/admin/audit", self.audit),
+            ("get", "/api/admin/users", self.users),
+            ("post", "/api/admin/users/{username}/logout", self.end_sessions),
+            ("get", "/api/openapi.json", self.openapi),
+        ]
+
+
+def add_routes(app: web.Application, ctx: Any) -> None:
+    for method, path, handler in AdminRoutes(ctx).routes():
+        getattr(app.router, f"add_{method}")(path, handler)
 
 
 # --- OpenAPI ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Only this layer maps error ids to HTTP statuses.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -88,94 +89,75 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
-             hub: Any = None, flows: Any = None, web_ctx: Any) -> web.Application:
-    """The app. ``web_ctx`` (:func:`acd.web.pages.web_context`): logins, sessions, roles and
-    the pages; its middleware refuses every route without the session and role it needs
-    (acd/web/auth.py), so there is no app without it."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+class ApiRoutes:
+    """The handlers of the API's routes, over what they read: the store, the AMI client, the
+    FastAGI server, the config, the runtime and the hub (None: not running)."""
 
-    async def health(_request: web.Request) -> web.Response:
+    def __init__(self, *, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
+                 hub: Any = None) -> None:
+        self.store, self.ami, self.agi, self.cfg = store, ami, agi, cfg
+        self.runtime, self.hub = runtime, hub
+
+    def need_runtime(self) -> Any:
+        if self.runtime is None:
+            raise UserError("acd.unavailable", "the ACD is not running")
+        return self.runtime
+
+    async def health(self, _request: web.Request) -> web.Response:
         # The store writer's backlog: "degraded" while records wait (database locked or full).
-        writer = getattr(runtime, "writer", None)
+        writer = getattr(self.runtime, "writer", None)
         writes = writer.status() if writer is not None else None
         return web.json_response({
             "status": "degraded" if writes and writes["degraded"] else "ok",
             "store_writes": writes,
-            "ami_connected": bool(ami and ami.connected),
-            "agi": f"{cfg.agi.host}:{agi.port}" if agi else None,
-            "hotline": cfg.hotline.number,
+            "ami_connected": bool(self.ami and self.ami.connected),
+            "agi": f"{self.cfg.agi.host}:{self.agi.port}" if self.agi else None,
+            "hotline": self.cfg.hotline.number,
         })
 
-    async def recent_calls(request: web.Request) -> web.Response:
+    async def recent_calls(self, request: web.Request) -> web.Response:
         limit = _int_param(request, "limit", 20, 1, 500)
-        return web.json_response({"calls": await store.recent_calls(limit)})
+        return web.json_response({"calls": await self.store.recent_calls(limit)})
 
-    async def one_call(request: web.Request) -> web.Response:
-        call = await store.get_call(request.match_info["uniqueid"])
+    async def one_call(self, request: web.Request) -> web.Response:
+        call = await self.store.get_call(request.match_info["uniqueid"])
         if call is None:
             raise UserError("call.not_found", "no call with that uniqueid")
         return web.json_response(call)
 
-    def need_runtime() -> Any:
-        if runtime is None:
-            raise UserError("acd.unavailable", "the ACD is not running")
-        return runtime
+    async def agents(self, _request: web.Request) -> web.Response:
+        return web.json_response({"agents": self.need_runtime().agents()})
 
-    async def body(request: web.Request) -> dict[str, Any]:
-        return await json_object(request) if request.can_read_body else {}
+    async def agent(self, request: web.Request) -> web.Response:
+        return web.json_response(self.need_runtime().agent(request.match_info["agent"]))
 
-    def text_field(data: dict[str, Any], name: str, *, required: bool, limit: int = 200) -> str:
-        value = data.get(name, "")
-        if not isinstance(value, str):
-            raise UserError("http.bad_request", f"{name} must be text")
-        if required and not value:
-            raise UserError("http.bad_request", f"{name} is required")
-        if len(value) > limit:
-            raise UserError("http.bad_request", f"{name} is longer than {limit} characters")
-        return value
+    async def login(self, request: web.Request) -> web.Response:
+        return web.json_response(self.need_runtime().login(request.match_info["agent"]))
 
-    async def agents(_request: web.Request) -> web.Response:
-        return web.json_response({"agents": need_runtime().agents()})
+    async def logout(self, request: web.Request) -> web.Response:
+        return web.json_response(self.need_runtime().logout(request.match_info["agent"]))
 
-    async def agent(request: web.Request) -> web.Response:
-        return web.json_response(need_runtime().agent(request.match_info["agent"]))
+    async def set_state(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        state = _text_field(data, "state", required=True, limit=20)
+        reason = _text_field(data, "reason", required=False)
+        return web.json_response(self.need_runtime().set_state(request.match_info["agent"],
+                                                               state, reason))
 
-    async def login(request: web.Request) -> web.Response:
-        return web.json_response(need_runtime().login(request.match_info["agent"]))
+    async def end_wrapup(self, request: web.Request) -> web.Response:
+        return web.json_response(self.need_runtime().end_wrapup(request.match_info["agent"]))
 
-    async def logout(request: web.Request) -> web.Response:
-        return web.json_response(need_runtime().logout(request.match_info["agent"]))
-
-    async def set_state(request: web.Request) -> web.Response:
-        data = await body(request)
-        state = text_field(data, "state", required=True, limit=20)
-        reason = text_field(data, "reason", required=False)
-        return web.json_response(need_runtime().set_state(request.match_info["agent"], state, reason))
-
-    async def end_wrapup(request: web.Request) -> web.Response:
-        return web.json_response(need_runtime().end_wrapup(request.match_info["agent"]))
-
-    def target(data: dict[str, Any]) -> dict[str, str | None]:
-        """{"to_agent": id} or {"to_group": name}: exactly one."""
-        to_agent = text_field(data, "to_agent", required=False, limit=40) or None
-        to_group = text_field(data, "to_group", required=False, limit=40) or None
-        if bool(to_agent) == bool(to_group):
-            raise UserError("http.bad_request", "give to_agent (an agent id) or to_group "
-                                                "(a skill group), one of the two")
-        return {"to_agent": to_agent, "to_group": to_group}
-
-    def call_control(action: str):  # noqa: ANN202
+    def call_control(self, action: str):  # noqa: ANN201
         """Call control on the agent's call (see CALL_ACTIONS); refusals are 409 with the
         core's stable id, and change nothing."""
         async def handler(request: web.Request) -> web.Response:
-            rt = need_runtime()
+            rt = self.need_runtime()
             agent_id = request.match_info["agent"]
-            data = await body(request)
+            data = await _body(request)
             if action in ("transfer", "consult"):
-                out = getattr(rt, action)(agent_id, **target(data))
+                out = getattr(rt, action)(agent_id, **_target(data))
             elif action == "dial":
-                out = rt.dial(agent_id, text_field(data, "number", required=True, limit=32))
+                out = rt.dial(agent_id, _text_field(data, "number", required=True, limit=32))
             else:
                 out = getattr(rt, action)(agent_id)
             if hasattr(rt, "flush"):
@@ -183,17 +165,28 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
             return web.json_response(out)
         return handler
 
-    async def queues(_request: web.Request) -> web.Response:
-        return web.json_response({"queues": need_runtime().queues()})
+    async def queues(self, _request: web.Request) -> web.Response:
+        return web.json_response({"queues": self.need_runtime().queues()})
 
-    async def stream(request: web.Request, topic: str, snapshot) -> web.WebSocketResponse:  # noqa: ANN001
+    async def agent_ws(self, request: web.Request) -> web.StreamResponse:
+        agent_id = request.match_info["agent"]
+        return await self._stream(request, f"agent:{agent_id}",
+                                  lambda: {"agent": self.need_runtime().agent(agent_id)})
+
+    async def supervisor_ws(self, request: web.Request) -> web.StreamResponse:
+        rt = self.need_runtime()
+        return await self._stream(request, "supervisor",
+                                  lambda: {"queues": rt.queues(), "agents": rt.agents()})
+
+    async def _stream(self, request: web.Request, topic: str,
+                      snapshot: Callable[[], dict[str, Any]]) -> web.WebSocketResponse:
         """Snapshot first, then every live event of the topic, in order."""
-        if hub is None:
+        if self.hub is None:
             raise UserError("acd.unavailable", "the ACD is not running")
         first = snapshot()  # raises (agent.unknown) before the upgrade
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=WS_MAX_MESSAGE)
         await ws.prepare(request)
-        sub = hub.subscribe(topic)
+        sub = self.hub.subscribe(topic)
         try:
             await ws.send_json({"type": "snapshot", **first})
 
@@ -214,32 +207,67 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
             sub.close()
         return ws
 
-    async def agent_ws(request: web.Request) -> web.StreamResponse:
-        agent_id = request.match_info["agent"]
-        return await stream(request, f"agent:{agent_id}",
-                            lambda: {"agent": need_runtime().agent(agent_id)})
+    def routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        """(method, path, handler), in the order they are added."""
+        return [
+            ("get", "/api/health", self.health),
+            ("get", "/api/agents", self.agents),
+            ("get", "/api/agents/{agent}", self.agent),
+            ("post", "/api/agents/{agent}/login", self.login),
+            ("post", "/api/agents/{agent}/logout", self.logout),
+            ("post", "/api/agents/{agent}/state", self.set_state),
+            ("post", "/api/agents/{agent}/wrapup/end", self.end_wrapup),
+            *(("post", f"/api/agents/{{agent}}/call/{path}", self.call_control(action))
+              for path, action in CALL_ACTIONS.items()),
+            ("get", "/api/agents/{agent}/ws", self.agent_ws),
+            ("get", "/api/queues", self.queues),
+            ("get", "/api/supervisor/ws", self.supervisor_ws),
+            ("get", "/api/calls", self.recent_calls),
+            ("get", "/api/calls/{uniqueid}", self.one_call),
+        ]
 
-    async def supervisor_ws(request: web.Request) -> web.StreamResponse:
-        rt = need_runtime()
-        return await stream(request, "supervisor",
-                            lambda: {"queues": rt.queues(), "agents": rt.agents()})
 
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/api/agents", agents)
-    app.router.add_get("/api/agents/{agent}", agent)
-    app.router.add_post("/api/agents/{agent}/login", login)
-    app.router.add_post("/api/agents/{agent}/logout", logout)
-    app.router.add_post("/api/agents/{agent}/state", set_state)
-    app.router.add_post("/api/agents/{agent}/wrapup/end", end_wrapup)
-    for path, action in CALL_ACTIONS.items():
-        app.router.add_post(f"/api/agents/{{agent}}/call/{path}", call_control(action))
-    app.router.add_get("/api/agents/{agent}/ws", agent_ws)
-    app.router.add_get("/api/queues", queues)
-    app.router.add_get("/api/supervisor/ws", supervisor_ws)
-    app.router.add_get("/api/calls", recent_calls)
-    app.router.add_get("/api/calls/{uniqueid}", one_call)
+async def _body(request: web.Request) -> dict[str, Any]:
+    return await json_object(request) if request.can_read_body else {}
+
+
+def _text_field(data: dict[str, Any], name: str, *, required: bool, limit: int = 200) -> str:
+    value = data.get(name, "")
+    if not isinstance(value, str):
+        raise UserError("http.bad_request", f"{name} must be text")
+    if required and not value:
+        raise UserError("http.bad_request", f"{name} is required")
+    if len(value) > limit:
+        raise UserError("http.bad_request", f"{name} is longer than {limit} characters")
+    return value
+
+
+def _target(data: dict[str, Any]) -> dict[str, str | None]:
+    """{"to_agent": id} or {"to_group": name}: exactly one."""
+    to_agent = _text_field(data, "to_agent", required=False, limit=40) or None
+    to_group = _text_field(data, "to_group", required=False, limit=40) or None
+    if bool(to_agent) == bool(to_group):
+        raise UserError("http.bad_request", "give to_agent (an agent id) or to_group "
+                                            "(a skill group), one of the two")
+    return {"to_agent": to_agent, "to_group": to_group}
+
+
+def add_routes(app: web.Application, routes: list[tuple[str, str, Callable[..., Any]]]) -> None:
+    """``(method, path, handler)`` onto the app's router (``add_get`` also answers HEAD)."""
+    for method, path, handler in routes:
+        getattr(app.router, f"add_{method}")(path, handler)
+
+
+def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
+             hub: Any = None, flows: Any = None, web_ctx: Any) -> web.Application:
+    """The app. ``web_ctx`` (:func:`acd.web.pages.web_context`): logins, sessions, roles and
+    the pages; its middleware refuses every route without the session and role it needs
+    (acd/web/auth.py), so there is no app without it."""
     from acd.web.flows_api import add_flow_routes
-    add_flow_routes(app, store=store, flows=flows)
     from acd.web.pages import install
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    add_routes(app, ApiRoutes(store=store, ami=ami, agi=agi, cfg=cfg, runtime=runtime,
+                              hub=hub).routes())
+    add_flow_routes(app, store=store, flows=flows)
     install(app, web_ctx)
     return app

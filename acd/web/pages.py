@@ -151,60 +151,85 @@ def _security_headers(response: web.StreamResponse, frame_src: str = "'none'") -
     response.headers["Cache-Control"] = "no-store"
 
 
-def add_web(app: web.Application, ctx: WebContext) -> None:
-    """The pages, the static files, /api/auth/*, the agent's recent calls, notes and screen
-    pop, the statistics and /metrics, and the admin API (:mod:`acd.web.admin`)."""
-    from acd.web import admin
-    cfg = ctx.cfg
-    panel_origins = sorted({f"{urlsplit(p.url).scheme}://{urlsplit(p.url).netloc}"
-                            for p in cfg.web.side_panels})
-    frame_src = " ".join(panel_origins) or "'none'"
+class PageRoutes:
+    """The handlers of the pages and of the agent page's and the wall board's routes, over
+    the pages' context."""
 
-    def page(name: str):
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+        origins = sorted({f"{urlsplit(p.url).scheme}://{urlsplit(p.url).netloc}"
+                          for p in self.cfg.web.side_panels})
+        self.frame_src = " ".join(origins) or "'none'"     # the side panels' sites
+
+    def page(self, name: str):  # noqa: ANN201
         async def handler(request: web.Request) -> web.StreamResponse:
             response = web.FileResponse(STATIC / name)
-            _security_headers(response, frame_src)
+            _security_headers(response, self.frame_src)
             return response
         return handler
 
-    async def root(request: web.Request) -> web.StreamResponse:
-        user = await ctx.auth.session_of(request)
+    async def root(self, request: web.Request) -> web.StreamResponse:
+        user = await self.ctx.auth.session_of(request)
         raise web.HTTPFound(HOMES.get(user["role"], "/login") if user else "/login")
 
-    async def recent(request: web.Request) -> web.Response:
+    async def recent(self, request: web.Request) -> web.Response:
         agent = request.match_info["agent"]
-        return web.json_response({"calls": await ctx.webdb.recent_calls(agent)})
+        return web.json_response({"calls": await self.ctx.webdb.recent_calls(agent)})
 
-    def _uid(request: web.Request) -> str:
-        uid = request.match_info["uniqueid"]
-        if not _UNIQUEID.match(uid):
-            raise UserError("http.bad_request", "not a call id")
-        return uid
-
-    async def hide(request: web.Request) -> web.Response:
+    async def hide(self, request: web.Request) -> web.Response:
         agent, uid = request.match_info["agent"], _uid(request)
-        if not await ctx.webdb.took_call(agent, uid):
+        if not await self.ctx.webdb.took_call(agent, uid):
             raise UserError("call.not_found", "That call is not among your calls.")
-        await ctx.webdb.hide_call(agent, uid, datetime.now(timezone.utc))
-        return web.json_response({"calls": await ctx.webdb.recent_calls(agent)})
+        await self.ctx.webdb.hide_call(agent, uid, datetime.now(timezone.utc))
+        return web.json_response({"calls": await self.ctx.webdb.recent_calls(agent)})
 
-    async def note(request: web.Request) -> web.Response:
+    async def note(self, request: web.Request) -> web.Response:
         agent, uid = request.match_info["agent"], _uid(request)
         text = (await json_object(request)).get("text")
         if not isinstance(text, str):
             raise UserError("http.bad_request", "text must be text")
         if len(text) > NOTE_LIMIT:
             raise UserError("http.bad_request", f"a note has at most {NOTE_LIMIT} characters")
-        if not await ctx.webdb.took_call(agent, uid):
+        if not await self.ctx.webdb.took_call(agent, uid):
             raise UserError("call.not_found", "That call is not among your calls.")
-        await ctx.webdb.set_note(agent, uid, text, datetime.now(timezone.utc))
+        await self.ctx.webdb.set_note(agent, uid, text, datetime.now(timezone.utc))
         return web.json_response({"ok": True, "uniqueid": uid, "note": text})
 
-    async def pop(request: web.Request) -> web.Response:
+    async def pop(self, request: web.Request) -> web.Response:
         """The screen pop of a call ringing (or taken) at this agent's phone."""
         agent, uid = request.match_info["agent"], _uid(request)
+        live = await self._live_call(agent, uid)
+        writer = getattr(self.ctx.runtime, "writer", None)
+        if writer is not None:
+            # The record is written by the store writer's queue: let what is queued land
+            # (bounded; at once while the database is failing, then the live call is shown).
+            await writer.flush(2.0)
+        rec = await self.ctx.webdb.call(uid)
+        number = rec.caller_number if rec else (live or {}).get("caller_number", "")
+        verified_customer = ""
+        if rec:
+            for e in rec.events:
+                if e.kind == "verification" and isinstance(e.detail, dict):
+                    verified_customer = str(e.detail.get("customer_number") or "")
+        customer = await self.ctx.customer(number if PHONE_LIKE.fullmatch(number or "") else "",
+                                           verified_customer)
+        values = {"customer_id": customer["customer_id"] if customer else "",
+                  "caller_number": number or "", "call_id": uid, "agent_id": agent}
+        panels = [{"title": p.title, "url": fill_panel(p.url, values)}
+                  for p in self.cfg.web.side_panels if not p.needs or values.get(p.needs)]
+        return web.json_response({
+            **_pop_call(uid, number or "", rec, live, self.cfg.web),
+            "customer": customer,
+            "earlier_calls": await self.ctx.webdb.earlier_calls(number or "", uid),
+            "side_panels": panels,
+        })
+
+    async def _live_call(self, agent: str, uid: str) -> dict[str, Any] | None:
+        """The call as the runtime knows it (None: not live); refused when the call is
+        neither ringing nor up at this agent, nor one the agent took."""
         live = None
-        rt = ctx.runtime
+        rt = self.ctx.runtime
         if rt is not None:
             snap = rt.agent(agent)
             current = snap.get("call_id")
@@ -213,90 +238,102 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
             except Exception:          # not live any more (or never)
                 live = None
             if current != uid and not (live and live.get("agent_id") == agent) \
-                    and not await ctx.webdb.took_call(agent, uid):
+                    and not await self.ctx.webdb.took_call(agent, uid):
                 raise UserError("call.not_found", "That call is not yours.")
-        elif not await ctx.webdb.took_call(agent, uid):
+        elif not await self.ctx.webdb.took_call(agent, uid):
             raise UserError("call.not_found", "That call is not yours.")
-        writer = getattr(rt, "writer", None)
-        if writer is not None:
-            # The record is written by the store writer's queue: let what is queued land
-            # (bounded; at once while the database is failing, then the live call is shown).
-            await writer.flush(2.0)
-        rec = await ctx.webdb.call(uid)
-        number = rec.caller_number if rec else (live or {}).get("caller_number", "")
-        verified_customer = ""
-        if rec:
-            for e in rec.events:
-                if e.kind == "verification" and isinstance(e.detail, dict):
-                    verified_customer = str(e.detail.get("customer_number") or "")
-        customer = await ctx.customer(number if PHONE_LIKE.fullmatch(number or "") else "",
-                                      verified_customer)
-        values = {"customer_id": customer["customer_id"] if customer else "",
-                  "caller_number": number or "", "call_id": uid, "agent_id": agent}
-        panels = [{"title": p.title, "url": fill_panel(p.url, values)}
-                  for p in cfg.web.side_panels if not p.needs or values.get(p.needs)]
-        arrived = rec.arrived_at if rec else None
-        return web.json_response({
-            "call_id": uid,
-            "caller_number": number or "",
-            "caller_name": rec.caller_name if rec else "",
-            "region": caller_region(number or "", cfg.web.default_region, cfg.web.region_language),
-            "arrived_at": (arrived if arrived.tzinfo else arrived.replace(tzinfo=timezone.utc)).isoformat()
-            if arrived else None,
-            "did": rec.did if rec else "",
-            "group": (live or {}).get("group") or (rec.skill_group if rec else None),
-            "key_trail": [{"node": k.node, "keys": k.keys} for k in rec.key_trail] if rec
-            else [{"node": "", "keys": k} for k in (live or {}).get("key_trail", [])],
-            "verification": rec.verification if rec else (live or {}).get("verification"),
-            "verification_method": rec.verification_method if rec else None,
-            "customer": customer,
-            "earlier_calls": await ctx.webdb.earlier_calls(number or "", uid),
-            "side_panels": panels,
-        })
+        return live
 
-    async def directory(request: web.Request) -> web.Response:
+    async def directory(self, request: web.Request) -> web.Response:
         q = request.query.get("q", "").strip()
         if not q or len(q) > 64:
             raise UserError("http.bad_request", "q: a phone or customer number (1-64 characters)")
-        found = await ctx.customer(q if re.fullmatch(r"\+?[0-9 ()-]{3,40}", q) else "", q)
+        found = await self.ctx.customer(q if re.fullmatch(r"\+?[0-9 ()-]{3,40}", q) else "", q)
         return web.json_response({"customer": found})
 
-    async def wallboard(_request: web.Request) -> web.Response:
-        return web.json_response(await ctx.board())
+    async def wallboard(self, _request: web.Request) -> web.Response:
+        return web.json_response(await self.ctx.board())
 
-    async def definitions(_request: web.Request) -> web.Response:
+    async def definitions(self, _request: web.Request) -> web.Response:
         return web.json_response({"definitions": statsmod.DEFINITIONS})
 
-    async def metrics(_request: web.Request) -> web.Response:
-        board = await ctx.board()
-        text = statsmod.metrics_text(board, ctx.need_runtime().queues(), board["store_writes"])
+    async def metrics(self, _request: web.Request) -> web.Response:
+        board = await self.ctx.board()
+        text = statsmod.metrics_text(board, self.ctx.need_runtime().queues(), board["store_writes"])
         return web.Response(text=text, content_type="text/plain",
                             headers={"Cache-Control": "no-store"}, charset="utf-8")
 
-    app.router.add_get("/", root)
-    for path, name in PAGES.items():
-        app.router.add_get(path, page(name))
+    def page_routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        """(method, path, handler) of the pages."""
+        return [("get", "/", self.root),
+                *(("get", path, self.page(name)) for path, name in PAGES.items())]
+
+    def routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        """(method, path, handler) of the agent page's and the wall board's routes."""
+        return [
+            ("get", "/api/agents/{agent}/recent", self.recent),
+            ("delete", "/api/agents/{agent}/recent/{uniqueid}", self.hide),
+            ("put", "/api/agents/{agent}/recent/{uniqueid}/note", self.note),
+            ("get", "/api/agents/{agent}/pop/{uniqueid}", self.pop),
+            ("get", "/api/agents/{agent}/directory", self.directory),
+            ("get", "/api/stats/wallboard", self.wallboard),
+            ("get", "/api/stats/definitions", self.definitions),
+            ("get", "/metrics", self.metrics),
+        ]
+
+
+def _uid(request: web.Request) -> str:
+    uid = request.match_info["uniqueid"]
+    if not _UNIQUEID.match(uid):
+        raise UserError("http.bad_request", "not a call id")
+    return uid
+
+
+def _pop_call(uid: str, number: str, rec: Any, live: dict[str, Any] | None,
+              web_cfg: Any) -> dict[str, Any]:
+    """The call's part of a screen pop: from its record, else from the live call."""
+    arrived = rec.arrived_at if rec else None
+    return {
+        "call_id": uid,
+        "caller_number": number,
+        "caller_name": rec.caller_name if rec else "",
+        "region": caller_region(number, web_cfg.default_region, web_cfg.region_language),
+        "arrived_at": (arrived if arrived.tzinfo else arrived.replace(tzinfo=timezone.utc)).isoformat()
+        if arrived else None,
+        "did": rec.did if rec else "",
+        "group": (live or {}).get("group") or (rec.skill_group if rec else None),
+        "key_trail": [{"node": k.node, "keys": k.keys} for k in rec.key_trail] if rec
+        else [{"node": "", "keys": k} for k in (live or {}).get("key_trail", [])],
+        "verification": rec.verification if rec else (live or {}).get("verification"),
+        "verification_method": rec.verification_method if rec else None,
+    }
+
+
+def _add(app: web.Application, routes: list[tuple[str, str, Callable[..., Any]]]) -> None:
+    for method, path, handler in routes:
+        getattr(app.router, f"add_{method}")(path, handler)
+
+
+@web.middleware
+async def _static_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response = await handler(request)
+    if request.path.startswith("/static/"):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def add_web(app: web.Application, ctx: WebContext) -> None:
+    """The pages, the static files, /api/auth/*, the agent's recent calls, notes and screen
+    pop, the statistics and /metrics, and the admin API (:mod:`acd.web.admin`)."""
+    from acd.web import admin
+    routes = PageRoutes(ctx)
+    _add(app, routes.page_routes())
     app.router.add_static("/static", STATIC, append_version=False)
     ctx.auth.add_routes(app, HOMES)
-    app.router.add_get("/api/agents/{agent}/recent", recent)
-    app.router.add_delete("/api/agents/{agent}/recent/{uniqueid}", hide)
-    app.router.add_put("/api/agents/{agent}/recent/{uniqueid}/note", note)
-    app.router.add_get("/api/agents/{agent}/pop/{uniqueid}", pop)
-    app.router.add_get("/api/agents/{agent}/directory", directory)
-    app.router.add_get("/api/stats/wallboard", wallboard)
-    app.router.add_get("/api/stats/definitions", definitions)
-    app.router.add_get("/metrics", metrics)
+    _add(app, routes.routes())
     admin.add_routes(app, ctx)
-
-    @web.middleware
-    async def static_headers(request: web.Request, handler: Any) -> web.StreamResponse:
-        response = await handler(request)
-        if request.path.startswith("/static/"):
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Cache-Control"] = "no-cache"
-        return response
-
-    app.middlewares.append(static_headers)
+    app.middlewares.append(_static_headers)
 
 
 def install(app: web.Application, ctx: WebContext) -> None:
