@@ -252,7 +252,7 @@ def _target(data: dict[str, Any]) -> dict[str, str | None]:
     return {"to_agent": to_agent, "to_group": to_group}
 
 
-def add_routes(app: web.Application, routes: list[tuple[str, str, Callable[..., Any]]]) -> None:
+def _add_routes(app: web.Application, routes: list[tuple[str, str, Callable[..., Any]]]) -> None:
     """``(method, path, handler)`` onto the app's router (``add_get`` also answers HEAD)."""
     for method, path, handler in routes:
         getattr(app.router, f"add_{method}")(path, handler)
@@ -266,8 +266,8 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     from acd.web.flows_api import add_flow_routes
     from acd.web.pages import install
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
-    add_routes(app, ApiRoutes(store=store, ami=ami, agi=agi, cfg=cfg, runtime=runtime,
-                              hub=hub).routes())
+    _add_routes(app, ApiRoutes(store=store, ami=ami, agi=agi, cfg=cfg, runtime=runtime,
+                               hub=hub).routes())
     add_flow_routes(app, store=store, flows=flows)
     install(app, web_ctx)
     return app
