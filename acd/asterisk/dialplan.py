@@ -46,7 +46,6 @@ SURVEY = "ACD_SURVEY"          # the survey follows the conversation
 # An agent's or customer's leg we originated
 CALL = "ACD_CALL"              # the call (the caller's Uniqueid, or ours)
 AGENT = "ACD_AGENT"            # the agent
-LEG = "ACD_LEG"                # the leg's id (= its Uniqueid)
 ROLE = "ACD_ROLE"              # transfer, consult or outbound
 # Destinations
 VM_BOX = "ACD_VM_BOX"          # the mailbox of [acd-voicemail]
@@ -57,7 +56,7 @@ TRANSFER_DIAL = "ACD_TRANSFER_DIAL"   # the dial string of [acd-transfer]
 #: Every variable above: the contract test checks each is named in the dialplan or read by a
 #: FastAGI script from a channel the dialplan made.
 VARIABLES = (GROUP, PRIORITY, ENTERED, DID, BRIDGED, NEXT, QUEUE_TRIES, OWNER, HELD_AT, SURVEY,
-             CALL, AGENT, LEG, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL)
+             CALL, AGENT, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL)
 CONTEXTS = (HOTLINE_CONTEXT, QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT, DEST_CONTEXT,
             VOICEMAIL_CONTEXT, HOLD_CONTEXT, SURVEY_CONTEXT, TRANSFER_CONTEXT)
 

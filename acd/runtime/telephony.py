@@ -143,8 +143,7 @@ class Telephony:
             Context=context, Exten=exten, Priority=1,
             Timeout=int((timeout + self.ring_grace) * 1000),
             CallerID=f'"{cid_name}" <{cid_num}>' if cid_num else None, ChannelId=leg.uid,
-            Variable=[f"{dp.CALL}={call_id}", f"{dp.AGENT}={agent_id}", f"{dp.LEG}={leg.uid}",
-                      *extra]))
+            Variable=[f"{dp.CALL}={call_id}", f"{dp.AGENT}={agent_id}", *extra]))
 
     def dial_customer(self, d: DialCustomer) -> None:
         if not is_number(d.number):
@@ -166,8 +165,7 @@ class Telephony:
             d.call_id, d.agent_id, failed, Channel=self.customer_dial.format(number=d.number),
             Context=dp.CUSTOMER_CONTEXT, Exten="s", Priority=1, Timeout=int(d.timeout * 1000),
             CallerID=self.outbound_cid(), ChannelId=leg.uid,
-            Variable=[f"{dp.CALL}={d.call_id}", f"{dp.AGENT}={d.agent_id}",
-                      f"{dp.LEG}={leg.uid}"]))
+            Variable=[f"{dp.CALL}={d.call_id}", f"{dp.AGENT}={d.agent_id}"]))
 
     def cancel_ring(self, d: CancelRing) -> None:
         self.drop_ring(d.call_id, d.agent_id)

@@ -33,13 +33,6 @@ SERVER = ("acd", "agi")
 ENV_NAMES = {"ACD_CONFIG", "ACD_ASTERISK_MIRROR"}
 ACD_NAME = re.compile(r"^ACD_[A-Z_]+$")
 
-#: Variables set on a channel by one of our parts and read back by another, never named by
-#: the dialplan. Each must still have a writer and a reader (checked below); one that has
-#: none is listed here with why, and the check fails the day it changes (strict xfail).
-UNREAD = {
-    dp.LEG: "set on every leg we originate (acd/runtime/telephony.py) and read by no one: the "
-            "leg's id is its Uniqueid, which we choose",
-}
 
 
 # ---------------------------------------------------------------------------- the dialplan
@@ -170,9 +163,7 @@ def _uses() -> dict[str, dict[str, set[str]]]:
     return uses
 
 
-@pytest.mark.parametrize("variable", [
-    pytest.param(v, marks=pytest.mark.xfail(strict=True, reason=UNREAD[v])) if v in UNREAD
-    else v for v in dp.VARIABLES])
+@pytest.mark.parametrize("variable", dp.VARIABLES)
 def test_every_variable_is_in_the_dialplan_or_goes_between_two_of_our_parts(variable,
                                                                            extensions):
     assert ACD_NAME.match(variable), variable
