@@ -16,7 +16,7 @@ on its own:
 
 then, not a core event but what the runtime does after every change,
 
-``snapshot queues/agents``   ``snapshot_queues``, ``snapshot_agents``: acd/runtime.py
+``snapshot queues/agents``   ``snapshot_queues``, ``snapshot_agents``: acd/runtime/
                              publishes both to the supervisors' topic once per loop turn
                              with a change, whether anybody subscribed or not
 
@@ -106,7 +106,7 @@ def run_size(n_agents: int, waiting: int = 10_000, n_groups: int = 100, cycles: 
         if any(isinstance(d, RingAgent) for d in decisions):
             raise AssertionError("a caller was rung while every agent was busy")
 
-    # Not a core event: what the runtime does after every change (acd/runtime.py publishes
+    # Not a core event: what the runtime does after every change (acd/runtime/effects.py publishes
     # the supervisors' snapshot of every queue and agent, subscribed or not).
     for _ in range(max(20, cycles // 100)):
         _timed(out, "snapshot_queues", lambda: acd.snapshot_queues(clock()))
