@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from tests.conftest import PROJECT
@@ -77,68 +78,21 @@ def import_graph(root: Path, tops: tuple[str, ...] = SERVER) -> dict[str, set[st
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """One import circle (``a -> b -> ... -> a``) per strongly connected component of more
-    than one module, or of one module importing itself (Tarjan, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-    counter = 0
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work = [(start, iter(sorted(graph[start])))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph.get(child, ())))))
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            else:
-                work.pop()
-                if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
-                if low[node] == index[node]:
-                    comp = []
-                    while True:
-                        m = stack.pop()
-                        on_stack.discard(m)
-                        comp.append(m)
-                        if m == node:
-                            break
-                    if len(comp) > 1 or node in graph.get(node, ()):
-                        components.append(sorted(comp))
-    return [_circle_in(comp, graph) for comp in components]
-
-
-def _circle_in(comp: list[str], graph: dict[str, set[str]]) -> list[str]:
-    """A shortest circle through the first module of a component (breadth first)."""
-    members, first = set(comp), comp[0]
-    came: dict[str, str] = {}
-    queue = [first]
-    while queue:
-        node = queue.pop(0)
-        for child in sorted(graph[node] & members):
-            if child == first:
-                path = [node]
-                while path[-1] != first:
-                    path.append(came[path[-1]])
-                return [first, *reversed(path[:-1]), first] if len(path) > 1 else [first, first]
-            if child not in came:
-                came[child] = node
-                queue.append(child)
-    raise AssertionError(f"no circle in {comp}")
+    """The import circles, each as ``a -> b -> ... -> a`` starting at its smallest module.
+    The standard library's ``graphlib`` names one circle at a time; one of its edges is set
+    aside and the search goes on, until no circle is left."""
+    deps = {node: set(imports) for node, imports in graph.items()}
+    found: list[list[str]] = []
+    while True:
+        try:
+            TopologicalSorter(deps).prepare()
+            return found
+        except CycleError as exc:
+            chain = list(reversed(exc.args[1]))[:-1]      # importer first, without the repeat
+            i = chain.index(min(chain))
+            chain = chain[i:] + chain[:i]
+            found.append([*chain, chain[0]])
+            deps[chain[0]].discard(chain[1 % len(chain)])
 
 
 def _server_files() -> list[Path]:
