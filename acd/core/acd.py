@@ -132,21 +132,26 @@ class Acd(CallControl, Restore):
 
     def call_arrived(self, call_id: str, caller_number: str, group: str, now: float, *,
                      priority: int = 0, key_trail: Sequence[str] | str = (),
-                     verification: str | None = None) -> list[Decision]:
+                     verification: str | None = None,
+                     entered_at: float | None = None) -> list[Decision]:
         """A caller enters skill group ``group``'s queue (higher ``priority`` first, then
         entry time). ``key_trail``: the IVR keys pressed; ``verification``: what the IVR
-        established about the caller. Both are shown to the agent."""
+        established about the caller. Both are shown to the agent. ``entered_at``: when the
+        caller entered the queue, if earlier than ``now`` (the channel says so): their place,
+        the arrival and queue records and the maximum wait count from it; what the core
+        decides (an offer, a ring timer) happens at ``now``."""
         self._begin()
         if call_id in self._calls or call_id in self._ended:
             raise DuplicateCall(call_id)
         if group not in self._groups:
             raise UnknownGroup(group)
-        call = Call(call_id, caller_number or "", group, int(priority), now,
+        entered = now if entered_at is None else min(entered_at, now)
+        call = Call(call_id, caller_number or "", group, int(priority), entered,
                     tuple(key_trail), verification)
         call.channel_group = group
         self._calls[call_id] = call
-        self._record(call, now, CallEventKind.ARRIVED, detail=" ".join(call.key_trail))
-        self._enter_group(call, group, now)
+        self._record(call, entered, CallEventKind.ARRIVED, detail=" ".join(call.key_trail))
+        self._enter_group(call, group, now, entered)
         return self._settle(now)
 
     def agent_ringing(self, call_id: str, agent_id: str, now: float) -> list[Decision]:

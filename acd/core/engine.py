@@ -387,9 +387,10 @@ class Engine:
         while len(self._ended) > self._keep_ended:
             self._ended.popitem(last=False)
 
-    def _enter_group(self, call: Call, group: str, now: float) -> None:
+    def _enter_group(self, call: Call, group: str, now: float,
+                     entered: float | None = None) -> None:
         """Arrival, or overflow into another group: check service hours, staffing and queue
-        length, then queue."""
+        length, then queue (since ``entered``, by default now)."""
         if call.state is CallState.WAITING:       # moving from another group
             self._detach(call)
             for kind in QUEUE_TIMERS:
@@ -404,11 +405,11 @@ class Engine:
         elif cfg.max_queue_length is not None and g.live_waiting >= cfg.max_queue_length:
             self._send(call, cfg.queue_full_destination, SendReason.QUEUE_FULL, now)
         else:
-            self._enqueue(call, g, now)
+            self._enqueue(call, g, now, now if entered is None else entered)
 
-    def _enqueue(self, call: Call, g: Group, now: float) -> None:
+    def _enqueue(self, call: Call, g: Group, now: float, entered: float) -> None:
         cfg = g.cfg
-        call.entered_at = now
+        call.entered_at = entered
         call.seq = self._next_seq()
         call.levels = {cfg.name: cfg.min_level}
         call.widen_step = 0
@@ -417,7 +418,7 @@ class Engine:
         call.reserved_for = self._familiar_agent(call, g, now)
         g.stats.offered += 1
         self._move(call, CallEvent.QUEUE)
-        self._record(call, now, CallEventKind.QUEUED, detail=f"priority {call.priority}")
+        self._record(call, entered, CallEventKind.QUEUED, detail=f"priority {call.priority}")
         cid = call.call_id
         if call.channel_group is not None and call.channel_group != cfg.name:
             call.channel_group = cfg.name         # an overflow: the channel must say so
@@ -429,7 +430,7 @@ class Engine:
         if cfg.announce_every is not None:
             self._start_timer(timer_key(T_ANNOUNCE, cid), now + cfg.announce_every)
         if cfg.max_wait is not None:
-            self._start_timer(timer_key(T_MAXWAIT, cid), now + cfg.max_wait)
+            self._start_timer(timer_key(T_MAXWAIT, cid), max(now, entered + cfg.max_wait))
         self._widen(call, now, force=False)
 
     def _send(self, call: Call, dest: Destination, reason: SendReason, now: float) -> None:
@@ -448,7 +449,7 @@ class Engine:
         if kind is DestinationKind.CALLBACK:
             if call.caller_number:
                 if not call.attached:             # take a place in the queue first
-                    self._enqueue(call, self._groups[call.group], now)
+                    self._enqueue(call, self._groups[call.group], now, now)
                 self._out.append(SendToDestination(call.call_id, dest, reason.value))
                 self._to_callback(call, call.caller_number, now)
                 return

@@ -163,7 +163,10 @@ class Queue:
             self.records.call_ended(uniqueid, EndReason.ABANDONED.value, self.clock())
             return None
         try:
-            out = self.acd.call_arrived(uniqueid, number, group, entered, priority=priority,
+            # Its place counts from when it entered the queue (the channel says); what the
+            # core decides now (an offer, a ring timer) happens now.
+            out = self.acd.call_arrived(uniqueid, number, group, self.clock(),
+                                        entered_at=entered, priority=priority,
                                         key_trail=key_trail)
         except AcdError as exc:
             self.channels.callers.pop(uniqueid, None)

@@ -828,3 +828,25 @@ async def test_rebuild_keeps_an_agents_wrap_up_and_pending_state(env):
     a = env.rt.agent("1003")
     assert (a["state"], a["reason"], a["pending"]) == ("meeting", "team", None)
     assert (await env.store.latest_agent_pending())["1003"]["state"] is None
+
+
+async def test_the_offer_is_stamped_when_it_is_made_not_at_queue_entry(env):
+    """The queue script registers a caller 1.9 s after they entered the queue (ACD_ENTERED):
+    the timeline shows that wait between the queue entry and the offer, and the ring timer
+    starts with the ring."""
+    await start(env, "1001")
+    env.rt.login("1001")
+    await env.settle()
+    entered = env.clock.now
+    env.clock.now += 1.9
+    await env.rt.caller_arrived(uniqueid="c1", channel="PJSIP/acd-caller-c1",
+                                caller_number="13800138000", caller_name="Caller", did="7101",
+                                group="sales", priority=0, entered=entered)
+    await env.settle()
+    timeline = {r["kind"]: r["at"] for r in env.rt.call_info("c1")["timeline"]}
+    assert timeline["queued"] == pytest.approx(entered)
+    assert timeline["offered"] == pytest.approx(entered + 1.9)
+    assert env.rt.timers()["ring:c1"] == pytest.approx(entered + 1.9 + 10)
+    events = {e["kind"]: e["at"] for e in (await env.store.get_call("c1"))["events"]}
+    offered = datetime.fromisoformat(events["offered"]) - datetime.fromisoformat(events["queued"])
+    assert offered.total_seconds() == pytest.approx(1.9, abs=1e-3)

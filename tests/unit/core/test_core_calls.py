@@ -651,3 +651,23 @@ def test_overflow_chains_without_loops_are_fine():
     Acd([GroupConfig("a", closed_destination=Destination.group("b")),
          GroupConfig("b", closed_destination=Destination.group("c")),
          GroupConfig("c", max_wait_destination=Destination.ivr("sorry"))])
+
+
+# --- the offer is the decision's time -----------------------------------------------------------
+
+def test_a_caller_who_entered_earlier_keeps_the_place_but_is_offered_now(make_sim, rings):
+    """The queue script may register a caller a moment after they entered the queue (the
+    channel's entry time): the place, the queue record and the maximum wait count from the
+    entry; the offer and its ring timer from the decision."""
+    sim = make_sim([GroupConfig("g", members={"a": 1}, ring_timeout=10, max_wait=60)])
+    sim.login("a")
+    out = sim.do("call_arrived", "c1", "100", "g", at=5.0, entered_at=3.1)
+    assert rings(out) == [("c1", "a")]
+    timeline = {r["kind"]: r["at"] for r in info(sim, "c1")["timeline"]}
+    assert (timeline["arrived"], timeline["queued"], timeline["offered"]) == (3.1, 3.1, 5.0)
+    assert sim.timers["ring:c1"] == 5.0 + 10             # not 3.1 + 10
+    assert sim.timers["maxwait:c1"] == 3.1 + 60
+    assert info(sim, "c1")["entered_at"] == 3.1
+    # An entry time later than now (a clock step) counts as now.
+    sim.do("call_arrived", "c2", "100", "g", at=6.0, entered_at=9.0)
+    assert info(sim, "c2")["entered_at"] == 6.0
