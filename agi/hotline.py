@@ -30,11 +30,11 @@ def utcnow() -> datetime:
 class HotlineIvr:
     def __init__(self, store: Store, clock: Callable[[], datetime] = utcnow,
                  queue_group: str | None = None,
-                 on_queue: Callable[[str], None] | None = None) -> None:
+                 on_queue: Callable[[str, tuple[str, ...]], None] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.queue_group = queue_group
-        self.on_queue = on_queue      # told the call's uniqueid before it goes to the queue
+        self.on_queue = on_queue      # told the call and its key trail before it goes to the queue
 
     async def __call__(self, session: AgiSession) -> None:
         req = session.request
@@ -50,7 +50,9 @@ class HotlineIvr:
             await self.store.call_event(uid, "ivr", at=self.clock(), detail={"script": "hotline"})
             digits, timed_out = await session.get_data(COLLECT_PROMPT, COLLECT_TIMEOUT_MS,
                                                        COLLECT_MAX_DIGITS)
+            trail: tuple[str, ...] = ()
             if digits:
+                trail = (digits,)
                 await self.store.key_pressed(uid, node="collect_number", keys=digits, at=self.clock())
                 log.info("ivr.collected", node="collect_number", digits=len(digits),
                          timed_out=timed_out)
@@ -64,7 +66,7 @@ class HotlineIvr:
                 await session.set_variable(dp.GROUP, self.queue_group)
                 await session.set_variable(dp.PRIORITY, "0")
                 if self.on_queue is not None:
-                    self.on_queue(uid)
+                    self.on_queue(uid, trail)
                 await session.exec_app("Goto", dp.QUEUE_TARGET)
                 await self.store.call_event(uid, "to_queue", at=self.clock(),
                                             detail={"group": self.queue_group})

@@ -56,6 +56,7 @@ class Channels:
         self.customer_leg: dict[str, str] = {}         # call -> current customer leg
         self.callers: dict[str, Caller] = {}
         self.expected: dict[str, float] = {}           # handed to the queue, not there yet
+        self.trails: dict[str, list[str]] = {}         # and the key trail the IVR handed over
         self._seq = 0
         self._boot = secrets.token_hex(4)               # ids differ from an earlier process's
 
@@ -107,6 +108,17 @@ class Channels:
         return [leg for leg in self.legs.values() if leg.call_id == call_id]
 
     # ---- callers
+    def expect(self, call_id: str, at: float, key_trail: Iterable[str] | None) -> None:
+        """The IVR hands the call to the queue (with its key trail, if it knows it)."""
+        self.expected[call_id] = at
+        if key_trail is not None:
+            self.trails[call_id] = list(key_trail)
+
+    def forget_expected(self, call_id: str) -> bool:
+        """The call is no longer on its way to the queue: True if it was."""
+        self.trails.pop(call_id, None)
+        return self.expected.pop(call_id, None) is not None
+
     def caller(self, call_id: str) -> Caller | None:
         return self.callers.get(call_id)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from acd.core import AcdError, Announce, EndReason
@@ -21,7 +21,11 @@ from acd.core.numbers import is_number
 from acd.core.timers import T_ANNOUNCE
 from acd.runtime.channels import Caller, Channels
 from acd.runtime.effects import Records, utc
-from acd.store.writer import QueuedStore
+from acd.store.writer import with_queued
+
+#: The longest the queue waits for the store to read a call's key trail (only when the IVR
+#: did not hand it over): the caller is queued without it after that.
+STORE_READ_SECONDS = 0.5
 
 
 class CallerSession:
@@ -128,9 +132,9 @@ class Queue:
         if ctx is not None:
             ctx.sent = True
 
-    def expect(self, uniqueid: str) -> None:
+    def expect(self, uniqueid: str, key_trail: Sequence[str] | None) -> None:
         """The IVR hands this call to the queue (see AcdRuntime.expect_caller)."""
-        self.channels.expected[uniqueid] = self.clock()
+        self.channels.expect(uniqueid, self.clock(), key_trail)
 
     def _session(self, ctx: Caller) -> CallerSession:
         if ctx.session is not None:
@@ -146,7 +150,8 @@ class Queue:
         state = self.acd.call_state(uniqueid)
         if state is not None:
             return self._again(uniqueid, channel, caller_number, caller_name, state)
-        self.channels.expected.pop(uniqueid, None)
+        handed = self.channels.trails.get(uniqueid)
+        self.channels.forget_expected(uniqueid)
         number = caller_number if is_number(caller_number) else ""
         # Known before the first await, so that a hangup meanwhile is seen (ctx.gone).
         ctx = self.channels.add_caller(Caller(uniqueid, channel, number, caller_name))
@@ -157,7 +162,9 @@ class Queue:
                             channel=channel, caller_number=caller_number,
                             caller_name=caller_name, did=did, at=utc(entered),
                             bind={"call": uniqueid})
-        key_trail = await self._key_trail(uniqueid)
+        # The IVR handed the keys over: nothing to read. Else (a group's own number, or our
+        # restart between the IVR and the queue) the store, without waiting on its writer.
+        key_trail = handed if handed is not None else await self._key_trail(uniqueid)
         if ctx.gone:
             self.log.info("runtime.caller_gone_before_queue", call=uniqueid)
             self.records.call_ended(uniqueid, EndReason.ABANDONED.value, self.clock())
@@ -179,8 +186,11 @@ class Queue:
                       priority=priority)
         self.apply(out)
         # The caller's entry is on record before their session goes on: a crash from here
-        # on leaves a whole record behind.
-        await self.records.writer.flush()
+        # on leaves a whole record behind. (The core has decided already: no offer waits.)
+        if not await self.records.writer.flush():
+            status = self.records.writer.status()
+            self.log.warning("runtime.store_backlog", call=uniqueid, pending=status["pending"],
+                             oldest_seconds=status["oldest_seconds"], failing=status["failing"])
         return session
 
     def _again(self, uniqueid: str, channel: str, caller_number: str, caller_name: str,
@@ -204,15 +214,18 @@ class Queue:
         return self._session(ctx)
 
     async def _key_trail(self, uniqueid: str) -> list[str]:
+        """The call's keys as stored, plus those still queued on the writer: read at once,
+        never after the writer's backlog; a database that does not answer within
+        ``STORE_READ_SECONDS`` leaves only the queued ones (logged)."""
+        queued = self.records.writer.queued(uniqueid)
         try:
-            # After a bounded flush (the IVR's keys are queued on the same writer), plus
-            # what is still queued during an outage.
-            stored = await QueuedStore(self.store, self.records.writer).get_call(uniqueid)
-        except Exception as exc:  # noqa: BLE001 - the store is out: queue without the trail
+            stored = await asyncio.wait_for(self.store.get_call(uniqueid), STORE_READ_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the store is out: what is queued, if any
             self.log.warning("runtime.key_trail_unread", call=uniqueid,
-                             error=str(exc).splitlines()[0][:200])
+                             error=(str(exc).splitlines() or [type(exc).__name__])[0][:200])
             stored = None
-        return [k["keys"] for k in stored["key_trail"]] if stored else []
+        call = with_queued(stored, queued)
+        return [k["keys"] for k in call["key_trail"]] if call else []
 
 
 __all__ = ["CallerSession", "Queue"]

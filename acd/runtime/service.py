@@ -414,10 +414,11 @@ class AcdRuntime:
                                        caller_number=caller_number, caller_name=caller_name,
                                        did=did, group=group, priority=priority, entered=entered)
 
-    def expect_caller(self, uniqueid: str) -> None:
-        """The IVR hands this call to the queue: should the caller hang up before the queue
-        script registers them, the call record still gets its end reason."""
-        self.queue.expect(uniqueid)
+    def expect_caller(self, uniqueid: str, key_trail: Sequence[str] | None = None) -> None:
+        """The IVR hands this call to the queue, with the keys the caller pressed (the key
+        trail as stored): the queue script then registers the caller without reading the
+        store. Should the caller hang up before that, the record still gets its end reason."""
+        self.queue.expect(uniqueid, key_trail)
 
     def callback_requested(self, call_id: str, number: str) -> None:
         self.queue.callback_requested(call_id, number)
@@ -595,7 +596,7 @@ class AcdRuntime:
                 self.log.exception("runtime.phone_check_failed")
             old = self.clock() - 3600        # handed over by the IVR, never seen since
             for uid in [u for u, at in self.channels.expected.items() if at < old]:
-                del self.channels.expected[uid]
+                self.channels.forget_expected(uid)
 
 
 __all__ = ["AcdRuntime"]

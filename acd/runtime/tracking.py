@@ -157,7 +157,7 @@ class Tracker:
         ctx = self.ch.caller(e.uid)
         if ctx is not None and (e.channel == ctx.channel or not e.channel):
             self.caller_gone(ctx)
-        elif ctx is None and self.ch.expected.pop(e.uid, None) is not None:
+        elif ctx is None and self.ch.forget_expected(e.uid):
             self.log.info("runtime.caller_gone_before_queue", call=e.uid)
             self.records.call_ended(e.uid, "caller_hangup", self.clock())
 
@@ -310,7 +310,7 @@ class Tracker:
         self.bridges.clear()
         now = self.clock()
         for uid in list(self.ch.expected):       # handed to the queue, never arrived there
-            del self.ch.expected[uid]
+            self.ch.forget_expected(uid)
             self.records.event(uid, "lost", now, {"detail": cause})
             self.records.call_ended(uid, "lost", now)
         self.feed("channels_lost", lambda now: self.acd.channels_lost(cause, now, keep=keep))

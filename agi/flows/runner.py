@@ -75,6 +75,7 @@ class _Call:
     log: Any = None
     steps: int = 0
     trail: dict[str, int] = field(default_factory=dict)     # key trail entries per node
+    keys: list[str] = field(default_factory=list)           # the key trail as stored
 
 
 class FlowRunner:
@@ -84,7 +85,7 @@ class FlowRunner:
 
     def __init__(self, registry: Any, store: Any, *, directory: Any = None,
                  fallback: Callable[[AgiSession], Awaitable[None]] | None = None,
-                 on_queue: Callable[[str], None] | None = None,
+                 on_queue: Callable[[str, tuple[str, ...]], None] | None = None,
                  groups: Mapping[str, Any] | None = None, http: Any = None,
                  transfer_dial: str = "", lookup_timeout: float = 3.0,
                  clock: Callable[[], datetime] = utcnow, max_steps: int = MAX_STEPS) -> None:
@@ -188,8 +189,10 @@ class FlowRunner:
     async def _keys(self, call: _Call, node: Node, keys: str) -> None:
         n = call.trail[node.name] = call.trail.get(node.name, 0) + 1
         if n <= MAX_TRAIL_PER_NODE:
+            call.keys.append(keys)
             await self.store.key_pressed(call.uid, node=node.name, keys=keys, at=self.clock())
         elif n == MAX_TRAIL_PER_NODE + 1:
+            call.keys.append(TRUNCATED)
             await self.store.key_pressed(call.uid, node=node.name, keys=TRUNCATED, at=self.clock())
             call.log.warning("flows.key_trail_truncated", node=node.name, kept=MAX_TRAIL_PER_NODE)
         call.log.info("flows.keys", node=node.name, keys=len(keys), stored=n <= MAX_TRAIL_PER_NODE)
@@ -439,7 +442,7 @@ class FlowRunner:
         await s.set_variable(dp.GROUP, group)
         await s.set_variable(dp.PRIORITY, prio)
         if self.on_queue is not None:
-            self.on_queue(call.uid)
+            self.on_queue(call.uid, tuple(call.keys))
         await s.exec_app("Goto", dp.QUEUE_TARGET)
         await self.store.call_event(call.uid, "to_queue", at=self.clock(),
                                     detail={"group": group, "node": node.name})

@@ -123,8 +123,12 @@ class FakeDirectory:
 
 
 def runner(reg, store, **kw) -> FlowRunner:
-    queued = kw.pop("queued", [])
-    return FlowRunner(reg, store, clock=kw.pop("clock", lambda: T0), on_queue=queued.append,
+    queued, trails = kw.pop("queued", []), kw.pop("trails", [])
+
+    def on_queue(uid, keys):
+        queued.append(uid)
+        trails.append(keys)
+    return FlowRunner(reg, store, clock=kw.pop("clock", lambda: T0), on_queue=on_queue,
                       groups={"general": GroupConfig(name="general"),
                               "vip": GroupConfig(name="vip", holidays=(str(T0.date()),))}, **kw)
 
@@ -430,3 +434,28 @@ async def test_verification_report_share_and_handle_time(store):
     assert r["handle_time"]["not_verified"] == {"answered": 2, "average_handle_seconds": 122.5}
     assert r["handle_time"]["verified_shorter_by_seconds"] == 22.5
     assert (await store.verification_report(since=T0 + timedelta(seconds=1)))["calls"] == 0
+
+
+QUEUE_MENU = """
+    nodes:
+      main:
+        kind: menu
+        prompt: dir-welcome
+        keys: {"1": q}
+        retries: 2
+        no_input_prompt: hello
+        invalid_prompt: pm-invalid-option
+        fallback: q
+      q: {kind: queue, group: general}
+"""
+
+
+async def test_the_key_trail_goes_to_the_queue_with_the_caller(tmp_path, store):
+    """The runtime takes the caller's keys from the hand-over, not from the store: the keys
+    handed over are the trail as stored."""
+    reg = Registry(tmp_path, menu=QUEUE_MENU)
+    queued, trails = [], []
+    s = FakeSession(["7", "1"])
+    await runner(reg, store, queued=queued, trails=trails)(s)
+    assert queued == ["u1"] and trails == [("7", "1")]
+    assert [keys for _, keys in await trail(store)] == list(trails[0])

@@ -850,3 +850,36 @@ async def test_the_offer_is_stamped_when_it_is_made_not_at_queue_entry(env):
     events = {e["kind"]: e["at"] for e in (await env.store.get_call("c1"))["events"]}
     offered = datetime.fromisoformat(events["offered"]) - datetime.fromisoformat(events["queued"])
     assert offered.total_seconds() == pytest.approx(1.9, abs=1e-3)
+
+
+async def test_the_ivr_hands_the_key_trail_over_and_nothing_waits_on_the_store(env):
+    """The keys come with the hand-over from the IVR: the caller is offered without a read of
+    the store, even with the database hanging."""
+    await start(env, "1001")
+    env.rt.login("1001")
+    await env.settle()
+    reads = []
+
+    async def hanging(uid):
+        reads.append(uid)
+        await asyncio.Event().wait()
+    env.store.get_call = hanging
+    env.rt.expect_caller("c1", ("2", "1#"))
+    await asyncio.wait_for(env.arrive("c1"), 5)
+    assert reads == [] and env.rt.call_info("c1")["key_trail"] == ["2", "1#"]
+    assert "ACD_CALL=c1" in env.leg("1001")["Variable"]
+
+
+async def test_without_a_hand_over_a_hanging_store_delays_the_offer_a_moment_only(env):
+    await start(env, "1001")
+    env.rt.login("1001")
+    await env.settle()
+
+    async def hanging(uid):
+        await asyncio.Event().wait()
+    env.store.get_call = hanging
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(env.arrive("c1"), 5)
+    assert "ACD_CALL=c1" in env.leg("1001")["Variable"]
+    assert env.rt.call_info("c1")["key_trail"] == []
+    assert [e["call"] for e in logs if e["event"] == "runtime.key_trail_unread"] == ["c1"]
