@@ -13,7 +13,8 @@ RecordLegWrapup/         outbound calls.
 OutboundStarted/Ended
 =======================  ==================================================================
 
-The supervisors' snapshot is published once per loop turn, after the last change.
+The supervisors' snapshot is published once per loop turn, after the last change, and only
+while a supervisor's page is subscribed.
 """
 from __future__ import annotations
 
@@ -139,6 +140,8 @@ class Pages:
     def _publish_snapshot(self) -> None:
         self._snapshot_due = False
         try:
+            if not self.hub.subscribers("supervisor"):
+                return          # built only for someone watching (a page gets one as it opens)
             self.hub.publish("supervisor", {"type": "snapshot", **self.snapshot()})
         except Exception:
             self.log.exception("runtime.snapshot_failed")

@@ -509,6 +509,23 @@ async def test_supervisor_snapshot_once_per_turn_with_the_last_state(env):
     assert snaps[0]["agents"]["1001"]["state"] == "idle"
 
 
+async def test_no_supervisor_snapshot_is_built_while_nobody_watches(env):
+    await start(env, "1001")
+    built = []
+    real = env.rt.acd.snapshot_agents
+    env.rt.acd.snapshot_agents = lambda now: built.append(now) or real(now)
+    env.rt.login("1001")
+    env.rt.set_state("1001", "break")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert built == []
+    sub = env.subscribe("supervisor")
+    env.rt.set_state("1001", "idle")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(built) == 1 and env.drain(sub)[0]["agents"]["1001"]["state"] == "idle"
+
+
 async def test_rebuild_from_asterisk_and_the_store(env):
     # The store: 1001 was talking (with a pending break), 1002 idle, 1003 logged out.
     at = datetime.fromtimestamp(T0 - 100, timezone.utc)
