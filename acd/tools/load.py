@@ -80,6 +80,13 @@ def arrival_offsets(kind: str, rate: float, *, duration: float | None = None,
     return out
 
 
+def stream(seed: int, name: str) -> random.Random:
+    """One independent random stream of a run (``arrivals``, ``talk``): streams must not share
+    a generator, or with the same seed each talk time would be a function of an arrival gap
+    (both exponential draws of the same uniform numbers) and waiting times come out low."""
+    return random.Random(f"{seed}:{name}")
+
+
 def talk_durations(kind: str, mean: float, n: int, rng: random.Random | None = None,
                    cap: float | None = None, minimum: float = 0.0) -> list[float]:
     """``n`` talk times in seconds: all ``mean`` (fixed) or exponential with that mean, drawn
@@ -107,7 +114,7 @@ class TalkTimes:
 
     def __init__(self, kind: str, mean: float, seed: int, cap: float | None = None,
                  minimum: float = 0.0) -> None:
-        self.rng = random.Random(seed)
+        self.rng = stream(seed, "talk")
         talk_durations(kind, mean, 0, self.rng, minimum=minimum)   # checks the arguments
         self.kind, self.mean, self.cap, self.minimum = kind, mean, cap, minimum
 
@@ -280,7 +287,7 @@ class LoadProfile:
 
     def offsets(self) -> list[float]:
         return arrival_offsets(self.arrivals, self.rate, duration=self.duration,
-                               count=self.count, rng=random.Random(self.seed))
+                               count=self.count, rng=stream(self.seed, "arrivals"))
 
 
 def check_call_mix(number: str, dtmf: str) -> None:
@@ -473,7 +480,7 @@ def _check_args(cfg: Any, args: Any) -> list[str]:
     if not agents:
         raise UserError("load.agents", "no agents to answer the calls")
     arrival_offsets(args.arrivals, args.rate, duration=args.duration, count=args.count,
-                    rng=random.Random(args.seed))
+                    rng=stream(args.seed, "arrivals"))
     TalkTimes(args.talk_dist, args.talk, args.seed, minimum=getattr(args, "talk_min", 0.0))
     return agents
 

@@ -570,3 +570,19 @@ def test_a_step_is_doomed_only_once_it_cannot_pass_any_more():
                            ended_at=None) for i in range(51)]
     assert doomed(waiting, 1000, now=19.0) is None             # 0.5 s so far
     assert "51 callers waited over 1 s" in doomed(waiting, 1000, now=19.6)
+
+
+def test_arrivals_and_talk_times_are_independent_streams_of_one_seed():
+    """With one generator for both, each talk time was a function of an arrival gap
+    (correlation 1 for exponential draws of the same uniforms): waiting times came out low."""
+    prof = load.LoadProfile(number="7801", rate=2.0, count=3000, duration=None, seed=7)
+    offsets = prof.offsets()
+    gaps = [b - a for a, b in zip([0.0, *offsets], offsets)]
+    talk = load.TalkTimes("exponential", 30.0, 7)
+    times = [talk() for _ in gaps]
+    n = len(gaps)
+    mg, mt = sum(gaps) / n, sum(times) / n
+    cov = sum((g - mg) * (t - mt) for g, t in zip(gaps, times)) / n
+    sd = (sum((g - mg) ** 2 for g in gaps) / n * sum((t - mt) ** 2 for t in times) / n) ** 0.5
+    assert abs(cov / sd) < 0.1
+    assert prof.offsets() == offsets                       # still repeatable from the seed
