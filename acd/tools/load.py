@@ -5,8 +5,9 @@ real agent phones.
   AMI ``Originate PJSIP/<number>@acd-trunk`` sends a real INVITE to Asterisk's own SIP port;
   the incoming leg lands on the hotline with a caller number unique to the call, which is how
   the call is found again among the others. Arrivals are at a fixed rate or Poisson (seeded).
-  Where the flow asks for keys (the FastAGI IVR's ``GET DATA``, or the dialplan's ``Read()``)
-  the caller keys ``dtmf`` as RFC 4733 events (AMI ``PlayDTMF``).
+  Where the flow first asks for keys (the FastAGI IVR's ``GET DATA``, ``WAIT FOR DIGIT`` or a
+  menu prompt with escape digits, or the dialplan's ``Read()``), before the queue, the caller
+  keys ``dtmf`` as RFC 4733 events (AMI ``PlayDTMF``).
 * **Agents** are baresip phones (:class:`acd.tools.softphone.SoftPhone`) registered with their
   passwords: they answer after ``answer_delay`` and hang up after a talk time, fixed or
   exponential (seeded).

@@ -8,6 +8,7 @@ The driver is :mod:`acd.tools.load`; the bench reads the records.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -103,6 +104,19 @@ EVENTS = ("Newchannel", "Newexten", "BridgeEnter", "Hangup", "OriginateResponse"
           "AGIExecStart", "QueueCallerJoin")
 
 
+def asks_for_keys(command: str) -> bool:
+    """An AGI command of the IVR that takes the caller's keys: ``GET DATA``, ``WAIT FOR
+    DIGIT``, or a prompt played with escape digits (a YAML menu's ``STREAM FILE name "12"``)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    head = [w.upper() for w in words[:3]]
+    if head[:2] == ["GET", "DATA"] or head == ["WAIT", "FOR", "DIGIT"]:
+        return True
+    return head[:2] == ["STREAM", "FILE"] and len(words) > 3 and words[3] != ""
+
+
 class CallTracker:
     """Follows every call of the run through AMI events. ``on_event`` never blocks."""
 
@@ -138,8 +152,8 @@ class CallTracker:
                 self._asked(rec, f)
         elif name == "AGIExecStart":
             rec = self.by_call.get(str(f.get("Uniqueid", "")))
-            if (rec is not None and rec.asked_at is None
-                    and str(f.get("Command", "")).upper().startswith("GET DATA")):
+            if (rec is not None and rec.asked_at is None and rec.queued_at is None
+                    and asks_for_keys(str(f.get("Command", "")))):
                 self._asked(rec, f)
         elif name == "Newchannel":
             chan = str(f.get("Channel", ""))
