@@ -79,6 +79,10 @@ def test_password(username: str) -> str:
     return f"test-password-{username}"
 
 
+#: The password checks' key of the web tests (the server keeps one in its data folder).
+TEST_CHECK_KEY = bytes(range(32))
+
+
 def web_test_config(agents=("1001", "1002"), groups=()):
     """A configuration with these agents and an admin and a supervisor, all with known
     passwords (:func:`test_password`)."""
@@ -103,6 +107,7 @@ async def test_store(tmp_path):
 async def web_for_tests(store, runtime=None, cfg=None, **kw):
     """The web layer (logins, sessions) for ``make_app(..., web=...)`` in tests."""
     from acd.web.pages import web_context
+    kw.setdefault("check_key", TEST_CHECK_KEY)     # no key file written by the tests
     return await web_context(cfg or web_test_config(), store, runtime,
                              passwords=FAST_PASSWORDS, **kw)
 

@@ -143,6 +143,9 @@ class WebUser(Base):
     role: Mapped[str] = mapped_column(String(16))
     agent_id: Mapped[str | None] = mapped_column(String(40))
     password_hash: Mapped[str] = mapped_column(String(255))
+    # HMAC of the user and the configured password under the data folder's key: a start
+    # tells an unchanged password without argon2 (acd.web.auth.check_key).
+    password_check: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

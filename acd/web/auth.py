@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,6 +158,33 @@ class Passwords:
         return not self.verify(stored, password) or self.ph.check_needs_rehash(stored)
 
 
+#: In the data folder: the key of the password checks (see :meth:`Auth.sync_users`).
+CHECK_KEY_FILE = "password-check.key"
+
+
+def check_key(data_dir: Path) -> bytes:
+    """The key of the password checks, made once per data folder (owner only). A check is an
+    HMAC of the user and the configured password under this key: it tells a start whether a
+    configured password changed without argon2 (0.16 s a user), and is worthless without
+    the key (the database alone gives nothing to crack faster than the argon2 hash)."""
+    path = Path(data_dir) / CHECK_KEY_FILE
+    for _ in range(2):
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except FileNotFoundError:
+            pass
+        except ValueError:
+            path.unlink(missing_ok=True)       # damaged: a new key (passwords checked once)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue                            # another process made it: read theirs
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_bytes(32).hex())
+    return bytes.fromhex(path.read_text().strip())
+
+
 # --- the login rate limit -------------------------------------------------------------------
 
 class LoginLimiter:
@@ -266,8 +295,9 @@ class Auth:
                  login_window: float = 300.0, metrics_token: str = "",
                  clock: Callable[[], float] = time.time, passwords: Passwords | None = None,
                  secure_cookies: bool = False, websockets_per_session: int = 8,
-                 websockets_per_address: int = 100) -> None:
+                 websockets_per_address: int = 100, check_key: bytes | None = None) -> None:
         self.db = db
+        self.check_key = check_key          # None: every start verifies every password
         self.session_seconds = session_hours * 3600.0
         self.clock = clock
         self.passwords = passwords or Passwords()
@@ -285,10 +315,18 @@ class Auth:
     @classmethod
     def from_config(cls, db: Any, cfg: Any, **kw: Any) -> "Auth":
         w = cfg.web
+        key = kw.pop("check_key") if "check_key" in kw else check_key(cfg.path(cfg.data_dir))
         return cls(db, session_hours=w.session_hours, login_attempts=w.login_attempts,
                    login_window=w.login_window, metrics_token=w.metrics_token,
                    websockets_per_session=w.websockets_per_session,
-                   websockets_per_address=w.websockets_per_address, **kw)
+                   websockets_per_address=w.websockets_per_address,
+                   check_key=key, **kw)
+
+    def _check(self, u: "UserSpec") -> str | None:
+        if self.check_key is None:
+            return None
+        return hmac.new(self.check_key, f"{u.username}\0{u.password}".encode(),
+                        hashlib.sha256).hexdigest()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), timezone.utc)
@@ -297,7 +335,9 @@ class Auth:
 
     async def sync_users(self, specs: Iterable[UserSpec]) -> None:
         """Make the users table the configured users; a hash is made again only when the
-        password (or the hashing parameters) changed, and that user's sessions end."""
+        password (or the hashing parameters) changed, and that user's sessions end. A user
+        whose stored check matches the configured password keeps the hash without argon2:
+        a start does not grow with the number of users."""
         specs = list(specs)
         have = await self.db.users()
 
@@ -309,14 +349,18 @@ class Auth:
                 # A hash this process made for the same user and password is reused (a
                 # server started again, tests): argon2 is slow on purpose.
                 seen = _MEMO.get(_memo_key(u))
-                if seen is not None and (h is None or h == seen) \
+                check = self._check(u)
+                if (check is not None and h is not None and old.get("password_check") == check
+                        and not self.passwords.ph.check_needs_rehash(h)):
+                    pass                    # the configured password is the stored one
+                elif seen is not None and (h is None or h == seen) \
                         and not self.passwords.ph.check_needs_rehash(seen):
                     h = seen
                 elif h is None or self.passwords.needs_update(h, u.password):
                     h = self.passwords.hash(u.password)
                 _MEMO[_memo_key(u)] = h
                 out.append({"username": u.username, "role": u.role, "agent_id": u.agent_id,
-                            "password_hash": h})
+                            "password_hash": h, "password_check": check})
             return out
 
         rows = await asyncio.to_thread(work)

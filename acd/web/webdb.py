@@ -76,7 +76,8 @@ class WebDb:
         async with self._s() as s:
             rows = await s.scalars(select(WebUser))
             return {u.username: {"username": u.username, "role": u.role, "agent_id": u.agent_id,
-                                 "password_hash": u.password_hash} for u in rows}
+                                 "password_hash": u.password_hash,
+                                 "password_check": u.password_check} for u in rows}
 
     async def user(self, username: str) -> dict[str, Any] | None:
         async with self._s() as s:
@@ -95,10 +96,15 @@ class WebDb:
             have = {u.username: u for u in await s.scalars(select(WebUser))}
             for u in users:
                 row = have.get(u["username"])
+                check = u.get("password_check")
                 if row is None:
                     s.add(WebUser(username=u["username"], role=u["role"], agent_id=u["agent_id"],
-                                  password_hash=u["password_hash"], updated_at=now))
-                elif (row.role, row.agent_id, row.password_hash) != (
+                                  password_hash=u["password_hash"], password_check=check,
+                                  updated_at=now))
+                    continue
+                if row.password_check != check:
+                    row.password_check = check      # no change of password: sessions stay
+                if (row.role, row.agent_id, row.password_hash) != (
                         u["role"], u["agent_id"], u["password_hash"]):
                     row.role, row.agent_id, row.password_hash = u["role"], u["agent_id"], u["password_hash"]
                     row.updated_at = now
