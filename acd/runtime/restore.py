@@ -52,17 +52,6 @@ def _ours(c: Mapping[str, Any]) -> bool:
             or str(c.get("Uniqueid", "")).startswith(LEG_PREFIX))
 
 
-async def answered_since_login(store: Any, agent_id: str) -> int:
-    rows = await store.agent_states(agent_id)
-    n = 0
-    for r in rows:
-        if r["previous"] == "offline" or r["state"] == "offline":
-            n = 0
-        elif r["state"] == "talking":
-            n += 1
-    return n
-
-
 class Restorer:
     """Reads Asterisk and the store, and applies restore plans (see the module docstring)."""
 
@@ -101,8 +90,7 @@ class Restorer:
             stored = await self.store.get_call(uid)
             if stored:
                 calls[uid] = stored
-        answered = {a: await answered_since_login(self.store, a) for a, row in states.items()
-                    if a in self.phones.endpoints and row["state"] != "offline"}
+        answered = await self.store.answered_since_login()
         return Reading(started=started, channels=channels, found=found, reachable=reachable,
                        states=states, pending=await self.store.latest_agent_pending(),
                        open_calls=open_calls, calls=calls, answered=answered), asterisk_started
@@ -296,4 +284,4 @@ def _int(x: Any) -> int:
         return 0
 
 
-__all__ = ["Restorer", "answered_since_login"]
+__all__ = ["Restorer"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
@@ -266,6 +266,20 @@ class Store:
             rows = await s.scalars(select(AgentPending).join(newest, AgentPending.id == newest.c.id))
             return {r.agent_id: {"state": r.state, "reason": r.reason, "at": _aware(r.at)}
                     for r in rows}
+
+    async def answered_since_login(self) -> dict[str, int]:
+        """Per agent, the calls answered (``talking`` rows) since their last login or logout:
+        one query for every agent, so a restart does not read each agent's history."""
+        row = AgentStateChange
+        async with self.session() as s:
+            reset = (select(row.agent_id, func.max(row.id).label("since"))
+                     .where(or_(row.previous == "offline", row.state == "offline"))
+                     .group_by(row.agent_id).subquery())
+            q = (select(row.agent_id, func.count())
+                 .outerjoin(reset, reset.c.agent_id == row.agent_id)
+                 .where(row.state == "talking", row.id > func.coalesce(reset.c.since, 0))
+                 .group_by(row.agent_id))
+            return {agent: n for agent, n in (await s.execute(q)).all()}
 
     async def agent_states(self, agent_id: str, since: datetime | None = None) -> list[dict[str, Any]]:
         """An agent's state rows, oldest first."""

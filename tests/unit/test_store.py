@@ -107,3 +107,17 @@ async def test_call_update_and_open_calls(store):
     assert call["answered_at"] == (T0 + timedelta(seconds=5)).isoformat()
     assert [c["uniqueid"] for c in await store.open_calls()] == ["6.1"]
     assert [e["kind"] for e in (await store.open_calls())[0]["events"]] == ["arrived", "queued"]
+
+
+async def test_calls_answered_since_login_for_every_agent_in_one_read(store):
+    at = iter(T0 + timedelta(seconds=i) for i in range(100))
+    for agent, state, previous in [
+            ("1001", "idle", "offline"), ("1001", "talking", "ringing"), ("1001", "wrapup", "talking"),
+            ("1001", "offline", "wrapup"), ("1001", "idle", "offline"),           # logged in again
+            ("1001", "talking", "ringing"), ("1001", "idle", "talking"),
+            ("1001", "talking", "ringing"),
+            ("1002", "idle", "offline"), ("1002", "talking", "ringing"),
+            ("1003", "talking", "ringing"),          # no login on record: all of them count
+            ("1004", "idle", "offline")]:
+        await store.agent_state(agent, state, reason="", at=next(at), previous=previous)
+    assert await store.answered_since_login() == {"1001": 2, "1002": 1, "1003": 1}
