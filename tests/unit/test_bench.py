@@ -238,6 +238,18 @@ def test_tracker_asks_for_keys_once_when_the_flow_reads_digits():
     assert asked == [a, b] and a.asked_at == 2.0 and b.asked_at == 4.0
 
 
+def _one_call():
+    """A tracker with one load call whose incoming leg (Uniqueid ``u``) is known."""
+    asked: list = []
+    tracker = load_calls.CallTracker(["2001"])
+    tracker.on_ask = asked.append
+    rec = load_calls.LoadCall(n=0, caller_number="1", planned=0.0, trunk_uid="t")
+    tracker.add(rec)
+    tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-x", "Uniqueid": "u",
+                                       "CallerIDNum": "1", "Timestamp": "1"}))
+    return tracker, rec, asked
+
+
 def test_a_yaml_menu_prompt_with_escape_digits_asks_for_keys():
     """The YAML hotline's menu plays its prompt with escape digits, then waits for a digit:
     either is where a load caller keys in (it never sent GET DATA, so no key was sent)."""
@@ -247,26 +259,14 @@ def test_a_yaml_menu_prompt_with_escape_digits_asks_for_keys():
     assert load_calls.asks_for_keys("GET DATA vm-enter 8000 20")
     assert not load_calls.asks_for_keys('STREAM FILE queue-youarenext ""')
     assert not load_calls.asks_for_keys("SET MUSIC on default")
-    asked = []
-    tracker = load_calls.CallTracker(["2001"])
-    tracker.on_ask = asked.append
-    rec = load_calls.LoadCall(n=0, caller_number="1", planned=0.0, trunk_uid="t")
-    tracker.add(rec)
-    tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-x", "Uniqueid": "u",
-                                       "CallerIDNum": "1", "Timestamp": "1"}))
+    tracker, rec, asked = _one_call()
     tracker.on_event(Ev("AGIExecStart", {"Uniqueid": "u", "Command": 'STREAM FILE dir-welcome "12"',
                                          "Timestamp": "2"}))
     assert asked == [rec] and rec.asked_at == 2.0
 
 
 def test_keys_are_not_sent_into_the_queue():
-    asked = []
-    tracker = load_calls.CallTracker(["2001"])
-    tracker.on_ask = asked.append
-    rec = load_calls.LoadCall(n=0, caller_number="1", planned=0.0, trunk_uid="t")
-    tracker.add(rec)
-    tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-x", "Uniqueid": "u",
-                                       "CallerIDNum": "1", "Timestamp": "1"}))
+    tracker, _rec, asked = _one_call()
     tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "AGI",
                                      "AppData": "agi://127.0.0.1:4573/queue", "Timestamp": "2"}))
     tracker.on_event(Ev("AGIExecStart", {"Uniqueid": "u", "Command": "WAIT FOR DIGIT 30001",
