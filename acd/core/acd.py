@@ -33,7 +33,7 @@ from acd.core.config import GroupConfig
 from acd.core.control import CallControl
 from acd.core.decisions import BridgeCall, CancelRing, Decision, DialCustomer, Notify
 from acd.core.engine import SendReason
-from acd.core.errors import (CallbackDisabled, CallbackNumberMissing, DuplicateCall,
+from acd.core.errors import (CallbackDisabled, CallbackNumberMissing,
                              NotAManualState, UnknownCall, UnknownGroup)
 from acd.core.groups import GroupStats
 from acd.core.restore import Restore
@@ -141,10 +141,7 @@ class Acd(CallControl, Restore):
         the arrival and queue records and the maximum wait count from it; what the core
         decides (an offer, a ring timer) happens at ``now``."""
         self._begin()
-        if call_id in self._calls or call_id in self._ended:
-            raise DuplicateCall(call_id)
-        if group not in self._groups:
-            raise UnknownGroup(group)
+        self._new_call_in(call_id, group)
         entered = now if entered_at is None else min(entered_at, now)
         call = Call(call_id, caller_number or "", group, int(priority), entered,
                     tuple(key_trail), verification)

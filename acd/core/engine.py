@@ -39,7 +39,8 @@ from acd.core.decisions import (Announce, CancelRing, CancelTimer, Decision, Not
                                 RecordAgentState, RecordCallEvent, RecordControl, RecordLeg,
                                 RecordLegWrapup, RegroupCaller, ReleaseLegs, RingAgent,
                                 RingAgentForCallback, SendToDestination, StartTimer)
-from acd.core.errors import EndpointInUse, EndpointMissing, UnknownCall
+from acd.core.errors import (DuplicateCall, EndpointInUse, EndpointMissing, UnknownCall,
+                             UnknownGroup)
 from acd.core.groups import Group
 from acd.core.routing import Entry, IdleAgents, SortedList, Strategy, idle_entry
 from acd.core.timers import (CALL_TIMERS, QUEUE_TIMERS, T_ANNOUNCE, T_CB_EXPIRE, T_CB_RETRY,
@@ -170,6 +171,15 @@ class Engine:
         agent.state = new
         agent.since = since
         self._sync_available(agent)
+
+    def _new_call_in(self, call_id: str, group: str) -> Group:
+        """The group a new call enters; refused if the call is known or the group is not."""
+        if call_id in self._calls or call_id in self._ended:
+            raise DuplicateCall(call_id)
+        g = self._groups.get(group)
+        if g is None:
+            raise UnknownGroup(group)
+        return g
 
     def _bind_endpoint(self, agent: Agent, endpoint: str) -> None:
         """Bind the agent to their phone (login, restore); refused if none or another's."""

@@ -184,36 +184,33 @@ class OutboundCalls(Engine):
                 self._outbound_event(out, OutboundEvent.AGENT_HANGUP, now)
         return self._settle(now)
 
-    def _outbound_customer_answered(self, call_id: str, now: float) -> list | None:
+    def _outbound_fact(self, call_id: str, now: float,
+                       moves: dict[OutboundState, tuple[OutboundEvent, str]]) -> list | None:
+        """A fact about the customer's side of an outbound call: in the states of ``moves``,
+        the event (and cause) it is; None if the call is no outbound call of ours."""
         out = self._outbound.get(call_id)
         if out is None and call_id not in self._outbound_ended:
             return None
         self._begin()
-        if out is not None and out.state is OutboundState.DIALING:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_ANSWERED, now)
+        if out is not None and out.state in moves:
+            event, cause = moves[out.state]
+            self._outbound_event(out, event, now, cause)
         return self._settle(now)
 
+    def _outbound_customer_answered(self, call_id: str, now: float) -> list | None:
+        return self._outbound_fact(call_id, now, {
+            OutboundState.DIALING: (OutboundEvent.CUSTOMER_ANSWERED, "")})
+
     def _outbound_customer_failed(self, call_id: str, cause: str, now: float) -> list | None:
-        out = self._outbound.get(call_id)
-        if out is None and call_id not in self._outbound_ended:
-            return None
-        self._begin()
-        if out is not None and out.state is OutboundState.DIALING:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_FAILED, now,
-                                 (cause or "failed").strip().lower())
-        return self._settle(now)
+        return self._outbound_fact(call_id, now, {
+            OutboundState.DIALING: (OutboundEvent.CUSTOMER_FAILED,
+                                    (cause or "failed").strip().lower())})
 
     def _outbound_caller_hung_up(self, call_id: str, now: float) -> list | None:
         """For an outbound call, the far end (the customer) hung up."""
-        out = self._outbound.get(call_id)
-        if out is None and call_id not in self._outbound_ended:
-            return None
-        self._begin()
-        if out is not None and out.state is OutboundState.CONNECTED:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_HANGUP, now)
-        elif out is not None and out.state is OutboundState.DIALING:
-            self._outbound_event(out, OutboundEvent.CUSTOMER_FAILED, now, "hangup")
-        return self._settle(now)
+        return self._outbound_fact(call_id, now, {
+            OutboundState.CONNECTED: (OutboundEvent.CUSTOMER_HANGUP, ""),
+            OutboundState.DIALING: (OutboundEvent.CUSTOMER_FAILED, "hangup")})
 
     def _outbound_timer(self, ident: str, now: float) -> None:
         """The agent's phone rang too long for their outbound call."""

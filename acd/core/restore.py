@@ -14,7 +14,7 @@ from acd.core.calls import OFFERABLE_STATES, Call, Callback, CallEvent, CallEven
 from acd.core.config import CallbackSettings
 from acd.core.decisions import Decision
 from acd.core.engine import Engine
-from acd.core.errors import DuplicateCall, RestoreInvalid, UnknownGroup
+from acd.core.errors import RestoreInvalid
 from acd.core.timers import T_ANNOUNCE, T_CB_EXPIRE, T_MAXWAIT, T_WRAPUP, timer_key
 
 
@@ -75,11 +75,7 @@ class Restore(Engine):
         order of restoring). A call that was ringing an agent is restored as waiting.
         Nothing is offered until :meth:`resume`."""
         self._begin()
-        if call_id in self._calls or call_id in self._ended:
-            raise DuplicateCall(call_id)
-        g = self._groups.get(group)
-        if g is None:
-            raise UnknownGroup(group)
+        g = self._new_call_in(call_id, group)
         cfg = g.cfg
         call = Call(call_id, caller_number or "", group, int(priority),
                     entered_at if arrived_at is None else arrived_at,
@@ -119,11 +115,7 @@ class Restore(Engine):
         :meth:`restore_agent`). The agent becomes ``talking``; a non-idle restored state
         becomes their pending state."""
         self._begin()
-        if call_id in self._calls or call_id in self._ended:
-            raise DuplicateCall(call_id)
-        g = self._groups.get(group)
-        if g is None:
-            raise UnknownGroup(group)
+        g = self._new_call_in(call_id, group)
         agent = self._agents.get(agent_id)
         if agent is None or agent.state not in MANUAL_STATES - {AgentState.OFFLINE}:
             state = agent.state.value if agent else "offline"
