@@ -102,7 +102,8 @@ FACT_TYPES = (ChannelCreated, ChannelRinging, OriginateAnswered, OriginateFailed
               ChannelRenamed, VoicemailLeft)
 
 
-def _int(x: object, default: int) -> int:
+def as_int(x: object, default: int = 0) -> int:
+    """An AMI header (or channel variable) as an integer; ``default`` if it is none."""
     try:
         return int(str(x).strip())
     except (TypeError, ValueError):
@@ -123,10 +124,10 @@ def translate(e: ev.AmiEvent) -> Fact | None:
     if isinstance(e, ev.Hangup):
         return ChannelHungUp(e.uniqueid or "", e.channel or "", e.cause)
     if (e.name == "SoftHangupRequest"
-            and _int(e.fields.get("Cause"), -1) == SOFTHANGUP_SHUTDOWN) or e.name == "Shutdown":
+            and as_int(e.fields.get("Cause"), -1) == SOFTHANGUP_SHUTDOWN) or e.name == "Shutdown":
         return AsteriskStopping()
     if e.name in ("HangupRequest", "SoftHangupRequest"):
-        cause = _int(e.fields.get("Cause"), -1)
+        cause = as_int(e.fields.get("Cause"), -1)
         return HangupCause(str(e.fields.get("Uniqueid", "")), cause) if cause > 0 else None
     if isinstance(e, ev.ContactStatus):
         return ContactChanged(e.endpoint_name or e.aor or "", e.uri or "", e.contact_status or "")
@@ -147,7 +148,7 @@ def translate(e: ev.AmiEvent) -> Fact | None:
     return None
 
 
-__all__ = ["translate", "Fact", "FACT_TYPES", "ChannelCreated", "ChannelRinging",
+__all__ = ["translate", "as_int", "Fact", "FACT_TYPES", "ChannelCreated", "ChannelRinging",
            "OriginateAnswered", "OriginateFailed", "HangupCause", "ChannelHungUp",
            "AsteriskStopping", "ContactChanged", "BridgeEntered", "BridgeLeft",
            "ChannelRenamed", "VoicemailLeft", "SOFTHANGUP_SHUTDOWN"]

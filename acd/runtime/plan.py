@@ -38,6 +38,7 @@ from acd.ami.events import CHANNEL_STATE_UP
 from acd.asterisk import dialplan as dp
 from acd.core.numbers import is_number
 from acd.core.transfers import TRANSFER_PRIORITY_BOOST
+from acd.runtime.ami_in import as_int
 
 ENDED_WHILE_DOWN = "ended_while_server_down"
 
@@ -131,13 +132,6 @@ def _f(x: Any) -> float | None:
         return None
 
 
-def _i(x: Any, default: int = 0) -> int:
-    try:
-        return int(str(x).strip())
-    except (TypeError, ValueError):
-        return default
-
-
 def event_time(stored: Mapping[str, Any], kind: str) -> float | None:
     """When the stored call's newest ``kind`` event happened (None: never)."""
     at = None
@@ -164,7 +158,7 @@ def _call_kw(caller_c: Chan, caller_v: Vars, stored: Mapping[str, Any]) -> dict[
     """The core's restore arguments of a call from its caller's channel and its record."""
     number = str(stored.get("caller_number") or caller_c.get("CallerIDNum") or "")
     kw: dict[str, Any] = {"caller_number": number if is_number(number) else "",
-                          "priority": _i(caller_v.get(dp.PRIORITY), 0),
+                          "priority": as_int(caller_v.get(dp.PRIORITY), 0),
                           "key_trail": _key_trail(stored)}
     if stored.get("answered_at"):
         kw["answered_at"] = _ts(stored["answered_at"])
@@ -328,7 +322,7 @@ class _Planner:
         for c, v in self.r.found:
             call_id = v.get(dp.CALL, "")
             if not (is_leg(c, v) and c.get("Context") == dp.AGENT_CONTEXT
-                    and not c.get("BridgeId") and _i(c.get("ChannelState")) == CHANNEL_STATE_UP
+                    and not c.get("BridgeId") and as_int(c.get("ChannelState")) == CHANNEL_STATE_UP
                     and call_id in in_queue and call_id not in self.kept
                     and v.get(dp.ROLE) != "outbound"):
                 continue
@@ -403,7 +397,7 @@ class _Planner:
             if stored.get("arrived_at"):
                 kw["arrived_at"] = _ts(stored["arrived_at"])
             step = ("restore_waiting_call", (uid, number, v[dp.GROUP],
-                                             _i(v.get(dp.PRIORITY), 0), entered), kw)
+                                             as_int(v.get(dp.PRIORITY), 0), entered), kw)
             self.plan.calls.append(CallRestore("waiting", uid, (step,),
                                                caller=_caller(c, number), group=v[dp.GROUP]))
 
@@ -419,7 +413,7 @@ class _Planner:
             if not queued or not requested:
                 continue
             detail = queued[-1].get("detail") or {}
-            prio = _i(str(detail.get("detail", "")).removeprefix("priority "), 0)
+            prio = as_int(str(detail.get("detail", "")).removeprefix("priority "), 0)
             step = ("restore_waiting_call", (
                 call_id, stored.get("caller_number") or "",
                 detail.get("group") or stored.get("skill_group") or "", prio,

@@ -19,6 +19,7 @@ from acd.ami.events import CHANNEL_STATE_UP
 from acd.asterisk import dialplan as dp
 from acd.core import AcdError, Decision, RequeueCaller
 from acd.runtime import ami_in as f
+from acd.runtime.ami_in import as_int
 from acd.runtime.ami_out import AmiOut
 from acd.runtime.channels import LEG_PREFIX, Bridges, Caller, Channels
 from acd.runtime.effects import Records, utc
@@ -251,7 +252,7 @@ class Restorer:
             leg.channel = str(c.get("Channel") or leg.channel)
             if leg.cancelled or (leg.reported and not leg.answered):
                 self.out.hangup(leg.uid, leg.call_id, leg.agent_id)
-            elif (not leg.answered and _int(c.get("ChannelState")) == CHANNEL_STATE_UP
+            elif (not leg.answered and as_int(c.get("ChannelState")) == CHANNEL_STATE_UP
                   and c.get("Context") in (dp.AGENT_CONTEXT, dp.CUSTOMER_CONTEXT)):
                 yield f.OriginateAnswered(leg.uid, leg.channel)
 
@@ -275,13 +276,6 @@ class Restorer:
                                                     or a.get("BridgeId") != b.get("BridgeId")):
                 self.log.warning("runtime.rebridge", call=call_id, agent=agent_id)
                 self.out.chain(call_id, self.telephony.connect(call_id, agent_id))
-
-
-def _int(x: Any) -> int:
-    try:
-        return int(str(x).strip())
-    except (TypeError, ValueError):
-        return 0
 
 
 __all__ = ["Restorer"]
