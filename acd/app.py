@@ -19,6 +19,7 @@ from aiohttp import web
 
 from acd import log as acdlog
 from acd.ami.client import AmiClient
+from acd.runtime.ami_in import AMI_EVENTS
 from acd.asterisk import dialplan as dp
 from acd.config import Config, core_groups
 from acd.core import Acd
@@ -79,7 +80,8 @@ class Server:
         self.ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
                              action_timeout=cfg.ami.action_timeout,
                              ping_interval=cfg.ami.ping_interval,
-                             ping_timeout=cfg.ami.ping_timeout)
+                             ping_timeout=cfg.ami.ping_timeout,
+                             event_filter=AMI_EVENTS)
         self.ami.on_connection(self._ami_connection)
         self.runtime = AcdRuntime(
             Acd(core_groups(cfg), rng=self.rng or random.Random()), self.ami, self.store, self.hub,

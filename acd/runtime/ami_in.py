@@ -102,6 +102,16 @@ FACT_TYPES = (ChannelCreated, ChannelRinging, OriginateAnswered, OriginateFailed
               ChannelRenamed, VoicemailLeft)
 
 
+#: The AMI events :func:`translate` reads, and nothing else: the server's AMI session asks
+#: Asterisk for these only (``AmiClient(event_filter=...)``); a UserEvent only by its name.
+#: Responses to actions (and the event lists of CoreShowChannels, PJSIPShowContacts...) are
+#: not events of the queue and are never filtered.
+AMI_EVENTS: tuple[str | tuple[str, str], ...] = (
+    "Newchannel", "Newstate", "OriginateResponse", "Hangup", "HangupRequest",
+    "SoftHangupRequest", "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
+    ("UserEvent", "AcdVoicemail"))
+
+
 def as_int(x: object, default: int = 0) -> int:
     """An AMI header (or channel variable) as an integer; ``default`` if it is none."""
     try:
@@ -148,7 +158,7 @@ def translate(e: ev.AmiEvent) -> Fact | None:
     return None
 
 
-__all__ = ["translate", "as_int", "Fact", "FACT_TYPES", "ChannelCreated", "ChannelRinging",
+__all__ = ["translate", "as_int", "AMI_EVENTS", "Fact", "FACT_TYPES", "ChannelCreated", "ChannelRinging",
            "OriginateAnswered", "OriginateFailed", "HangupCause", "ChannelHungUp",
            "AsteriskStopping", "ContactChanged", "BridgeEntered", "BridgeLeft",
            "ChannelRenamed", "VoicemailLeft", "SOFTHANGUP_SHUTDOWN"]

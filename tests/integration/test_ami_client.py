@@ -367,3 +367,31 @@ async def test_protocol_framing_across_chunks():
     assert proto.version == "9.0.0"
     assert got == [{"Event": "Newchannel", "CallerIDName": "Jos\u00e9 \u00c5se"},
                    {"Event": "VarSet", "Variable": "EMPTY", "Value": ""}]
+
+
+async def test_event_filter_is_asked_for_after_each_login(server, make_client, logs):
+    c = make_client(event_filter=("Newchannel", ("UserEvent", "AcdVoicemail")))
+    await asyncio.wait_for(c.start(), GUARD)
+    sent = [m for _, m in server.actions("Filter")]
+    assert [(m["Operation"], m["MatchCriteria"], m.get("Filter")) for m in sent] == [
+        ("Add", "name(Newchannel)", None),
+        ("Add", "name(UserEvent),header(UserEvent),method(exact)", "AcdVoicemail")]
+    assert not ids(logs, "ami.filter_refused")
+
+
+async def test_a_refused_filter_falls_back_to_every_event(server, make_client, logs):
+    """An Asterisk older than 22.1 refuses a structured filter: nothing the application
+    reads may then be filtered out, so one include-all filter follows."""
+    def refuse(conn, m):
+        ok = "MatchCriteria" not in m or m["MatchCriteria"] == "name(Newchannel)"
+        conn.send({"Response": "Success" if ok else "Error", "ActionID": m["ActionID"],
+                   "Message": "OK" if ok else "Filter was formatted incorrectly."})
+    server.on("Filter", refuse)
+    c = make_client(event_filter=("Newchannel", "Hangup", "Rename"))
+    await asyncio.wait_for(c.start(), GUARD)
+    sent = [m for _, m in server.actions("Filter")]
+    assert [m.get("MatchCriteria") for m in sent] == ["name(Newchannel)", "name(Hangup)", None]
+    assert sent[-1]["Filter"] == ".*"
+    [refused] = ids(logs, "ami.filter_refused")
+    assert refused["event_name"] == "Hangup"
+    assert c.connected
