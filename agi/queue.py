@@ -1,11 +1,14 @@
 """The FastAGI ``queue`` script: a caller waits for an agent, listening to music on hold.
 
-The dialplan (``[acd-queue]``) has set ``ACD_GROUP`` and ``ACD_PRIORITY``. The script
+The dialplan (``[acd-queue]``) passes ``ACD_GROUP``, ``ACD_PRIORITY``, ``ACD_ENTERED``... as
+the script's arguments (``dp.QUEUE_ARGS``). The script
 
-1. turns the music on at once (so a caller never hears silence while our server starts up),
-   waits until the ACD has taken up its state after a start, and registers the caller:
-   a new caller enters the queue at ``ACD_ENTERED``, which the script sets once (a caller
-   whose session comes back after a restart keeps the value, and with it their place);
+1. registers the caller before its first AGI command, so the core decides (and an idle
+   agent's phone rings) without waiting on a round trip to Asterisk; then turns the music on
+   (at once instead while our server is still starting up: music, never silence, while the
+   ACD takes up its state). A new caller enters the queue now, and the script keeps that
+   time in ``ACD_ENTERED`` (a caller whose session comes back after a restart keeps the
+   value, and with it their place);
 2. waits for a key (``WAIT FOR DIGIT``; the music keeps playing) until the next
    announcement is due, then plays the one the ACD pushed (position, estimated wait): nothing
    is polled, so a waiting caller costs one AGI command per announcement or key, and one
@@ -46,23 +49,24 @@ class QueueScript:
     async def __call__(self, session: AgiSession) -> None:
         req = session.request
         log = session.log
-        await session.set_music(True)
-        if await session.get_variable(dp.BRIDGED):
+        # Everything the dialplan set comes with the request (dp.QUEUE_ARGS): the caller is
+        # registered, and the core decides, before the first AGI command.
+        group, priority_text, entered_text, bridged, ivr, did = _queue_args(req.args)
+        if bridged:
             return                      # talked to an agent already: the dialplan hangs up
-        await self.runtime.wait_ready()
-        group = await session.get_variable(dp.GROUP) or ""
-        priority = _int(await session.get_variable(dp.PRIORITY))
-        entered_text = await session.get_variable(dp.ENTERED)
+        priority = _int(priority_text)
         entered = _float(entered_text)
-        did = await session.get_variable(dp.DID) or req.headers.get("agi_extension", "")
-        if entered is None:
+        new = entered is None
+        if new:
             entered = self.runtime.clock()
-            await session.set_variable(dp.ENTERED, f"{entered:.6f}")
+        music = not self.runtime.ready.is_set()
+        if music:                       # our server is starting up: music, not silence
+            await session.set_music(True)
         try:
             handle = await self.runtime.caller_arrived(
                 uniqueid=req.uniqueid, channel=req.channel, caller_number=req.caller_id_num,
-                caller_name=req.caller_id_name, did=did, group=group, priority=priority,
-                entered=entered)
+                caller_name=req.caller_id_name, did=did or req.extension, group=group,
+                priority=priority, entered=entered, ivr=bool(ivr))
         except UserError as e:
             log.warning("queue.refused", error=e.id, message=e.message, group=group)
             await session.set_variable(dp.NEXT, dp.SORRY_TARGET)
@@ -70,8 +74,13 @@ class QueueScript:
         if handle is None:              # the ACD is done with this call
             await session.set_variable(dp.NEXT, dp.HANGUP_TARGET)
             return
-        await session.set_variable(dp.QUEUE_TRIES, "0")
         try:
+            if not music:
+                await session.set_music(True)
+            if new:                     # kept for the caller's place after a restart
+                await session.set_variable(dp.ENTERED, f"{entered:.6f}")
+            await session.set_variable(dp.QUEUE_TRIES, "0")
+            await handle.on_record()
             await self._wait(session, handle)
         except AgiError:
             pass                        # cut by Asterisk: bridged, redirected or hung up
@@ -170,6 +179,14 @@ class QueueScript:
             if digits != "1" and is_number(digits):
                 number = digits
         return None
+
+
+def _queue_args(args: list[str]) -> tuple[str, str, str, str, str, str]:
+    """The script's arguments in the order of ``dp.QUEUE_ARGS`` (missing ones empty); the
+    DID is the rest, commas and all."""
+    n = len(dp.QUEUE_ARGS)
+    head = (list(args[:n - 1]) + [""] * n)[:n - 1]
+    return (*head, ",".join(args[n - 1:]))     # type: ignore[return-value]
 
 
 def _int(text: str | None) -> int:

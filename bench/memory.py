@@ -7,7 +7,7 @@ played by this process, on loopback, speaking their real protocols:
   phone as reachable (``PJSIPShowContacts``), no channels, and answers every other action;
 * 10,000 FastAGI connections (Asterisk's side of FastAGI) into the ``queue`` script, one per
   waiting caller, with the channel variables the dialplan sets: they answer every command as
-  Asterisk would (``WAIT FOR DIGIT 1000`` after one second, with no key).
+  Asterisk would (``WAIT FOR DIGIT <ms>`` after its timeout, with no key).
 
 Callers enter a few at a time (``setup_window``), as callers arriving one after the other;
 a burst of thousands at once makes the store's connection pool time out (SQLAlchemy's
@@ -21,7 +21,7 @@ in over the HTTP API takes minutes: each login builds the snapshot of every agen
 time of one login is measured with a few more agents.) Its resident memory (``VmRSS``, and
 the peak ``VmHWM``) is read from /proc with the agents, then with the 10,000 callers
 waiting. The CPU it spends with them all waiting is noted too (each waiting caller's queue
-script asks Asterisk for a key once a second).
+script waits for a key until the next announcement, a minute at most).
 """
 from __future__ import annotations
 
@@ -180,7 +180,10 @@ class WaitingCaller:
             "agi_type": "PJSIP", "agi_uniqueid": self.uid, "agi_version": "22.10.1",
             "agi_callerid": self.number, "agi_calleridname": "Memory Bench",
             "agi_context": dp.QUEUE_CONTEXT, "agi_extension": "s", "agi_priority": "6",
-            "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": str(self.n)}
+            "agi_enhanced": "0.0", "agi_accountcode": "", "agi_threadid": str(self.n),
+            # The dialplan passes these as the script's arguments (dp.QUEUE_ARGS).
+            **{f"agi_arg_{i}": self.variables.get(v, "")
+               for i, v in enumerate(dp.QUEUE_ARGS, 1)}}
         writer.write("".join(f"{k}: {v}\n" for k, v in headers.items()).encode() + b"\n")
         try:
             while True:
@@ -191,7 +194,7 @@ class WaitingCaller:
                 if cmd.startswith("WAIT FOR DIGIT"):
                     self.entered.set()
                     self._release()
-                    await asyncio.sleep(1.0)          # as Asterisk: the timeout, no key
+                    await asyncio.sleep(_wait_seconds(line))   # as Asterisk: no key
                     writer.write(b"200 result=0\n")
                 elif cmd.startswith("GET VARIABLE"):
                     value = self.variables.get(line.split()[2].strip('"'))
@@ -208,6 +211,15 @@ class WaitingCaller:
             pass
         finally:
             writer.close()
+
+
+def _wait_seconds(line: str) -> float:
+    """The timeout of ``WAIT FOR DIGIT <ms>`` in seconds (-1, none: a minute)."""
+    try:
+        ms = int(line.split()[3])
+    except (IndexError, ValueError):
+        ms = -1
+    return 60.0 if ms < 0 else ms / 1000
 
 
 # --------------------------------------------------------------------------- the measure

@@ -39,6 +39,7 @@ DID = "ACD_DID"                # the number the caller dialled (inherited)
 BRIDGED = "ACD_BRIDGED"        # set once the caller is bridged: the dialplan ends the call after
 NEXT = "ACD_NEXT"              # where the queue script sends the caller next
 QUEUE_TRIES = "ACD_QTRIES"     # queue script attempts while our server is away
+IVR = "ACD_IVR"                # set by the IVR: the caller's keys may be on record
 # Call control (on the caller)
 OWNER = "ACD_OWNER"            # the agent whose call it is (hold, transfers)
 HELD_AT = "ACD_HELD_AT"        # when the caller was put on hold ("" when not held)
@@ -55,8 +56,12 @@ TRANSFER_DIAL = "ACD_TRANSFER_DIAL"   # the dial string of [acd-transfer]
 
 #: Every variable above: the contract test checks each is named in the dialplan or read by a
 #: FastAGI script from a channel the dialplan made.
-VARIABLES = (GROUP, PRIORITY, ENTERED, DID, BRIDGED, NEXT, QUEUE_TRIES, OWNER, HELD_AT, SURVEY,
+VARIABLES = (GROUP, PRIORITY, ENTERED, DID, BRIDGED, NEXT, QUEUE_TRIES, IVR, OWNER, HELD_AT, SURVEY,
              CALL, AGENT, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL)
+#: The queue script's AGI arguments, in order (``AGI(.../queue,${ACD_GROUP},...)``): the
+#: script gets what it needs with the request, not with one GET VARIABLE each. The DID
+#: comes last: a comma in it cannot shift the others.
+QUEUE_ARGS = (GROUP, PRIORITY, ENTERED, BRIDGED, IVR, DID)
 CONTEXTS = (HOTLINE_CONTEXT, QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT, DEST_CONTEXT,
             VOICEMAIL_CONTEXT, HOLD_CONTEXT, SURVEY_CONTEXT, TRANSFER_CONTEXT)
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from acd.asterisk import dialplan as dp
 from acd.config import Config
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk-conf"
@@ -77,6 +78,7 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
         "hotline_number": cfg.hotline.number,
         "agi_retry_seconds": str(cfg.hotline.agi_retry_seconds),
         "agi_retry_count": str(cfg.hotline.agi_retry_count),
+        "queue_args": ",".join(f"${{{v}}}" for v in dp.QUEUE_ARGS),
         # Filled only by the benchmarks (bench/): app_queue's side-by-side arm.
         "bench_queues": "",
         "bench_contexts": "",

@@ -86,6 +86,13 @@ class CallerSession:
         except asyncio.TimeoutError:
             return False
 
+    async def on_record(self) -> None:
+        """Wait until the caller's entry is on record, so that a crash from here on leaves a
+        whole record behind: at most the writer's flush limit, then the session goes on (a
+        backlog is logged, ``runtime.store_backlog``). The core has decided already and the
+        caller hears music meanwhile: nothing a caller waits for waits on the store."""
+        await self.queue.on_record(self.call_id)
+
     def request_callback(self, number: str) -> None:
         """The caller confirmed ``number``: the call becomes a callback, keeping its place.
         Raises AcdError if the core refuses (then nothing changed)."""
@@ -144,7 +151,7 @@ class Queue:
 
     async def arrive(self, *, uniqueid: str, channel: str, caller_number: str,
                      caller_name: str, did: str, group: str, priority: int,
-                     entered: float) -> CallerSession | None:
+                     entered: float, ivr: bool = True) -> CallerSession | None:
         """See :meth:`acd.runtime.AcdRuntime.caller_arrived`."""
         await self.wait_ready()
         state = self.acd.call_state(uniqueid)
@@ -162,9 +169,13 @@ class Queue:
                             channel=channel, caller_number=caller_number,
                             caller_name=caller_name, did=did, at=utc(entered),
                             bind={"call": uniqueid})
-        # The IVR handed the keys over: nothing to read. Else (a group's own number, or our
-        # restart between the IVR and the queue) the store, without waiting on its writer.
-        key_trail = handed if handed is not None else await self._key_trail(uniqueid)
+        # The IVR handed the keys over: nothing to read. No IVR (a group's own number): no
+        # keys. Else (our restart between the IVR and the queue) the store, without waiting
+        # on its writer.
+        if handed is not None or not ivr:
+            key_trail = list(handed or ())
+        else:
+            key_trail = await self._key_trail(uniqueid)
         if ctx.gone:
             self.log.info("runtime.caller_gone_before_queue", call=uniqueid)
             self.records.call_ended(uniqueid, EndReason.ABANDONED.value, self.clock())
@@ -185,13 +196,14 @@ class Queue:
         self.log.info("runtime.caller_queued", call=uniqueid, channel=channel, group=group,
                       priority=priority)
         self.apply(out)
-        # The caller's entry is on record before their session goes on: a crash from here
-        # on leaves a whole record behind. (The core has decided already: no offer waits.)
+        return session
+
+    async def on_record(self, call_id: str) -> None:
+        """Wait (bounded) until the caller's entry is on record; a backlog is logged."""
         if not await self.records.writer.flush():
             status = self.records.writer.status()
-            self.log.warning("runtime.store_backlog", call=uniqueid, pending=status["pending"],
+            self.log.warning("runtime.store_backlog", call=call_id, pending=status["pending"],
                              oldest_seconds=status["oldest_seconds"], failing=status["failing"])
-        return session
 
     def _again(self, uniqueid: str, channel: str, caller_number: str, caller_name: str,
                state: str) -> CallerSession | None:

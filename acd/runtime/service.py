@@ -405,14 +405,17 @@ class AcdRuntime:
 
     async def caller_arrived(self, *, uniqueid: str, channel: str, caller_number: str,
                              caller_name: str, did: str, group: str, priority: int,
-                             entered: float) -> CallerSession | None:
+                             entered: float, ivr: bool = True) -> CallerSession | None:
         """A caller's queue session (FastAGI) starts. A caller the core knows (a session
         that came back after a restart or a cut) is attached again; a new one enters the
-        queue of ``group`` at ``entered`` (the ACD_ENTERED the script set). None: the call is
-        over for the ACD (the script sends the caller away). AcdError: refused."""
+        queue of ``group`` at ``entered`` (the ACD_ENTERED the script set). ``ivr``: the
+        caller came through an IVR (keys may be on record); False (a group's own number):
+        there is no key trail to look for. None: the call is over for the ACD (the script
+        sends the caller away). AcdError: refused."""
         return await self.queue.arrive(uniqueid=uniqueid, channel=channel,
                                        caller_number=caller_number, caller_name=caller_name,
-                                       did=did, group=group, priority=priority, entered=entered)
+                                       did=did, group=group, priority=priority, entered=entered,
+                                       ivr=ivr)
 
     def expect_caller(self, uniqueid: str, key_trail: Sequence[str] | None = None) -> None:
         """The IVR hands this call to the queue, with the keys the caller pressed (the key

@@ -113,3 +113,48 @@ async def test_the_announcement_pushed_at_its_time_is_played(env):
 async def test_the_callback_key_comes_from_the_calls_group_without_its_whole_view(env):
     assert (await env.arrive("c1", group="sales")).callback_key == "*"
     assert (await env.arrive("c2", group="quiet")).callback_key is None
+
+
+class Request:
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.uniqueid, self.channel = "c9", "PJSIP/acd-caller-c9"
+        self.caller_id_num, self.caller_id_name, self.extension = "5551234", "", "s"
+
+
+async def test_the_caller_is_offered_before_the_first_agi_command(env):
+    """Everything the dialplan set comes as the script's arguments: the core has decided (an
+    idle agent is rung) before the script sends Asterisk anything; then music, the entry
+    time kept on the channel, and the wait."""
+    from acd.asterisk import dialplan as dp
+    args = {dp.GROUP: "sales", dp.PRIORITY: "0", dp.ENTERED: "", dp.BRIDGED: "",
+            dp.IVR: "", dp.DID: "7,8"}
+    env.reachable("1001")
+    env.rt.login("1001")
+    await env.settle()
+    agi = FakeAgi(waits=1)
+    state_at_first_command: list[str] = []
+    agi.request = Request([args[v] for v in dp.QUEUE_ARGS])
+    agi.set_variable = lambda name, value: _record(agi, ("SET VARIABLE", name, value))
+    real_set_music = agi.set_music
+
+    async def set_music(on: bool) -> None:
+        state_at_first_command.append(env.rt.call_info("c9")["state"])
+        await real_set_music(on)
+    agi.set_music = set_music
+    await QueueScript(env.rt)(agi)
+    assert state_at_first_command == ["ringing"]
+    assert [c[0] for c in agi.commands][:3] == ["SET MUSIC", "SET VARIABLE", "SET VARIABLE"]
+    assert agi.commands[1][1] == dp.ENTERED
+    assert env.rt.call_info("c9")["group"] == "sales"
+
+
+async def _record(agi, command) -> None:
+    agi.commands.append(command)
+
+
+def test_queue_args_keep_a_comma_in_the_did():
+    from agi.queue import _queue_args
+    assert _queue_args(["sales", "2", "", "", "1", "70", "01"]) == ("sales", "2", "", "", "1",
+                                                                    "70,01")
+    assert _queue_args(["sales"]) == ("sales", "", "", "", "", "")
