@@ -142,11 +142,15 @@ class Bridges:
         self.members: dict[str, set[str]] = {}       # bridge -> channel uniqueids
         self.expect_leave: Counter[tuple[str, str]] = Counter()  # (uniqueid, bridge or "*")
         self.joining: set[str] = set()
+        self.dissolve: set[str] = set()               # left alone in a bridge by a hangup
+        self.hung_up: set[str] = set()                # left a bridge unexpected: a hangup
 
     def entered(self, uid: str, bridge: str) -> None:
         if uid and bridge:
             self.bridge_of[uid] = bridge
             self.members.setdefault(bridge, set()).add(uid)
+            self.dissolve.discard(uid)
+            self.hung_up.discard(uid)
             self.joining.discard(uid)
 
     def left(self, uid: str, bridge: str) -> bool:
@@ -156,20 +160,31 @@ class Bridges:
             members.discard(uid)
             for other in members:
                 self.expect_leave[(other, bridge)] += 1
+                self.dissolve.add(other)
             if not members:
                 del self.members[bridge]
         if self.bridge_of.get(uid) == bridge:
             del self.bridge_of[uid]
+            self.dissolve.discard(uid)
         for tok in ((uid, bridge), (uid, "*")):
             if self.expect_leave.get(tok):
                 self.unexpect([tok])
                 return True
+        self.hung_up.add(uid)
         return False
+
+    def leaving(self, uid: str) -> bool:
+        """The channel is on its way out by itself: it left a bridge without our moving it (a
+        hangup), or it is still in a bridge another member left so (Asterisk takes it out
+        of the dissolving bridge, and the dialplan hangs it up)."""
+        return uid in self.hung_up or (uid in self.dissolve and uid in self.bridge_of)
 
     def gone(self, uid: str) -> None:
         """The channel hung up."""
         self.bridge_of.pop(uid, None)
         self.joining.discard(uid)
+        self.dissolve.discard(uid)
+        self.hung_up.discard(uid)
         for tok in [x for x in self.expect_leave if x[0] == uid]:
             del self.expect_leave[tok]
 
@@ -177,6 +192,8 @@ class Bridges:
         """We are about to move this channel out of its bridge (if it is in one): its leave
         is no hangup. A joining channel is expected to leave whatever bridge it is in."""
         bridge = self.bridge_of.get(uid) or ("*" if uid in self.joining else None)
+        self.dissolve.discard(uid)
+        self.hung_up.discard(uid)
         if bridge is None:
             return None
         self.expect_leave[(uid, bridge)] += 1

@@ -54,6 +54,11 @@ from acd.runtime.channels import AGENT_LEG, CUSTOMER_LEG, Bridges, Caller, Chann
 _BOX = re.compile(r"[^0-9A-Za-z_]")
 
 
+#: How long a channel leaving a dissolved bridge may take to be hung up by the dialplan
+#: before the runtime hangs it up itself.
+DISSOLVE_GRACE = 3.0
+
+
 def cid_text(text: str) -> str:
     """Caller id text that cannot break an AMI header or the quoting of CallerID: control
     characters (CR and LF among them), quotes, angle brackets and backslashes are taken out."""
@@ -185,24 +190,43 @@ class Telephony:
 
     def release_legs(self, d: ReleaseLegs) -> None:
         """The call ended in the core: no leg of it may stay up. After a conversation the
-        caller's side goes too (the dialplan hangs it up as well, once the bridge is gone).
-        A caller on their way to the survey must have left the bridge (or have ACD_SURVEY
-        set) before their agent's leg goes: then the legs go after the call's actions so far;
-        else at once."""
+        caller's side goes too. A caller on their way to the survey must have left the
+        bridge (or have ACD_SURVEY set) before their agent's leg goes: then the legs go after
+        the call's actions so far; else at once.
+
+        A channel that left the bridge by hanging up, and the one still in the bridge it
+        left (a two-party bridge dissolves, and the dialplan hangs it up: ``ACD_BRIDGED``),
+        are going by themselves: they are not hung up here, where the AMI Hangup would only
+        race theirs and meet "No such channel". Should one still be up after
+        :data:`DISSOLVE_GRACE` seconds, it is hung up then."""
         ctx = self.ch.caller(d.call_id)
         after_actions = ctx is not None and ctx.sent and not ctx.gone
         for leg in self.ch.legs_of(d.call_id):
             if not leg.gone and not leg.cancelled:
                 leg.cancelled = True
-                if after_actions:
+                if self.bridges.leaving(leg.uid):
+                    self._hang_up_later(leg.uid, lambda leg=leg: leg.gone, d.call_id,
+                                        leg.agent_id)
+                elif after_actions:
                     self.out.chain(d.call_id, self.out.hangup_action(leg.uid, d.call_id,
                                                                      leg.agent_id))
                 else:
                     self.out.hangup(leg.uid, d.call_id, leg.agent_id)
         if ctx is not None and d.caller_too and not ctx.gone and not ctx.sent:
-            self.out.hangup(ctx.channel, d.call_id, None)
+            if self.bridges.leaving(ctx.call_id):
+                self._hang_up_later(ctx.channel, lambda: ctx.gone, d.call_id, None)
+            else:
+                self.out.hangup(ctx.channel, d.call_id, None)
         if ctx is not None and ctx.session is not None:
             ctx.session.done = True
+
+    def _hang_up_later(self, channel: str, gone: Callable[[], bool], call_id: str,
+                       agent_id: str | None) -> None:
+        def check() -> None:
+            if not gone():
+                self.log.info("runtime.hangup_after_bridge", call=call_id, channel=channel)
+                self.out.hangup(channel, call_id, agent_id)
+        asyncio.get_running_loop().call_later(DISSOLVE_GRACE, check)
 
     # ================================================================ the caller
 

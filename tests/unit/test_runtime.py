@@ -900,3 +900,48 @@ async def test_without_a_hand_over_a_hanging_store_delays_the_offer_a_moment_onl
     assert "ACD_CALL=c1" in env.leg("1001")["Variable"]
     assert env.rt.call_info("c1")["key_trail"] == []
     assert [e["call"] for e in logs if e["event"] == "runtime.key_trail_unread"] == ["c1"]
+
+
+@pytest.mark.parametrize("leaves_first", ["agent", "caller"])
+async def test_the_side_left_in_a_dissolving_bridge_is_left_to_the_dialplan(env, monkeypatch,
+                                                                            leaves_first):
+    """After a conversation the dialplan hangs up the side still in the bridge: no AMI
+    Hangup races it (it met "No such channel" on every call). Should that side still be up
+    a while later, the runtime hangs it up itself."""
+    import acd.runtime.telephony as tel
+    await start(env, "1001", "1002")
+    env.rt.login("1001")
+    for call, agent in (("c1", "1001"), ("c2", "1002")):
+        if call == "c2":
+            env.rt.set_state("1001", "break", "coffee")
+            env.rt.login("1002")
+            await env.settle()
+        leg = await env.connected(call, agent)
+        agent_chan = f"PJSIP/x-{leg['ChannelId']}"
+        sides = {"caller": (call, f"PJSIP/acd-caller-{call}"),
+                 "agent": (leg["ChannelId"], agent_chan)}
+        for uid, chan in sides.values():
+            env.emit(Event="BridgeEnter", Channel=chan, Uniqueid=uid, BridgeUniqueid=f"b{call}")
+        await env.settle()
+        env.ami.clear()
+        first = sides[leaves_first]
+        other = sides["caller" if leaves_first == "agent" else "agent"]
+        monkeypatch.setattr(tel, "DISSOLVE_GRACE", 600.0 if call == "c1" else 0.2)
+        env.emit(Event="BridgeLeave", Channel=first[1], Uniqueid=first[0],
+                 BridgeUniqueid=f"b{call}")
+        await env.settle()
+        assert env.rt.call_info(call)["state"] == "ended"
+        if call == "c1":               # the dialplan hangs it up: nothing more
+            assert env.ami.sent("Hangup") == []
+            env.emit(Event="BridgeLeave", Channel=other[1], Uniqueid=other[0],
+                     BridgeUniqueid=f"b{call}")
+            env.hangup(other[0], other[1])
+            env.hangup(first[0], first[1])
+            await asyncio.sleep(0.1)
+            await env.settle()
+            assert env.ami.sent("Hangup") == []
+        else:                          # both stay up: hung up after the grace
+            await asyncio.sleep(0.4)
+            await env.settle()
+            assert sorted(h["Channel"] for h in env.ami.sent("Hangup")) == sorted(
+                [sides["agent"][0], sides["caller"][1]])
