@@ -179,7 +179,10 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        for p in (self.db_path, self.db_path.with_suffix(".db-wal"), self.db_path.with_suffix(".db-shm")):
+        # A fresh database, and no store backlog spilled by the run before (it would be
+        # written into the new database at start: agents logged in already).
+        for p in (self.db_path, self.db_path.with_suffix(".db-wal"), self.db_path.with_suffix(".db-shm"),
+                  self.db_path.with_suffix(".db.backlog.jsonl")):
             p.unlink(missing_ok=True)
         env = {**os.environ, "ACD_DATABASE__URL": f"sqlite+aiosqlite:///{self.db_path}"}
         log = open(self.log_path, "ab")
