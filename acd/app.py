@@ -30,7 +30,7 @@ from acd.web.api import make_app
 from acd.web.hub import Hub
 from agi.flows.service import FlowService
 from agi.hotline import HotlineIvr
-from agi.queue import QueueScript
+from agi.queue import CallbackScript, QueueScript
 from agi.survey import SurveyScript
 from agi.server import FastAgiServer
 
@@ -109,6 +109,7 @@ class Server:
                                              on_queue=self.runtime.expect_caller)
         await self.flows.start()
         routes = {"ivr": self.flows.runner, "queue": QueueScript(self.runtime),
+                  "callback": CallbackScript(self.runtime),
                   "survey": SurveyScript(ivr_store)}
         self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, routes,
                                  allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,

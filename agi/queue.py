@@ -1,26 +1,19 @@
-"""The FastAGI ``queue`` script: a caller waits for an agent, listening to music on hold.
+"""The FastAGI ``queue`` script registers a caller with the ACD; the ``callback`` script
+confirms the number of a caller who asked to be called back.
 
-The dialplan (``[acd-queue]``) passes ``ACD_GROUP``, ``ACD_PRIORITY``, ``ACD_ENTERED``... as
-the script's arguments (``dp.QUEUE_ARGS``). The script
+``queue``: the dialplan (``[acd-queue]``) passes ``ACD_GROUP``, ``ACD_PRIORITY``,
+``ACD_ENTERED``... as the script's arguments (``dp.QUEUE_ARGS``). The script registers the
+caller before its first AGI command, so the core decides (and an idle agent's phone rings)
+without waiting on a round trip to Asterisk; then it keeps the entry time in ``ACD_ENTERED``
+(a caller whose session comes back after a restart keeps the value, and with it their place)
+and sends the caller to ``wait`` (``ACD_NEXT``): the caller waits in Asterisk, with music and
+no FastAGI session (see :mod:`acd.runtime.queue`). While our server is still starting up, the
+music is on at once: music, never silence, while the ACD takes up its state.
 
-1. registers the caller before its first AGI command, so the core decides (and an idle
-   agent's phone rings) without waiting on a round trip to Asterisk; then turns the music on
-   (at once instead while our server is still starting up: music, never silence, while the
-   ACD takes up its state). A new caller enters the queue now, and the script keeps that
-   time in ``ACD_ENTERED`` (a caller whose session comes back after a restart keeps the
-   value, and with it their place);
-2. waits for a key (``WAIT FOR DIGIT``; the music keeps playing) until the next
-   announcement is due, then plays the one the ACD pushed (position, estimated wait): nothing
-   is polled, so a waiting caller costs one AGI command per announcement or key, and one
-   every ``IDLE_WAIT_MS`` at most (see :class:`acd.runtime.queue.CallerSession`);
-3. ends quietly when Asterisk cuts the session: the ACD bridged the caller with an agent or
-   redirected them to a destination (AMI), or the caller hung up. Which one it was is not
-   this script's business: the runtime knows what it did, and caller hangups come from the
-   AMI Hangup event, which is authoritative.
-
-Callback: the caller presses the group's callback key, hears their number read back and
-presses 1 to confirm (or keys in another number and #); the ACD keeps their place, they hear
-a thank-you and the script hangs up.
+``callback``: the caller pressed their group's callback key while waiting (the runtime saw
+it over AMI and sent them here). They hear their number read back and press 1 to confirm
+(or key in another number and #); the ACD keeps their place, they hear a thank-you and the
+script hangs up. Without a confirmation they go back to ``wait``.
 """
 from __future__ import annotations
 
@@ -30,21 +23,16 @@ from acd.asterisk import dialplan as dp
 from acd.core import AcdError
 from acd.core.numbers import is_number
 from acd.errors import UserError
-from acd.runtime import CallerSession
 from agi.protocol import AgiError
 from agi.server import AgiSession
 
-IDLE_WAIT_MS = 60_000          # the longest WAIT FOR DIGIT when no announcement is due
-CUT_GRACE_SECONDS = 15.0       # done, but not cut by Asterisk: leave on our own after this
-LATE_PUSH_SECONDS = 1.0        # an announcement due now may come a moment after its time
 CONFIRM_TIMEOUT_MS = 6000
 MAX_NUMBER_DIGITS = 20
 
 
 class QueueScript:
-    def __init__(self, runtime: Any, idle_wait_ms: int = IDLE_WAIT_MS) -> None:
+    def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
-        self.idle_wait_ms = idle_wait_ms
 
     async def __call__(self, session: AgiSession) -> None:
         req = session.request
@@ -59,11 +47,10 @@ class QueueScript:
         new = entered is None
         if new:
             entered = self.runtime.clock()
-        music = not self.runtime.ready.is_set()
-        if music:                       # our server is starting up: music, not silence
+        if not self.runtime.ready.is_set():     # our server is starting up: music meanwhile
             await session.set_music(True)
         try:
-            handle = await self.runtime.caller_arrived(
+            waiting = await self.runtime.caller_arrived(
                 uniqueid=req.uniqueid, channel=req.channel, caller_number=req.caller_id_num,
                 caller_name=req.caller_id_name, did=did or req.extension, group=group,
                 priority=priority, entered=entered, ivr=bool(ivr))
@@ -71,85 +58,51 @@ class QueueScript:
             log.warning("queue.refused", error=e.id, message=e.message, group=group)
             await session.set_variable(dp.NEXT, dp.SORRY_TARGET)
             return
-        if handle is None:              # the ACD is done with this call
+        if not waiting:                 # the ACD is done with this call
             await session.set_variable(dp.NEXT, dp.HANGUP_TARGET)
             return
         try:
-            if not music:
-                await session.set_music(True)
-            if new:                     # kept for the caller's place after a restart
-                await session.set_variable(dp.ENTERED, f"{entered:.6f}")
-            await session.set_variable(dp.QUEUE_TRIES, "0")
-            await handle.on_record()
-            await self._wait(session, handle)
+            await self._registered(session, entered if new else None)
         except AgiError:
-            pass                        # cut by Asterisk: bridged, redirected or hung up
-        finally:
-            handle.detach()
+            pass                        # cut: bridged, or sent on (a Redirect), or hung up
 
-    async def _wait(self, session: AgiSession, handle: CallerSession) -> None:
-        cut_by: float | None = None
-        while True:
-            if handle.done:
-                # Bridged or sent on: Asterisk cuts this session in a moment. Should it not
-                # (the AMI action failed), leave on our own after a while.
-                now = self.runtime.clock()
-                cut_by = cut_by if cut_by is not None else now + CUT_GRACE_SECONDS
-                if now >= cut_by:
-                    session.log.warning("queue.not_cut")
-                    return
-                await session.wait_for_digit(int((cut_by - now) * 1000) + 1)
-                continue
-            item = handle.next_instruction()
-            if item is not None and item[0] == "announce":
-                await self._announce(session, *item[1])
-                handle.drop("announce")   # what came in meanwhile is said already
-                continue
-            due = handle.next_due()
-            wait_ms = self.idle_wait_ms if due is None else max(
-                1, min(self.idle_wait_ms, int((due - self.runtime.clock()) * 1000) + 1))
-            digit = await session.wait_for_digit(wait_ms)
-            if digit:
-                key = handle.callback_key
-                if key and digit == key and not handle.done:
-                    await self._callback(session, handle)
-                    if handle.done:
-                        return
-            elif due is not None:
-                await handle.woken(LATE_PUSH_SECONDS)   # the announcement on its way
+    async def _registered(self, session: AgiSession, entered: float | None) -> None:
+        """On to the wait (a bridge or a Redirect already on its way takes the caller from
+        there)."""
+        req = session.request
+        if entered is not None:         # kept for the caller's place after a restart
+            await session.set_variable(dp.ENTERED, f"{entered:.6f}")
+        await session.set_variable(dp.QUEUE_TRIES, "0")
+        # The caller's entry on record before they go on (music meanwhile, should the
+        # store be behind), so that a crash from here on leaves a whole record.
+        await self.runtime.caller_on_record(req.uniqueid,
+                                            before_waiting=lambda: session.set_music(True))
+        await session.set_variable(dp.NEXT, dp.WAIT_TARGET)
 
-    async def _announce(self, session: AgiSession, position: int | None,
-                        wait: float | None) -> None:
-        await session.set_music(False)
-        if position is not None:
-            if position <= 1:
-                await session.stream_file("queue-youarenext")
-            else:
-                await session.stream_file("queue-thereare")
-                await session.say_number(position)
-                await session.stream_file("queue-callswaiting")
-        if wait is not None and wait > 0:
-            minutes = max(1, round(wait / 60))
-            await session.stream_file("queue-holdtime")
-            if wait < 60:
-                await session.stream_file("queue-less-than")
-            await session.say_number(minutes)
-            await session.stream_file("queue-minute" if minutes == 1 else "queue-minutes")
-        await session.set_music(True)
 
-    async def _callback(self, session: AgiSession, handle: CallerSession) -> None:
+class CallbackScript:
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, session: AgiSession) -> None:
         """Confirm the number; then the call becomes a callback and the caller hangs up."""
-        await session.set_music(False)
-        number = await self._confirm_number(session, handle.caller_number)
+        call_id = session.request.uniqueid
+        try:
+            await self._confirm(session, call_id)
+        except AgiError:
+            pass                        # cut: bridged with an agent, or hung up
+        finally:
+            self.runtime.callback_not_requested(call_id)   # no-op once it is a callback
+
+    async def _confirm(self, session: AgiSession, call_id: str) -> None:
+        number = await self._confirm_number(session, self.runtime.caller_number(call_id))
         if number is None:
             session.log.info("queue.callback_not_confirmed")
-            await session.set_music(True)
             return
         try:
-            handle.request_callback(number)
+            self.runtime.callback_requested(call_id, number)
         except AcdError as e:
             session.log.info("queue.callback_refused", error=e.id)
-            await session.set_music(True)
             return
         session.log.info("queue.callback_requested")
         await session.stream_file("auth-thankyou")

@@ -5,9 +5,11 @@ played by this process, on loopback, speaking their real protocols:
 
 * a small AMI server (Asterisk's side of AMI): it logs the server in, reports every agent's
   phone as reachable (``PJSIPShowContacts``), no channels, and answers every other action;
-* 10,000 FastAGI connections (Asterisk's side of FastAGI) into the ``queue`` script, one per
-  waiting caller, with the channel variables the dialplan sets: they answer every command as
-  Asterisk would (``WAIT FOR DIGIT <ms>`` after its timeout, with no key).
+* 10,000 FastAGI sessions (Asterisk's side of FastAGI) of the ``queue`` script, one per
+  caller, with the arguments the dialplan passes: they answer every command as Asterisk would;
+  once the script sends the caller to the dialplan's wait (``ACD_NEXT``), the session ends and
+  the caller waits "in Asterisk", as a real one does, with no session. The server runs with
+  the default ``agi.max_sessions``: it never limits how many callers wait.
 
 Callers enter a few at a time (``setup_window``), as callers arriving one after the other;
 a burst of thousands at once makes the store's connection pool time out (SQLAlchemy's
@@ -20,8 +22,8 @@ way a restarted server finds them: in the store, taken up at start-up. (Logging 
 in over the HTTP API takes minutes: each login builds the snapshot of every agent twice; the
 time of one login is measured with a few more agents.) Its resident memory (``VmRSS``, and
 the peak ``VmHWM``) is read from /proc with the agents, then with the 10,000 callers
-waiting. The CPU it spends with them all waiting is noted too (each waiting caller's queue
-script waits for a key until the next announcement, a minute at most).
+waiting. The CPU it spends with them all waiting is noted too (nothing runs for a waiting
+caller but the core's timers).
 """
 from __future__ import annotations
 
@@ -148,7 +150,7 @@ class WaitingCaller:
         self.variables = {dp.GROUP: group, dp.PRIORITY: "0", dp.DID: "7801"}
         if entered is not None:        # already in the queue (Asterisk kept the variable)
             self.variables[dp.ENTERED] = entered
-        self.entered = asyncio.Event()  # the script polls for keys: the caller is in the queue
+        self.entered = asyncio.Event()  # sent to the dialplan's wait: in the queue
         self.sessions = 0
         self._held = False
 
@@ -156,10 +158,11 @@ class WaitingCaller:
         await self.window.acquire()
         self._held = True
         try:
-            while True:
+            while not self.entered.is_set():
                 self.sessions += 1
                 await self._session()
-                await asyncio.sleep(1.0)        # the dialplan's retry (agi_retry_seconds)
+                if not self.entered.is_set():
+                    await asyncio.sleep(1.0)    # the dialplan's retry (agi_retry_seconds)
         finally:
             self._release()
 
@@ -205,6 +208,9 @@ class WaitingCaller:
                     if len(parts) == 4:
                         self.variables[parts[2].strip('"')] = parts[3].strip('"')
                     writer.write(b"200 result=1\n")
+                    if self.variables.get(dp.NEXT) == dp.WAIT_TARGET:
+                        self.entered.set()      # to the dialplan's wait: no session now
+                        self._release()
                 else:
                     writer.write(b"200 result=0\n")
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -232,7 +238,7 @@ def _config(run_dir: Path, ids: list[str], extra: list[str], groups: int, ami_po
         "asterisk": {"instance": "benchmem"},
         "ami": {"port": ami_port, "secret": "memory-bench-secret", "ping_interval": 10,
                 "ping_timeout": 10},
-        "agi": {"port": agi_port, "max_sessions": callers + 100},
+        "agi": {"port": agi_port},           # the default max_sessions: not a limit here
         "http": {"port": http_port},
         "logging": {"level": "warning", "format": "json"},
         "agents": [{"id": a, "name": f"Mem {a}", "password": "memory-bench-pw"}

@@ -298,7 +298,7 @@ class AmiClient:
                  action_timeout: float = 5.0, ping_interval: float = 5.0,
                  ping_timeout: float = 3.0, reconnect_min: float = 0.5,
                  reconnect_max: float = 10.0, loop: asyncio.AbstractEventLoop | None = None,
-                 event_filter: Sequence[str | tuple[str, str]] | None = None):
+                 event_filter: Sequence[str | tuple[str, str, str]] | None = None):
         self.host, self.port = host, port
         # The events this client reads (None: all): asked for with Filter after each login.
         self.event_filter = tuple(event_filter) if event_filter is not None else None
@@ -504,16 +504,16 @@ class AmiClient:
         are then filtered in Asterisk, before they are written to the socket: a client that
         reads a dozen kinds of events no longer parses every one.
 
-        An event given as (name, value) is taken only when its ``name`` header equals the
-        value (``("UserEvent", "AcdVoicemail")``). Should Asterisk refuse a filter (older than
+        An event given as (name, header, value) is taken only when that header equals the
+        value (``("UserEvent", "UserEvent", "AcdVoicemail")``). Should Asterisk refuse a filter (older than
         22.1, or no ``system`` write permission), one include-all filter follows, so nothing
         the application reads is ever filtered out: slower, never wrong
         (``ami.filter_refused``)."""
         if self.event_filter is None:
             return
         for item in self.event_filter:
-            name, value = item if isinstance(item, tuple) else (item, None)
-            criteria = f"name({name})" + (f",header({name}),method(exact)" if value is not None else "")
+            name, header, value = item if isinstance(item, tuple) else (item, None, None)
+            criteria = f"name({name})" + (f",header({header}),method(exact)" if header else "")
             try:
                 await self._request(proto, "Filter", {"Operation": "Add",
                                                       "MatchCriteria": criteria,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # ---- contexts -------------------------------------------------------------------------------
 HOTLINE_CONTEXT = "acd-hotline"      # callers dial the hotline: the IVR answers
-QUEUE_CONTEXT = "acd-queue"          # callers wait here: the FastAGI script ``queue``
+QUEUE_CONTEXT = "acd-queue"          # callers wait here (registered by the FastAGI ``queue``)
 AGENT_CONTEXT = "acd-agent"          # an agent's leg we originated, until bridged
 CUSTOMER_CONTEXT = "acd-customer"    # a callback or outbound customer's leg
 DEST_CONTEXT = "acd-dest"            # goodbye, callback notice, back to the IVR, sorry
@@ -19,6 +19,8 @@ SURVEY_CONTEXT = "acd-survey"        # the satisfaction survey (FastAGI ``survey
 TRANSFER_CONTEXT = "acd-transfer"    # an IVR flow's transfer to an external number
 
 #: Extensions in the contexts above that the server redirects to.
+QUEUE_WAIT_EXTEN = "wait"            # a registered caller waits here, in Asterisk
+QUEUE_CALLBACK_EXTEN = "callback"    # the callback key was pressed: FastAGI ``callback``
 HOLD_CALLER_EXTEN = "caller"
 HOLD_AGENT_EXTEN = "agent"
 DEST_HANGUP, DEST_CALLBACK, DEST_IVR, DEST_SORRY = "hangup", "callback", "ivr", "sorry"
@@ -29,6 +31,13 @@ VOICEMAIL_TARGET = f"{VOICEMAIL_CONTEXT},s,1"
 TRANSFER_TARGET = f"{TRANSFER_CONTEXT},s,1"
 SORRY_TARGET = f"{DEST_CONTEXT},{DEST_SORRY},1"
 HANGUP_TARGET = f"{DEST_CONTEXT},{DEST_HANGUP},1"
+WAIT_TARGET = f"{QUEUE_CONTEXT},{QUEUE_WAIT_EXTEN},1"
+
+
+def announce_exten(position: int, minutes: int, less_than: bool) -> str:
+    """The ``[acd-queue]`` extension that plays an announcement: ``P*M*L``, position P (0:
+    none), an estimated wait of M minutes (0: none), L 1 for "less than"."""
+    return f"{max(0, int(position))}*{max(0, int(minutes))}*{1 if less_than else 0}"
 
 # ---- channel variables ---------------------------------------------------------------------
 # A waiting caller (set by the IVR or a group's number, then by the queue script and the ACD)

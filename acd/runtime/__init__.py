@@ -14,7 +14,7 @@ phones.py           the agents' phones: contacts, channels in use (pure)
 telephony.py        the core's telephony decisions, carried out over AMI
 ami_out.py          AMI actions, one ordered chain per call
 effects.py          timers, the pages' pushes, the records
-queue.py            the queue script's sessions: pushed to, never polled
+queue.py            waiting callers: registered by the queue script, held by Asterisk
 plan.py             restore planning (pure): a reading of Asterisk and the store -> a plan
 restore.py          reads Asterisk and the store, applies the plan; reconcile -> facts
 ==================  ======================================================================
@@ -22,7 +22,6 @@ restore.py          reads Asterisk and the store, applies the plan; reconcile ->
 from acd.asterisk.dialplan import CUSTOMER_DIAL
 from acd.core.numbers import NUMBER
 from acd.runtime.plan import ENDED_WHILE_DOWN
-from acd.runtime.queue import CallerSession
 from acd.runtime.service import AcdRuntime
 
-__all__ = ["AcdRuntime", "CallerSession", "CUSTOMER_DIAL", "NUMBER", "ENDED_WHILE_DOWN"]
+__all__ = ["AcdRuntime", "CUSTOMER_DIAL", "NUMBER", "ENDED_WHILE_DOWN"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from acd.ami import events as ev
+from acd.asterisk import dialplan as dp
 
 #: SoftHangupRequest's Cause is Asterisk's soft hangup flag; this one is a shutdown.
 SOFTHANGUP_SHUTDOWN = 4
@@ -94,22 +95,38 @@ class VoicemailLeft:
     mailbox: str
 
 
-Fact = (ChannelCreated | ChannelRinging | OriginateAnswered | OriginateFailed | HangupCause
+@dataclass(frozen=True, slots=True)
+class KeyPressed:
+    """A caller in ``[acd-queue]`` pressed a key (the callback key, perhaps)."""
+    uid: str
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerWaiting:
+    """A caller (re)started waiting in ``[acd-queue]`` (music on hold, in Asterisk)."""
+    uid: str
+
+
+Fact = (KeyPressed | CallerWaiting | ChannelCreated | ChannelRinging | OriginateAnswered | OriginateFailed | HangupCause
         | ChannelHungUp | AsteriskStopping | ContactChanged | BridgeEntered | BridgeLeft
         | ChannelRenamed | VoicemailLeft)
-FACT_TYPES = (ChannelCreated, ChannelRinging, OriginateAnswered, OriginateFailed, HangupCause,
+
+FACT_TYPES = (KeyPressed, CallerWaiting, ChannelCreated, ChannelRinging, OriginateAnswered, OriginateFailed, HangupCause,
               ChannelHungUp, AsteriskStopping, ContactChanged, BridgeEntered, BridgeLeft,
               ChannelRenamed, VoicemailLeft)
 
 
 #: The AMI events :func:`translate` reads, and nothing else: the server's AMI session asks
-#: Asterisk for these only (``AmiClient(event_filter=...)``); a UserEvent only by its name.
-#: Responses to actions (and the event lists of CoreShowChannels, PJSIPShowContacts...) are
-#: not events of the queue and are never filtered.
-AMI_EVENTS: tuple[str | tuple[str, str], ...] = (
+#: Asterisk for these only (``AmiClient(event_filter=...)``); a UserEvent only by its name,
+#: a key only from a channel in ``[acd-queue]`` (a waiting caller's: no key of an IVR or a
+#: conversation). Responses to actions (and the event lists of CoreShowChannels,
+#: PJSIPShowContacts...) are not events of the queue and are never filtered.
+AMI_EVENTS: tuple[str | tuple[str, str, str], ...] = (
     "Newchannel", "Newstate", "OriginateResponse", "Hangup", "HangupRequest",
     "SoftHangupRequest", "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
-    ("UserEvent", "AcdVoicemail"))
+    ("UserEvent", "UserEvent", "AcdVoicemail"), ("UserEvent", "UserEvent", "AcdWaiting"),
+    ("DTMFEnd", "Context", dp.QUEUE_CONTEXT))
 
 
 def as_int(x: object, default: int = 0) -> int:
@@ -122,6 +139,11 @@ def as_int(x: object, default: int = 0) -> int:
 
 def translate(e: ev.AmiEvent) -> Fact | None:
     """The fact an AMI event carries, or None (an event the ACD does not need)."""
+    if isinstance(e, ev.DTMFEnd):
+        if (e.context == dp.QUEUE_CONTEXT and (e.direction or "").lower() == "received"
+                and e.uniqueid):
+            return KeyPressed(e.uniqueid, (e.digit or "")[:1])
+        return None
     if isinstance(e, ev.Newstate):
         return ChannelRinging(e.uniqueid or "", e.channel or "",
                               e.channel_state == ev.CHANNEL_STATE_RINGING)
@@ -150,6 +172,9 @@ def translate(e: ev.AmiEvent) -> Fact | None:
         if not name or "<ZOMBIE>" in name or name.startswith("Surrogate/"):
             return None
         return ChannelRenamed(e.uniqueid or "", name)
+    if isinstance(e, ev.UserEvent) and e.user_event == "AcdWaiting":
+        call_id = str(e.headers.get("Call", "") or e.uniqueid or "")
+        return CallerWaiting(call_id) if call_id else None
     if isinstance(e, ev.UserEvent) and e.user_event == "AcdVoicemail":
         call_id = str(e.headers.get("Call", "") or e.uniqueid or "")
         if call_id:
@@ -161,4 +186,4 @@ def translate(e: ev.AmiEvent) -> Fact | None:
 __all__ = ["translate", "as_int", "AMI_EVENTS", "Fact", "FACT_TYPES", "ChannelCreated", "ChannelRinging",
            "OriginateAnswered", "OriginateFailed", "HangupCause", "ChannelHungUp",
            "AsteriskStopping", "ContactChanged", "BridgeEntered", "BridgeLeft",
-           "ChannelRenamed", "VoicemailLeft", "SOFTHANGUP_SHUTDOWN"]
+           "ChannelRenamed", "VoicemailLeft", "KeyPressed", "CallerWaiting", "SOFTHANGUP_SHUTDOWN"]

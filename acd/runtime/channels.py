@@ -41,10 +41,11 @@ class Caller:
     channel: str
     caller_number: str = ""
     caller_name: str = ""
-    session: Any = None      # the queue script's CallerSession while it runs
     gone: bool = False
     sent: bool = False       # redirected to a destination (or to the survey)
     bridged: bool = False    # in a bridge with an agent (a first leave is a hangup)
+    confirming: bool = False  # pressed the callback key: their number is being confirmed
+    announcing: float | None = None   # sent to an announcement then, not back at the wait yet
 
 
 class Channels:

@@ -1,24 +1,33 @@
-"""The queue script's side of the runtime: a waiting caller's session, pushed to, never polled.
+"""Waiting callers: registered by the queue script, then held by Asterisk, not by us.
 
 The FastAGI ``queue`` script (:mod:`agi.queue`) registers a caller through
-:meth:`Queue.arrive` and gets a :class:`CallerSession`. While the caller waits, Asterisk plays
-the music and waits for a key; nothing is asked of the runtime. The session wakes the script
-only for what concerns it: an announcement is pushed (:class:`~acd.core.Announce`), or the
-caller was moved on (bridged, redirected, ended: ``done``). The script waits for a key until
-the next announcement is due (the core's announce timer), so a waiting caller costs one AGI
-command per announcement, not one a second. The callback key is looked up when a key is
-pressed, from the group the core has for the call.
+:meth:`Queue.arrive` and sends them to the dialplan's ``wait`` (``[acd-queue]``): music on
+hold, in Asterisk, with no FastAGI session and nothing polled. A waiting caller costs our
+server nothing but their place in the core. What concerns them comes over AMI:
+
+* an announcement (:class:`~acd.core.Announce`) is an AMI Redirect to the dialplan's
+  announcement (exten ``P*M*L``), which plays it and goes back to ``wait`` (each start of
+  the wait is reported: UserEvent ``AcdWaiting``; one announcement at a time);
+* a key: Asterisk reports it (``DTMFEnd``, asked for only from channels in ``[acd-queue]``);
+  the group's callback key redirects the caller to ``callback``, where the FastAGI
+  ``callback`` script reads their number back for confirmation
+  (:meth:`Queue.callback_requested`), then they hang up or go back to ``wait``;
+* an agent (AMI Bridge) or a destination (AMI Redirect), as for any caller.
+
+So how many callers can wait is not bounded by ``agi.max_sessions``: a FastAGI session lasts
+only while a caller is being registered or confirms a callback.
 """
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from acd.asterisk import dialplan as dp
 from acd.core import AcdError, Announce, EndReason
 from acd.core.numbers import is_number
-from acd.core.timers import T_ANNOUNCE
+from acd.runtime.ami_in import CallerWaiting, KeyPressed
+from acd.runtime.ami_out import AmiOut
 from acd.runtime.channels import Caller, Channels
 from acd.runtime.effects import Records, utc
 from acd.store.writer import with_queued
@@ -26,132 +35,107 @@ from acd.store.writer import with_queued
 #: The longest the queue waits for the store to read a call's key trail (only when the IVR
 #: did not hand it over): the caller is queued without it after that.
 STORE_READ_SECONDS = 0.5
-
-
-class CallerSession:
-    """What the queue script holds while a caller waits: announcements to play, the callback
-    key, and a way to ask for the callback."""
-
-    def __init__(self, queue: "Queue", call_id: str) -> None:
-        self.queue = queue
-        self.call_id = call_id
-        self._todo: deque[tuple[str, Any]] = deque()
-        self._done = False       # sent on, bridged, or ended: the script just waits to be cut
-        self.detached = False
-        self._woken = asyncio.Event()
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @done.setter
-    def done(self, value: bool) -> None:
-        self._done = value
-        if value:
-            self._woken.set()
-
-    @property
-    def callback_key(self) -> str | None:
-        return self.queue.callback_key(self.call_id)
-
-    @property
-    def caller_number(self) -> str:
-        ctx = self.queue.channels.caller(self.call_id)
-        return ctx.caller_number if ctx else ""
-
-    def next_instruction(self) -> tuple[str, Any] | None:
-        return self._todo.popleft() if self._todo else None
-
-    def push(self, kind: str, data: Any) -> None:
-        """Queue an instruction; a newer one of the same kind replaces the older."""
-        self.drop(kind)
-        self._todo.append((kind, data))
-        self._woken.set()
-
-    def drop(self, kind: str) -> None:
-        self._todo = deque(item for item in self._todo if item[0] != kind)
-
-    def next_due(self) -> float | None:
-        """When the next announcement is due (the clock's time), or None."""
-        return self.queue.announce_due(self.call_id)
-
-    async def woken(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a push (or ``done``); True if one came."""
-        if self._todo or self._done:
-            return True
-        self._woken.clear()
-        try:
-            await asyncio.wait_for(self._woken.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-    async def on_record(self) -> None:
-        """Wait until the caller's entry is on record, so that a crash from here on leaves a
-        whole record behind: at most the writer's flush limit, then the session goes on (a
-        backlog is logged, ``runtime.store_backlog``). The core has decided already and the
-        caller hears music meanwhile: nothing a caller waits for waits on the store."""
-        await self.queue.on_record(self.call_id)
-
-    def request_callback(self, number: str) -> None:
-        """The caller confirmed ``number``: the call becomes a callback, keeping its place.
-        Raises AcdError if the core refuses (then nothing changed)."""
-        self.queue.callback_requested(self.call_id, number)
-        self.done = True
-
-    def detach(self) -> None:
-        self.detached = True
-        ctx = self.queue.channels.caller(self.call_id)
-        if ctx is not None and ctx.session is self:
-            ctx.session = None
+#: An announcement not reported over (the caller back at the wait) after this long is taken
+#: for over: a lost event must not silence a caller's announcements for good.
+ANNOUNCEMENT_SECONDS = 60.0
+#: How long a caller's entry may take to be on record before the caller hears music meanwhile.
+QUICK_FLUSH_SECONDS = 0.05
 
 
 class Queue:
-    """Registers waiting callers and keeps their sessions."""
+    """Registers waiting callers and carries out what concerns them while they wait."""
 
-    def __init__(self, channels: Channels, records: Records, *, acd: Any, store: Any,
-                 log: Any, clock: Callable[[], float], apply: Callable[[list], None],
-                 wait_ready: Callable[[], Any], timer_due: Callable[[str], float | None],
+    def __init__(self, channels: Channels, records: Records, out: AmiOut, *, acd: Any,
+                 store: Any, log: Any, clock: Callable[[], float],
+                 apply: Callable[[list], None], wait_ready: Callable[[], Any],
                  callback_keys: Mapping[str, str | None]) -> None:
         self.channels = channels
         self.records = records
+        self.out = out
         self.acd, self.store, self.log, self.clock = acd, store, log, clock
         self.apply = apply
         self.wait_ready = wait_ready
-        self.timer_due = timer_due
         self.callback_keys = dict(callback_keys)      # group -> its callback key
 
+    # ---------------------------------------------------------------- while they wait
+
+    def _waiting(self, call_id: str) -> Caller | None:
+        """The caller, if they wait in the queue now (an agent may be ringing for them): not
+        sent on, not bridged, not confirming a callback."""
+        ctx = self.channels.live_caller(call_id)
+        if (ctx is None or ctx.sent or ctx.bridged or ctx.confirming
+                or self.acd.call_state(call_id) not in ("waiting", "ringing")):
+            return None
+        return ctx
+
     def announce(self, d: Announce) -> None:
-        ctx = self.channels.caller(d.call_id)
-        if ctx is not None and ctx.session is not None and not ctx.session.detached:
-            ctx.session.push("announce", (d.position, d.estimated_wait))
+        """Play the caller their position and estimated wait (then music again)."""
+        ctx = self._waiting(d.call_id)
+        now = self.clock()
+        if ctx is None or (ctx.announcing is not None
+                           and now - ctx.announcing < ANNOUNCEMENT_SECONDS):
+            return          # one at a time: the next comes with the next announce timer
+        ctx.announcing = now
+        minutes = max(1, round(d.estimated_wait / 60)) if d.estimated_wait else 0
+        exten = dp.announce_exten(d.position or 0, minutes,
+                                  bool(d.estimated_wait) and d.estimated_wait < 60)
+        self.out.chain(d.call_id, self.out.redirect(ctx.channel, d.call_id, dp.QUEUE_CONTEXT,
+                                                    exten))
+
+    def caller_waiting(self, e: CallerWaiting) -> None:
+        """The caller is back at the wait (after an announcement, or the callback's
+        confirmation): announcements may come again."""
+        ctx = self.channels.caller(e.uid)
+        if ctx is not None:
+            ctx.announcing = None
+
+    def key_pressed(self, e: KeyPressed) -> None:
+        """A key from a caller in ``[acd-queue]``: their group's callback key starts the
+        confirmation of their number; any other key changes nothing."""
+        ctx = self._waiting(e.uid)
+        if ctx is None or not e.digit or e.digit != self.callback_key(e.uid):
+            return
+        ctx.confirming = True
+        self.log.info("runtime.callback_key", call=e.uid)
+
+        async def confirm() -> None:
+            if not await self.out.redirect(ctx.channel, e.uid, dp.QUEUE_CONTEXT,
+                                           dp.QUEUE_CALLBACK_EXTEN):
+                ctx.confirming = False
+        self.out.chain(e.uid, confirm())
 
     def callback_key(self, call_id: str) -> str | None:
         """The key that asks for a callback in the call's current group (None: none)."""
         return self.callback_keys.get(self.acd.call_group(call_id) or "")
 
-    def announce_due(self, call_id: str) -> float | None:
-        return self.timer_due(f"{T_ANNOUNCE}:{call_id}")
-
     def callback_requested(self, call_id: str, number: str) -> None:
+        """The caller confirmed ``number``: the call becomes a callback, keeping its place.
+        Raises AcdError if the core refuses (then nothing changed)."""
         self.apply(self.acd.callback_requested(call_id, number, self.clock()))
         ctx = self.channels.caller(call_id)
         if ctx is not None:
             ctx.sent = True
+            ctx.confirming = False
+
+    def callback_not_requested(self, call_id: str) -> None:
+        """The caller did not confirm: back to waiting (announcements, the key again)."""
+        ctx = self.channels.caller(call_id)
+        if ctx is not None:
+            ctx.confirming = False
+
+    def caller_number(self, call_id: str) -> str:
+        ctx = self.channels.caller(call_id)
+        return ctx.caller_number if ctx else ""
+
+    # ---------------------------------------------------------------- arrival
 
     def expect(self, uniqueid: str, key_trail: Sequence[str] | None) -> None:
         """The IVR hands this call to the queue (see AcdRuntime.expect_caller)."""
         self.channels.expect(uniqueid, self.clock(), key_trail)
 
-    def _session(self, ctx: Caller) -> CallerSession:
-        if ctx.session is not None:
-            ctx.session.detached = True
-        ctx.session = CallerSession(self, ctx.call_id)
-        return ctx.session
-
     async def arrive(self, *, uniqueid: str, channel: str, caller_number: str,
                      caller_name: str, did: str, group: str, priority: int,
-                     entered: float, ivr: bool = True) -> CallerSession | None:
+                     entered: float, ivr: bool = True) -> bool:
         """See :meth:`acd.runtime.AcdRuntime.caller_arrived`."""
         await self.wait_ready()
         state = self.acd.call_state(uniqueid)
@@ -162,7 +146,6 @@ class Queue:
         number = caller_number if is_number(caller_number) else ""
         # Known before the first await, so that a hangup meanwhile is seen (ctx.gone).
         ctx = self.channels.add_caller(Caller(uniqueid, channel, number, caller_name))
-        session = self._session(ctx)
         # Through the writer: a locked or full database holds the record back (in order,
         # before the call's events), never the caller. The key trail is only read.
         self.records.submit("call_arrived", self.store.call_arrived, uniqueid=uniqueid,
@@ -179,7 +162,7 @@ class Queue:
         if ctx.gone:
             self.log.info("runtime.caller_gone_before_queue", call=uniqueid)
             self.records.call_ended(uniqueid, EndReason.ABANDONED.value, self.clock())
-            return None
+            return False
         try:
             # Its place counts from when it entered the queue (the channel says); what the
             # core decides now (an offer, a ring timer) happens now.
@@ -196,34 +179,44 @@ class Queue:
         self.log.info("runtime.caller_queued", call=uniqueid, channel=channel, group=group,
                       priority=priority)
         self.apply(out)
-        return session
+        return True
 
-    async def on_record(self, call_id: str) -> None:
-        """Wait (bounded) until the caller's entry is on record; a backlog is logged."""
-        if not await self.records.writer.flush():
-            status = self.records.writer.status()
+    async def on_record(self, call_id: str,
+                        before_waiting: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Wait (bounded) until the caller's entry is on record, so that a crash from here on
+        leaves a whole record behind: at most the writer's flush limit (a backlog is
+        logged, ``runtime.store_backlog``). The core has decided already and the caller
+        hears music meanwhile (``before_waiting``, when there is anything to wait for):
+        nothing a caller waits for waits on the store."""
+        writer = self.records.writer
+        if await writer.flush(QUICK_FLUSH_SECONDS):
+            return
+        if before_waiting is not None:
+            await before_waiting()
+        if not await writer.flush():
+            status = writer.status()
             self.log.warning("runtime.store_backlog", call=call_id, pending=status["pending"],
                              oldest_seconds=status["oldest_seconds"], failing=status["failing"])
 
     def _again(self, uniqueid: str, channel: str, caller_number: str, caller_name: str,
-               state: str) -> CallerSession | None:
-        """A session of a caller the core knows (back after a restart or a cut)."""
+               state: str) -> bool:
+        """A caller the core knows (back after a restart, a requeue or a cut): True while
+        they still wait (or their bridge is on its way), False when the ACD is done."""
         ctx = self.channels.caller(uniqueid)
         if state == "connected" and ctx is not None and not ctx.gone:
             # Requeued (a transfer to a group) and answered before this session came up:
-            # the Bridge on its way cuts the session; it waits for that.
+            # the Bridge on its way takes the caller from the wait.
             ctx.channel = channel
-            session = self._session(ctx)
-            session.done = True
-            return session
+            return True
         if state not in ("waiting", "ringing"):
-            return None     # ended, a callback, or connected: not for the queue any more
+            return False    # ended, a callback, or connected: not for the queue any more
         if ctx is None:
             ctx = self.channels.add_caller(Caller(uniqueid, channel, caller_number, caller_name))
         ctx.channel = channel
         ctx.gone = False
+        ctx.confirming = False
         self.log.info("runtime.caller_attached", call=uniqueid, channel=channel, state=state)
-        return self._session(ctx)
+        return True
 
     async def _key_trail(self, uniqueid: str) -> list[str]:
         """The call's keys as stored, plus those still queued on the writer: read at once,
@@ -240,4 +233,4 @@ class Queue:
         return [k["keys"] for k in call["key_trail"]] if call else []
 
 
-__all__ = ["CallerSession", "Queue"]
+__all__ = ["Queue", "STORE_READ_SECONDS"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from acd import log as acdlog
@@ -53,7 +53,7 @@ from acd.runtime.channels import Bridges, Channels
 from acd.runtime.effects import Pages, Records, Timers, utc
 from acd.runtime.phones import Phones
 from acd.runtime.plan import plan
-from acd.runtime.queue import CallerSession, Queue
+from acd.runtime.queue import Queue
 from acd.runtime.restore import Restorer
 from acd.runtime.telephony import Telephony
 from acd.runtime.tracking import Tracker
@@ -118,9 +118,9 @@ class AcdRuntime:
             outbound_cid=self._outbound_cid, ring_grace=ring_grace)
         keys = {name: g.callback.key if g.callback is not None else None
                 for name, g in self.group_cfg.items()}
-        self.queue = Queue(self.channels, self.records, acd=acd, store=self.store, log=log,
-                           clock=clock, apply=self.apply, wait_ready=self.wait_ready,
-                           timer_due=self._timers.due_at, callback_keys=keys)
+        self.queue = Queue(self.channels, self.records, self.out, acd=acd, store=self.store,
+                           log=log, clock=clock, apply=self.apply, wait_ready=self.wait_ready,
+                           callback_keys=keys)
         self.restorer = Restorer(self.channels, self.bridges, self.phones, self.out,
                                  self.records, acd=acd, store=self.store, log=log, clock=clock,
                                  telephony=self.telephony, take_phones=self._take_phones)
@@ -137,7 +137,9 @@ class AcdRuntime:
                 f.HangupCause: t.hangup_cause, f.ChannelHungUp: t.hung_up,
                 f.AsteriskStopping: t.asterisk_stopping_now, f.ContactChanged: t.contact,
                 f.BridgeEntered: t.bridge_entered, f.BridgeLeft: t.bridge_left,
-                f.ChannelRenamed: t.renamed, f.VoicemailLeft: t.voicemail}
+                f.ChannelRenamed: t.renamed, f.VoicemailLeft: t.voicemail,
+                f.KeyPressed: self.queue.key_pressed,
+                f.CallerWaiting: self.queue.caller_waiting}
 
     def _decision_table(self) -> dict[type, Callable[[Any], None]]:
         """Each decision of the core -> the one handler that carries it out."""
@@ -152,7 +154,7 @@ class AcdRuntime:
             BridgeConsult: tel.bridge_consult, DropLeg: tel.drop_leg,
             RequeueCaller: tel.requeue, InviteRating: tel.invite_rating,
             SendToSurvey: tel.to_survey, RingAgentForOutbound: tel.ring_for_outbound,
-            # the waiting caller's session (acd.runtime.queue)
+            # waiting callers (acd.runtime.queue)
             Announce: q.announce,
             # timers, pages, records (acd.runtime.effects)
             StartTimer: self._timers.start, CancelTimer: self._timers.cancel,
@@ -405,17 +407,25 @@ class AcdRuntime:
 
     async def caller_arrived(self, *, uniqueid: str, channel: str, caller_number: str,
                              caller_name: str, did: str, group: str, priority: int,
-                             entered: float, ivr: bool = True) -> CallerSession | None:
-        """A caller's queue session (FastAGI) starts. A caller the core knows (a session
-        that came back after a restart or a cut) is attached again; a new one enters the
-        queue of ``group`` at ``entered`` (the ACD_ENTERED the script set). ``ivr``: the
-        caller came through an IVR (keys may be on record); False (a group's own number):
-        there is no key trail to look for. None: the call is over for the ACD (the script
-        sends the caller away). AcdError: refused."""
+                             entered: float, ivr: bool = True) -> bool:
+        """The queue script registers a caller. A caller the core knows (back after a
+        restart, a requeue or a cut) is attached again; a new one enters the queue of
+        ``group`` at ``entered`` (the ACD_ENTERED the script keeps). ``ivr``: the caller came
+        through an IVR (keys may be on record); False (a group's own number): there is no key
+        trail to look for. True: the caller waits (in Asterisk: the script sends them to
+        ``wait``); False: the call is over for the ACD (the script sends the caller away).
+        AcdError: refused."""
         return await self.queue.arrive(uniqueid=uniqueid, channel=channel,
                                        caller_number=caller_number, caller_name=caller_name,
                                        did=did, group=group, priority=priority, entered=entered,
                                        ivr=ivr)
+
+    async def caller_on_record(self, call_id: str,
+                               before_waiting: Callable[[], Awaitable[Any]] | None = None
+                               ) -> None:
+        """Wait (bounded) until the caller's entry is on record (see Queue.on_record);
+        ``before_waiting`` runs first if there is anything to wait for."""
+        await self.queue.on_record(call_id, before_waiting)
 
     def expect_caller(self, uniqueid: str, key_trail: Sequence[str] | None = None) -> None:
         """The IVR hands this call to the queue, with the keys the caller pressed (the key
@@ -424,7 +434,16 @@ class AcdRuntime:
         self.queue.expect(uniqueid, key_trail)
 
     def callback_requested(self, call_id: str, number: str) -> None:
+        """The caller confirmed ``number`` (the ``callback`` script). AcdError: refused."""
         self.queue.callback_requested(call_id, number)
+
+    def callback_not_requested(self, call_id: str) -> None:
+        """The caller did not confirm a number: they wait on."""
+        self.queue.callback_not_requested(call_id)
+
+    def caller_number(self, call_id: str) -> str:
+        """A waiting caller's number (as they called, if it is a number; else "")."""
+        return self.queue.caller_number(call_id)
 
     def callback_key(self, call_id: str) -> str | None:
         """The key that asks for a callback in the call's current group (None: none)."""

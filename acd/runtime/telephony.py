@@ -217,8 +217,6 @@ class Telephony:
                 self._hang_up_later(ctx.channel, lambda: ctx.gone, d.call_id, None)
             else:
                 self.out.hangup(ctx.channel, d.call_id, None)
-        if ctx is not None and ctx.session is not None:
-            ctx.session.done = True
 
     def _hang_up_later(self, channel: str, gone: Callable[[], bool], call_id: str,
                        agent_id: str | None) -> None:
@@ -250,8 +248,6 @@ class Telephony:
             log.warning("runtime.bridge_no_caller")
             return
         caller_side = ctx is not None and other == ctx.channel
-        if caller_side and ctx.session is not None:
-            ctx.session.done = True
         try:
             await self.out.bridge(call_id, agent_id, other, leg.channel)
             self.bridges.joined(leg.uid, call_id if caller_side else (cust.uid if cust else ""))
@@ -272,8 +268,6 @@ class Telephony:
         if ctx is None or ctx.gone or DestinationKind(d.destination.kind) is DestinationKind.GROUP:
             return
         ctx.sent = True
-        if ctx.session is not None:
-            ctx.session.done = True
         context, exten, setvars = destination(d)
         channel = ctx.channel
 
@@ -428,8 +422,6 @@ class Telephony:
         if ctx is None:
             return
         ctx.sent = True
-        if ctx.session is not None:
-            ctx.session.done = True
         self.log.info("runtime.to_survey", call=d.call_id, redirect=d.redirect)
         if not d.redirect:
             return            # the dialplan takes the caller there after the bridge

@@ -187,8 +187,6 @@ class Tracker:
     def caller_gone(self, ctx: Caller) -> None:
         ctx.gone = True
         self.ch.callers.pop(ctx.call_id, None)
-        if ctx.session is not None:
-            ctx.session.done = True
         if ctx.sent or self.acd.call_state(ctx.call_id) is None:
             return          # sent on already, or not registered yet (the queue sees it)
         self.log.info("runtime.caller_hangup", call=ctx.call_id, channel=ctx.channel)
@@ -303,8 +301,6 @@ class Tracker:
             if ctx.call_id in keep:
                 continue
             ctx.gone = True
-            if ctx.session is not None:
-                ctx.session.done = True
             del self.ch.callers[ctx.call_id]
         self.pages.drop_all_rings()
         self.bridges.clear()

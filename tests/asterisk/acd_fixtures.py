@@ -207,6 +207,13 @@ async def agents(acd_server, acd_config):
 
 # --------------------------------------------------------------------------- callers
 
+def waiting_in_queue(e: AmiEvent, channel: str) -> bool:
+    """The event of a caller starting the wait of [acd-queue] (music on hold, in Asterisk)."""
+    return (e.name == "Newexten" and field(e, "Channel") == channel
+            and field(e, "Context") == "acd-queue" and field(e, "Exten") == "wait"
+            and field(e, "Application") == "MusicOnHold")
+
+
 class Caller:
     """A real SIP caller on the loopback trunk, dialling one of the ACD's numbers. Each has
     its own caller number, which also finds its incoming (queue) leg among the others."""
@@ -238,10 +245,9 @@ class Caller:
         return self
 
     async def queued(self, since: int = 0) -> AmiEvent:
-        """The queue script waits for keys (the caller is registered, music on)."""
-        return await after(self.ami, since, lambda e: e.name == "AGIExecStart"
-                           and field(e, "Channel") == self.channel
-                           and field(e, "Command").startswith("WAIT FOR DIGIT"),
+        """The caller is registered and waits in Asterisk (the dialplan's wait: music on
+        hold, no FastAGI session)."""
+        return await after(self.ami, since, lambda e: waiting_in_queue(e, self.channel),
                            f"{self.caller_num} waiting in the queue")
 
     async def bridged(self, since: int = 0) -> str:

@@ -21,7 +21,7 @@ from acd import config as configmod
 from acd.app import Server
 from acd.asterisk.runner import Asterisk
 from acd.directory import import_rows
-from tests.asterisk.acd_fixtures import RANDOM_SEED, WAIT, after, mark
+from tests.asterisk.acd_fixtures import RANDOM_SEED, WAIT, after, mark, waiting_in_queue
 from tests.asterisk.calls import field
 
 #: Numbers that run flows in the test Asterisk (rendered once for the session).
@@ -206,13 +206,12 @@ async def nth_command(ami, since: int, channel: str, prefix: str, n: int, what: 
 
 
 async def in_queue(ami, since: int, channel: str) -> Any:
-    """The caller reached the ACD's queue context and its queue script waits for keys."""
+    """The caller reached the ACD's queue context and waits there (music, in Asterisk)."""
     entered = await after(ami, since, lambda e: e.name == "Newexten" and field(e, "Channel") == channel
                           and field(e, "Context") == "acd-queue" and field(e, "Application") == "AGI",
                           "the caller in the queue context")
     at = ami.events.events.index(entered)
-    return await after(ami, at, lambda e: e.name == "AGIExecStart" and field(e, "Channel") == channel
-                       and field(e, "Command").startswith("WAIT FOR DIGIT"), "the queue script waiting")
+    return await after(ami, at, lambda e: waiting_in_queue(e, channel), "the caller waiting")
 
 
 def commands(ami, channel: str, since: int = 0) -> list[str]:

@@ -7,6 +7,17 @@ from tests.asterisk.acd_fixtures import (Caller, acd_config, acd_server, after, 
 from tests.asterisk.calls import field
 
 
+def _app(ami, channel: str, app: str, data: str, since: int = 0):
+    """A dialplan application run on the channel, with its data."""
+    def ran(e) -> bool:
+        if e.name != "Newexten" or field(e, "Channel") != channel:
+            return False
+        if field(e, "Application") == "ExecIf":    # ExecIf(cond?App(data)), cond true
+            return field(e, "AppData") == f"1?{app}({data})"
+        return field(e, "Application") == app and field(e, "AppData") == data
+    return after(ami, since, ran, f"{app}({data})")
+
+
 def _agi(ami, channel: str, prefix: str, since: int = 0):
     return after(ami, since, lambda e: e.name == "AGIExecStart" and field(e, "Channel") == channel
                  and field(e, "Command").startswith(prefix), f"AGI {prefix}")
@@ -44,12 +55,13 @@ async def test_overflow_by_queue_length_and_position_announcements(acd_server, a
                 and field(e, "Context") == "acd-dest" and field(e, "Exten") == "hangup",
                 "the second caller sent to the goodbye")
     await second.gone(m)
-    # The first caller hears their position and the estimated wait, then music again.
-    said = await _agi(ami, first.channel, "STREAM FILE queue-youarenext", m)
-    await _agi(ami, first.channel, "STREAM FILE queue-holdtime", m)
-    await _agi(ami, first.channel, "SAY NUMBER 3", m)    # 180 s handle time, nobody working
-    await _agi(ami, first.channel, "SET MUSIC on", ami.events.events.index(said))
-    await _agi(ami, first.channel, "WAIT FOR DIGIT", ami.events.events.index(said))
+    # The first caller hears their position and the estimated wait (the dialplan's
+    # announcement, reached with an AMI Redirect), then music again.
+    said = await _app(ami, first.channel, "Playback", "queue-youarenext", m)
+    at = ami.events.events.index(said)
+    await _app(ami, first.channel, "Playback", "queue-holdtime", at)
+    await _app(ami, first.channel, "SayNumber", "3", at)   # 180 s handle time, nobody working
+    await _app(ami, first.channel, "MusicOnHold", "default", at)
     assert not first.hung_up_before(mark(ami))
     assert srv.runtime.queues()["ovlen"]["waiting"] == 1
     call = await stored(srv, second.uniqueid, ended=True)

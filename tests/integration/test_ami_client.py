@@ -370,7 +370,7 @@ async def test_protocol_framing_across_chunks():
 
 
 async def test_event_filter_is_asked_for_after_each_login(server, make_client, logs):
-    c = make_client(event_filter=("Newchannel", ("UserEvent", "AcdVoicemail")))
+    c = make_client(event_filter=("Newchannel", ("UserEvent", "UserEvent", "AcdVoicemail")))
     await asyncio.wait_for(c.start(), GUARD)
     sent = [m for _, m in server.actions("Filter")]
     assert [(m["Operation"], m["MatchCriteria"], m.get("Filter")) for m in sent] == [

@@ -1,6 +1,6 @@
-"""The queue script waits on pushes, not polls: while nothing happens it sends one WAIT FOR
-DIGIT until the next announcement is due (or a long idle wait), never one a second. Here on a
-scripted AGI session and a real runtime's caller session (fake AMI, real store)."""
+"""The queue script registers a caller before its first AGI command and sends them to the
+dialplan's wait: no session is kept while they wait. Here on a scripted AGI session and a
+real runtime (fake AMI, real store)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +14,7 @@ from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
 from acd.web.hub import Hub
 from agi.protocol import AgiError
-from agi.queue import IDLE_WAIT_MS, QueueScript
+from agi.queue import QueueScript
 from tests.unit.test_runtime import AGENTS, Clock, FakeAmi, start, Env
 
 T0 = 1_800_000_000.0
@@ -75,44 +75,25 @@ async def env(tmp_path):
     await store.close()
 
 
-async def test_a_waiting_caller_costs_one_wait_until_the_announcement_is_due(env):
-    handle = await env.arrive("c1", group="sales")
-    due = handle.next_due()
-    assert due == pytest.approx(T0 + 30) and env.rt.timers()["announce:c1"] == due
+async def test_a_registered_caller_waits_in_asterisk_with_no_session(env):
+    """The script registers the caller and sends them to the dialplan's wait: no WAIT FOR
+    DIGIT, no session kept; the announcement timer runs in the core all the same."""
+    from acd.asterisk import dialplan as dp
     agi = FakeAgi(waits=1)
-    with pytest.raises(Cut):
-        await QueueScript(env.rt)._wait(agi, handle)
-    assert agi.commands == [("WAIT FOR DIGIT", 30_001)]       # not thirty one-second polls
-
-
-async def test_no_announcement_due_waits_long_and_polls_nothing(env):
-    handle = await env.arrive("c2", group="quiet")
-    assert handle.next_due() is None
-    agi = FakeAgi(waits=2)
-    with pytest.raises(Cut):
-        await QueueScript(env.rt)._wait(agi, handle)
-    assert agi.commands == [("WAIT FOR DIGIT", IDLE_WAIT_MS)] * 2
-
-
-async def test_the_announcement_pushed_at_its_time_is_played(env):
-    handle = await env.arrive("c1", group="sales")
-
-    def time_passes(n: int) -> None:
-        if n == 1:                        # the wait ends as the announce timer fires
-            env.clock.now += 30
-            env.rt.fire_timer("announce:c1")
-    agi = FakeAgi(waits=2, on_wait=time_passes)
-    with pytest.raises(Cut):
-        await QueueScript(env.rt)._wait(agi, handle)
-    assert agi.commands[0] == ("WAIT FOR DIGIT", 30_001)
-    played = [c for c in agi.commands if c[0] in ("STREAM FILE", "SAY NUMBER")]
-    assert played[0] == ("STREAM FILE", "queue-youarenext")
-    assert agi.commands[-1] == ("WAIT FOR DIGIT", 30_001)      # the next one, 30 s on
+    agi.request = Request([{dp.GROUP: "sales"}.get(v, "") for v in dp.QUEUE_ARGS])
+    agi.set_variable = lambda name, value: _record(agi, ("SET VARIABLE", name, value))
+    await QueueScript(env.rt)(agi)
+    assert [c for c in agi.commands if c[0] == "WAIT FOR DIGIT"] == []
+    assert agi.commands[-1] == ("SET VARIABLE", dp.NEXT, dp.WAIT_TARGET)
+    assert env.rt.call_info("c9")["state"] == "waiting"
+    assert env.rt.timers()["announce:c9"] == pytest.approx(T0 + 30)
 
 
 async def test_the_callback_key_comes_from_the_calls_group_without_its_whole_view(env):
-    assert (await env.arrive("c1", group="sales")).callback_key == "*"
-    assert (await env.arrive("c2", group="quiet")).callback_key is None
+    await env.arrive("c1", group="sales")
+    await env.arrive("c2", group="quiet")
+    assert env.rt.callback_key("c1") == "*"
+    assert env.rt.callback_key("c2") is None
 
 
 class Request:
@@ -133,19 +114,17 @@ async def test_the_caller_is_offered_before_the_first_agi_command(env):
     env.rt.login("1001")
     await env.settle()
     agi = FakeAgi(waits=1)
-    state_at_first_command: list[str] = []
+    state_at_first_command: list[str | None] = []
     agi.request = Request([args[v] for v in dp.QUEUE_ARGS])
-    agi.set_variable = lambda name, value: _record(agi, ("SET VARIABLE", name, value))
-    real_set_music = agi.set_music
 
-    async def set_music(on: bool) -> None:
-        state_at_first_command.append(env.rt.call_info("c9")["state"])
-        await real_set_music(on)
-    agi.set_music = set_music
+    async def set_variable(name: str, value: str) -> None:
+        if not agi.commands:
+            state_at_first_command.append(env.rt.call_info("c9")["state"])
+        agi.commands.append(("SET VARIABLE", name, value))
+    agi.set_variable = set_variable
     await QueueScript(env.rt)(agi)
     assert state_at_first_command == ["ringing"]
-    assert [c[0] for c in agi.commands][:3] == ["SET MUSIC", "SET VARIABLE", "SET VARIABLE"]
-    assert agi.commands[1][1] == dp.ENTERED
+    assert [c[1] for c in agi.commands] == [dp.ENTERED, dp.QUEUE_TRIES, dp.NEXT]
     assert env.rt.call_info("c9")["group"] == "sales"
 
 

@@ -370,8 +370,7 @@ async def test_closed_group_sends_the_caller_to_voicemail(env):
     env.clock.now = datetime(2027, 1, 15, 12, tzinfo=timezone.utc).timestamp()
     await start(env, "1001")
     assert env.rt.queues()["closed"]["open"] is False
-    handle = await env.arrive("c1", group="closed")
-    assert handle.done
+    assert await env.arrive("c1", group="closed") is True    # to the wait: the Redirect comes
     assert env.ami.sent("Setvar") == [{"Channel": "PJSIP/acd-caller-c1", "Variable": "ACD_VM_BOX",
                                        "Value": "after_hours"}]
     assert env.ami.sent("Redirect") == [{"Channel": "PJSIP/acd-caller-c1",
@@ -400,19 +399,65 @@ async def test_overflow_to_another_group_moves_the_channel_variables(env):
     assert float(sets["ACD_ENTERED"]) == pytest.approx(env.clock.now)
 
 
-async def test_announcement_goes_to_the_callers_session(env):
+async def test_an_announcement_redirects_the_waiting_caller_to_it(env):
+    """The caller waits in Asterisk: an announcement is one AMI Redirect to the dialplan's
+    announcement (exten P*M*L), which goes back to the wait."""
+    from acd.core import Announce
     await start(env)
-    handle = await env.arrive("c1")
-    env.rt.apply([__import__("acd.core", fromlist=["Announce"]).Announce("c1", 1, 60.0)])
-    assert handle.next_instruction() == ("announce", (1, 60.0))
+    await env.arrive("c1")
+    await env.arrive("c2")
+    env.ami.clear()
+    env.rt.apply([Announce("c1", 1, 60.0), Announce("c2", 2, 30.0), Announce("c1", None, None)])
+    await env.settle()
+    # One at a time: c1's second waits until c1 is back at the wait (UserEvent AcdWaiting).
+    assert [(r["Channel"], r["Context"], r["Exten"]) for r in env.ami.sent("Redirect")] == [
+        ("PJSIP/acd-caller-c1", "acd-queue", "1*1*0"), ("PJSIP/acd-caller-c2", "acd-queue", "2*1*1")]
+    env.emit(Event="UserEvent", UserEvent="AcdWaiting", Channel="PJSIP/acd-caller-c1",
+             Uniqueid="c1", Call="c1")
+    env.rt.apply([Announce("c1", None, None)])
+    await env.settle()
+    assert env.ami.sent("Redirect")[-1]["Exten"] == "0*0*0"
+    env.hangup("c2", "PJSIP/acd-caller-c2")           # gone: nothing more for them
+    await env.settle()
+    env.ami.clear()
+    env.rt.apply([Announce("c2", 1, 60.0)])
+    await env.settle()
+    assert env.ami.sent("Redirect") == []
+
+
+async def test_the_callback_key_of_a_waiting_caller_redirects_them_to_confirm(env):
+    """Keys come over AMI (DTMFEnd from channels in [acd-queue]): the group's callback key
+    sends the caller to confirm their number; other keys, other groups, keys while
+    confirming, and keys the caller did not send change nothing."""
+    await start(env)
+    await env.arrive("c1")
+    await env.arrive("q1", group="wrap")             # a group without a callback key
+    env.ami.clear()
+    key = dict(Event="DTMFEnd", Context="acd-queue", Direction="Received", DurationMs="120")
+    env.emit(**key, Channel="PJSIP/acd-caller-c1", Uniqueid="c1", Digit="5")
+    env.emit(**key, Channel="PJSIP/acd-caller-q1", Uniqueid="q1", Digit="*")
+    env.emit(**{**key, "Direction": "Sent"}, Channel="PJSIP/acd-caller-c1", Uniqueid="c1",
+             Digit="*")
+    await env.settle()
+    assert env.ami.sent("Redirect") == []
+    env.emit(**key, Channel="PJSIP/acd-caller-c1", Uniqueid="c1", Digit="*")
+    env.emit(**key, Channel="PJSIP/acd-caller-c1", Uniqueid="c1", Digit="*")   # confirming
+    await env.settle()
+    assert [(r["Context"], r["Exten"]) for r in env.ami.sent("Redirect")] == [
+        ("acd-queue", "callback")]
+    assert env.rt.caller_number("c1") == "13800138000"
+    env.rt.callback_not_requested("c1")              # not confirmed: waits on, key again
+    env.emit(**key, Channel="PJSIP/acd-caller-c1", Uniqueid="c1", Digit="*")
+    await env.settle()
+    assert len(env.ami.sent("Redirect")) == 2
 
 
 async def test_callback_keeps_the_place_rings_the_agent_then_dials_the_customer(env):
     await start(env, "1001")
-    handle = await env.arrive("c1")
+    await env.arrive("c1")
     await env.arrive("c2")
-    assert handle.callback_key == "*"
-    handle.request_callback("13900139000")
+    assert env.rt.callback_key("c1") == "*"
+    env.rt.callback_requested("c1", "13900139000")
     env.hangup("c1", "PJSIP/acd-caller-c1")            # the caller hangs up: ignored
     await env.settle()
     assert env.rt.call_info("c1")["state"] == "callback_waiting"
@@ -445,8 +490,8 @@ async def test_callback_keeps_the_place_rings_the_agent_then_dials_the_customer(
 
 async def test_customer_not_reached_is_a_failed_attempt(env):
     await start(env, "1001")
-    handle = await env.arrive("c1")
-    handle.request_callback("13900139000")
+    await env.arrive("c1")
+    env.rt.callback_requested("c1", "13900139000")
     env.rt.login("1001")
     await env.settle()
     leg = env.leg("1001")
@@ -699,13 +744,12 @@ async def test_the_phone_check_frees_a_phone_whose_hangup_never_came(env):
 
 async def test_caller_back_in_the_queue_after_a_cut_is_attached_again(env):
     await start(env, "1001")
-    first = await env.arrive("c1")
-    first.detach()
-    again = await env.arrive("c1")
-    assert again is not first and env.rt.queues()["sales"]["waiting"] == 1
+    assert await env.arrive("c1") is True
+    assert await env.arrive("c1") is True                 # the session again: attached
+    assert env.rt.queues()["sales"]["waiting"] == 1
     env.hangup("c1", "PJSIP/acd-caller-c1")
     await env.settle()
-    assert await env.arrive("c1") is None                 # over: the script sends it away
+    assert await env.arrive("c1") is False                # over: the script sends it away
 
 
 async def test_store_write_failure_is_logged_not_dropped_silently(env):
@@ -802,26 +846,26 @@ class ScriptedSession:
 
 
 async def test_callback_number_confirmed_during_the_read_back():
-    from agi.queue import QueueScript
+    from agi.queue import CallbackScript
     s = ScriptedSession(pressed={"digits:13800138000": "1"})
-    assert await QueueScript._confirm_number(s, "13800138000") == "13800138000"
+    assert await CallbackScript._confirm_number(s, "13800138000") == "13800138000"
     assert s.said == ["telephone-number", "digits:13800138000"]     # cut short by the 1
 
 
 async def test_callback_to_another_number_is_read_back_and_confirmed():
-    from agi.queue import QueueScript
+    from agi.queue import CallbackScript
     s = ScriptedSession(collected=["13900139000", "1"])
-    assert await QueueScript._confirm_number(s, "13800138000") == "13900139000"
+    assert await CallbackScript._confirm_number(s, "13800138000") == "13900139000"
     assert "digits:13900139000" in s.said
 
 
 async def test_callback_without_a_number_or_an_answer_is_not_requested():
-    from agi.queue import QueueScript
-    assert await QueueScript._confirm_number(ScriptedSession(), "13800138000") is None
+    from agi.queue import CallbackScript
+    assert await CallbackScript._confirm_number(ScriptedSession(), "13800138000") is None
     # No usable caller number: 1 alone confirms nothing; a keyed number does.
-    assert await QueueScript._confirm_number(ScriptedSession(collected=["1", ""]), "anonymous") is None
+    assert await CallbackScript._confirm_number(ScriptedSession(collected=["1", ""]), "anonymous") is None
     s = ScriptedSession(collected=["555123", "1"])
-    assert await QueueScript._confirm_number(s, "") == "555123"
+    assert await CallbackScript._confirm_number(s, "") == "555123"
 
 
 async def test_rebuild_keeps_an_agents_wrap_up_and_pending_state(env):
