@@ -145,7 +145,9 @@ class CallTracker:
                 return
             app = str(f.get("Application", ""))
             data = str(f.get("AppData", ""))
-            if rec.queued_at is None and (app == "Queue" or (app == "AGI" and data.endswith("/queue"))):
+            # The queue script's URL, before its arguments (AGI(agi://host/queue,group,...)).
+            script = data.split(",", 1)[0]
+            if rec.queued_at is None and (app == "Queue" or (app == "AGI" and script.endswith("/queue"))):
                 rec.queued_at = _ts(f)
                 self.changed.set()
             elif app == "Read" and rec.asked_at is None:

@@ -215,7 +215,7 @@ def test_tracker_takes_ours_queue_entry_from_the_fastagi_queue_script():
                                      "AppData": "agi://127.0.0.1:4573/ivr", "Timestamp": "10.1"}))
     assert rec.queued_at is None                          # the IVR is not the queue
     tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "AGI",
-                                     "AppData": "agi://127.0.0.1:4573/queue", "Timestamp": "10.2"}))
+                                     "AppData": "agi://127.0.0.1:4573/queue,bench,0,,,,7801", "Timestamp": "10.2"}))
     assert rec.queued_at == pytest.approx(10.2)
 
 
