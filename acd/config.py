@@ -82,6 +82,13 @@ class AgiConfig:
 
 
 @dataclass(frozen=True)
+class OverloadConfig:
+    """Past what the server can serve, new callers get their group's overload_destination
+    instead of a place in the queue: while the event loop runs this late (ms)."""
+    max_lag_ms: float = 500.0
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -211,6 +218,7 @@ class GroupConfig:
     max_wait_destination: str = "hangup"
     max_queue_length: int | None = None
     queue_full_destination: str = "hangup"
+    overload_destination: str = "hangup:all-circuits-busy-now"   # new callers while overloaded
     hours: tuple[str, ...] = ()     # e.g. ["mon-fri 09:00-18:00", "sat 10:00-14:00"]; empty: always open
     holidays: tuple[str, ...] = ()  # YYYY-MM-DD, closed all day
     timezone: str = "UTC"
@@ -232,6 +240,7 @@ class Config:
     asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
     ami: AmiConfig = field(default_factory=AmiConfig)
     agi: AgiConfig = field(default_factory=AgiConfig)
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -80,6 +80,7 @@ def _check_timeouts(cfg: Any, bad: Bad) -> None:
                      ("agi.header_timeout", cfg.agi.header_timeout),
                      ("agi.command_timeout", cfg.agi.command_timeout),
                      ("agi.max_sessions", cfg.agi.max_sessions),
+                     ("overload.max_lag_ms", cfg.overload.max_lag_ms),
                      ("hotline.agi_retry_seconds", cfg.hotline.agi_retry_seconds),
                      ("asterisk.start_timeout", cfg.asterisk.start_timeout),
                      ("asterisk.qualify_seconds", cfg.asterisk.qualify_seconds),
@@ -171,7 +172,8 @@ def _check_groups(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
             bad(f"{k}.callback", "callbacks need outbound.dial, the way to reach customers")
         if g.callback is not None and (len(g.callback.key) != 1 or g.callback.key not in "0123456789*#"):
             bad(f"{k}.callback.key", "one key: 0-9, * or #")
-        for field_name in ("max_wait_destination", "queue_full_destination", "closed_destination",
+        for field_name in ("max_wait_destination", "queue_full_destination",
+                           "overload_destination", "closed_destination",
                            "no_agents_destination"):
             value = getattr(g, field_name)
             if value is not None:
@@ -330,6 +332,7 @@ def core_groups(cfg: Any) -> list:
             max_wait=g.max_wait, max_wait_destination=parse_destination(g.max_wait_destination),
             max_queue_length=g.max_queue_length,
             queue_full_destination=parse_destination(g.queue_full_destination),
+            overload_destination=parse_destination(g.overload_destination),
             closed_destination=parse_destination(g.closed_destination),
             no_agents_destination=(parse_destination(g.no_agents_destination)
                                    if g.no_agents_destination else None),

@@ -133,13 +133,17 @@ class Acd(CallControl, Restore):
     def call_arrived(self, call_id: str, caller_number: str, group: str, now: float, *,
                      priority: int = 0, key_trail: Sequence[str] | str = (),
                      verification: str | None = None,
-                     entered_at: float | None = None) -> list[Decision]:
+                     entered_at: float | None = None,
+                     overloaded: bool = False) -> list[Decision]:
         """A caller enters skill group ``group``'s queue (higher ``priority`` first, then
         entry time). ``key_trail``: the IVR keys pressed; ``verification``: what the IVR
         established about the caller. Both are shown to the agent. ``entered_at``: when the
         caller entered the queue, if earlier than ``now`` (the channel says so): their place,
         the arrival and queue records and the maximum wait count from it; what the core
-        decides (an offer, a ring timer) happens at ``now``."""
+        decides (an offer, a ring timer) happens at ``now``. ``overloaded``: the server is
+        past what it can serve (see :mod:`acd.runtime.overload`): the caller is not queued
+        but sent to the group's ``overload_destination`` (a message, by default), on record
+        as an overflow."""
         self._begin()
         self._new_call_in(call_id, group)
         entered = now if entered_at is None else min(entered_at, now)
@@ -148,7 +152,7 @@ class Acd(CallControl, Restore):
         call.channel_group = group
         self._calls[call_id] = call
         self._record(call, entered, CallEventKind.ARRIVED, detail=" ".join(call.key_trail))
-        self._enter_group(call, group, now, entered)
+        self._enter_group(call, group, now, entered, overloaded)
         return self._settle(now)
 
     def agent_ringing(self, call_id: str, agent_id: str, now: float) -> list[Decision]:

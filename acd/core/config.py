@@ -47,6 +47,10 @@ class Destination:
         return f"{self.kind.value}:{self.target}" if self.target else self.kind.value
 
 
+#: The message of the default overload destination (Asterisk's core sounds).
+OVERLOAD_SOUND = "all-circuits-busy-now"
+
+
 @dataclass(frozen=True, slots=True)
 class WidenStep:
     """After ``after`` seconds in the queue, also accept agents of ``groups`` (at each one's
@@ -84,6 +88,8 @@ class GroupConfig:
     max_wait_destination: Destination = Destination.hangup()
     max_queue_length: int | None = None     # live callers (waiting or ringing)
     queue_full_destination: Destination = Destination.hangup()
+    #: where a new caller goes while the server is overloaded (a message, then goodbye)
+    overload_destination: Destination = Destination.hangup(OVERLOAD_SOUND)
     open: bool = True                       # initial service-hours flag (see set_group_open)
     closed_destination: Destination = Destination.hangup()
     no_agents_destination: Destination | None = None  # None: queue even if nobody is logged in
@@ -98,6 +104,7 @@ class GroupConfig:
     def destinations(self) -> dict[str, Destination]:
         out = {"max_wait_destination": self.max_wait_destination,
                "queue_full_destination": self.queue_full_destination,
+               "overload_destination": self.overload_destination,
                "closed_destination": self.closed_destination}
         if self.no_agents_destination is not None:
             out["no_agents_destination"] = self.no_agents_destination

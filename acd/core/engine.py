@@ -53,6 +53,7 @@ class SendReason(StrEnum):
     NO_AGENTS = "no_agents"
     QUEUE_FULL = "queue_full"
     MAX_WAIT = "max_wait"
+    OVERLOAD = "overload"
 
 
 _SEND_EVENT = {
@@ -60,6 +61,7 @@ _SEND_EVENT = {
     SendReason.NO_AGENTS: CallEvent.SEND_NO_AGENTS,
     SendReason.QUEUE_FULL: CallEvent.SEND_OVERFLOW,
     SendReason.MAX_WAIT: CallEvent.SEND_OVERFLOW,
+    SendReason.OVERLOAD: CallEvent.SEND_OVERFLOW,
 }
 
 #: A conversation ended by a hangup: the caller's channel goes too.
@@ -398,9 +400,10 @@ class Engine:
             self._ended.popitem(last=False)
 
     def _enter_group(self, call: Call, group: str, now: float,
-                     entered: float | None = None) -> None:
+                     entered: float | None = None, overloaded: bool = False) -> None:
         """Arrival, or overflow into another group: check service hours, staffing and queue
-        length, then queue (since ``entered``, by default now)."""
+        length, then queue (since ``entered``, by default now). ``overloaded``: the server
+        takes no more callers now; a new one goes to the group's overload destination."""
         if call.state is CallState.WAITING:       # moving from another group
             self._detach(call)
             for kind in QUEUE_TIMERS:
@@ -410,6 +413,8 @@ class Engine:
         cfg = g.cfg
         if not g.open:
             self._send(call, cfg.closed_destination, SendReason.CLOSED, now)
+        elif overloaded:
+            self._send(call, cfg.overload_destination, SendReason.OVERLOAD, now)
         elif cfg.no_agents_destination is not None and g.logged_in == 0:
             self._send(call, cfg.no_agents_destination, SendReason.NO_AGENTS, now)
         elif cfg.max_queue_length is not None and g.live_waiting >= cfg.max_queue_length:

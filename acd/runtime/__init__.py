@@ -15,6 +15,7 @@ telephony.py        the core's telephony decisions, carried out over AMI
 ami_out.py          AMI actions, one ordered chain per call
 effects.py          timers, the pages' pushes, the records
 queue.py            waiting callers: registered by the queue script, held by Asterisk
+overload.py         how late the event loop runs; new callers turned away while overloaded
 plan.py             restore planning (pure): a reading of Asterisk and the store -> a plan
 restore.py          reads Asterisk and the store, applies the plan; reconcile -> facts
 ==================  ======================================================================

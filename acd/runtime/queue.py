@@ -48,7 +48,8 @@ class Queue:
     def __init__(self, channels: Channels, records: Records, out: AmiOut, *, acd: Any,
                  store: Any, log: Any, clock: Callable[[], float],
                  apply: Callable[[list], None], wait_ready: Callable[[], Any],
-                 callback_keys: Mapping[str, str | None]) -> None:
+                 callback_keys: Mapping[str, str | None],
+                 admit: Callable[[], bool] = lambda: True) -> None:
         self.channels = channels
         self.records = records
         self.out = out
@@ -56,6 +57,7 @@ class Queue:
         self.apply = apply
         self.wait_ready = wait_ready
         self.callback_keys = dict(callback_keys)      # group -> its callback key
+        self.admit = admit          # False: overloaded, a new caller is not queued
 
     # ---------------------------------------------------------------- while they wait
 
@@ -168,7 +170,7 @@ class Queue:
             # core decides now (an offer, a ring timer) happens now.
             out = self.acd.call_arrived(uniqueid, number, group, self.clock(),
                                         entered_at=entered, priority=priority,
-                                        key_trail=key_trail)
+                                        key_trail=key_trail, overloaded=not self.admit())
         except AcdError as exc:
             self.channels.callers.pop(uniqueid, None)
             # The caller is sent away by the script; the record gets its one end reason.

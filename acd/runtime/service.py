@@ -53,6 +53,7 @@ from acd.runtime.channels import Bridges, Channels
 from acd.runtime.effects import Pages, Records, Timers, utc
 from acd.runtime.phones import Phones
 from acd.runtime.plan import plan
+from acd.runtime.overload import LoopLag
 from acd.runtime.queue import Queue
 from acd.runtime.restore import Restorer
 from acd.runtime.telephony import Telephony
@@ -76,7 +77,7 @@ class AcdRuntime:
                  ring_grace: float = 2.0, hours_interval: float = 60.0,
                  outbound_caller_id: str = "", outbound_enabled: bool = True,
                  outbound_ring_timeout: float = 20.0,
-                 outbound_dial_timeout: float = 45.0) -> None:
+                 outbound_dial_timeout: float = 45.0, max_lag: float = 0.5) -> None:
         self.acd, self.ami, self.store, self.hub, self.clock = acd, ami, store, hub, clock
         self.endpoints = dict(endpoints)                 # agent id -> PJSIP endpoint
         self.names = dict(names or {})
@@ -90,6 +91,7 @@ class AcdRuntime:
         self.writer = StoreWriter()
         self.ready = asyncio.Event()
         self.log = acdlog.get_logger(component="runtime")
+        self.lag = LoopLag(max_lag, self.log)
         self._rebuilt = self._rebuilding = False
         self._buffer: list[ev.AmiEvent] | None = []     # AMI events held until the rebuild
         self._open: dict[str, bool] = {}                 # group -> open (service hours)
@@ -120,7 +122,7 @@ class AcdRuntime:
                 for name, g in self.group_cfg.items()}
         self.queue = Queue(self.channels, self.records, self.out, acd=acd, store=self.store,
                            log=log, clock=clock, apply=self.apply, wait_ready=self.wait_ready,
-                           callback_keys=keys)
+                           callback_keys=keys, admit=self.lag.admit)
         self.restorer = Restorer(self.channels, self.bridges, self.phones, self.out,
                                  self.records, acd=acd, store=self.store, log=log, clock=clock,
                                  telephony=self.telephony, take_phones=self._take_phones)
@@ -241,8 +243,10 @@ class AcdRuntime:
         loop = asyncio.get_running_loop()
         self.out.loop = self._timers.loop = self.pages.loop = loop
         self.writer.start()
+        self.lag.start()
 
     async def stop(self) -> None:
+        await self.lag.stop()
         self._timers.stop()
         await self.out.stop()
         await self.writer.stop()

@@ -105,10 +105,14 @@ class ApiRoutes:
 
     async def health(self, _request: web.Request) -> web.Response:
         # The store writer's backlog: "degraded" while records wait (database locked or full).
+        # Overloaded: new callers are turned away (their group's overload destination).
         writer = getattr(self.runtime, "writer", None)
         writes = writer.status() if writer is not None else None
+        lag = getattr(self.runtime, "lag", None)
+        overloaded = bool(lag is not None and lag.overloaded)
         return web.json_response({
-            "status": "degraded" if writes and writes["degraded"] else "ok",
+            "status": "degraded" if overloaded or (writes and writes["degraded"]) else "ok",
+            "overloaded": overloaded,
             "store_writes": writes,
             "ami_connected": bool(self.ami and self.ami.connected),
             "agi": f"{self.cfg.agi.host}:{self.agi.port}" if self.agi else None,

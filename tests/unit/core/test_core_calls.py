@@ -126,6 +126,29 @@ def test_overflow_by_queue_length(make_sim, rings):
     assert positions(sim) == ["k2", "k4"]
 
 
+def test_an_overloaded_server_sends_new_callers_to_the_overload_destination(make_sim, rings):
+    """Past what the server can serve, a new caller gets the group's overload destination (a
+    message by default) and no place in the queue; callers already waiting keep theirs, and
+    new ones are queued again once the overload is over."""
+    sim = make_sim([GroupConfig("g", members={"a": 1}),
+                    GroupConfig("h", members={"a": 1},
+                                overload_destination=Destination.callback(),
+                                callback=CallbackSettings())])
+    sim.do("call_arrived", "k1", "111", "g", at=0)
+    out = sim.do("call_arrived", "k2", "222", "g", at=1, overloaded=True)
+    assert of(out, SendToDestination) == [
+        SendToDestination("k2", Destination.hangup("all-circuits-busy-now"), "overload")]
+    assert info(sim, "k2")["end_reason"] == "overflow"
+    assert kinds(sim, "k2")[-2:] == ["sent", "ended"]
+    out = sim.do("call_arrived", "k3", "333", "h", at=2, overloaded=True)   # a callback offer
+    assert of(out, SendToDestination) == [SendToDestination("k3", Destination.callback(),
+                                                            "overload")]
+    assert info(sim, "k3")["state"] == "callback_waiting"
+    sim.do("call_arrived", "k4", "444", "g", at=3)
+    assert positions(sim) == ["k1", "k4"]
+    assert sim.core.snapshot_queues(60)["g"]["overflowed"] == 1
+
+
 def test_overflow_to_another_group_moves_the_call_inside_the_core(make_sim, rings):
     sim = make_sim([GroupConfig("g1", members={"a": 1}, max_wait=30,
                                 max_wait_destination=Destination.group("g2")),
