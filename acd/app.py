@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,17 +65,24 @@ class Server:
     rng: random.Random | None = None     # drives the "random" strategy; seeded in tests
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
+    _hashing: asyncio.Future | None = None    # the web passwords argon2 hashes behind
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         cfg = self.cfg
         log = acdlog.get_logger(component="app")
+        log.info("app.starting", agents=len(cfg.agents), groups=len(cfg.groups))
         await migrate_async(cfg.database_url)
+        log.info("app.migrated")
         self.store = Store(cfg.database_url)
-        # Web logins first (hashing passwords takes a moment): HTTP then listens as soon as
-        # the runtime is there.
+        # Web logins: the users table at once; the passwords argon2 has to hash (new users,
+        # changed passwords: 0.1 s or more each) are hashed behind, while a pending user logs
+        # in with the configured password. Nothing at start grows with the number of users.
         from acd.web.pages import web_context
-        self.web_ctx = await web_context(cfg, self.store)
+        self.web_ctx = await web_context(cfg, self.store, defer=True)
+        log.info("app.users_ready", **self.web_ctx.auth.synced)
+        if self.web_ctx.auth.synced.get("pending"):
+            self._hashing = asyncio.ensure_future(self._hash_passwords())
         self.hub = Hub()
 
         self.ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
@@ -131,6 +139,19 @@ class Server:
         log.info("app.started", http=f"http://{cfg.http.host}:{self.http_port}/",
                  agi=f"{cfg.agi.host}:{self.agi.port}", ami=f"{cfg.ami.host}:{cfg.ami.port}")
 
+    async def _hash_passwords(self) -> None:
+        log = acdlog.get_logger(component="app")
+        started = time.monotonic()
+        try:
+            made = await self.web_ctx.auth.hash_pending()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("app.passwords_failed")     # pending users log in as configured
+            return
+        log.info("app.passwords_hashed", hashed=made,
+                 took=round(time.monotonic() - started, 3))
+
     async def _start_ami(self) -> None:
         assert self.ami is not None
         try:
@@ -144,6 +165,9 @@ class Server:
     async def stop(self) -> None:
         if self.http:
             await self.http.cleanup()
+        if self._hashing is not None:       # the rest are hashed at the next start
+            self._hashing.cancel()
+            await asyncio.gather(self._hashing, return_exceptions=True)
         if self.runtime and self.ami:
             # AMI actions already under way (a leg's hangup after a call) finish before the
             # link is closed; bounded, as events keep coming until then.

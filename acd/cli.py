@@ -23,6 +23,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -165,9 +166,17 @@ def cmd_load(args: argparse.Namespace) -> int:
     return load.main(_load(args), args)
 
 
+#: Agents the banner lists (a big contact center's list would bury the rest).
+BANNER_AGENTS = 10
+
+
 def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_where: str) -> str:
     a = cfg.asterisk
-    agents = "\n".join(f"      {ag.id:<8} {ag.name}" for ag in cfg.agents) or "      (none in config.yaml)"
+    shown = BANNER_AGENTS
+    agents = "\n".join(f"      {ag.id:<8} {ag.name}" for ag in cfg.agents[:shown]) or \
+        "      (none in config.yaml)"
+    if len(cfg.agents) > shown:
+        agents += f"\n      ... and {len(cfg.agents) - shown} more (config.yaml)"
     admin = next((u for u in cfg.web.users if u.role == "admin"), None)
     web_admin = f"{admin.username} / {admin.password}" if admin else "(no admin in web.users)"
     return f"""
@@ -192,10 +201,13 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
 
 def cmd_run(args: argparse.Namespace) -> int:
     from acd.app import serve
+    started = time.monotonic()
     cfg = configmod.load(args.config)
     configmod.check_secret_file_mode(cfg)
     cfg, secrets_file = configmod.with_secrets(cfg)
     acdlog.configure(cfg.logging.level, cfg.logging.format)
+    acdlog.get_logger(component="app").info("app.config_loaded", agents=len(cfg.agents),
+                                            took=round(time.monotonic() - started, 3))
     ast = None
     where = ""
     if not args.no_asterisk:

@@ -25,7 +25,7 @@ from typing import Any
 from acd.tools import load, load_calls, server_api
 from acd import log as acdlog
 from acd.errors import UserError
-from bench import core_bench, memory, report
+from bench import core_bench, memory, report, startup
 from bench import instance as inst
 from bench.measures import (AQ, HOTLINES, NUMBERS, OURS, Bench, RunResult, agent_free_latencies,
                             arm_order, idle_agent_latencies, ours_breakdown,
@@ -35,7 +35,7 @@ from bench.stats import cdf, summary
 
 RESULTS = inst.PROJECT / "bench" / "results"
 DOCS = inst.PROJECT / "docs"
-MEASURES = ("idle", "free", "ivr", "throughput", "pop", "profile", "core", "memory")
+MEASURES = ("idle", "free", "ivr", "throughput", "pop", "profile", "core", "memory", "startup")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class Plan:
     core_cycles: int
     mem_agents: int
     mem_callers: int
+    startup_agents: int = 1000       # measure 8: the agents (and their web users)
+    startup_small: int = 100         # ... and a smaller size beside it (0: none)
 
 
 FULL = Plan("full", phones=100, talk=2.0, idle_chunks=4, idle_calls=50, idle_rate=2.0,
@@ -75,7 +77,7 @@ QUICK = Plan("quick", phones=40, talk=2.0, idle_chunks=1, idle_calls=15, idle_ra
              steps=(5, 10), step_seconds=15.0, steps_budget=30.0, step_talk=2.0,
              pop_seconds=15.0, pages=300,
              profile_seconds=10.0, profile_rate=5.0, core_cycles=500, mem_agents=1000,
-             mem_callers=2000)
+             mem_callers=2000, startup_agents=300, startup_small=0)
 TALK_CAP = 10.0                      # exponential talk times are cut at this many seconds
 TALK_MIN = 1.0                       # ... and start at this many (nobody hangs up at once)
 
@@ -312,6 +314,15 @@ class Runner:
         self.results["memory"] = await memory.measure(agents=p.mem_agents, callers=p.mem_callers,
                                                       say=say)
 
+    # ---------------------------------------------------------------- 8
+    async def startup(self) -> None:
+        p = self.plan
+        say(f"(8) start-up: `acd run` with {p.startup_agents} agents and their web users "
+            f"(and with {p.startup_small})" if p.startup_small else
+            f"(8) start-up: `acd run` with {p.startup_agents} agents and their web users")
+        self.results["startup"] = await startup.measure(agents=p.startup_agents,
+                                                        small=p.startup_small, say=say)
+
     # ---------------------------------------------------------------- all
     async def run(self) -> None:
         real = {"idle", "free", "ivr", "throughput", "pop", "profile"} & self.only
@@ -327,6 +338,8 @@ class Runner:
             self.core()
         if self.want("memory"):
             await self.memory()
+        if self.want("startup"):
+            await self.startup()
 
 
 def _git() -> dict[str, Any]:

@@ -1,7 +1,12 @@
 """The core's JSON-ready views: functions of plain data (a group, an agent, a call, an
 outbound call), no state of their own. :class:`~acd.core.Acd` answers its queries with them
 (``snapshot_queues``, ``snapshot_agents``, ``agent_snapshot``, ``call_info``,
-``control_info``)."""
+``control_info``).
+
+The supervisors' board is sent as changes (:func:`board_state`, :func:`board_delta`): what
+changed among the groups, the agents and the calls waiting since the last send, each entry
+whole, ``None`` for one that is gone. Times that only grow with the clock (``in_state_for``,
+``longest_wait``, ``waited``) are no change: the page counts them on from ``since``."""
 from __future__ import annotations
 
 from typing import Any
@@ -124,4 +129,47 @@ def control_view(call: Call, state: ControlState, invited: bool,
                 "answered_at": t.answered_at, "ownerless": t.ownerless}}
 
 
-__all__ = ["queue_view", "agent_view", "call_view", "control_view"]
+#: Fields that change with the clock alone: no reason to send an entry again.
+CLOCK_FIELDS = frozenset({"in_state_for", "longest_wait", "waited"})
+#: The kinds of entries of the board, each keyed by its id (group name, agent id, call id).
+BOARD_KINDS = ("queues", "agents", "calls")
+
+
+def board_state(snapshot: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The board of a snapshot (``{"queues": ..., "agents": ...}``, as ``snapshot_queues`` and
+    ``snapshot_agents`` make them) by kind and id: the groups without their calls, and the
+    calls waiting in each group's queue by call id (with their ``group``)."""
+    queues: dict[str, dict[str, Any]] = {}
+    calls: dict[str, dict[str, Any]] = {}
+    for name, q in snapshot.get("queues", {}).items():
+        queues[name] = {k: v for k, v in q.items() if k != "calls"}
+        for c in q.get("calls", ()):
+            calls[c["call_id"]] = {**c, "group": name}
+    return {"queues": queues, "agents": dict(snapshot.get("agents", {})), "calls": calls}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal but for the fields that change with the clock alone."""
+    if a.keys() != b.keys():
+        return False
+    return all(a[k] == b[k] for k in a if k not in CLOCK_FIELDS)
+
+
+def board_delta(before: dict[str, dict[str, dict[str, Any]]] | None,
+                after: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """What changed from ``before`` to ``after`` (both :func:`board_state`): per kind, each
+    changed or new entry whole, ``None`` for one that is gone; a kind with no change is left
+    out (an empty dict: nothing changed). ``before`` None: everything."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in BOARD_KINDS:
+        old, new = (before or {}).get(kind, {}), after.get(kind, {})
+        changed: dict[str, Any] = {k: v for k, v in new.items()
+                                   if k not in old or not _same(old[k], v)}
+        changed.update((k, None) for k in old.keys() - new.keys())
+        if changed:
+            out[kind] = changed
+    return out
+
+
+__all__ = ["queue_view", "agent_view", "call_view", "control_view", "board_state",
+           "board_delta", "CLOCK_FIELDS"]

@@ -13,8 +13,8 @@ RecordLegWrapup/         outbound calls.
 OutboundStarted/Ended
 =======================  ==================================================================
 
-The supervisors' snapshot is published once per loop turn, after the last change, and only
-while a supervisor's page is subscribed.
+The supervisors' board is published as changes, at most four times a second, and only while a
+supervisor's page is subscribed (:class:`Pages`).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from typing import Any
 from acd.core import (CallEventKind, CancelTimer, Notify, OutboundEnded, OutboundStarted,
                       RecordAgentState, RecordCallEvent, RecordControl, RecordLeg,
                       RecordLegWrapup, StartTimer)
+from acd.core.views import board_delta, board_state
 from acd.store.writer import StoreWriter
 
 
@@ -83,18 +84,30 @@ class Timers:
 
 
 class Pages:
-    """Pushes to the agents' and supervisors' pages (through the hub)."""
+    """Pushes to the agents' and supervisors' pages (through the hub).
+
+    The supervisors' board goes out as changes (:func:`~acd.core.views.board_delta`): after
+    a change, at most once per ``interval`` (a timer that gathers every change until it
+    fires; the first change after a quiet spell goes on the next loop turn), only what
+    changed since the last send, and only while a supervisor's page is subscribed. A page
+    gets the whole board as it subscribes, or asks for it (:meth:`board_snapshot`)."""
+
+    TOPIC = "supervisor"
 
     def __init__(self, hub: Any, log: Any, *, ringing: Callable[[str, str], bool],
-                 save_pending: Callable[[Notify], None], snapshot: Callable[[], dict]) -> None:
+                 save_pending: Callable[[Notify], None], snapshot: Callable[[], dict],
+                 interval: float = 0.25) -> None:
         self.hub = hub
         self.log = log
         self.ringing = ringing            # (call, agent) -> the agent's phone rings already
         self.save_pending = save_pending
         self.snapshot = snapshot
+        self.interval = interval          # seconds between two sends of the board, at least
         self.loop: asyncio.AbstractEventLoop | None = None
         self._held_ring: dict[tuple[str, str], Notify] = {}
-        self._snapshot_due = False
+        self._board_due = False
+        self._board: dict[str, dict[str, dict[str, Any]]] | None = None   # as last sent
+        self._sent_at = float("-inf")     # loop time of the last send
 
     def notify(self, d: Notify) -> None:
         key = (str(d.payload.get("call_id", "")), d.agent_id)
@@ -129,20 +142,39 @@ class Pages:
         except Exception:
             self.log.exception("runtime.publish_failed", agent=d.agent_id)
 
-    def snapshot_soon(self) -> None:
-        """Publish the supervisors' snapshot once per loop turn, after the last change."""
-        if self._snapshot_due:
-            return
-        self._snapshot_due = True
-        loop = self.loop or asyncio.get_running_loop()
-        loop.call_soon(self._publish_snapshot)
+    # ---- the supervisors' board
 
-    def _publish_snapshot(self) -> None:
-        self._snapshot_due = False
+    def snapshot_soon(self) -> None:
+        """Something the supervisors see changed: the board's changes go out when the timer
+        fires (one timer for every change until then)."""
+        if self._board_due:
+            return
+        self._board_due = True
+        loop = self.loop or asyncio.get_running_loop()
+        loop.call_later(max(0.0, self._sent_at + self.interval - loop.time()),
+                        self._publish_board)
+
+    def board_snapshot(self) -> dict[str, Any]:
+        """The whole board (``queues`` with their calls, ``agents``), for a page that
+        subscribed (before this call) or asked for it; with ``seq``, the number of the last
+        change sent: the page applies the changes numbered after it."""
+        snap = self.snapshot()
+        if self._board is None:         # no changes sent yet: they start from here
+            self._board = board_state(snap)
+        return {**snap, "seq": self.hub.last_seq(self.TOPIC)}
+
+    def _publish_board(self) -> None:
+        self._board_due = False
         try:
-            if not self.hub.subscribers("supervisor"):
-                return          # built only for someone watching (a page gets one as it opens)
-            self.hub.publish("supervisor", {"type": "snapshot", **self.snapshot()})
+            if not self.hub.subscribers(self.TOPIC):
+                self._board = None      # built only for someone watching
+                return
+            board = board_state(self.snapshot())
+            delta = board_delta(self._board, board)
+            self._board = board
+            self._sent_at = (self.loop or asyncio.get_running_loop()).time()
+            if delta:
+                self.hub.publish(self.TOPIC, {"type": "delta", **delta})
         except Exception:
             self.log.exception("runtime.snapshot_failed")
 

@@ -45,6 +45,22 @@ def _vars_to_read(c: Mapping[str, Any]) -> tuple[str, ...]:
     return _LEG_VARS
 
 
+async def _call_groups(store: Any, uniqueids: list[str],
+                       at_once: int = 500) -> dict[str, dict[str, Any]]:
+    """uniqueid -> {"uniqueid", "skill_group"} of these stored calls: one query per
+    ``at_once`` of them (SQLite's bound parameters), whatever the number of agents."""
+    from sqlalchemy import select
+
+    from acd.store.models import Call
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(uniqueids), at_once):
+        async with store.session() as s:
+            rows = await s.execute(select(Call.uniqueid, Call.skill_group)
+                                   .where(Call.uniqueid.in_(uniqueids[i:i + at_once])))
+            out.update((u, {"uniqueid": u, "skill_group": g}) for u, g in rows.all())
+    return out
+
+
 def _ours(c: Mapping[str, Any]) -> bool:
     # Our legs still ringing are not in our contexts yet (the endpoint's until answered):
     # their Uniqueid, chosen by us, finds them (see Channels.new_leg).
@@ -84,13 +100,19 @@ class Restorer:
         await self.records.writer.flush(10.0)    # replayed and queued writes first (bounded)
         states = await self.store.latest_agent_states()
         open_calls = {c["uniqueid"]: c for c in await self.store.open_calls()}
+        # The calls of Asterisk's channels that are not open on record: each read whole
+        # (rare: a record ended while its channel lives on).
         wanted = {v.get(dp.CALL) or str(c["Uniqueid"]) for c, v in found}
-        wanted |= {row.get("call_uniqueid") for row in states.values() if row["state"] == "wrapup"}
         calls = {}
         for uid in sorted(u for u in wanted if u and u not in open_calls):
             stored = await self.store.get_call(uid)
             if stored:
                 calls[uid] = stored
+        # The calls the agents in wrap-up ended: their group only (it sets the wrap-up's
+        # end), in one read for all of them, not one per agent.
+        wrapup = {row.get("call_uniqueid") for row in states.values() if row["state"] == "wrapup"}
+        calls.update(await _call_groups(self.store, sorted(
+            u for u in wrapup if u and u not in open_calls and u not in calls)))
         answered = await self.store.answered_since_login()
         return Reading(started=started, channels=channels, found=found, reachable=reachable,
                        states=states, pending=await self.store.latest_agent_pending(),
@@ -112,7 +134,9 @@ class Restorer:
                 out += self.acd.restore_agent(a.agent_id, a.endpoint, a.state, a.since,
                                               reason=a.reason, **a.kw)
                 restored.add(a.agent_id)
-                log.info("runtime.agent_restored", agent=a.agent_id, state=a.state)
+                # debug: one line per agent would grow the start with them (the count is
+                # in runtime.rebuilt)
+                log.debug("runtime.agent_restored", agent=a.agent_id, state=a.state)
             except AcdError as exc:
                 log.warning("runtime.restore_refused", agent=a.agent_id, error=exc.id,
                             message=exc.message)

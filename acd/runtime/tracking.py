@@ -266,7 +266,9 @@ class Tracker:
         """Tell the core (the one owner of the fact) when the phone's reachability changed."""
         if not always and self.acd.phone_reachable(endpoint) == reachable:
             return
-        self.log.info("runtime.phone", endpoint=endpoint, reachable=reachable)
+        # ``always``: every phone at a rebuild (debug: not a line per agent at each start).
+        (self.log.debug if always else self.log.info)("runtime.phone", endpoint=endpoint,
+                                                      reachable=reachable)
         self.feed("contact_status", self.acd.contact_status, endpoint, reachable,
                   agent=self.phones.agent_of.get(endpoint))
 

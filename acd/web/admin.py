@@ -266,7 +266,9 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
                                                     "the agent", {}),
     ("get", "/api/agents/{agent}/directory"): ("Look a customer up (?q=)", "the agent", {}),
     ("get", "/api/queues"): ("Per skill group: live queue and counters since start", "supervisor", {}),
-    ("get", "/api/supervisor/ws"): ("WebSocket: snapshots of queues and agents", "supervisor", {}),
+    ("get", "/api/supervisor/ws"): ("WebSocket: the board of queues and agents, then its "
+                                    "changes (delta); {\"type\": \"resync\"} asks for the "
+                                    "board again", "supervisor", {}),
     ("get", "/api/stats/wallboard"): ("The wall board: live and today's figures, intervals",
                                       "supervisor", {}),
     ("get", "/api/stats/definitions"): ("The definition of every figure", "supervisor", {}),

@@ -5,14 +5,16 @@ Only this layer maps error ids to HTTP statuses.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from sqlalchemy import exc as sa_exc
 
 from acd.errors import UserError
 from acd.store.writer import is_transient
+from acd.web.hub import SNAPSHOT
 from acd.web.request import json_object
 
 STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
@@ -110,9 +112,12 @@ class ApiRoutes:
         writes = writer.status() if writer is not None else None
         lag = getattr(self.runtime, "lag", None)
         overloaded = bool(lag is not None and lag.overloaded)
+        ready = getattr(self.runtime, "ready", None)
         return web.json_response({
             "status": "degraded" if overloaded or (writes and writes["degraded"]) else "ok",
             "overloaded": overloaded,
+            # The ACD took up its state (Asterisk and the store): agents' requests are served.
+            "ready": bool(ready is not None and ready.is_set()),
             "store_writes": writes,
             "ami_connected": bool(self.ami and self.ami.connected),
             "agi": f"{self.cfg.agi.host}:{self.agi.port}" if self.agi else None,
@@ -178,38 +183,51 @@ class ApiRoutes:
                                   lambda: {"agent": self.need_runtime().agent(agent_id)})
 
     async def supervisor_ws(self, request: web.Request) -> web.StreamResponse:
+        """The whole board first, then its changes (``delta``, at most a few a second); the
+        page sends ``{"type": "resync"}`` for the whole board again (a gap in ``seq``)."""
         rt = self.need_runtime()
+        pages = getattr(rt, "pages", None)
+        if pages is not None and hasattr(pages, "board_snapshot"):
+            return await self._stream(request, "supervisor", pages.board_snapshot)
         return await self._stream(request, "supervisor",
                                   lambda: {"queues": rt.queues(), "agents": rt.agents()})
 
     async def _stream(self, request: web.Request, topic: str,
                       snapshot: Callable[[], dict[str, Any]]) -> web.WebSocketResponse:
-        """Snapshot first, then every live event of the topic, in order."""
+        """Snapshot first, then every live event of the topic, in order. The snapshot is
+        built after subscribing (nothing published in between is lost) and carries the
+        topic's last ``seq``; the page may ask for another one (``{"type": "resync"}``)."""
         if self.hub is None:
             raise UserError("acd.unavailable", "the ACD is not running")
-        first = snapshot()  # raises (agent.unknown) before the upgrade
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=WS_MAX_MESSAGE)
-        await ws.prepare(request)
         sub = self.hub.subscribe(topic)
         try:
-            await ws.send_json({"type": "snapshot", **first})
+            first = self._snapshot(topic, snapshot)  # raises (agent.unknown) before the upgrade
+            ws = web.WebSocketResponse(heartbeat=20, max_msg_size=WS_MAX_MESSAGE)
+            await ws.prepare(request)
+            await ws.send_json(first)
 
             async def forward() -> None:
                 while (msg := await sub.get()) is not None:
-                    await ws.send_json(msg)
+                    await ws.send_json(self._snapshot(topic, snapshot) if msg is SNAPSHOT
+                                       else msg)
                 # Cut off (too slow) or shutting down: the page reconnects for a snapshot.
                 await ws.close(code=4000 if sub.overflowed else 1001,
                                message=b"resync" if sub.overflowed else b"going away")
 
             sender = asyncio.ensure_future(forward())
             try:
-                async for _msg in ws:  # the page sends nothing we act on; this sees the close
-                    pass
+                async for msg in ws:     # the page may ask for a snapshot; nothing else counts
+                    if msg.type == WSMsgType.TEXT and _asks_resync(msg.data):
+                        sub.want_snapshot()
             finally:
                 sender.cancel()
         finally:
             sub.close()
         return ws
+
+    def _snapshot(self, topic: str, snapshot: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        assert self.hub is not None
+        return {"type": "snapshot", "seq": self.hub.last_seq(topic), **snapshot()}
 
     def routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
         """(method, path, handler), in the order they are added."""
@@ -229,6 +247,15 @@ class ApiRoutes:
             ("get", "/api/calls", self.recent_calls),
             ("get", "/api/calls/{uniqueid}", self.one_call),
         ]
+
+
+def _asks_resync(text: str) -> bool:
+    """A page's message asks for a full snapshot (anything else is ignored)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("type") == "resync"
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -141,6 +142,7 @@ class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self.ph = hasher or PasswordHasher()
         self._dummy = self.ph.hash(secrets.token_urlsafe(16))
+        self._old: dict[str, bool] = {}     # parameter string -> not ours
 
     def hash(self, password: str) -> str:
         return self.ph.hash(password)
@@ -155,7 +157,21 @@ class Passwords:
 
     def needs_update(self, stored: str, password: str) -> bool:
         """The stored hash is not this password's (or uses old parameters)."""
-        return not self.verify(stored, password) or self.ph.check_needs_rehash(stored)
+        return not self.verify(stored, password) or self.old_parameters(stored)
+
+    def old_parameters(self, stored: str) -> bool:
+        """The hash was made with other parameters than ours (argon2 would make it again).
+        Read once per parameter string (``$argon2id$v=19$m=...,t=...,p=...``), not per user;
+        a string that is no argon2 hash counts as old."""
+        params = stored.rsplit("$", 2)[0]
+        old = self._old.get(params)
+        if old is None:
+            try:
+                old = self.ph.check_needs_rehash(stored)
+            except InvalidHashError:
+                return True                 # not a hash of ours: made again
+            self._old[params] = old
+        return old
 
 
 #: In the data folder: the key of the password checks (see :meth:`Auth.sync_users`).
@@ -311,6 +327,10 @@ class Auth:
         self.ws_per_session = websockets_per_session
         self.ws_per_address = websockets_per_address
         self.log = acdlog.get_logger(component="auth")
+        self.synced: dict[str, int] = {}    # the last sync_users: users, pending
+        # Users whose password argon2 has yet to check or hash: name -> (user, stored hash).
+        self._pending: dict[str, tuple[UserSpec, str | None]] = {}
+        self._sessions_before: datetime | None = None   # see sync_users
 
     @classmethod
     def from_config(cls, db: Any, cfg: Any, **kw: Any) -> "Auth":
@@ -333,42 +353,108 @@ class Auth:
 
     # --- users and sessions ---------------------------------------------------------------
 
-    async def sync_users(self, specs: Iterable[UserSpec]) -> None:
-        """Make the users table the configured users; a hash is made again only when the
-        password (or the hashing parameters) changed, and that user's sessions end. A user
-        whose stored check matches the configured password keeps the hash without argon2:
-        a start does not grow with the number of users."""
+    async def sync_users(self, specs: Iterable[UserSpec], *, defer: bool = False) -> None:
+        """Make the users table the configured users. A user whose stored check matches the
+        configured password keeps the hash without argon2 (a start does not grow with the
+        number of users); the others are *pending* until :meth:`hash_pending` has checked
+        their stored hash or made a new one (argon2: a new user, a changed password, a lost
+        key), and that user's sessions end if the password changed. ``defer``: return with
+        them pending (a server start: :meth:`hash_pending` runs behind, and a pending user
+        logs in with the configured password meanwhile); else they are done first."""
         specs = list(specs)
         have = await self.db.users()
-
-        def work() -> list[dict[str, Any]]:
-            out = []
-            for u in specs:
-                old = have.get(u.username)
-                h = old["password_hash"] if old else None
-                # A hash this process made for the same user and password is reused (a
-                # server started again, tests): argon2 is slow on purpose.
-                seen = _MEMO.get(_memo_key(u))
-                check = self._check(u)
-                if (check is not None and h is not None and old.get("password_check") == check
-                        and not self.passwords.ph.check_needs_rehash(h)):
-                    pass                    # the configured password is the stored one
-                elif seen is not None and (h is None or h == seen) \
-                        and not self.passwords.ph.check_needs_rehash(seen):
+        rows, pending = [], {}
+        for u in specs:
+            old = have.get(u.username) or {}
+            h = old.get("password_hash") or None         # "": not hashed yet
+            check = self._check(u)
+            # A hash this process made for the same user and password is reused (a server
+            # started again, tests): argon2 is slow on purpose.
+            seen = _MEMO.get(_memo_key(u))
+            if not (check is not None and h is not None and old.get("password_check") == check
+                    and not self.passwords.old_parameters(h)):
+                if seen is not None and (h is None or h == seen) \
+                        and not self.passwords.old_parameters(seen):
                     h = seen
-                elif h is None or self.passwords.needs_update(h, u.password):
-                    h = self.passwords.hash(u.password)
+                else:                       # argon2 to come; the row as it is meanwhile
+                    pending[u.username] = (u, h)
+                    h, check = h or "", old.get("password_check")
+            if u.username not in pending:
                 _MEMO[_memo_key(u)] = h
-                out.append({"username": u.username, "role": u.role, "agent_id": u.agent_id,
-                            "password_hash": h, "password_check": check})
-            return out
-
-        rows = await asyncio.to_thread(work)
-        await self.db.put_users(rows, now=self._now())
+            rows.append({"username": u.username, "role": u.role, "agent_id": u.agent_id,
+                         "password_hash": h, "password_check": check})
+        now = self._now()
+        await self.db.put_users(rows, now=now)
+        # Deferred, a user may log in with the new password before argon2 gets to them: the
+        # sessions to end are those from before (else: every session of the user).
+        self._sessions_before = now if defer else None
+        self._pending = pending
+        self.synced = {"users": len(rows), "pending": len(pending)}
         self._cache.clear()
+        if not defer:
+            await self.hash_pending()
         gone = {key for key, _u, _a in self._live.values() if await self.db.session(key) is None}
         self._end_live(lambda k, _u: k in gone)
         await self.db.drop_expired(self._now())
+
+    async def hash_pending(self, batch: int = 8) -> int:
+        """argon2 for the pending users (see :meth:`sync_users`), in a thread, ``batch`` at a
+        time, each batch written at once; users with a stored hash first (a password that
+        changed: their sessions from before the sync end; one made since, with the new
+        password, stays). Returns how many hashes were made."""
+        todo = sorted(self._pending.values(), key=lambda p: p[1] is None)
+        made = 0
+        stop = threading.Event()        # cancelled: the thread ends after the user at hand
+        for i in range(0, len(todo), batch):
+            chunk = todo[i:i + batch]
+
+            def work() -> list[tuple[UserSpec, str, bool, bool]]:
+                out = []
+                for u, stored in chunk:
+                    if stop.is_set():
+                        break
+                    new = stored is None or self.passwords.needs_update(stored, u.password)
+                    out.append((u, self.passwords.hash(u.password) if new else stored, new,
+                                new and stored is not None))
+                return out
+            try:
+                done = await asyncio.to_thread(work)
+            except asyncio.CancelledError:
+                stop.set()
+                raise
+            made += sum(new for _u, _h, new, _c in done)
+            await self.db.set_passwords(
+                [{"username": u.username, "password_hash": h, "password_check": self._check(u),
+                  "changed": changed} for u, h, _n, changed in done],
+                now=self._now(), sessions_before=self._sessions_before)
+            for u, h, _new, _changed in done:
+                _MEMO[_memo_key(u)] = h
+                if self._pending.get(u.username, (None,))[0] is u:
+                    del self._pending[u.username]
+            await self._end_gone({u.username for u, _h, _n, changed in done if changed})
+        return made
+
+    async def _end_gone(self, users: set[str]) -> None:
+        """These users' cached sessions are read again; their open WebSockets whose session
+        is gone end."""
+        if not users:
+            return
+        for key in [k for k, v in self._cache.items() if v["username"] in users]:
+            self._cache.pop(key, None)
+        gone = {key for key, name, _a in list(self._live.values())
+                if name in users and await self.db.session(key) is None}
+        self._end_live(lambda k, _u: k in gone)
+
+    def _password_ok(self, pending: tuple[UserSpec, str | None] | None,
+                     user: dict[str, Any] | None, password: str) -> bool:
+        """A login's password: a pending user's against the configured password (as slow
+        as an argon2 check: every user's answer takes as long), the others' against their
+        hash. Blocking (a thread)."""
+        if pending is None:
+            return self.passwords.verify(user["password_hash"] if user else None, password)
+        self.passwords.verify(None, password)
+        want = hashlib.sha256(pending[0].password.encode()).digest()
+        return hmac.compare_digest(hashlib.sha256(password.encode()).digest(), want)
 
     async def login(self, username: str, password: str, address: str) -> tuple[str, dict[str, Any]]:
         """A new session (token, session) or UserError auth.rate_limited / auth.bad_credentials."""
@@ -384,9 +470,9 @@ class Auth:
         # once cannot slip past the limit while the first ones are being checked.
         for k in keys:
             self.limiter.failed(k)
+        pending = self._pending.get(username)     # before the row: its hash is on record
         user = await self.db.user(username) if username else None
-        ok = await asyncio.to_thread(self.passwords.verify,
-                                     user["password_hash"] if user else None, password)
+        ok = await asyncio.to_thread(self._password_ok, pending, user, password)
         if not ok or user is None:
             raise UserError("auth.bad_credentials", "Wrong user name or password.")
         self.limiter.succeeded(keys[0])

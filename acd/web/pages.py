@@ -343,12 +343,14 @@ def install(app: web.Application, ctx: WebContext) -> None:
     add_web(app, ctx)
 
 
-async def web_context(cfg: Any, store: Any, runtime: Any = None, **auth_kw: Any) -> WebContext:
+async def web_context(cfg: Any, store: Any, runtime: Any = None, *, defer: bool = False,
+                      **auth_kw: Any) -> WebContext:
     """The web layer of a running server: logins from the configuration (hashed into the
     store), sessions, the pages' context. ``auth_kw`` go to :class:`Auth` (tests: a quick
-    hasher, a clock)."""
+    hasher, a clock). ``defer``: the passwords argon2 has to hash are left pending (the
+    caller runs ``auth.hash_pending()``; see :meth:`Auth.sync_users`)."""
     from acd.web.auth import users_from_config
     auth = Auth.from_config(WebDb(store), cfg, **auth_kw)
-    await auth.sync_users(users_from_config(cfg))
+    await auth.sync_users(users_from_config(cfg), defer=defer)
     clock = auth_kw.get("clock", time.time)
     return WebContext(cfg, store, auth, runtime, clock=clock)

@@ -11,13 +11,15 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from acd.store.models import (AgentHiddenCall, AgentStateChange, AuditEntry, Call, CallEvent,
                               CallNote, WebSession, WebUser)
 
 NOTE_LIMIT = 2000
+_USER_COLUMNS = (WebUser.username, WebUser.role, WebUser.agent_id, WebUser.password_hash,
+                 WebUser.password_check)
 RECENT = 10
 
 
@@ -74,10 +76,8 @@ class WebDb:
 
     async def users(self) -> dict[str, dict[str, Any]]:
         async with self._s() as s:
-            rows = await s.scalars(select(WebUser))
-            return {u.username: {"username": u.username, "role": u.role, "agent_id": u.agent_id,
-                                 "password_hash": u.password_hash,
-                                 "password_check": u.password_check} for u in rows}
+            rows = (await s.execute(select(*_USER_COLUMNS))).all()
+        return {r.username: dict(r._mapping) for r in rows}
 
     async def user(self, username: str) -> dict[str, Any] | None:
         async with self._s() as s:
@@ -89,30 +89,65 @@ class WebDb:
 
     async def put_users(self, users: Iterable[dict[str, Any]], *, now: datetime) -> None:
         """Make the table exactly these users (insert, update, remove); a removed user's
-        sessions go too."""
+        sessions go too, and so do those of a user whose role, agent or hash changed. A
+        handful of statements, whatever the number of users."""
         users = list(users)
         names = {u["username"] for u in users}
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        checks: list[dict[str, Any]] = []
+        t = WebUser.__table__
         async with self._s() as s, s.begin():
-            have = {u.username: u for u in await s.scalars(select(WebUser))}
+            have = {r.username: r for r in (await s.execute(select(*_USER_COLUMNS))).all()}
             for u in users:
                 row = have.get(u["username"])
-                check = u.get("password_check")
+                values = {"role": u["role"], "agent_id": u["agent_id"],
+                          "password_hash": u["password_hash"],
+                          "password_check": u.get("password_check")}
                 if row is None:
-                    s.add(WebUser(username=u["username"], role=u["role"], agent_id=u["agent_id"],
-                                  password_hash=u["password_hash"], password_check=check,
-                                  updated_at=now))
-                    continue
-                if row.password_check != check:
-                    row.password_check = check      # no change of password: sessions stay
-                if (row.role, row.agent_id, row.password_hash) != (
+                    new.append({"username": u["username"], **values, "updated_at": now})
+                elif (row.role, row.agent_id, row.password_hash) != (
                         u["role"], u["agent_id"], u["password_hash"]):
-                    row.role, row.agent_id, row.password_hash = u["role"], u["agent_id"], u["password_hash"]
-                    row.updated_at = now
-                    await s.execute(delete(WebSession).where(WebSession.username == row.username))
+                    changed.append({"name": u["username"], **values, "updated_at": now})
+                elif row.password_check != values["password_check"]:
+                    # no change of password: sessions stay
+                    checks.append({"name": u["username"],
+                                   "password_check": values["password_check"]})
             gone = [n for n in have if n not in names]
+            ended = gone + [c["name"] for c in changed]
             if gone:
                 await s.execute(delete(WebUser).where(WebUser.username.in_(gone)))
-                await s.execute(delete(WebSession).where(WebSession.username.in_(gone)))
+            if ended:
+                await s.execute(delete(WebSession).where(WebSession.username.in_(ended)))
+            for rows in (changed, checks):      # one executemany each
+                if rows:
+                    await s.execute(update(t).where(t.c.username == bindparam("name")), rows)
+            if new:
+                await s.execute(insert(t), new)
+
+    async def set_passwords(self, users: Iterable[dict[str, Any]], *, now: datetime,
+                            sessions_before: datetime | None = None) -> None:
+        """Each user's ``password_hash`` and ``password_check``, in one transaction; the
+        sessions of those whose password ``changed`` end (those made before
+        ``sessions_before``, if given)."""
+        users = list(users)
+        if not users:
+            return
+        t = WebUser.__table__
+        rows = [{"name": u["username"], "password_hash": u["password_hash"],
+                 "password_check": u["password_check"],
+                 **({"updated_at": now} if u["changed"] else {})} for u in users]
+        ended = [u["username"] for u in users if u["changed"]]
+        async with self._s() as s, s.begin():
+            for same in ([r for r in rows if "updated_at" in r],
+                         [r for r in rows if "updated_at" not in r]):
+                if same:                        # one executemany each
+                    await s.execute(update(t).where(t.c.username == bindparam("name")), same)
+            if ended:
+                q = delete(WebSession).where(WebSession.username.in_(ended))
+                if sessions_before is not None:
+                    q = q.where(WebSession.created_at < sessions_before)
+                await s.execute(q)
 
     # --- sessions ---------------------------------------------------------------------------
 

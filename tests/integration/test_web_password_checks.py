@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from acd.web import auth as authmod
 from acd.web.auth import Auth, Passwords, check_key, users_from_config
 from acd.web.webdb import WebDb
-from tests.web_login import test_store, web_test_config
+from tests.web_login import password_of, test_store, web_test_config
 
 
 class CountingPasswords(Passwords):
@@ -71,3 +71,50 @@ def test_the_key_is_made_once_owner_only(tmp_path):
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     path.write_text("not hex")                      # damaged: a new key, passwords checked once
     assert len(check_key(data)) == 32 and check_key(data) != key
+
+
+async def test_a_start_leaves_argon2_for_behind_and_pending_users_log_in_as_configured(tmp_path):
+    """The server's start (``defer``): the users table at once, no argon2 on the way; a user
+    not hashed yet logs in with the configured password (and only with it); hash_pending
+    then does the work, a changed password's sessions ending when its turn comes."""
+    import pytest
+
+    from acd.errors import UserError
+    store = await test_store(tmp_path)
+    try:
+        key = check_key(tmp_path / "data")
+        cfg = web_test_config(agents=("1001", "1002"))
+        users = len(users_from_config(cfg))
+        authmod._MEMO.clear()
+        pw = CountingPasswords()
+        auth = Auth(WebDb(store), passwords=pw, check_key=key)
+        await auth.sync_users(users_from_config(cfg), defer=True)
+        assert (pw.hashed, auth.synced) == (0, {"users": users, "pending": users})
+        before, session = await auth.login("1001", password_of(cfg, "1001"), "127.0.0.1")
+        assert session["username"] == "1001"
+        with pytest.raises(UserError) as err:
+            await auth.login("1002", "wrong", "127.0.0.2")
+        assert err.value.id == "auth.bad_credentials"
+        assert await auth.hash_pending() == users and pw.hashed == users
+        token, _ = await auth.login("1002", password_of(cfg, "1002"), "127.0.0.1")
+        # A password changed in the config: pending; the old one logs in no more, the new one
+        # does; the old sessions end when argon2 gets to it.
+        authmod._MEMO.clear()
+        agents = (replace(cfg.agents[0], web_password="new-pass-123"), *cfg.agents[1:])
+        again = Auth(WebDb(store), passwords=CountingPasswords(), check_key=key)
+        await again.sync_users(users_from_config(replace(cfg, agents=agents)), defer=True)
+        assert again.synced == {"users": users, "pending": 1}
+        with pytest.raises(UserError):
+            await again.login("1001", password_of(cfg, "1001"), "127.0.0.3")
+        since, _ = await again.login("1001", "new-pass-123", "127.0.0.4")
+        assert await again.hash_pending() == 1
+        assert not again._pending
+        db = WebDb(store)
+        assert await db.session(authmod._hash_token(before)) is None     # the old password's
+        assert await db.session(authmod._hash_token(since)) is not None  # the new one's stays
+        assert await db.session(authmod._hash_token(token)) is not None  # 1002: untouched
+        await again.login("1001", "new-pass-123", "127.0.0.5")
+        with pytest.raises(UserError):
+            await again.login("1001", password_of(cfg, "1001"), "127.0.0.6")
+    finally:
+        await store.close()

@@ -435,12 +435,12 @@ def _results(idle=(12.0, 1.0), free=(3.0, 600.0), cps=(20, 20), cpu=(30.0, 26.0)
 
 def test_targets_met_and_missed():
     met = {t["id"]: t["met"] for t in report.evaluate(_results())}
-    assert met == {1: False, 2: True, 3: True, 4: True, 5: True, 6: True, 7: None}
+    assert met == {1: False, 2: True, 3: True, 4: True, 5: True, 6: True, 7: None, 8: None}
     met = {t["id"]: t["met"] for t in report.evaluate(_results(idle=(2.0, 1.5), free=(60.0, 600.0),
                                                                cps=(19, 10), cpu=(40.0, 26.0),
                                                                pop=(20.0, 40.0, 1),
                                                                core=(250.0, 0.02)))}
-    assert met == {1: True, 2: False, 3: False, 4: False, 5: False, 6: False, 7: None}
+    assert met == {1: True, 2: False, 3: False, 4: False, 5: False, 6: False, 7: None, 8: None}
     met = {t["id"]: t["met"] for t in report.evaluate(_results(cps=(20, 30), core=(60.0, 0.9)))}
     assert met[3] is False and met[6] is False              # below 0.9x; linear growth
     assert {t["id"]: t["met"] for t in report.evaluate({"measures": {}})}[1] is None

@@ -98,7 +98,8 @@ export function fmtTime(iso) {
 }
 
 // A WebSocket that reconnects (with a fresh snapshot from the server) after a reload, a
-// network loss or a server restart. onStatus gets "connecting", "live" or "offline".
+// network loss or a server restart. onStatus gets "connecting", "live" or "offline";
+// onMessage(msg, send) may answer on the socket with send(object) (sent as JSON).
 export function liveSocket(path, onMessage, onStatus) {
   let ws = null, delay = 500, stopped = false, opened = 0;
   function open() {
@@ -110,7 +111,8 @@ export function liveSocket(path, onMessage, onStatus) {
       delay = 500;    // served (a socket refused at once, 1008 too many open, keeps backing off)
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      onMessage(msg);
+      const socket = ws;
+      onMessage(msg, (obj) => { if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(obj)); });
     };
     ws.onclose = async () => {
       onStatus("offline");

@@ -1,9 +1,11 @@
-// The supervisor wall board: live queues and agents (WebSocket snapshots from the ACD core),
-// today's figures and 15-minute intervals (from the call records), actions on agents.
-import { api, clear, fmtDuration, fmtPercent, h, liveSocket, loadSession, setText } from "/static/js/common.js";
+// The supervisor wall board: live queues and agents (WebSocket: the ACD core's board, then
+// only its changes), today's figures and 15-minute intervals (from the call records), actions
+// on agents. Text is only ever set as text: nothing a caller controls is parsed as HTML.
+import { api, append, clear, fmtDuration, fmtPercent, h, liveSocket, loadSession, setText } from "/static/js/common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const B = { board: null, live: null, offset: 0, loading: false, again: false };
+const B = { board: null, live: null, seq: 0, resyncing: false, offset: 0, loading: false,
+  again: false, groupRows: new Map(), agentRows: new Map() };
 const $ = (id) => document.getElementById(id);
 
 function svg(tag, attrs, ...children) {
@@ -17,21 +19,57 @@ function agentsByState(agents) {
   return Object.entries(agents || {}).filter(([, n]) => n).map(([s, n]) => s + " " + n).join(", ") || "none";
 }
 
+// The live board (from the WebSocket): a snapshot as the socket opens, then only what changed
+// ("delta": the groups, agents and waiting calls that changed, null for one gone), numbered
+// (seq). A number that skips one means something was missed: the page asks for a snapshot.
+function liveFrom(snap) {
+  const live = { queues: new Map(), agents: new Map(), calls: new Map() };
+  for (const [name, q] of Object.entries(snap.queues || {})) {
+    const { calls, ...rest } = q;
+    live.queues.set(name, rest);
+    for (const c of calls || []) live.calls.set(c.call_id, { ...c, group: name });
+  }
+  for (const [id, a] of Object.entries(snap.agents || {})) live.agents.set(id, a);
+  return live;
+}
+
+function applyDelta(msg) {
+  for (const kind of ["queues", "agents", "calls"]) {
+    for (const [k, v] of Object.entries(msg[kind] || {})) {
+      if (v === null) B.live[kind].delete(k); else B.live[kind].set(k, v);
+    }
+  }
+  for (const name of Object.keys(msg.queues || {})) fillGroup(name);
+  for (const id of Object.keys(msg.agents || {})) fillAgent(id);
+}
+
+const serverNow = () => Date.now() / 1000 + B.offset;
+
+// A group's live cells (waiting, longest wait, agents by state, callbacks): from the live
+// board once it is there, else from today's figures.
+function fillGroup(name) {
+  const tr = B.groupRows.get(name), g = B.board && B.board.groups[name];
+  if (!tr || !g) return;
+  const q = (B.live && B.live.queues.get(name)) || {};
+  const longest = q.longest_wait !== undefined ? q.longest_wait : g.longest_wait;
+  const cell = (f) => tr.querySelector(`td[data-f="${f}"]`);
+  setText(cell("waiting"), q.waiting !== undefined ? q.waiting : g.waiting);
+  const wait = cell("longest_wait");
+  wait.dataset.since = longest > 0 && q.longest_wait !== undefined ? String(serverNow() - longest) : "";
+  setText(wait, fmtDuration(longest));
+  setText(cell("agents"), agentsByState(q.agents || g.agents));
+  setText(cell("callbacks_pending"), q.callbacks !== undefined ? q.callbacks : g.callbacks_pending);
+}
+
 function renderGroups() {
   const body = clear($("groups").tBodies[0]);
-  const groups = (B.board && B.board.groups) || {};
-  const live = (B.live && B.live.queues) || {};
-  for (const [name, g] of Object.entries(groups)) {
-    const q = live[name] || {};
-    const waiting = q.waiting !== undefined ? q.waiting : g.waiting;
-    const longest = q.longest_wait !== undefined ? q.longest_wait : g.longest_wait;
-    const agents = q.agents || g.agents;
-    const callbacks = q.callbacks !== undefined ? q.callbacks : g.callbacks_pending;
-    body.append(h("tr", { dataset: { group: name } },
+  B.groupRows = new Map();
+  for (const [name, g] of Object.entries((B.board && B.board.groups) || {})) {
+    const tr = h("tr", { dataset: { group: name } },
       h("td", {}, name),
-      h("td", { class: "num", dataset: { f: "waiting" } }, waiting),
-      h("td", { class: "num", dataset: { f: "longest_wait" } }, fmtDuration(longest)),
-      h("td", { dataset: { f: "agents" } }, agentsByState(agents)),
+      h("td", { class: "num", dataset: { f: "waiting" } }),
+      h("td", { class: "num", dataset: { f: "longest_wait" } }),
+      h("td", { dataset: { f: "agents" } }),
       h("td", { class: "num", dataset: { f: "offered" } }, g.offered),
       h("td", { class: "num", dataset: { f: "answered" } }, g.answered),
       h("td", { class: "num", dataset: { f: "abandoned" } }, g.abandoned),
@@ -40,35 +78,53 @@ function renderGroups() {
       h("td", { class: "num", dataset: { f: "service_level" } }, fmtPercent(g.service_level)),
       h("td", { class: "num", dataset: { f: "asa" } }, fmtDuration(g.asa)),
       h("td", { class: "num", dataset: { f: "aht" } }, fmtDuration(g.aht)),
-      h("td", { class: "num", dataset: { f: "callbacks_pending" } }, callbacks),
+      h("td", { class: "num", dataset: { f: "callbacks_pending" } }),
       h("td", { class: "num", dataset: { f: "satisfaction" } }, fmtPercent(g.satisfaction)),
-      h("td", { class: "num", dataset: { f: "verified_share" } }, fmtPercent(g.verified_share))));
+      h("td", { class: "num", dataset: { f: "verified_share" } }, fmtPercent(g.verified_share)));
+    B.groupRows.set(name, tr);
+    body.append(tr);
+    fillGroup(name);
   }
+}
+
+// An agent's live cells (state, pending state, time in state).
+function fillAgent(id) {
+  const tr = B.agentRows.get(id), a = B.board && B.board.agents[id];
+  if (!tr || !a) return;
+  const l = B.live ? (B.live.agents.get(id) || { state: "offline" }) : {};
+  const state = l.state || a.state || "offline";
+  const since = typeof l.since === "number" && l.since > 0 ? l.since : null;
+  const pending = B.live ? l.pending : a.pending;
+  const cell = (f) => tr.querySelector(`td[data-f="${f}"]`);
+  append(clear(cell("state")), [h("span", { class: "state-badge state-" + state }, state),
+    pending ? " → " + pending : ""]);
+  const inState = cell("in_state");
+  inState.dataset.since = since === null ? "" : String(since);
+  // Offline since the start of time (never logged in): no time in state to show.
+  setText(inState, fmtDuration(since !== null ? serverNow() - since
+    : state === "offline" ? null : a.in_state_for));
 }
 
 function renderAgents() {
   const body = clear($("agents").tBodies[0]);
-  const agents = (B.board && B.board.agents) || {};
-  const live = (B.live && B.live.agents) || {};
-  for (const [id, a] of Object.entries(agents)) {
-    const l = live[id] || {};
-    const state = l.state || a.state || "offline";
-    const since = typeof l.since === "number" && l.since > 0 ? l.since : null;
-    const inState = since !== null ? Date.now() / 1000 + B.offset - since : a.in_state_for;
+  B.agentRows = new Map();
+  for (const [id, a] of Object.entries((B.board && B.board.agents) || {})) {
     const pick = h("select", { "aria-label": "force state of " + id },
       ...["idle", "busy", "break", "meeting"].map((s) => h("option", { value: s }, s)));
-    body.append(h("tr", { dataset: { agent: id } },
+    const tr = h("tr", { dataset: { agent: id } },
       h("td", {}, (a.name || id) + " (" + id + ")"),
-      h("td", { dataset: { f: "state" } }, h("span", { class: "state-badge state-" + state }, state),
-        (l.pending || a.pending) ? " → " + (l.pending || a.pending) : ""),
-      h("td", { class: "num", dataset: { f: "in_state", since: since === null ? "" : String(since) } }, fmtDuration(inState)),
+      h("td", { dataset: { f: "state" } }),
+      h("td", { class: "num", dataset: { f: "in_state" } }),
       h("td", { class: "num", dataset: { f: "calls_handled" } }, a.calls_handled),
       h("td", { class: "num", dataset: { f: "talk_time" } }, fmtDuration(a.talk_time)),
       h("td", { class: "num", dataset: { f: "wrapup_time" } }, fmtDuration(a.wrapup_time)),
       h("td", { class: "num", dataset: { f: "occupancy" } }, fmtPercent(a.occupancy)),
       h("td", {}, pick,
         h("button", { type: "button", class: "force", on: { click: () => force(id, pick.value) } }, "Force"),
-        h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out"))));
+        h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out")));
+    B.agentRows.set(id, tr);
+    body.append(tr);
+    fillAgent(id);
   }
 }
 
@@ -126,6 +182,7 @@ function renderStore() {
 async function loadBoard() {
   if (B.loading) { B.again = true; return; }
   B.loading = true;
+  boardAt = Date.now();
   const r = await api("GET", "/api/stats/wallboard");
   B.loading = false;
   if (r.ok) {
@@ -138,13 +195,33 @@ async function loadBoard() {
   if (B.again) { B.again = false; loadBoard(); }
 }
 
-let soon = null;
-function onMessage(msg) {
+// Today's figures follow a live change: soon after one, at most every BOARD_GAP ms however
+// often the board changes (a timer that gathers the changes, never one load per change).
+const BOARD_GAP = 2000;
+let boardSoon = null, boardAt = 0;
+function boardAfterChange() {
+  if (boardSoon) return;
+  boardSoon = setTimeout(() => { boardSoon = null; loadBoard(); },
+    Math.max(300, BOARD_GAP - (Date.now() - boardAt)));
+}
+
+function onMessage(msg, send) {
   if (msg.type === "snapshot") {
-    B.live = msg;
-    render();
-    clearTimeout(soon);
-    soon = setTimeout(loadBoard, 300);        // today's figures follow the live change
+    B.live = liveFrom(msg);
+    B.seq = msg.seq;
+    B.resyncing = false;
+    for (const name of B.groupRows.keys()) fillGroup(name);
+    for (const id of B.agentRows.keys()) fillAgent(id);
+    boardAfterChange();
+  } else if (msg.type === "delta" && B.live) {
+    if (msg.seq <= B.seq) return;            // already in the snapshot
+    if (msg.seq !== B.seq + 1) {             // one missed: the whole board again
+      if (!B.resyncing) { B.resyncing = true; send({ type: "resync" }); }
+      return;
+    }
+    B.seq = msg.seq;
+    applyDelta(msg);
+    boardAfterChange();
   }
 }
 
@@ -173,10 +250,10 @@ async function start() {
     const el = $("conn"); el.textContent = st; el.className = "status " + st;
     if (opened) el.dataset.opened = String(opened);      // how often it (re)connected
   });
-  setInterval(() => {
-    for (const td of document.querySelectorAll('td[data-f="in_state"]')) {
+  setInterval(() => {         // times in state and longest waits count on between changes
+    for (const td of document.querySelectorAll('td[data-f="in_state"], td[data-f="longest_wait"]')) {
       const since = parseFloat(td.dataset.since);
-      if (!isNaN(since)) td.textContent = fmtDuration(Date.now() / 1000 + B.offset - since);
+      if (!isNaN(since)) td.textContent = fmtDuration(serverNow() - since);
     }
   }, 1000);
   setInterval(loadBoard, 15000);
