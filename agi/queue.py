@@ -73,9 +73,10 @@ class QueueScript:
         if entered is not None:         # kept for the caller's place after a restart
             await session.set_variable(dp.ENTERED, f"{entered:.6f}")
         await session.set_variable(dp.QUEUE_TRIES, "0")
-        # A moment for the caller's entry to be on record before they go on (a crash right
-        # after then leaves a whole record); never long: a store behind holds no session.
-        await self.runtime.caller_on_record(req.uniqueid)
+        # The caller's entry on record before they go on (music meanwhile, should the
+        # store be behind), so that a crash from here on leaves a whole record.
+        await self.runtime.caller_on_record(req.uniqueid,
+                                            before_waiting=lambda: session.set_music(True))
         await session.set_variable(dp.NEXT, dp.WAIT_TARGET)
 
 

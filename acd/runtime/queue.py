@@ -20,7 +20,7 @@ only while a caller is being registered or confirms a callback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from acd.asterisk import dialplan as dp
@@ -38,7 +38,7 @@ STORE_READ_SECONDS = 0.5
 #: An announcement not reported over (the caller back at the wait) after this long is taken
 #: for over: a lost event must not silence a caller's announcements for good.
 ANNOUNCEMENT_SECONDS = 60.0
-#: How long the queue script waits for a caller's entry to be on record, at most.
+#: How long a caller's entry may take to be on record before the caller hears music meanwhile.
 QUICK_FLUSH_SECONDS = 0.05
 
 
@@ -183,14 +183,19 @@ class Queue:
         self.apply(out)
         return True
 
-    async def on_record(self, call_id: str) -> None:
-        """Give the caller's entry a moment (:data:`QUICK_FLUSH_SECONDS`) to be on record
-        before their queue session ends, so that a crash right after leaves a whole record
-        in the usual case. Never longer: a session held while the store is behind would
-        bound how many callers can arrive at once (``agi.max_sessions``); a backlog is
-        logged (``runtime.store_backlog``) and written behind, in order."""
+    async def on_record(self, call_id: str,
+                        before_waiting: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Wait (bounded) until the caller's entry is on record, so that a crash from here on
+        leaves a whole record behind: at most the writer's flush limit (a backlog is
+        logged, ``runtime.store_backlog``). The core has decided already and the caller
+        hears music meanwhile (``before_waiting``, when there is anything to wait for):
+        nothing a caller waits for waits on the store."""
         writer = self.records.writer
-        if not await writer.flush(QUICK_FLUSH_SECONDS):
+        if await writer.flush(QUICK_FLUSH_SECONDS):
+            return
+        if before_waiting is not None:
+            await before_waiting()
+        if not await writer.flush():
             status = writer.status()
             self.log.warning("runtime.store_backlog", call=call_id, pending=status["pending"],
                              oldest_seconds=status["oldest_seconds"], failing=status["failing"])

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from acd import log as acdlog
@@ -424,9 +424,12 @@ class AcdRuntime:
                                        did=did, group=group, priority=priority, entered=entered,
                                        ivr=ivr)
 
-    async def caller_on_record(self, call_id: str) -> None:
-        """A moment for the caller's entry to be on record (see Queue.on_record)."""
-        await self.queue.on_record(call_id)
+    async def caller_on_record(self, call_id: str,
+                               before_waiting: Callable[[], Awaitable[Any]] | None = None
+                               ) -> None:
+        """Wait (bounded) until the caller's entry is on record (see Queue.on_record);
+        ``before_waiting`` runs first if there is anything to wait for."""
+        await self.queue.on_record(call_id, before_waiting)
 
     def expect_caller(self, uniqueid: str, key_trail: Sequence[str] | None = None) -> None:
         """The IVR hands this call to the queue, with the keys the caller pressed (the key
