@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,21 +17,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, func, or_, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from acd.store.models import AgentPending, AgentStateChange, Call, CallEvent, KeyPress
-from acd.store.models import CallLeg
+from acd.store import writes
+from acd.store.models import AgentPending, AgentStateChange, Call, CallLeg
+from acd.store.writes import Outcome
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-#: Caller-controlled text is kept, but only this much of it.
-MAX_TEXT = 256
 #: SQLite's busy timeout: how long one statement waits for another process's write lock
-#: before "database is locked". aiosqlite runs each connection on its own thread, so the wait
-#: holds that thread, never the event loop; in WAL mode reads do not wait at all. Writes the
-#: IVR makes directly ride over a lock this long; the runtime's writes go through
-#: :class:`acd.store.writer.StoreWriter`, which retries after it, in order.
+#: before "database is locked". aiosqlite runs each connection on its own thread, and the
+#: writes run on the store's writes thread, so the wait holds that thread, never the event
+#: loop; in WAL mode reads do not wait at all. A write made directly rides over a lock this
+#: long; the runtime's and the IVR's writes go through :class:`acd.store.writer.StoreWriter`,
+#: which retries after it, in order.
 BUSY_TIMEOUT_MS = 5000
 
 
@@ -65,8 +67,40 @@ async def migrate_async(url: str) -> None:
     await asyncio.to_thread(migrate, url)
 
 
-def _clip(text: str | None, limit: int = MAX_TEXT) -> str:
-    return (text or "")[:limit]
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+    """Every SQLite connection of the store (the async engine's and the writes' own)."""
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")   # first: bounds the rest
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL, the usual setting with WAL: a commit is durable against a crash of our
+    # process (it is in the WAL file, which SQLite reads back), and the WAL is synced to
+    # disk at each checkpoint rather than at each commit. A power cut or an OS crash may
+    # lose the last commits; the database stays consistent. FULL costs one fsync per
+    # commit on the writes' thread, which a busy center's records do not need.
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _write_engine(url: str) -> Engine | None:
+    """A synchronous engine on the same SQLite file, for the writes (None: not a file)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return None
+    engine = create_engine(u.set(drivername="sqlite+pysqlite"))
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _writes_thread() -> ThreadPoolExecutor:
+    """The writes' one thread (started at the first write)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="store-writes")
+
+
+def _in_transaction(conn: Connection, fn: Callable[..., Any], args: tuple,
+                    kwargs: dict[str, Any]) -> Any:
+    with conn.begin():
+        return fn(conn, *args, **kwargs)
 
 
 def _utc(dt: datetime | None) -> str | None:
@@ -78,130 +112,132 @@ def _utc(dt: datetime | None) -> str | None:
 
 
 class Store:
+    """Reads go through the async engine (``engine``, ``session``). Writes are SQLAlchemy
+    Core statements (:mod:`acd.store.writes`) on a synchronous connection: on a SQLite file,
+    a plain ``sqlite3`` connection of ``write_engine`` on one thread of our own, so a batch of
+    writes is one hop to that thread and back (no hop per statement, as aiosqlite makes);
+    on other databases, a connection of ``engine`` through ``run_sync``."""
+
+    #: The writes :meth:`write_batch` runs (by method name).
+    BATCHED = frozenset(writes.WRITES)
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url)
         if url.startswith("sqlite"):
-            @event.listens_for(self.engine.sync_engine, "connect")
-            def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
-                cur = dbapi_conn.cursor()
-                cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")   # first: bounds the rest
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
+        own = _write_engine(url)
+        self.write_engine: Engine = own or self.engine.sync_engine
+        self._thread = _writes_thread() if own is not None else None
+        self._conn: Connection | None = None     # the writes' connection, kept (their thread)
 
     async def close(self) -> None:
+        """Close the connections and end the writes' thread (a later write starts another)."""
+        if self._thread is not None:
+            thread, self._thread = self._thread, _writes_thread()
+            await asyncio.get_running_loop().run_in_executor(thread, self._close_in_thread)
+            thread.shutdown()
         await self.engine.dispose()
 
+    async def _on_write_connection(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(connection, *args)`` on a connection for writes, not in a transaction."""
+        if self._thread is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._thread, self._in_thread, fn, args)
+
+    def _in_thread(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """On the writes' thread: one connection, kept from write to write (no checkout
+        each time); after any error it is closed and the next write opens another."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.write_engine.connect()
+        try:
+            return fn(conn, *args)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _close_in_thread(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.write_engine.dispose()
+
+    async def _write(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return await self._on_write_connection(_in_transaction, fn, args, kwargs)
+
+    async def write_batch(self, items: Sequence[tuple[str, tuple, dict]]) -> list[Outcome]:
+        """Many writes ``(method name, args, kwargs)`` in one transaction, in order: see
+        :func:`acd.store.writes.write_batch` (a transient error raises and writes nothing;
+        another error settles the writes up to the bad one, which is returned with it)."""
+        return await self._on_write_connection(writes.write_batch, items)
+
     # --- writes ----------------------------------------------------------------------------
+    # Each is its Core twin in acd/store/writes.py, in a transaction of its own. The runtime's
+    # and the IVR's writes come through StoreWriter instead, many to a transaction
+    # (write_batch); these serve the other callers (the web pages, tests, tools).
 
     async def call_arrived(self, *, uniqueid: str, channel: str, caller_number: str,
                            caller_name: str, did: str, at: datetime,
                            linkedid: str | None = None) -> int:
         """Record a new call; a second arrival of the same uniqueid (an IVR retry) keeps the first."""
-        async with self.session() as s, s.begin():
-            found = await s.scalar(select(Call).where(Call.uniqueid == uniqueid))
-            if found:
-                return found.id
-            call = Call(uniqueid=uniqueid, linkedid=linkedid, channel=_clip(channel, 255),
-                        caller_number=_clip(caller_number), caller_name=_clip(caller_name),
-                        did=_clip(did, 64), arrived_at=at)
-            s.add(call)
-            s.add(CallEvent(call=call, at=at, kind="arrived", detail={"did": _clip(did, 64)}))
-            await s.flush()
-            return call.id
+        return await self._write(writes.call_arrived, uniqueid=uniqueid, channel=channel,
+                                 caller_number=caller_number, caller_name=caller_name, did=did,
+                                 at=at, linkedid=linkedid)
 
     async def key_pressed(self, uniqueid: str, *, node: str, keys: str, at: datetime) -> None:
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            seq = len(call.key_trail)
-            s.add(KeyPress(call=call, seq=seq, node=_clip(node, 64), keys=_clip(keys), at=at))
+        await self._write(writes.key_pressed, uniqueid, node=node, keys=keys, at=at)
 
     async def call_event(self, uniqueid: str, kind: str, *, at: datetime,
                          detail: dict[str, Any] | None = None) -> None:
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            s.add(CallEvent(call=call, at=at, kind=kind, detail=detail or {}))
+        await self._write(writes.call_event, uniqueid, kind, at=at, detail=detail)
 
     async def call_ended(self, uniqueid: str, *, reason: str, at: datetime) -> bool:
         """Set the call's one end reason. False (and nothing changed) if it had one already."""
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            if call.end_reason is not None:
-                return False
-            call.end_reason = reason
-            call.ended_at = at
-            s.add(CallEvent(call=call, at=at, kind="ended", detail={"reason": reason}))
-            return True
+        return await self._write(writes.call_ended, uniqueid, reason=reason, at=at)
 
     async def call_update(self, uniqueid: str, *, skill_group: str | None = None,
                           answered_at: datetime | None = None) -> None:
         """Set the call's skill group (its latest queue) and its first answer time."""
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            if skill_group is not None:
-                call.skill_group = _clip(skill_group, 64)
-            if answered_at is not None and call.answered_at is None:
-                call.answered_at = answered_at
+        await self._write(writes.call_update, uniqueid, skill_group=skill_group,
+                          answered_at=answered_at)
 
     async def agent_state(self, agent_id: str, state: str, *, reason: str, at: datetime,
                           previous: str | None = None, call_uniqueid: str | None = None) -> None:
-        async with self.session() as s, s.begin():
-            s.add(AgentStateChange(agent_id=agent_id, state=state, reason=_clip(reason), at=at,
-                                   previous=previous, call_uniqueid=call_uniqueid))
+        await self._write(writes.agent_state, agent_id, state, reason=reason, at=at,
+                          previous=previous, call_uniqueid=call_uniqueid)
 
     async def agent_pending(self, agent_id: str, state: str | None, *, reason: str,
                             at: datetime) -> None:
         """The state the agent asked for during a call (None: no pending state any more)."""
-        async with self.session() as s, s.begin():
-            s.add(AgentPending(agent_id=agent_id, state=state, reason=_clip(reason), at=at))
+        await self._write(writes.agent_pending, agent_id, state, reason=reason, at=at)
 
     # --- call control: legs, ratings, outbound calls (migration 0003) -------------------
 
     async def outbound_call(self, *, uniqueid: str, agent_id: str, number: str,
                             at: datetime) -> int:
         """Record an agent's outbound call (``number`` is the customer's)."""
-        async with self.session() as s, s.begin():
-            found = await s.scalar(select(Call).where(Call.uniqueid == uniqueid))
-            if found:
-                return found.id
-            call = Call(uniqueid=uniqueid, channel="", caller_number=_clip(number),
-                        caller_name="", did="", arrived_at=at, direction="outbound")
-            s.add(call)
-            s.add(CallEvent(call=call, at=at, kind="outbound",
-                            detail={"agent": agent_id, "number": _clip(number, 64)}))
-            await s.flush()
-            return call.id
+        return await self._write(writes.outbound_call, uniqueid=uniqueid, agent_id=agent_id,
+                                 number=number, at=at)
 
     async def call_rating(self, uniqueid: str, rating: int, *, at: datetime) -> None:
         """The caller's satisfaction rating (1-5); a second rating replaces the first."""
-        if not 1 <= int(rating) <= 5:
-            raise ValueError(f"a rating is 1 to 5, not {rating!r}")
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            call.rating = int(rating)
-            call.rated_at = at
-            s.add(CallEvent(call=call, at=at, kind="rated", detail={"rating": int(rating)}))
+        await self._write(writes.call_rating, uniqueid, rating, at=at)
 
     async def call_leg(self, uniqueid: str, *, agent_id: str, role: str, started_at: datetime,
                        ended_at: datetime, talk: float, hold: float, reason: str) -> None:
         """An agent's part of a call is over: talk and hold seconds."""
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            s.add(CallLeg(call_id=call.id, agent_id=_clip(agent_id, 40), role=_clip(role, 16),
-                          started_at=started_at, ended_at=ended_at, talk_seconds=float(talk),
-                          hold_seconds=float(hold), reason=_clip(reason, 32)))
+        await self._write(writes.call_leg, uniqueid, agent_id=agent_id, role=role,
+                          started_at=started_at, ended_at=ended_at, talk=talk, hold=hold,
+                          reason=reason)
 
     async def call_leg_wrapup(self, uniqueid: str, agent_id: str, seconds: float) -> None:
         """The agent's wrap-up after their (newest) leg of the call."""
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            leg = await s.scalar(select(CallLeg).where(CallLeg.call_id == call.id,
-                                                       CallLeg.agent_id == agent_id)
-                                 .order_by(CallLeg.id.desc()).limit(1))
-            if leg is not None:
-                leg.wrapup_seconds = float(seconds)
+        await self._write(writes.call_leg_wrapup, uniqueid, agent_id, seconds)
 
     async def call_legs(self, uniqueid: str) -> list[dict[str, Any]]:
         """Every agent's part of the call, in order."""
@@ -304,12 +340,8 @@ class Store:
                                at: datetime, detail: dict[str, Any] | None = None) -> None:
         """The IVR's identity check: verified, failed or skipped, and how (caller_number, or
         the kind of number keyed in). A later check of the same call replaces it."""
-        async with self.session() as s, s.begin():
-            call = await self._call(s, uniqueid)
-            call.verification = _clip(result, 16)
-            call.verification_method = _clip(method, 32) if method else None
-            s.add(CallEvent(call=call, at=at, kind="verification",
-                            detail={"result": result, "method": method, **(detail or {})}))
+        await self._write(writes.set_verification, uniqueid, result=result, method=method,
+                          at=at, detail=detail)
 
     async def verification_report(self, since: datetime | None = None,
                                   until: datetime | None = None) -> dict[str, Any]:
@@ -348,14 +380,6 @@ class Store:
                 "verified_by_method": methods,
                 "handle_time": {"verified": hv, "not_verified": hu,
                                 "verified_shorter_by_seconds": diff}}
-
-    @staticmethod
-    async def _call(s, uniqueid: str) -> Call:  # noqa: ANN001
-        call = await s.scalar(select(Call).where(Call.uniqueid == uniqueid)
-                              .options(selectinload(Call.key_trail)))
-        if call is None:
-            raise LookupError(f"no call record for uniqueid {uniqueid!r}")
-        return call
 
 
 def _aware(dt: datetime) -> datetime:

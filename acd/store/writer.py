@@ -1,5 +1,13 @@
 """The store writer: every record the runtime keeps is written here, in order, on one task.
 
+Each turn of the task takes every write waiting at that moment (up to :data:`BATCH_MAX`) and,
+when they are the store's own writes (:attr:`acd.store.db.Store.BATCHED`), writes them in ONE
+transaction on one connection (:meth:`acd.store.db.Store.write_batch`); any other callable
+is awaited alone, as it comes. The rules below are per write, whatever the batch. An idle
+writer woken by a write first lets the writes of the next :data:`LINGER` seconds join it
+(a call's records come in bursts a few ms apart; each transaction costs a hop to the writes'
+thread and a commit), unless someone waits on the writes: a flush, a drain or the stop.
+
 A write that fails for a reason that passes (the database is locked by another process, the
 disk is full, a disk I/O error, a dropped connection to a database server) is tried again,
 with a backoff that doubles from :data:`FIRST_DELAY` to :data:`MAX_DELAY`; it and every
@@ -10,7 +18,8 @@ waited and for how long), never a line per try.
 
 Any other failure (a bug, an integrity error, a record that is not there) is logged with the
 call or agent it was about (``store.write_failed``), counted in :attr:`StoreWriter.failed`,
-and the writer goes on with the next write: one bad record never blocks the others.
+and the writer goes on with the next write: one bad record never blocks the others. In a
+batch, the writes before the bad one are committed without it, the ones after it follow.
 
 :meth:`StoreWriter.status` is the backlog as the health route shows it. At stop, writes
 still waiting after a bounded time are named in an error: saved to the spill file as JSON
@@ -24,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,10 +41,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-
 from acd import log as acdlog
-from acd.store.db import sqlite_file
+from acd.store.db import Store, sqlite_file
+from acd.store.writes import is_transient
 
 FIRST_DELAY = 0.1          # seconds before the first retry
 MAX_DELAY = 5.0            # the backoff doubles up to this
@@ -44,28 +51,12 @@ SLOW_AFTER = 2.0           # a write waiting longer than this makes the store "d
 FLUSH_WAIT = 5.0           # flush() waits at most this long (the writes stay queued)
 STOP_WAIT = 5.0            # at stop, how long the backlog may take to be written
 IN_FLIGHT_WAIT = 10.0      # at stop, how long a write already with the database may finish
-
-#: SQLite and server messages that mean "try again later", not "this write is wrong".
-_TRANSIENT_TEXT = ("database is locked", "database table is locked", "database is busy",
-                   "database or disk is full", "disk i/o error", "unable to open database",
-                   "connection", "server closed", "terminating", "timeout")
+BATCH_MAX = 500            # writes in one transaction at most
+LINGER = 0.05              # an idle writer woken by a write waits this long for more
 
 
 def _log(**bound: Any):
     return acdlog.get_logger(component="store", **bound)
-
-
-def is_transient(error: BaseException) -> bool:
-    """True for store errors that pass by themselves: locked, full, I/O, connection lost."""
-    if getattr(error, "connection_invalidated", False):
-        return True                     # SQLAlchemy: the connection was lost (a server DB)
-    if isinstance(error, (sa_exc.TimeoutError, ConnectionError, TimeoutError)):
-        return True                     # no pooled connection free in time; a socket cut
-    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError,
-                          sqlite3.OperationalError)):
-        text = str(getattr(error, "orig", None) or error).lower()
-        return any(t in text for t in _TRANSIENT_TEXT)
-    return False
 
 
 @dataclass(eq=False)
@@ -78,17 +69,34 @@ class _Write:
     at: float                                  # when it was submitted (writer's clock)
     mark: asyncio.Future | None = field(default=None)   # a flush marker, not a write
 
+    @property
+    def call(self) -> str | None:
+        return str(self.bind["call"]) if "call" in self.bind else None
+
+
+def _batch_store(w: _Write) -> Store | None:
+    """The store whose :meth:`~acd.store.db.Store.write_batch` can run ``w``: ``w.fn`` is
+    one of its batched writes, not overridden. None: ``w`` is awaited alone."""
+    store, name = getattr(w.fn, "__self__", None), getattr(w.fn, "__name__", "")
+    if (isinstance(store, Store) and name in Store.BATCHED
+            and getattr(w.fn, "__func__", None) is getattr(Store, name)):
+        return store
+    return None
+
 
 class StoreWriter:
     """Writes to the store in order, on one task, never blocking the event path.
 
     ``clock`` (monotonic seconds) and ``sleep`` are injected for tests; ``spill`` is the file
-    the writes still waiting at stop are saved to (None: they are only named in the log)."""
+    the writes still waiting at stop are saved to (None: they are only named in the log);
+    ``linger`` (seconds, 0: none) is how long an idle writer woken by a write waits for more
+    (the linger runs on the loop's clock, not on ``sleep``)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY,
-                 slow_after: float = SLOW_AFTER, spill: str | os.PathLike | None = None) -> None:
+                 slow_after: float = SLOW_AFTER, spill: str | os.PathLike | None = None,
+                 linger: float = LINGER) -> None:
         self.clock = clock
         self.sleep = sleep
         self.first_delay = first_delay
@@ -96,7 +104,15 @@ class StoreWriter:
         self.slow_after = slow_after
         self.spill = Path(spill) if spill else None
         self.stop_wait = STOP_WAIT
+        self.batch_max = BATCH_MAX
+        self.linger = linger
+        self._marks = 0             # the flush markers in _pending
+        self._hurry = asyncio.Event()   # ends a linger: someone waits on the writes
         self._pending: deque[_Write] = deque()
+        self._count = 0             # the writes in _pending (flush markers apart)
+        self._by_call: dict[str, deque[_Write]] = {}   # their writes still waiting, per call
+        self._alone = 0             # writes to run one by one (a batch failed as a whole)
+        self._batch_size = 0        # the writes of the batch with the database now
         self._wakeup: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -134,14 +150,45 @@ class StoreWriter:
     def _put(self, w: _Write) -> None:
         wakeup, idle = self._events()
         self._pending.append(w)
-        if w.mark is None and self._failing_since is not None:
-            self._outage_writes += 1
+        if w.mark is None:
+            self._count += 1
+            call = w.call
+            if call is not None:
+                self._by_call.setdefault(call, deque()).append(w)
+            if self._failing_since is not None:
+                self._outage_writes += 1
+            if self._count >= self.batch_max:
+                self._hurry_up()
+        else:
+            self._marks += 1
+            self._hurry_up()
         idle.clear()
         wakeup.set()
+
+    def _pop(self) -> _Write:
+        """The first write or marker leaves the backlog (written, failed, or a marker)."""
+        w = self._pending.popleft()
+        if w.mark is None:
+            self._count -= 1
+            call = w.call
+            if call is not None:
+                mine = self._by_call[call]
+                mine.popleft()              # the call's oldest: the backlog is in order
+                if not mine:
+                    del self._by_call[call]
+        else:
+            self._marks -= 1
+            if not w.mark.done():
+                w.mark.set_result(None)
+        return w
+
+    def _hurry_up(self) -> None:
+        self._hurry.set()
 
     async def drain(self) -> None:
         """Wait until everything is written (or has failed), including what comes meanwhile.
         During an outage this waits for its end."""
+        self._hurry_up()
         await self._events()[1].wait()
 
     async def flush(self, timeout: float = FLUSH_WAIT) -> bool:
@@ -183,6 +230,7 @@ class StoreWriter:
         # A write with the database now is let finish (its SQL cannot be called back), so
         # that what is saved below is exactly what was not written; a backoff is cut short.
         self._stop_now = True
+        self._hurry_up()
         if self._in_flight:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), IN_FLIGHT_WAIT)
@@ -192,10 +240,8 @@ class StoreWriter:
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
         left = [w for w in self._pending if w.mark is None]
-        for w in self._pending:
-            if w.mark is not None and not w.mark.done():
-                w.mark.set_result(None)
-        self._pending.clear()
+        while self._pending:
+            self._pop()
         self._events()[1].set()
         if not left:
             return
@@ -211,10 +257,10 @@ class StoreWriter:
     def status(self) -> dict[str, Any]:
         """The backlog as the health route shows it."""
         now = self.clock()
-        writes = [w for w in self._pending if w.mark is None]
-        oldest = round(max(0.0, now - writes[0].at), 3) if writes else 0.0
+        first = next((w for w in self._pending if w.mark is None), None) if self._count else None
+        oldest = round(max(0.0, now - first.at), 3) if first is not None else 0.0
         failing = self._failing_since is not None
-        return {"pending": len(writes), "oldest_seconds": oldest, "failing": failing,
+        return {"pending": self._count, "oldest_seconds": oldest, "failing": failing,
                 "failing_for_seconds": (round(now - self._failing_since, 3)
                                         if self._failing_since is not None else None),
                 "last_error": self._last_error if failing else None,
@@ -235,37 +281,90 @@ class StoreWriter:
             if not self._pending:
                 idle.set()
                 wakeup.clear()
+                self._hurry.clear()         # from now on, a flush or a drain cuts it short
                 await wakeup.wait()
+                await self._linger()
                 continue
-            w = self._pending[0]
-            if w.mark is not None:
-                self._pending.popleft()
-                if not w.mark.done():
-                    w.mark.set_result(None)
+            if self._pending[0].mark is not None:
+                self._pop()                 # every write before it is settled
                 continue
-            assert w.fn is not None
+            head = self._pending[0]
             self._in_flight = True
             try:
-                await w.fn(*w.args, **w.kwargs)
-            except Exception as e:  # noqa: BLE001 - every failure is logged or retried
+                outcomes = await self._turn()
+            except Exception as e:  # noqa: BLE001 - transient: retried; else one by one
                 self._in_flight = False
                 if is_transient(e):
-                    self._retrying(w, e)
+                    self._retrying(head, e)
                     if self._stop_now:
-                        return          # stop() saves it with the rest
+                        return          # stop() saves them with the rest
                     await self.sleep(delay)
                     delay = min(delay * 2, self.max_delay)
                     continue
-                self._recovered()
-                self.failed += 1
-                _log(**w.bind).error("store.write_failed", op=w.op, exc_info=True)
-            else:
-                self._recovered()
-                self.written += 1
+                outcomes = self._whole_batch_failed(e)
             finally:
                 self._in_flight = False
             delay = self.first_delay
-            self._pending.popleft()
+            self._recovered()
+            self._settle(outcomes)
+
+    async def _linger(self) -> None:
+        """Woken from idle by a write of the store: let the writes of the next moments
+        (:attr:`linger` seconds at most) join it in one transaction. Not when someone waits
+        on the writes (a flush, a drain, the stop) or the batch is full already."""
+        if self.linger <= 0 or self._stop_now or self._marks or not self._pending:
+            return
+        if self._count >= self.batch_max or _batch_store(self._pending[0]) is None:
+            return
+        timer = asyncio.get_running_loop().call_later(self.linger, self._hurry.set)
+        try:
+            await self._hurry.wait()
+        finally:
+            timer.cancel()
+
+    async def _turn(self) -> list[tuple[BaseException | None, Any]]:
+        """Write the backlog's first writes: a batch of the store's writes in one transaction,
+        else the first write alone. The outcomes of the writes settled, in order (a prefix of
+        the backlog). A transient error is raised: nothing was written."""
+        head = self._pending[0]
+        store = None if self._alone else _batch_store(head)
+        if store is None:
+            assert head.fn is not None
+            try:
+                return [(None, await head.fn(*head.args, **head.kwargs))]
+            except Exception as e:  # noqa: BLE001 - transient: raised; else its outcome
+                if is_transient(e):
+                    raise
+                return [(e, None)]
+        batch: list[tuple[str, tuple, dict]] = []
+        for w in self._pending:
+            if w.mark is not None:
+                continue                    # settled with the writes before it
+            if len(batch) >= self.batch_max or _batch_store(w) is not store:
+                break
+            batch.append((w.fn.__name__, w.args, w.kwargs))  # type: ignore[union-attr]
+        self._batch_size = len(batch)
+        return await store.write_batch(batch)
+
+    def _whole_batch_failed(self, e: BaseException) -> list[tuple[BaseException | None, Any]]:
+        """A batch failed as a whole, not by one of its writes: its writes go one by one,
+        each in its own transaction (a bad one is then skipped alone)."""
+        _log().error("store.batch_failed", writes=self._batch_size, exc_info=e)
+        self._alone = self._batch_size
+        return []
+
+    def _settle(self, outcomes: list[tuple[BaseException | None, Any]]) -> None:
+        """The first writes of the backlog are written or have failed: off the backlog."""
+        for error, _value in outcomes:
+            while self._pending[0].mark is not None:
+                self._pop()
+            w = self._pop()
+            self._alone = max(0, self._alone - 1)
+            if error is None:
+                self.written += 1
+            else:
+                self.failed += 1
+                _log(**w.bind).error("store.write_failed", op=w.op, exc_info=error)
 
     def _retrying(self, w: _Write, e: BaseException) -> None:
         self.retries += 1
@@ -275,7 +374,7 @@ class StoreWriter:
         self._failing_since = self.clock()
         self._outage_event().set()
         self.outages += 1
-        self._outage_writes = sum(1 for x in self._pending if x.mark is None)
+        self._outage_writes = self._count
         self._outage_oldest = w.at
         _log(**w.bind).warning("store.write_retrying", op=w.op, error=self._last_error,
                                pending=self._outage_writes)
@@ -350,8 +449,8 @@ class StoreWriter:
     def queued(self, call: str) -> list[tuple[str, tuple, dict]]:
         """The writes about ``call`` (bound to it) still waiting, in order: (store method,
         args, kwargs). The one with the database now is among them until it is done."""
-        return [(getattr(w.fn, "__name__", ""), w.args, w.kwargs) for w in self._pending
-                if w.mark is None and str(w.bind.get("call")) == call]
+        return [(getattr(w.fn, "__name__", ""), w.args, w.kwargs)
+                for w in self._by_call.get(call, ())]
 
 
 #: The store's writes the IVR scripts make; :class:`QueuedStore` queues them.

@@ -155,11 +155,13 @@ async def test_records_wait_while_another_process_locks_the_database(store, lock
 async def test_records_wait_while_the_database_is_full_then_are_written_in_order(store):
     limit = {"pages": 1}         # 1: no page more than the file has now; None: lifted
 
-    @event.listens_for(store.engine.sync_engine, "checkout")
     def _max_pages(dbapi_conn, _record, _proxy) -> None:  # noqa: ANN001
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA max_page_count={limit['pages'] or 1073741823}")
         cur.close()
+    # The reads' engine and the writes' own (a SQLite file's writes have their connection).
+    for engine in {store.engine.sync_engine, store.write_engine}:
+        event.listen(engine, "checkout", _max_pages)
 
     writer = StoreWriter(first_delay=0.05, max_delay=0.5)
     writer.start()
