@@ -255,6 +255,106 @@ async def api_post(api: Any, path: str, body: Any = None, timeout: float = 120.0
         await asyncio.sleep(0.1)       # 503: the ACD is taking up its state
 
 
+# --------------------------------------------------------------------------- left over
+
+#: How long the end-of-run check waits for calls still hanging up (seconds, at most).
+SETTLE_SECONDS = 15.0
+
+
+def channel_info(ev: dict[str, Any]) -> dict[str, Any]:
+    """One channel of AMI ``CoreShowChannels`` (a ``CoreShowChannel`` event), the fields that
+    tell what it is and who left it: name, state, application, how long it has been up."""
+    def get(key: str) -> str:
+        v = ev.get(key)
+        return str(v[0] if isinstance(v, list) and v else v or "")
+    return {"channel": get("Channel"), "state": get("ChannelStateDesc") or get("ChannelState"),
+            "application": get("Application"), "data": get("ApplicationData"),
+            "duration": get("Duration"), "context": get("Context"), "exten": get("Exten"),
+            "uniqueid": get("Uniqueid"), "linkedid": get("Linkedid"), "bridge": get("BridgeId"),
+            "caller": get("CallerIDNum"), "hidden_from_ami": False}
+
+
+def concise_info(line: str) -> dict[str, Any] | None:
+    """One line of the CLI's ``core show channels concise`` (``name!context!exten!priority!
+    state!application!data!caller!account!peer account!AMA flags!seconds!bridge!uniqueid``)
+    as :func:`channel_info` gives it; None for a line that is not a channel."""
+    parts = line.strip().split("!")
+    if len(parts) < 14:
+        return None
+    extra = len(parts) - 14                   # a "!" in the application's data
+    data = "!".join(parts[6:7 + extra])
+    rest = parts[7 + extra:]
+    try:
+        secs = int(rest[4])
+        duration = f"{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+    except ValueError:
+        duration = rest[4]
+    app = parts[5] if parts[5] != "(None)" else ""
+    return {"channel": parts[0], "state": parts[4], "application": app, "data": data,
+            "duration": duration, "context": parts[1], "exten": parts[2],
+            "uniqueid": rest[6], "linkedid": "", "bridge": rest[5], "caller": rest[0],
+            "hidden_from_ami": True}
+
+
+async def channel_list(ami: Any) -> list[dict[str, Any]]:
+    """Every channel Asterisk has, as :func:`channel_info` gives them: AMI ``CoreShowChannels``
+    and the CLI's ``core show channels concise`` (over AMI ``Command``). AMI's list leaves out
+    channels of an internal technology, and a ``Surrogate/...`` channel (what a masquerade
+    leaves of a channel taken out of its application by AMI Bridge or Redirect) is one: only
+    the CLI's list shows it (``hidden_from_ami``). Raises AmiError."""
+    seen = [channel_info(c) for c in await ami.action_list("CoreShowChannels", timeout=30)]
+    known = {c["uniqueid"] for c in seen} | {c["channel"] for c in seen}
+    r = await ami.action("Command", Command="core show channels concise", timeout=30)
+    out = r.get("Output", []) if hasattr(r, "get") else []
+    for line in ([out] if isinstance(out, str) else list(out or [])):
+        info = concise_info(str(line))
+        if info is not None and info["uniqueid"] not in known and info["channel"] not in known:
+            seen.append(info)
+    return seen
+
+
+async def left_over(ami: Any, *, settle: float = SETTLE_SECONDS, poll: float = 0.5,
+                    ignore: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The end of a run: Asterisk's channel list (:func:`channel_list` on ``ami``, an
+    :class:`acd.ami.client.AmiClient`) must be empty. Read again every ``poll`` seconds while
+    calls are still hanging up, ``settle`` seconds at most; the channels still there then are
+    left over. ``ignore``: Uniqueids that were there before the run (not its own).
+
+    Returns ``{"left": [channel_info...], "waited": seconds}``; ``left`` is None and
+    ``error`` says why when Asterisk could not be asked (never raised: the run's results
+    are kept)."""
+    from acd.ami.client import AmiError
+    t0 = time.monotonic()
+    while True:
+        try:
+            chans = await channel_list(ami)
+        except AmiError as e:
+            return {"left": None, "waited": round(time.monotonic() - t0, 1),
+                    "error": f"the channel list: {e}"}
+        left = [c for c in chans if c["uniqueid"] not in ignore]
+        if not left or time.monotonic() - t0 >= settle:
+            return {"left": left, "waited": round(time.monotonic() - t0, 1)}
+        await asyncio.sleep(poll)      # calls still hanging up, bounded by ``settle``
+
+
+def left_over_lines(check: dict[str, Any]) -> list[str]:
+    """The end-of-run check for a person: one line, then one per channel left over."""
+    if check.get("left") is None:
+        return [f"channels left in Asterisk: not known ({check.get('error', '?')})"]
+    left = check["left"]
+    if not left:
+        return ["channels left in Asterisk: none"]
+    return ([f"channels left in Asterisk: {len(left)} still there {check.get('waited')} s "
+             f"after the last call"]
+            + [f"  {c['channel']} state {c['state'] or '-'} application "
+               f"{c['application'] or '-'}{'(' + c['data'] + ')' if c['data'] else ''} up "
+               f"{c['duration'] or '?'} uniqueid {c['uniqueid']}"
+               f"{' linkedid ' + c['linkedid'] if c['linkedid'] else ''}"
+               f"{' bridge ' + c['bridge'] if c['bridge'] else ''}"
+               f"{' (not in AMI CoreShowChannels)' if c.get('hidden_from_ami') else ''}"
+               for c in left])
+
+
 # --------------------------------------------------------------------------- readings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

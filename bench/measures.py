@@ -54,6 +54,15 @@ class RunResult:
     pages: dict[str, int] = field(default_factory=dict)
     quiet: dict[str, Any] = field(default_factory=dict)   # the wait for a calm Asterisk before
     stopped: str | None = None        # why placing calls stopped early (``stop_early``)
+    #: The end of the run: channels still in Asterisk once its calls were over (see
+    #: :func:`bench.instance.left_over`): {"left": [...], "waited": s}; empty when not checked.
+    left_over: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def channels_left(self) -> int | None:
+        """How many channels the run left in Asterisk (None: not known)."""
+        left = self.left_over.get("left") if self.left_over else None
+        return None if left is None else len(left)
 
     @property
     def completed(self) -> int:
@@ -83,6 +92,9 @@ class Bench:
         self.http = f"http://127.0.0.1:{setup.http_port}"
         self.runs = 0
         self.server_starts = 0
+        self.settle = inst.SETTLE_SECONDS   # the end of a run: wait this long at most for
+                                            # calls still hanging up before listing leftovers
+        self.stuck: set[str] = set()        # Uniqueids of channels a hangup did not remove
 
     # ------------------------------------------------------------------ life
 
@@ -186,31 +198,35 @@ class Bench:
     async def quiet(self, timeout: float = 60.0) -> dict[str, Any]:
         """Before a run: wait until Asterisk has no channel left and its CPU is calm (under
         a fifth of a core over a second), so that one run's aftermath (an arm that collapsed,
-        say) does not fall on the next. Channels still there after ``timeout`` are hung up."""
+        say) does not fall on the next. Channels still there after ``timeout`` are hung up;
+        those a hangup does not remove (a leaked channel with nothing to hang it up, as a run
+        reported in its ``left_over``) are not waited for again."""
         assert self.asterisk and self.ami
         t0 = time.monotonic()
         cleaned = 0
         while True:
-            out = await asyncio.to_thread(self.asterisk.rx, "core show channels count")
-            active = next((int(line.split()[0]) for line in out.splitlines()
-                           if "active channel" in line and line.split()[0].isdigit()), 0)
+            chans = await inst.channel_list(self.ami)
+            active = [c for c in chans if c["uniqueid"] not in self.stuck]
             pid = self.asterisk.pid()
             c0 = inst.cpu_seconds(pid) if pid else 0.0
             await asyncio.sleep(1.0)          # a second of Asterisk's CPU, measured
             busy = (inst.cpu_seconds(pid) - c0) if pid else 0.0
-            if active == 0 and busy < 0.2:
+            if not active and busy < 0.2:
                 return {"waited": round(time.monotonic() - t0, 1), "hung_up": cleaned}
             if time.monotonic() - t0 > timeout:
                 if active and not cleaned:
-                    self.say(f"  {active} channels left over: hanging them up")
+                    self.say(f"  {len(active)} channels left over: hanging them up")
                     await self.ami.action("Command", Command="channel request hangup all")
-                    cleaned = active
+                    cleaned = len(active)
                     t0 = time.monotonic()
                     continue
-                self.say(f"  Asterisk not quiet after {timeout:.0f} s ({active} channels, "
-                         f"{busy:.2f} s CPU a second): going on")
+                self.stuck |= {c["uniqueid"] for c in active}
+                self.say(f"  Asterisk not quiet after {timeout:.0f} s ({len(active)} channels "
+                         f"that a hangup does not remove, not waited for again: "
+                         f"{', '.join(c['channel'] for c in active[:5])}; {busy:.2f} s CPU a "
+                         f"second): going on")
                 return {"waited": round(time.monotonic() - t0, 1), "hung_up": cleaned,
-                        "not_quiet": True}
+                        "not_quiet": True, "stuck": [c["channel"] for c in active]}
 
     # ------------------------------------------------------------------ one run
 
@@ -278,10 +294,17 @@ class Bench:
             records=records, legs=list(tracker.legs.values()), started=t0, seconds=seconds,
             cpu=cpu, load_before=load0, load_after=load1, ami_disconnects=disconnects,
             agents=list(agents), pages=page_info, quiet=quiet, stopped=lr.stopped)
+        # The run ends with Asterisk's channel list empty: what is left over is reported.
+        res.left_over = await inst.left_over(self.ami, settle=self.settle)
         q = summary([r.queue_to_invite for r in records if r.queue_to_invite is not None], 1000)
+        left = res.channels_left
         self.say(f"  {arm:9s} {label:24s} calls {len(records):4d} completed {res.completed:4d} "
                  f"failed {res.failed:3d}  queue->INVITE p50 {q['p50']} p95 {q['p95']} ms  "
-                 f"cpu ast {cpu['asterisk']} srv {cpu['server']} s")
+                 f"cpu ast {cpu['asterisk']} srv {cpu['server']} s  channels left "
+                 f"{'?' if left is None else left}")
+        if left != 0:
+            for line in inst.left_over_lines(res.left_over):
+                self.say(f"    {line}")
         return res
 
 

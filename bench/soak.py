@@ -17,10 +17,14 @@ The verdict (bench/results/soak-latest.json and docs/soak.md):
   load generator saw (who hung up, which agents);
 * agents in a wrong state at the end, against the truth (Asterisk's channels and contacts);
 * our server's memory: VmRSS every few seconds, and its growth after the warm-up (the slope
-  of a least-squares line over the last two thirds of the run).
+  of a least-squares line over the last two thirds of the run);
+* the end: Asterisk's channel list must be empty once the calls are over (after a short wait
+  for calls still hanging up); every channel the run left there is listed (name, state,
+  application, how long it has been up).
 
-Exit status 1 when a call was lost or something was wrong (records or agents); memory is
-reported as met or missed. The judging functions at the top are pure.
+Exit status 1 when a call was lost or something was wrong (records, agents, channels left
+over); memory is reported as met or missed. The judging functions are pure, in
+:mod:`bench.soak_judge`.
 """
 from __future__ import annotations
 
@@ -42,146 +46,15 @@ import yaml
 from acd import config as configmod
 from acd.tools import load, load_calls, server_api
 from acd.errors import UserError
+from bench.instance import left_over_lines
+from bench.soak_judge import (NOT_LOST, agent_problems, call_outcome, memory_growth, memory_met,
+                              record_problems)
 
 PROJECT = Path(__file__).resolve().parents[1]
 RESULTS = PROJECT / "bench" / "results"
 DOCS = PROJECT / "docs"
 SOAK_GROUP = "soak"
 SOAK_NUMBER = "7130"
-
-#: End reasons our server may record for each way a call ended (as the load generator saw it).
-EXPECTED_END = {
-    "completed": {"agent_hangup"},
-    "caller_hung_up": {"abandoned", "caller_hangup"},
-    "no_agent_in_time": {"abandoned"},
-    "both_hung_up": {"agent_hangup", "caller_hangup"},
-}
-#: Outcomes that are not losses.
-NOT_LOST = ("completed", "caller_hung_up", "both_hung_up")
-#: A caller and an agent hanging up this close together (seconds): either may be the end.
-TOGETHER = 1.0
-#: Timeline kinds that may not come after a call's ``ended``.
-BEFORE_END_ONLY = {"arrived", "queued", "offered", "ringing", "answered"}
-
-
-# =========================================================================== judging (pure)
-
-def call_outcome(rec: load_calls.LoadCall, phone_calls: list[load.PhoneCall],
-                 cut_at: float | None, gave_up: bool) -> str:
-    """How one call ended, from the load generator's side.
-
-    ``phone_calls``: the agents' phones' calls with this caller, by time of answer;
-    ``cut_at``: when the caller hung up on their own (our clock), if they did; ``gave_up``:
-    the caller hung up after waiting the longest a caller waits (nobody answered).
-    """
-    if rec.outcome == "originate_failed":
-        return "refused_by_asterisk"
-    if rec.call_uid is None:
-        return "no_incoming_leg"
-    if rec.ended_at is None:
-        return "unfinished"
-    if gave_up and rec.bridged_at is None:
-        return "no_agent_in_time"
-    last = phone_calls[-1] if phone_calls else None
-    phone_end = (last.hangup_sent_at if last is not None and not last.closed_early
-                 and rec.bridged_at is not None else None)
-    ends = [(t, who) for t, who in ((phone_end, "completed"), (cut_at, "caller_hung_up"))
-            if t is not None and t <= rec.ended_at + 1.0]
-    if len(ends) == 2 and abs(ends[0][0] - ends[1][0]) < TOGETHER:
-        return "both_hung_up"
-    if ends:
-        return min(ends)[1]
-    if rec.queued_at is None:
-        return "not_queued"
-    return "dropped"
-
-
-def record_problems(stored: dict[str, Any] | None, outcome: str,
-                    bridged_agents: Iterable[str]) -> list[str]:
-    """What is wrong with one call's record in the database, given how the load generator saw
-    the call end and which agents it saw bridged with the caller. Empty: the record is whole."""
-    if stored is None:
-        return ["no record"]
-    out: list[str] = []
-    reason = stored.get("end_reason")
-    kinds = [e["kind"] for e in stored.get("events", [])]
-    if not reason:
-        out.append("no end reason")
-    elif outcome in EXPECTED_END and reason not in EXPECTED_END[outcome]:
-        out.append(f"end reason {reason}, the caller's side saw {outcome}")
-    if not kinds or kinds[0] != "arrived":
-        out.append(f"timeline does not start with arrived: {kinds[:3]}")
-    ended = [i for i, k in enumerate(kinds) if k == "ended"]
-    if len(ended) != 1:
-        out.append(f"{len(ended)} ended events")
-    else:
-        end_ev = stored["events"][ended[0]]
-        if (end_ev.get("detail") or {}).get("reason") != reason:
-            out.append(f"ended event says {(end_ev.get('detail') or {}).get('reason')}, "
-                       f"the call {reason}")
-        late = [k for k in kinds[ended[0] + 1:] if k in BEFORE_END_ONLY]
-        if late:
-            out.append(f"after ended: {late}")
-        if "queued" not in kinds[:ended[0]]:
-            out.append("never queued")
-    agents = set(bridged_agents)
-    if agents and "answered" not in kinds:
-        out.append("talked with an agent, no answered event")
-    legs = {leg["agent_id"] for leg in stored.get("legs", [])}
-    if legs != agents:
-        out.append(f"legs {sorted(legs)}, the caller talked with {sorted(agents)}")
-    return out
-
-
-def agent_problems(agent_id: str, view: dict[str, Any], channels: int,
-                   registered: bool, wanted: str = "idle") -> list[str]:
-    """What is wrong with an agent's state in our server at the end, against the truth:
-    ``channels`` live in Asterisk towards the agent's phone, and whether it is registered."""
-    out: list[str] = []
-    state = view.get("state")
-    if state in ("ringing", "talking") and channels == 0:
-        out.append(f"{state} with no channel in Asterisk")
-    if state not in ("ringing", "talking") and channels:
-        out.append(f"{state} with {channels} channel(s) in Asterisk")
-    if state != wanted and not (state in ("ringing", "talking") and channels):
-        out.append(f"{state}, should be {wanted}")
-    if view.get("pending"):
-        out.append(f"pending {view.get('pending')} left over")
-    if bool(view.get("reachable")) != registered:
-        out.append(f"reachable {view.get('reachable')}, phone "
-                   f"{'registered' if registered else 'not registered'}")
-    return out
-
-
-def memory_growth(samples: list[tuple[float, int]], warmup: float = 1 / 3) -> dict[str, Any]:
-    """VmRSS samples (seconds since the start, bytes): first, last, peak, and the slope of a
-    least-squares line over the samples after the first ``warmup`` of the run (KiB a minute)."""
-    if not samples:
-        return {"samples": 0, "slope_kib_per_min": None}
-    t_end = samples[-1][0]
-    tail = [(t, v) for t, v in samples if t >= samples[0][0] + warmup * (t_end - samples[0][0])]
-    slope = None
-    if len(tail) >= 3:
-        n = len(tail)
-        mt = sum(t for t, _ in tail) / n
-        mv = sum(v for _, v in tail) / n
-        var = sum((t - mt) ** 2 for t, _ in tail)
-        if var > 0:
-            slope = sum((t - mt) * (v - mv) for t, v in tail) / var * 60 / 1024
-    return {"samples": len(samples), "fit_samples": len(tail),
-            "first_kib": samples[0][1] // 1024, "last_kib": samples[-1][1] // 1024,
-            "peak_kib": max(v for _, v in samples) // 1024,
-            "warmup_end_kib": tail[0][1] // 1024 if tail else None,
-            "slope_kib_per_min": None if slope is None else round(slope, 1)}
-
-
-def memory_met(growth: dict[str, Any], minutes: float, limit_kib_per_min: float) -> bool | None:
-    """No growth after the warm-up: the fitted slope is at most ``limit_kib_per_min``. None
-    when the run was too short to tell (under 5 minutes or fewer than 10 samples)."""
-    slope = growth.get("slope_kib_per_min")
-    if slope is None or minutes < 5 or growth.get("fit_samples", 0) < 10:
-        return None
-    return slope <= limit_kib_per_min
 
 
 # =========================================================================== the set-up
@@ -368,6 +241,8 @@ class Soak:
         self.lr: load.LoadRun | None = None
         self.tracker: SoakTracker | None = None
         self.phones: load.AgentPhones | None = None
+        self.channels_before: frozenset[str] = frozenset()   # Uniqueids there before the run
+        self.channels: dict[str, Any] = {}    # the end's check (bench.instance.left_over)
 
     # ------------------------------------------------------------------ life
 
@@ -398,16 +273,7 @@ class Soak:
         for api in self.agent_api.values():
             await api.__aenter__()
         try:
-            self.server.start()
-            await ami.start(connect_timeout=30)
-            follower = load_calls.Follower(ami)
-            await follower.start()
-            self.say(f"starting {len(self.agents)} agent phones (baresip) and our server")
-            await self.phones.start()
-            await inst.wait_ready(self.admin)
-            for a in self.agents:          # each agent logs in on their own page
-                await inst.api_post(self.agent_api[a], f"/api/agents/{a}/login")
-            await self._wait_agents(lambda v: v.get("available"), "available", 60)
+            follower = await self._begin(ami)
             self.tracker = SoakTracker(self.agents)
             follower.tracker = self.tracker
             profile = load.LoadProfile(number=self.number, rate=p.rate, arrivals="poisson",
@@ -434,6 +300,8 @@ class Soak:
             self.seconds = time.monotonic() - self.t0
             self.say("calls over; checking the agents against Asterisk")
             agents_check = await self._check_agents()
+            # The end: Asterisk's channel list empty, but for what was there before the run.
+            self.channels = await inst.left_over(ami, ignore=self.channels_before)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -450,6 +318,25 @@ class Soak:
                 await api.__aexit__()
         calls = await self._check_records(records)
         return self._result(records, calls, agents_check)
+
+    async def _begin(self, ami: Any) -> load_calls.Follower:
+        """Our server, the AMI link (followed), the phones; every agent logged in on their
+        own page and available; the channels Asterisk has before the first call (not the
+        run's own)."""
+        from bench import instance as inst
+        self.server.start()
+        await ami.start(connect_timeout=30)
+        follower = load_calls.Follower(ami)
+        await follower.start()
+        self.say(f"starting {len(self.agents)} agent phones (baresip) and our server")
+        await self.phones.start()
+        await inst.wait_ready(self.admin)
+        for a in self.agents:          # each agent logs in on their own page
+            await inst.api_post(self.agent_api[a], f"/api/agents/{a}/login")
+        await self._wait_agents(lambda v: v.get("available"), "available", 60)
+        before = await inst.left_over(ami, settle=0)
+        self.channels_before = frozenset(c["uniqueid"] for c in before["left"] or ())
+        return follower
 
     async def _wait_agents(self, pred: Callable[[dict[str, Any]], Any], what: str,
                            timeout: float) -> dict[str, dict[str, Any]]:
@@ -690,6 +577,7 @@ class Soak:
         wrong_records = len(calls["wrong"]) + len(calls["unknown_records"]) + len(
             calls["open_records"])
         wrong_agents = len(agents["wrong"])
+        left = self.channels.get("left")
         return {
             "plan": {**asdict(p), "agents": len(self.agents), "number": self.number},
             "seconds": round(self.seconds, 1),
@@ -706,8 +594,11 @@ class Soak:
                        "rss_kib": [(round(t, 1), v // 1024) for t, v in self.rss]},
             "ami_disconnects": getattr(self, "ami_disconnects", None),
             "lost_calls": calls["lost"],
-            "targets": {"zero_lost": lost == 0, "zero_wrong": wrong_records + wrong_agents == 0,
+            "channels_left": self.channels or {"left": None, "error": "not checked"},
+            "targets": {"zero_lost": lost == 0,
+                        "zero_wrong": wrong_records + wrong_agents + len(left or ()) == 0,
                         "records_whole": wrong_records == 0, "agents_right": wrong_agents == 0,
+                        "no_channels_left": None if left is None else not left,
                         "no_memory_growth": mem_ok},
         }
 
@@ -735,6 +626,7 @@ def summary_lines(res: dict[str, Any]) -> list[str]:
         f"{m.get('warmup_end_kib')} KiB, last {m.get('last_kib')} KiB, peak {m.get('peak_kib')}"
         f" KiB; growth after warm-up {m.get('slope_kib_per_min')} KiB/min (limit "
         f"{m['limit_kib_per_min']:g}: {met(t['no_memory_growth'])})",
+        *left_over_lines(res.get("channels_left") or {"left": None, "error": "not checked"}),
     ]
 
 
@@ -774,6 +666,10 @@ def write_doc(res: dict[str, Any], path: Path) -> Path:
         lines += ["## Agents in a wrong state", ""]
         for a, probs in res["agents"]["wrong"].items():
             lines.append(f"- {a}: {'; '.join(probs)}")
+        lines.append("")
+    if (res.get("channels_left") or {}).get("left"):
+        lines += ["## Channels left in Asterisk", ""]
+        lines += [f"- {x.strip()}" for x in left_over_lines(res["channels_left"])[1:]]
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

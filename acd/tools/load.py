@@ -321,34 +321,58 @@ class LoadRun:
         self.records: list[LoadCall] = []
         self._tasks: set[asyncio.Task] = set()
         self._cut: set[int] = set()         # calls we hung up for waiting too long
+        self._timers: list[asyncio.TimerHandle] = []    # each call's max_wait
+        self._over = False                  # the run is over: no call is cut any more
         tracker.on_ask = self._key_in
 
     async def run(self, progress: Callable[[str], None] | None = None) -> list[LoadCall]:
+        """Place the calls at their offsets, each bounded by its own ``max_wait`` from the
+        moment it was to dial (a timer per call, so an early caller is cut while later ones
+        are still being placed), then follow them to their end (at most ``settle`` seconds
+        after the last call's planned end)."""
         p = self.profile
         offsets = p.offsets()
         hold = int(p.max_wait + self.talk_max + 60)
         loop = asyncio.get_running_loop()
         start = loop.time()
         checked = start
-        for n, off in enumerate(offsets):
-            if self.stop_when is not None and loop.time() - checked >= 1.0:
-                checked = loop.time()
-                self.stopped = self.stop_when(self.records, len(offsets))
-                if self.stopped:
-                    if progress:
-                        progress(f"stopped placing calls: {self.stopped}")
-                    break
-            rec = LoadCall(n=n, caller_number=caller_number(p.run_id, n), planned=off,
-                             trunk_uid=f"load{p.run_id}-{n}-caller")
-            self.records.append(rec)
-            self.tracker.add(rec)
-            delay = start + off - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)      # the arrival process sets the pace
-            self._spawn(self._dial(rec, hold))
-        placed = [r.planned for r in self.records]
-        last_end = start + (placed[-1] if placed else 0) + p.max_wait + self.talk_max + 5
-        deadline = last_end + p.settle
+        try:
+            for n, off in enumerate(offsets):
+                if self.stop_when is not None and loop.time() - checked >= 1.0:
+                    checked = loop.time()
+                    self.stopped = self.stop_when(self.records, len(offsets))
+                    if self.stopped:
+                        if progress:
+                            progress(f"stopped placing calls: {self.stopped}")
+                        break
+                rec = LoadCall(n=n, caller_number=caller_number(p.run_id, n), planned=off,
+                               trunk_uid=f"load{p.run_id}-{n}-caller")
+                self.records.append(rec)
+                self.tracker.add(rec)
+                self._timers.append(loop.call_at(start + off + p.max_wait, self._expire_call,
+                                                 rec))
+                delay = start + off - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)      # the arrival process sets the pace
+                self._spawn(self._dial(rec, hold))
+            placed = [r.planned for r in self.records]
+            last_end = start + (placed[-1] if placed else 0) + p.max_wait + self.talk_max + 5
+            await self._follow(last_end + p.settle, start)
+        finally:
+            self._over = True
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.phones is not None:
+            attach_phone_calls(self.records, self.phones.calls)
+        for rec in self.records:
+            rec.outcome = classify(rec)
+        return self.records
+
+    async def _follow(self, deadline: float, start: float) -> None:
+        """Until every call has ended or the loop's clock reaches ``deadline``."""
+        loop = asyncio.get_running_loop()
         while self._open():
             left = deadline - loop.time()
             if left <= 0:
@@ -359,23 +383,34 @@ class LoadRun:
             except asyncio.TimeoutError:
                 pass
             self._expire(loop.time() - start)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.phones is not None:
-            attach_phone_calls(self.records, self.phones.calls)
-        for rec in self.records:
-            rec.outcome = classify(rec)
-        return self.records
 
     def _open(self) -> bool:
         return any(r.outcome != "originate_failed" and r.ended_at is None for r in self.records)
 
     def _expire(self, elapsed: float) -> None:
-        """A caller still not connected after ``max_wait``: hang them up (a failure)."""
+        """Every caller past their ``max_wait`` (``elapsed``: seconds since the start)."""
         for r in self.records:
-            if (r.bridged_at is None and r.ended_at is None and r.outcome != "originate_failed"
-                    and elapsed > r.planned + self.profile.max_wait and r.n not in self._cut):
-                self._cut.add(r.n)
-                self._spawn(self._hangup(r.trunk_uid))
+            if elapsed > r.planned + self.profile.max_wait:
+                self._expire_call(r)
+
+    def _expire_call(self, r: LoadCall) -> None:
+        """A caller at their ``max_wait`` and still not connected: hang them up (a
+        failure), once."""
+        if (r.bridged_at is None and r.ended_at is None and r.outcome != "originate_failed"
+                and r.n not in self._cut):
+            self._cut.add(r.n)
+            self._spawn(self._cut_call(r))
+
+    async def _cut_call(self, r: LoadCall) -> None:
+        """Hang up a caller's own channel. Refused while it is not there yet (an Originate
+        still under way): tried again shortly, while the call is not over."""
+        try:
+            await self.ami.action("Hangup", Channel=r.trunk_uid)
+        except Exception:
+            if r.ended_at is None and r.outcome != "originate_failed" and not self._over:
+                self._cut.discard(r.n)
+                self._timers.append(asyncio.get_running_loop().call_later(
+                    0.5, self._expire_call, r))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -391,12 +426,6 @@ class LoadRun:
                                   Variable=[f"HOLD_FOR={hold}"], ChannelId=rec.trunk_uid)
         except Exception:
             rec.outcome = "originate_failed"
-
-    async def _hangup(self, uid: str) -> None:
-        try:
-            await self.ami.action("Hangup", Channel=uid)
-        except Exception:
-            pass
 
     def _key_in(self, rec: LoadCall) -> None:
         if self.profile.dtmf:
@@ -451,8 +480,11 @@ def add_arguments(p: Any) -> None:
                    help="exponential talk times start at this many seconds (the mean stays)")
     p.add_argument("--dtmf", default="", help="keys a caller presses when the flow asks")
     p.add_argument("--max-wait", type=float, default=60.0,
-                   help="a caller not with an agent after this many seconds fails")
-    p.add_argument("--login", action="store_true", help="log the agents in to our server first")
+                   help="a caller not with an agent after this many seconds is hung up and "
+                        "fails (each on their own clock, while later calls are still placed)")
+    p.add_argument("--login", action="store_true",
+                   help="log the agents in to our server first (those offline; agents logged "
+                        "in already are left as they are)")
     p.add_argument("--take-over", action="store_true",
                    help="start the agents' phones even if a phone of theirs is registered "
                         "(ours replace it)")
@@ -497,6 +529,36 @@ async def registered(ami: Any, agents: list[str]) -> list[str]:
         raise
     have = {str(c.get("Endpoint") or c.get("Aor") or c.get("AOR") or "") for c in contacts}
     return [a for a in agents if a in have]
+
+
+async def log_in(api: ServerApi, agents: list[str],
+                 say: Callable[[str], None] = print) -> list[str]:
+    """`acd load --login`: log in those of ``agents`` who are offline on our server (each is
+    read first, ``GET /api/agents/{id}``); the others (logged in already: idle, on a break,
+    on a call...) are left as they are, said once. So a run against a center that is up goes
+    on. Returns the agents logged in here."""
+    already: list[str] = []
+    done: list[str] = []
+    for a in agents:
+        status, body = await api.call("GET", f"/api/agents/{a}")
+        if status != 200 or not isinstance(body, dict):
+            raise UserError("load.login", f"agent {a}: {status} {str(body)[:200]}")
+        if body.get("state") != "offline":
+            already.append(a)
+            continue
+        status, body = await api.call("POST", f"/api/agents/{a}/login")
+        refused = body.get("error") if isinstance(body, dict) else None
+        if status == 409 and refused == "agent.already_logged_in":
+            already.append(a)           # logged in meanwhile, by someone else
+        elif status != 200:
+            raise UserError("load.login", f"agent {a}: {status} {str(body)[:200]}")
+        else:
+            done.append(a)
+    if already:
+        more = " ..." if len(already) > 10 else ""
+        say(f"{len(already)} of {len(agents)} agents are logged in already, left as they are: "
+            f"{', '.join(already[:10])}{more}")
+    return done
 
 
 def _call_line(r: LoadCall) -> str:
@@ -545,10 +607,7 @@ async def run_load(cfg: Any, args: Any, agents: list[str],
         except Exception as e:
             raise UserError("load.phones", str(e)) from None
         if args.login:
-            for a in agents:
-                status, body = await api.call("POST", f"/api/agents/{a}/login")
-                if status != 200:
-                    raise UserError("load.login", f"agent {a}: {status} {str(body)[:200]}")
+            await log_in(api, agents, say)
         if args.pages:
             pages = AgentPages(api, agents)
             await pages.start()

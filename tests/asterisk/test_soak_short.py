@@ -63,5 +63,8 @@ async def test_short_soak_loses_no_call_and_leaves_records_and_agents_right(soak
     for a in AGENTS:
         view = res["agents"]["agents"][a]
         assert (view["state"], view["channels"], view["registered"]) == ("idle", 0, True), view
+    # The run ends with Asterisk's channel list empty (what the session had before apart).
+    assert res["channels_left"]["left"] == [], res["channels_left"]
+    assert res["targets"]["no_channels_left"] is True
     assert res["targets"]["zero_lost"] and res["targets"]["zero_wrong"], res["targets"]
     assert res["memory"]["samples"] > 0

@@ -1,11 +1,12 @@
-"""The soak's verdict (bench/soak.py), pure: how a call ended as the caller lived it, what is
-wrong with its record, what is wrong with an agent's state, and the memory growth fit."""
+"""The soak's verdict (bench/soak_judge.py), pure: how a call ended as the caller lived it,
+what is wrong with its record, what is wrong with an agent's state, and the memory growth
+fit."""
 from __future__ import annotations
 
 from acd.tools.load import PhoneCall
 from acd.tools.load_calls import LoadCall
-from bench.soak import (agent_problems, call_outcome, memory_growth, memory_met,
-                        record_problems)
+from bench.soak_judge import (agent_problems, call_outcome, memory_growth, memory_met,
+                              record_problems)
 
 
 def rec(**kw) -> LoadCall:
