@@ -25,7 +25,7 @@ from typing import Any
 from acd.tools import load, load_calls, server_api
 from acd import log as acdlog
 from acd.errors import UserError
-from bench import core_bench, memory, report, startup
+from bench import core_bench, memory, overload, report, startup
 from bench import instance as inst
 from bench.measures import (AQ, HOTLINES, NUMBERS, OURS, Bench, RunResult, agent_free_latencies,
                             arm_order, idle_agent_latencies, ours_breakdown,
@@ -35,7 +35,8 @@ from bench.stats import cdf, summary
 
 RESULTS = inst.PROJECT / "bench" / "results"
 DOCS = inst.PROJECT / "docs"
-MEASURES = ("idle", "free", "ivr", "throughput", "pop", "profile", "core", "memory", "startup")
+MEASURES = ("idle", "free", "ivr", "throughput", "overload", "pop", "profile", "core", "memory",
+            "startup")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Plan:
     core_cycles: int
     mem_agents: int
     mem_callers: int
+    overload_seconds: float = 60.0   # measure 6b: twice the sustained rate this long
+    recovery_seconds: float = 30.0   # ... then the sustained rate this long (same server)
     startup_agents: int = 1000       # measure 8: the agents (and their web users)
     startup_small: int = 100         # ... and a smaller size beside it (0: none)
 
@@ -77,7 +80,8 @@ QUICK = Plan("quick", phones=40, talk=2.0, idle_chunks=1, idle_calls=15, idle_ra
              steps=(5, 10), step_seconds=15.0, steps_budget=30.0, step_talk=2.0,
              pop_seconds=15.0, pages=300,
              profile_seconds=10.0, profile_rate=5.0, core_cycles=500, mem_agents=1000,
-             mem_callers=2000, startup_agents=300, startup_small=0)
+             mem_callers=2000, startup_agents=300, startup_small=0, overload_seconds=15.0,
+             recovery_seconds=10.0)
 TALK_CAP = 10.0                      # exponential talk times are cut at this many seconds
 TALK_MIN = 1.0                       # ... and start at this many (nobody hangs up at once)
 
@@ -93,7 +97,7 @@ def _run_summary(r: RunResult) -> dict[str, Any]:
             "loadavg_after": [round(x, 2) for x in r.load_after],
             "ami_disconnects": r.ami_disconnects, "profile": r.profile, "talk": r.talk,
             "agents": len(r.agents), "quiet_before": r.quiet, "stopped_early": r.stopped,
-            **({"pages": r.pages} if r.pages else {})}
+            "channels_left": r.left_over, **({"pages": r.pages} if r.pages else {})}
 
 
 def _failed(runs: list[RunResult]) -> list[dict[str, Any]]:
@@ -244,6 +248,57 @@ class Runner:
         self.results["throughput"].update(phones=p.phones, handle_seconds=round(handle, 2),
                                           agents_capacity_cps=round(p.phones / handle, 1))
 
+    # ---------------------------------------------------------------- 6b
+    async def overload(self) -> None:
+        """Twice our sustained rate for a minute, then the sustained rate (bench/overload.py)."""
+        p = self.plan
+        t = self.results.get("throughput", {})
+        base = float((t.get(OURS) or {}).get("rate") or p.steps[0])
+        rate = 2 * base
+        say(f"(6b) overload: {rate:g} calls/s (twice our sustained {base:g}) for "
+            f"{p.overload_seconds:.0f} s, then {base:g} calls/s for {p.recovery_seconds:.0f} s, "
+            f"the same server; the API asked every 0.2 s (ours)")
+        await self.bench.ours_up()
+        assert self.bench.server is not None
+        since = time.time()
+        try:
+            async with server_api.ServerApi(self.bench.http,
+                                            server_api.web_login(self.bench.cfg)) as api:
+                probe = overload.ApiProbe(api)
+                probe.start()
+                try:
+                    over = self._keep("overload", await self.bench.run(
+                        OURS, f"{rate:g} calls/s (2x)", load.LoadProfile(
+                            number=NUMBERS[OURS], rate=rate, arrivals="poisson",
+                            duration=p.overload_seconds, seed=700, max_wait=60),
+                        load.TalkTimes("exponential", p.step_talk, 700, cap=TALK_CAP,
+                                       minimum=TALK_MIN)))
+                    api_over = probe.take()
+                    after = self._keep("overload", await self.bench.run(
+                        OURS, f"{base:g} calls/s after", load.LoadProfile(
+                            number=NUMBERS[OURS], rate=base, arrivals="poisson",
+                            duration=p.recovery_seconds, seed=701, max_wait=60),
+                        load.TalkTimes("exponential", p.step_talk, 701, cap=TALK_CAP,
+                                       minimum=TALK_MIN)))
+                    api_after = probe.take()
+                finally:
+                    await probe.stop()
+                _, health = await api.call("GET", "/api/health")
+                at_end = bool(health.get("overloaded")) if isinstance(health, dict) else None
+            alive = self.bench.server.alive()
+        finally:
+            await self.bench.ours_down()
+        self.results["overload"] = overload.figures(
+            rate=rate, sustained=base, over=over, after=after, api_over=api_over,
+            api_after=api_after, server_alive=alive, overloaded_at_end=at_end,
+            episodes=overload.overload_episodes(self.bench.setup.run_dir / "server.log", since))
+        o = self.results["overload"]
+        say(f"  served {o['served']}, turned away {o['turned_away']}, gave up waiting "
+            f"{o['gave_up']}, failed otherwise {o['failed_other']} of {o['calls']}; API p95 "
+            f"{o['api_during']['ms'].get('p95')} ms ({o['api_during']['errors']} errors); AMI "
+            f"disconnects {o['ami_disconnects']}; after: {o['after']['completed']} of "
+            f"{o['after']['calls']} completed")
+
     # ---------------------------------------------------------------- 5
     async def pop(self) -> None:
         p = self.plan
@@ -325,11 +380,11 @@ class Runner:
 
     # ---------------------------------------------------------------- all
     async def run(self) -> None:
-        real = {"idle", "free", "ivr", "throughput", "pop", "profile"} & self.only
+        real = {"idle", "free", "ivr", "throughput", "overload", "pop", "profile"} & self.only
         if real:
             await self.bench.start(talk_cap=TALK_CAP)
             try:
-                for m in ("idle", "free", "ivr", "throughput", "pop", "profile"):
+                for m in ("idle", "free", "ivr", "throughput", "overload", "pop", "profile"):
                     if self.want(m):
                         await getattr(self, m)()
             finally:

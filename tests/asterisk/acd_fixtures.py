@@ -188,6 +188,14 @@ class Agents:
             lambda m: m["type"] == "state" and m["state"] == state, since,
             what=f"agent {agent_id} {state}")
 
+    async def wait_free(self, agent_id: str, since: int = 0) -> dict[str, Any]:
+        """Idle with a free phone: the next caller can ring it. The leg of the call before
+        hangs up in the dialplan a moment after the agent is idle again; until then the phone
+        is in use and the next caller goes to another agent (as app_queue's ringinuse=no)."""
+        return await self._watch(agent_id).wait(
+            lambda m: m["type"] == "state" and m["state"] == "idle" and not m["phone_in_use"],
+            since, what=f"agent {agent_id} idle with a free phone")
+
     def mark(self, agent_id: str) -> int:
         return len(self._watch(agent_id).messages)
 

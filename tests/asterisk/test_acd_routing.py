@@ -120,7 +120,7 @@ async def _one_call_each(agents, ami, number: str, n: int) -> list[str]:
         order.append(agent)
         since = agents.mark(agent)
         await caller.hangup()
-        await agents.wait_state(agent, "idle", since)
+        await agents.wait_free(agent, since)
     return order
 
 
@@ -165,7 +165,7 @@ async def test_highest_skill_level_first(acd_server, agents, ami):
     for c, a in zip(callers, order):
         since = agents.mark(a)
         await c.hangup()
-        await agents.wait_state(a, "idle", since)
+        await agents.wait_free(a, since)
     order += await _one_call_each(agents, ami, "7104", 1)
     assert order == ["1002", "1003", "1001", "1002"]
 
