@@ -23,6 +23,7 @@ QUEUE_WAIT_EXTEN = "wait"            # a registered caller waits here, in Asteri
 QUEUE_CALLBACK_EXTEN = "callback"    # the callback key was pressed: FastAGI ``callback``
 HOLD_CALLER_EXTEN = "caller"
 HOLD_AGENT_EXTEN = "agent"
+HOLD_TARGET_EXTEN = "target"      # a transfer or consult target's leg, originated: says it is up
 DEST_HANGUP, DEST_CALLBACK, DEST_IVR, DEST_SORRY = "hangup", "callback", "ivr", "sorry"
 
 #: ``context,exten,priority`` targets (Goto, ``ACD_NEXT``, an AGI script's ``EXEC Goto``).

@@ -126,6 +126,7 @@ AMI_EVENTS: tuple[str | tuple[str, str, str], ...] = (
     "Newchannel", "Newstate", "OriginateResponse", "Hangup", "HangupRequest",
     "SoftHangupRequest", "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
     ("UserEvent", "UserEvent", "AcdVoicemail"), ("UserEvent", "UserEvent", "AcdWaiting"),
+    ("UserEvent", "UserEvent", "AcdLegUp"),
     ("DTMFEnd", "Context", dp.QUEUE_CONTEXT))
 
 
@@ -151,8 +152,12 @@ def translate(e: ev.AmiEvent) -> Fact | None:
         return ChannelCreated(e.uniqueid or "", e.channel or "")
     if isinstance(e, ev.OriginateResponse):
         if (e.response or "").lower() == "success" and e.reason == ORIGINATE_ANSWERED:
-            return OriginateAnswered(e.uniqueid or "", e.channel or "")
+            # Answered, but its dialplan may not have started yet: the leg's own UserEvent
+            # AcdLegUp (below) says it is up and may be bridged.
+            return None
         return OriginateFailed(e.uniqueid or "", e.reason)
+    if isinstance(e, ev.UserEvent) and e.user_event == "AcdLegUp":
+        return OriginateAnswered(e.uniqueid or "", e.channel or "") if e.uniqueid else None
     if isinstance(e, ev.Hangup):
         return ChannelHungUp(e.uniqueid or "", e.channel or "", e.cause)
     if (e.name == "SoftHangupRequest"

@@ -119,7 +119,7 @@ class Telephony:
         cid_num = cid_text(d.caller_number)
         cid_name = cid_text(ctx.caller_name if ctx else "") or cid_num
         self._originate_agent(d.call_id, d.agent_id, d.endpoint, d.timeout, cid_num, cid_name,
-                              dp.HOLD_CONTEXT, dp.HOLD_AGENT_EXTEN,
+                              dp.HOLD_CONTEXT, dp.HOLD_TARGET_EXTEN,
                               extra=(f"{dp.ROLE}={d.role}",), role=d.role)
 
     def ring_for_outbound(self, d: RingAgentForOutbound) -> None:

@@ -108,7 +108,7 @@ async def test_transfer_rings_the_target_into_the_waiting_context_then_hands_ove
     await env.settle()
     assert names(env, "Redirect", "Originate") == ["Redirect", "Originate"]
     target = env.leg("1002")
-    assert (target["Context"], target["Exten"]) == ("acd-hold", "agent")
+    assert (target["Context"], target["Exten"]) == ("acd-hold", "target")
     assert "ACD_ROLE=transfer" in target["Variable"] and "ACD_CALL=c1" in target["Variable"]
     assert target["CallerID"] == '"Caller" <13800138000>'
     leave(env, "b1", ("c1", CALLER), (leg["ChannelId"], chan(leg)))
@@ -195,6 +195,7 @@ async def test_outbound_call_rings_the_agent_then_dials_with_the_caller_id(env):
     assert dial["Channel"] == "PJSIP/testcust555@acd-trunk" and dial["CallerID"] == '"ACD" <4000>'
     env.emit(Event="OriginateResponse", Response="Success", Reason="4",
              Channel="PJSIP/acd-trunk-1", Uniqueid=dial["ChannelId"])
+    env.leg_up("PJSIP/acd-trunk-1", dial["ChannelId"])
     await env.settle()
     assert env.ami.sent("Bridge")[-1] == {"Channel1": "PJSIP/acd-trunk-1",
                                           "Channel2": chan(ring), "Tone": "no"}
