@@ -378,6 +378,19 @@ async def measure(agents: int = 5000, callers: int = 10_000, groups: int = 100,
                                if ramp else None}
             say(f"  new callers entering the queue: {ramp[-1][1] if ramp else 0} in "
                 f"{arrival_seconds:.0f} s ({out['arrivals']['callers_per_second']}/s)")
+            # The steady state, in the same process as the figure with the agents alone:
+            # every caller waiting (in Asterisk, no session of ours), nothing else going on.
+            cpu0, w0 = server.cpu(), time.monotonic()
+            await asyncio.sleep(10.0)
+            out["steady_cpu_share"] = round((server.cpu() - cpu0) / (time.monotonic() - w0), 3)
+            out["with_callers"] = server.rss()
+            out["waiting"] = await _waiting(api)
+            if out["waiting"]:
+                out["per_caller_bytes"] = round(
+                    (out["with_callers"]["VmRSS"] - out["with_agents"]["VmRSS"]) / out["waiting"])
+            say(f"  {out['waiting']} callers waiting: {out['with_callers']['VmRSS'] / 2**20:.0f} "
+                f"MiB, {out.get('per_caller_bytes', 0) / 1024:.1f} KiB each; our server used "
+                f"{out['steady_cpu_share'] * 100:.1f}% of a core while they waited")
     finally:
         await _stop_callers(tasks)
         server.stop()
@@ -421,20 +434,18 @@ async def measure(agents: int = 5000, callers: int = 10_000, groups: int = 100,
                                                     f"{timeout:.0f} s") from None
             out["sessions_seconds"] = round(time.monotonic() - t1, 1)
             cpu0, w0 = server.cpu(), time.monotonic()
-            await asyncio.sleep(10.0)                # all waiting: the steady state
-            out["steady_cpu_share"] = round((server.cpu() - cpu0) / (time.monotonic() - w0), 3)
-            out["with_callers"] = server.rss()
-            out["waiting"] = await _waiting(api)
+            await asyncio.sleep(10.0)                # just after the restart's catching up
+            out["restart_cpu_share"] = round((server.cpu() - cpu0) / (time.monotonic() - w0), 3)
+            out["restart_with_callers"] = server.rss()
+            out["restart_waiting"] = await _waiting(api)
             out["sessions"] = sum(c.sessions for c in calls)
-            say(f"  {out['waiting']} callers waiting, each with its queue script polling: "
-                f"{out['with_callers']['VmRSS'] / 2**20:.0f} MiB (peak "
-                f"{out['with_callers']['VmHWM'] / 2**20:.0f} MiB); our server used "
-                f"{out['steady_cpu_share'] * 100:.0f}% of a core while they waited")
+            say(f"  after the restart, {out['restart_waiting']} callers waiting: "
+                f"{out['restart_with_callers']['VmRSS'] / 2**20:.0f} MiB (peak "
+                f"{out['restart_with_callers']['VmHWM'] / 2**20:.0f} MiB); our server used "
+                f"{out['restart_cpu_share'] * 100:.0f}% of a core in the 10 s after")
     finally:
         await _stop_callers(tasks)
         server.stop()
         await ami.stop()
     out["ami_actions"] = dict(ami.actions)
-    out["per_caller_bytes"] = round((out["with_callers"]["VmRSS"] - out["with_agents"]["VmRSS"])
-                                    / callers)
     return out

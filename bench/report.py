@@ -438,6 +438,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     _section_pop(L, m)
     _section_profile(L, m)
     _section_core(L, m)
+    _section_overload(L, m)
     _section_memory(L, m)
     _section_startup(L, m)
     _section_gaps(L, results)
@@ -462,7 +463,7 @@ def _section_idle(L: list[str], m: dict[str, Any]) -> None:
     d = m.get("idle_agent")
     if not d:
         return
-    L += ["## 1. Queue entry to the agent's INVITE, an idle agent waiting", "",
+    L += ["## Queue entry to the agent's INVITE, an idle agent waiting (target 2)", "",
           "Callers arrive (Poisson) while most agents are idle; only callers who found an idle "
           "agent count.", ""]
     L += _dist_table(d)
@@ -486,7 +487,7 @@ def _section_free(L: list[str], m: dict[str, Any]) -> None:
     d = m.get("agent_free")
     if not d:
         return
-    L += ["## 2. An agent becomes free: to the next waiting caller's INVITE", "",
+    L += ["## An agent becomes free: to the next waiting caller's INVITE (target 3)", "",
           f"{d.get('agents')} agents take calls, callers arrive faster than they are served, so "
           "callers always wait. Sample: an agent's channel hangs up (the phone ends the call; "
           "no wrap-up) while a caller waits, to that agent's next channel.", ""]
@@ -518,7 +519,7 @@ def _section_throughput(L: list[str], m: dict[str, Any]) -> None:
     t = m.get("throughput")
     if not t:
         return
-    L += ["## 3. Sustained calls per second, and 4. CPU per completed call", "",
+    L += ["## Sustained calls per second and CPU per completed call (targets 6 and 1)", "",
           "Steps upward, arms alternating at each rate (Poisson arrivals, the same seed for "
           "both arms at a rate, so both get the same calls); a step passes with at most 0.1% failed "
           "calls, p95 queue entry -> INVITE at most 1 s and no AMI disconnect; an arm stops at "
@@ -562,7 +563,7 @@ def _section_pop(L: list[str], m: dict[str, Any]) -> None:
     if not p:
         return
     s = p.get("ms") or {}
-    L += ["## 5. Screen pop: the agent's INVITE to the ring event on the agent's page", "",
+    L += ["## Screen pop: the agent's INVITE to the ring event on the agent's page (target 7)", "",
           f"{p.get('pages')} agent pages connected (`/api/agents/{{id}}/ws`, aiohttp clients, one "
           f"per configured agent), ours at {_ms(p.get('rate'))} calls/s. The ring event is sent "
           "when the phone rings (its 180 Ringing), so this includes the phone's answer to the "
@@ -594,7 +595,7 @@ def _section_core(L: list[str], m: dict[str, Any]) -> None:
     c = m.get("core")
     if not c or not c.get("ops"):
         return
-    L += ["## 6. The core alone (no I/O)", "",
+    L += ["## The core alone (no I/O)", "",
           f"{c['groups']} skill groups, each agent in two; {c['waiting']:,} callers waiting; "
           f"{c['cycles']} timed operations of each kind per size (microseconds). The snapshot "
           "rows are not core events: the runtime publishes both snapshots to the supervisors' "
@@ -611,36 +612,67 @@ def _section_core(L: list[str], m: dict[str, Any]) -> None:
     _img(L, "core.svg", "core operation cost by agents")
 
 
+def _section_overload(L: list[str], m: dict[str, Any]) -> None:
+    x = m.get("overload")
+    if not x:
+        return
+    api, after = x.get("api_during") or {}, x.get("after") or {}
+    L += ["## Past the sustained rate: twice of it for a minute (target 6b)", "",
+          f"Our server offered {x['rate']:g} calls/s (twice the {x['sustained_rate']:g} it "
+          f"sustained above) for {x.get('seconds'):.0f} s, then {after.get('rate')} calls/s "
+          "for a while, the same server process throughout; an API client asked "
+          "`GET /api/queues` and `GET /api/health` in turns every 0.2 s (bench/overload.py).", "",
+          _row("figure", "value"), _row("---", "---"),
+          _row("calls offered", x["calls"]), _row("served (talked to an agent)", x["served"]),
+          _row("turned away with the group's overload treatment", x["turned_away"]),
+          _row("hung up after waiting the load caller's patience (60 s)", x["gave_up"]),
+          _row("failed otherwise", x["failed_other"]),
+          _row("queue entry -> INVITE p50 / p95",
+               f"{_ms(_get(x, 'queue_to_invite_ms', 'p50'))} / "
+               f"{_ms(_get(x, 'queue_to_invite_ms', 'p95'))} ms"),
+          _row("API answers p50 / p95 / max",
+               f"{_ms(_get(api, 'ms', 'p50'))} / {_ms(_get(api, 'ms', 'p95'))} / "
+               f"{_ms(_get(api, 'ms', 'max'))} ms ({api.get('requests')} requests, "
+               f"{api.get('errors')} errors)"),
+          _row("AMI disconnects", x["ami_disconnects"]),
+          _row("server still up", "yes" if x["server_alive"] else "**no**"),
+          _row("overload episodes (server log) / callers turned away (logged)",
+               f"{_get(x, 'server_log', 'episodes')} / "
+               f"{_get(x, 'server_log', 'turned_away_logged')}"),
+          _row("after: completed / calls", f"{after.get('completed')} / {after.get('calls')}"),
+          _row("after: still overloaded", after.get("overloaded_at_end")), ""]
+
+
 def _section_memory(L: list[str], m: dict[str, Any]) -> None:
     x = m.get("memory")
     if not x or not x.get("with_agents"):
         return
     mib = lambda k: f"{_get(x, k, 'VmRSS') / 2**20:.0f} MiB" if _get(x, k, "VmRSS") else "–"  # noqa: E731
-    L += ["## 7. Our server's memory", "",
-          f"The real server (`acd run`) with {x.get('agents'):,} agents logged in (all busy) and "
-          f"{x.get('callers'):,} callers waiting, each a FastAGI session of the queue script; "
-          "Asterisk's sides of AMI and FastAGI played by the bench on loopback "
-          "(bench/memory.py).", "",
+    L += ["## Waiting callers: our server's memory and CPU (target 5)", "",
+          f"The real server (`acd run`) with {x.get('agents'):,} agents logged in (all busy) "
+          f"and then {x.get('callers'):,} callers arriving and waiting: each caller's queue "
+          "script registers them and sends them to the dialplan's wait, where they wait in "
+          "Asterisk with no session of ours. Asterisk's sides of AMI and FastAGI are played by "
+          "the bench on loopback (bench/memory.py). Then a restart of our server with the same "
+          "callers waiting in Asterisk.", "",
           _row("state", "resident memory"), _row("---", "---"),
-          _row("started", mib("started")),
           _row(f"{x.get('agents'):,} agents logged in", mib("with_agents")),
-          _row(f"{x.get('callers'):,} callers waiting", mib("with_callers")),
-          _row("peak", f"{_get(x, 'with_callers', 'VmHWM') / 2**20:.0f} MiB"
-               if _get(x, 'with_callers', 'VmHWM') else "–"), "",
-          f"About {x.get('per_caller_bytes', 0) / 1024:.0f} KiB per waiting caller and "
-          f"{x.get('per_agent_bytes', 0) / 1024:.1f} KiB per agent. Logging the agents in took "
-          f"{x.get('agents_seconds')} s; the callers took {x.get('callers_seconds')} s to enter "
-          f"the queue ({x.get('sessions')} FastAGI sessions for {x.get('callers'):,} callers: "
-          "more than one each when our server failed a session and the dialplan retried it). "
-          f"With them all waiting our server used {_pct(x.get('steady_cpu_share'))} of a core "
-          "(each waiting caller's queue script asks Asterisk for a key every second).", ""]
+          _row(f"{x.get('waiting') or 0:,} callers waiting", mib("with_callers")),
+          _row(f"after a restart, {x.get('restart_waiting') or 0:,} callers waiting",
+               mib("restart_with_callers")), "",
+          f"About {(x.get('per_caller_bytes') or 0) / 1024:.1f} KiB per waiting caller (the "
+          "same process, before and after they arrived); with them all waiting our server "
+          f"used {_pct(x.get('steady_cpu_share'))} of a core. The callers entered at "
+          f"{_get(x, 'arrivals', 'callers_per_second')} a second; "
+          f"{x.get('sessions')} FastAGI sessions in the restart's part for "
+          f"{x.get('callers'):,} callers; the restart took {x.get('restart_seconds')} s.", ""]
 
 
 def _section_startup(L: list[str], m: dict[str, Any]) -> None:
     x = m.get("startup")
     if not x or not x.get("sizes"):
         return
-    L += ["## 8. Start-up", "",
+    L += ["## Start-up (target 8)", "",
           "The real server (`acd run --no-asterisk`, SQLite, info logging in JSON) with Asterisk's "
           "side of AMI played by the bench (every phone reachable, no channels; "
           "bench/startup.py). *Ready*: `/api/health` says `ready` (the ACD took up its state "

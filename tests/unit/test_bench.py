@@ -418,7 +418,9 @@ def test_throughput_summary_takes_each_arms_highest_passing_step():
 
 
 def _overload(met=True, failed_other=0, p95=40.0):
-    return {"met": met, "rate": 40.0, "served": 2000, "turned_away": 300, "gave_up": 0,
+    return {"met": met, "rate": 40.0, "sustained_rate": 20.0, "seconds": 60.0,
+            "queue_to_invite_ms": {"p50": 3.0, "p95": 9.0}, "server_log": {"episodes": 1},
+            "served": 2000, "turned_away": 300, "gave_up": 0,
             "failed_other": failed_other, "calls": 2300 + failed_other, "ami_disconnects": 0,
             "server_alive": True, "recovered": True, "outcomes": {"completed": 2000},
             "api_during": {"ms": {"p95": p95}, "errors": 0},
@@ -477,6 +479,7 @@ def test_the_page_has_the_tables_and_plots_and_escapes_text(tmp_path):
     res["ratios"] = report.ratios(res)
     md = report.write_docs(res, tmp_path).read_text()
     assert "# Benchmarks" in md and "| 2 | queue entry -> agent INVITE" in md
+    assert "## Past the sustained rate" in md and "| turned away with the group's overload treatment | 300 |" in md
     assert "![distribution of queue entry to INVITE](benchmarks/idle_agent.svg)" in md
     assert "Asterisk opens the FastAGI session" in md
     for name in ("idle_agent.svg", "throughput.svg", "cpu_per_call.svg", "throughput_latency.svg"):
