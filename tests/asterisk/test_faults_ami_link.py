@@ -96,6 +96,8 @@ async def _link_lost_during_calls(acd_config, ami, tmp_path, fault: str) -> None
                     and field(e, "Channel").startswith("PJSIP/1001-"), "1001's leg gone")
         if fault == "freeze":
             await _until(lambda: links[:1] == [False], "the Ping watchdog dropped the link")
+            # The proxy hears the client close its end a moment after the client says so.
+            await _until(lambda: first.ended_by is not None, "the proxy saw the link end")
             assert first.ended_by == "client" and "Ping" in first.swallowed
         # The server heard none of it.
         assert srv.runtime.agent("1002")["state"] == "ringing"
