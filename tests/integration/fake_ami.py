@@ -26,6 +26,7 @@ class Conn:
     logged_in: bool = False
     muted: bool = False        # reads but never answers (a half-open link, seen from the client)
     closed: bool = False
+    unanswered: set[str] = field(default_factory=set)   # actions (lower case) left unanswered
 
     def send(self, fields) -> None:
         if not self.muted and not self.closed:
@@ -103,6 +104,8 @@ class FakeAmi:
     def _answer(self, conn: Conn, msg: dict[str, str]) -> None:
         action = msg.get("Action", "").lower()
         aid = msg.get("ActionID", "")
+        if action in conn.unanswered:
+            return
         if action == "login":
             ok = msg.get("Username") == self.username and msg.get("Secret") == self.secret
             self.logins.append((conn.number, ok))

@@ -209,6 +209,27 @@ async def test_half_open_link_detected_by_ping_watchdog(server, make_client, log
     assert (await asyncio.wait_for(c.action("CoreStatus"), GUARD)).success
 
 
+async def test_a_busy_asterisk_that_answers_ping_late_but_sends_events_keeps_its_link(
+        server, make_client, logs):
+    """Under load Asterisk may answer a Ping late while its events keep coming: the link is
+    alive, and dropping it would add a reconnect and a full re-read to Asterisk's load. Only
+    a link that carries nothing at all is half-open."""
+    c = make_client(ping_interval=0.1, ping_timeout=0.3)
+    await asyncio.wait_for(c.start(), GUARD)
+    first = server.connections[0]
+    first.unanswered.add("ping")
+    pings = len(server.actions("Ping"))
+    for _ in range(20):                      # 2 s of events, pings unanswered
+        server.event(Event="Newstate", Channel="PJSIP/1001-1", Uniqueid="u1")
+        await asyncio.sleep(0.1)
+    assert len(server.actions("Ping")) > pings + 2         # the watchdog kept asking
+    assert ids(logs, "ami.slow_ping") and not ids(logs, "ami.half_open")
+    assert c.states == [True] and not first.closed
+    # Nothing heard any more: now it is half-open, dropped and replaced.
+    await wait_until(lambda: c.connected and len(server.logins) == 2)
+    assert len(ids(logs, "ami.half_open")) == 1 and c.states == [True, False, True]
+
+
 async def test_bad_login_logged_and_retried_with_backoff(server, make_client, logs):
     server.secret = "other"
     c = make_client(reconnect_min=0.01, reconnect_max=0.08)
