@@ -133,7 +133,10 @@ def figures(*, rate: float, sustained: float, over: Any, after: Any,
     o = over.outcomes()
     calls = len(over.records)
     served = o.get(load_calls.COMPLETED, 0)
-    turned = o.get(TURNED_AWAY, 0)
+    # A caller who never got a place in the queue was given the treatment only if the server
+    # says it turned callers away (its log, per overload episode); any more are failures (a
+    # FastAGI session that never came, say).
+    turned = min(o.get(TURNED_AWAY, 0), int(episodes.get("turned_away_logged") or 0))
     gave_up = o.get(GAVE_UP, 0)
     failed_other = calls - served - turned - gave_up
     api_o, api_a = api_figures(api_over), api_figures(api_after)

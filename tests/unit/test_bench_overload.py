@@ -29,7 +29,8 @@ def _figures(**kw):
                 over=_run({"completed": 900, "not_queued": 100}),
                 after=_run({"completed": 300}, rate=20.0),
                 api_over=_api([10.0] * 95 + [150.0] * 5), api_after=_api([5.0] * 10),
-                server_alive=True, episodes={"episodes": 1}, overloaded_at_end=False)
+                server_alive=True, episodes={"episodes": 1, "turned_away_logged": 100},
+                overloaded_at_end=False)
     args.update(kw)
     return overload.figures(**args)
 
@@ -39,6 +40,11 @@ def test_callers_turned_away_are_a_treatment_not_a_failure():
     assert (f["served"], f["turned_away"], f["failed_other"]) == (900, 100, 0)
     assert f["recovered"] is True and f["met"] is True
     assert f["api_during"]["requests"] == 100 and f["api_during"]["errors"] == 0
+
+
+def test_callers_not_queued_without_an_overload_episode_are_failures():
+    f = _figures(episodes={"episodes": 0, "turned_away_logged": 0})
+    assert (f["turned_away"], f["failed_other"], f["met"]) == (0, 100, False)
 
 
 def test_any_of_the_conditions_misses_the_target():
