@@ -73,6 +73,6 @@ def test_the_page_has_the_start_up_table_and_says_why_a_miss(tmp_path):
     res["targets"] = report.evaluate(res)
     res["notes"] = report.gap_notes(res)
     md = report.write_docs(res, tmp_path).read_text()
-    assert "## 8. Start-up" in md and "| first | 158 |" in md
+    assert "## Start-up (target 8)" in md and "| first | 158 |" in md
     assert "1002 passwords were hashed behind in 150.2 s" in md
     assert "**Why (8) is missed.**" in md and "web users (passwords) (155 s)" in md
