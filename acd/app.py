@@ -22,7 +22,7 @@ from acd import log as acdlog
 from acd.ami.client import AmiClient
 from acd.runtime.ami_in import AMI_EVENTS
 from acd.asterisk import dialplan as dp
-from acd.config import Config, core_groups
+from acd.config import Config, core_groups, phone_grace
 from acd.core import Acd
 from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
@@ -92,7 +92,8 @@ class Server:
                              event_filter=AMI_EVENTS)
         self.ami.on_connection(self._ami_connection)
         self.runtime = AcdRuntime(
-            Acd(core_groups(cfg), rng=self.rng or random.Random()), self.ami, self.store, self.hub,
+            Acd(core_groups(cfg), rng=self.rng or random.Random(),
+                phone_grace=phone_grace(cfg.asterisk)), self.ami, self.store, self.hub,
             endpoints={a.id: a.id for a in cfg.agents},   # the endpoint name is the agent id
             names={a.id: a.name or a.id for a in cfg.agents}, groups=cfg.groups,
             customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number,

@@ -56,9 +56,20 @@ class AsteriskConfig:
     # during a call is found by this (the caller goes back to the queue at the front).
     qualify_seconds: int = 15
     qualify_timeout: float = 3.0
+    # A conversation is taken from a phone only once this many qualifies in a row failed
+    # (1: at the first). One late answer is what a busy machine gives, not a dead phone.
+    phone_lost_qualifies: int = 2
     # The longest registration Asterisk grants a phone: phones register again within this,
     # so after an Asterisk crash that lost a fresh registration they are back in time.
     registration_seconds: int = 120
+
+
+def phone_grace(a: AsteriskConfig) -> float:
+    """Seconds a phone stays unreachable mid-call, after its first failed qualify, before
+    the caller is taken back: until the answer to the last of ``phone_lost_qualifies``
+    qualifies is overdue."""
+    return (a.phone_lost_qualifies - 1) * a.qualify_seconds + (
+        a.qualify_timeout if a.phone_lost_qualifies > 1 else 0.0)
 
 
 @dataclass(frozen=True)

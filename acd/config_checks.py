@@ -88,6 +88,9 @@ def _check_timeouts(cfg: Any, bad: Bad) -> None:
                      ("asterisk.registration_seconds", cfg.asterisk.registration_seconds)):
         if val <= 0:
             bad(key, f"must be above 0, not {val}")
+    if cfg.asterisk.phone_lost_qualifies < 1:
+        bad("asterisk.phone_lost_qualifies",
+            f"1 (the first failed qualify) or more, not {cfg.asterisk.phone_lost_qualifies}")
     if cfg.hotline.agi_retry_count < 0:
         bad("hotline.agi_retry_count", f"0 (no retry) or more, not {cfg.hotline.agi_retry_count}")
     if cfg.asterisk.qualify_timeout >= cfg.asterisk.qualify_seconds:

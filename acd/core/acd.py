@@ -38,8 +38,8 @@ from acd.core.errors import (CallbackDisabled, CallbackNumberMissing,
 from acd.core.groups import GroupStats
 from acd.core.restore import Restore
 from acd.core.timers import (QUEUE_TIMERS, T_ANNOUNCE, T_CB_EXPIRE, T_CB_RETRY, T_FAMILIAR,
-                             T_MAXWAIT, T_OBRING, T_RETRY, T_RING, T_WIDEN, T_WRAPUP, T_XFER,
-                             split_key, timer_key)
+                             T_MAXWAIT, T_OBRING, T_PHONE, T_RETRY, T_RING, T_WIDEN, T_WRAPUP,
+                             T_XFER, split_key, timer_key)
 
 
 class Acd(CallControl, Restore):
@@ -51,9 +51,10 @@ class Acd(CallControl, Restore):
     :class:`~acd.core.restore.Restore`."""
 
     def __init__(self, groups: Iterable[GroupConfig], *, rng: random.Random | None = None,
-                 keep_ended: int = 10_000, familiar_memory: int = 100_000) -> None:
+                 keep_ended: int = 10_000, familiar_memory: int = 100_000,
+                 phone_grace: float = 0.0) -> None:
         super().__init__(groups, rng=rng, keep_ended=keep_ended,
-                         familiar_memory=familiar_memory)
+                         familiar_memory=familiar_memory, phone_grace=phone_grace)
         self._init_outbound()
         self._init_control()
 
@@ -103,6 +104,8 @@ class Acd(CallControl, Restore):
         before = self._reachable.get(endpoint, True)
         self._reachable[endpoint] = bool(reachable)
         agent_id = self._by_endpoint.get(endpoint)
+        if agent_id is not None and reachable:
+            self._cancel_timer(timer_key(T_PHONE, agent_id))    # back within the grace
         if agent_id is not None and before != bool(reachable):
             agent = self._agents[agent_id]
             self._sync_available(agent)
@@ -356,6 +359,9 @@ class Acd(CallControl, Restore):
             return self._settle(now)
         if kind == T_XFER:
             self._control_timer(ident, now)
+            return self._settle(now)
+        if kind == T_PHONE:
+            self._phone_gone(ident, "unreachable", now, still_unreachable=True)
             return self._settle(now)
         if kind == T_WRAPUP:
             agent = self._agents.get(ident)

@@ -44,7 +44,7 @@ from acd.core.decisions import (BridgeConsult, BridgeTarget, CancelRing, DropLeg
 from acd.core.engine import LegStat
 from acd.core.errors import NotLoggedIn, RestoreInvalid, UnknownGroup
 from acd.core.outbound import OutboundCalls, outbound_view
-from acd.core.timers import T_XFER, timer_key
+from acd.core.timers import T_PHONE, T_XFER, timer_key
 from acd.core.views import control_view
 from acd.core.transfers import (CALLER_HOLDS, TRANSFER_STATES, ControlAction, ControlState,
                                 Transfer, TransferEvent)
@@ -100,28 +100,49 @@ class CallControl(OutboundCalls):
         return self._settle(now)
 
     def phone_lost(self, agent_id: str, cause: str, now: float) -> list:
-        """The agent's phone died (``cause``: e.g. ``unreachable``, its qualify failed) while
-        it rang or while the agent talked, without the agent hanging up.
+        """The agent's phone stopped answering (``cause``: e.g. ``unreachable``, its qualify
+        failed) while it rang or while the agent talked, without the agent hanging up.
 
-        Ringing: a failed ring (the no-answer path: the caller goes to the next agent).
-        Talking with a caller (held or not, no transfer or consult under way): the caller
-        goes back to their group's queue at the front, as a transfer to the group does, and
-        the agent's leg is dropped; the agent's part ends (wrap-up), then the agent goes to
-        break with the reason ``phone lost`` (not idle while the phone is dead) unless they
-        chose their next state already. Anything else is left to the legs' own hangups."""
+        Ringing: a failed ring at once (the no-answer path: the caller goes to the next
+        agent). Talking with a caller (held or not, no transfer or consult under way): after
+        the core's phone grace, if the phone is still unreachable (``contact_status`` did not
+        say it is back), the caller goes back to their group's queue at the front, as a
+        transfer to the group does, and the agent's leg is dropped; the agent's part ends
+        (wrap-up), then the agent goes to break with the reason ``phone lost`` (not idle while
+        the phone is dead) unless they chose their next state already. Anything else is left
+        to the legs' own hangups."""
         self._begin()
         agent = self._agents.get(agent_id)
         call = self._calls.get(agent.call_id or "") if agent is not None else None
         if agent is None or call is None or call.agent_id != agent_id:
             return self._settle(now)
-        call_id = call.call_id
         if call.state in (CallState.RINGING, CallState.CALLBACK_RINGING):
             self._unanswered(call, now, cause, cancel_leg=True)
             return self._settle(now)
+        if self._phone_grace > 0:
+            key = timer_key(T_PHONE, agent_id)
+            if key not in self._timers:
+                self._start_timer(key, now + self._phone_grace)
+            return self._settle(now)
+        self._phone_gone(agent_id, cause, now)
+        return self._settle(now)
+
+    def _phone_gone(self, agent_id: str, cause: str, now: float, *,
+                    still_unreachable: bool = False) -> None:
+        """The agent's phone is lost for good during a conversation: the caller goes back to
+        the front of the queue (see :meth:`phone_lost`). Nothing if the phone is reachable
+        again or the conversation is over or under way elsewhere."""
+        agent = self._agents.get(agent_id)
+        call = self._calls.get(agent.call_id or "") if agent is not None else None
+        if agent is None or call is None or call.agent_id != agent_id:
+            return
+        if still_unreachable and self._reachable.get(agent.endpoint or "", True):
+            return
+        call_id = call.call_id
         ctl = self._ctl.get(call_id)
         if (call.state is not CallState.CONNECTED or call.callback is not None
                 or call_id in self._outbound or (ctl is not None and ctl.transfer is not None)):
-            return self._settle(now)
+            return
         if ctl is not None:
             self._set_control(call, ctl, ControlState.TALKING, now)   # closes the hold clock
         group = call.group
@@ -134,7 +155,6 @@ class CallControl(OutboundCalls):
         self._queue_again(call, group, priority, now)
         if agent.pending is None and agent.state is not AgentState.OFFLINE:
             self._agent_event(agent, AgentEvent.GO_BREAK, now, "phone lost")
-        return self._settle(now)
 
     def transfer(self, agent_id: str, now: float, *, to_agent: str | None = None,
                  to_group: str | None = None) -> list:

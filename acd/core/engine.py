@@ -84,8 +84,13 @@ class Engine:
     """The core's state and its internal moves. See the module docstring."""
 
     def __init__(self, groups: Iterable[GroupConfig], *, rng: random.Random | None = None,
-                 keep_ended: int = 10_000, familiar_memory: int = 100_000) -> None:
+                 keep_ended: int = 10_000, familiar_memory: int = 100_000,
+                 phone_grace: float = 0.0) -> None:
         by_name = validate_groups(groups)
+        # Seconds an agent's phone may stay unreachable during a conversation before the
+        # caller is taken back (0: at once). One failed qualify is no proof of a dead phone:
+        # a busy machine answers late, and a dropped conversation costs more than a wait.
+        self._phone_grace = max(0.0, float(phone_grace))
         self._rng = rng if rng is not None else random.Random(0)
         self._keep_ended = keep_ended
         self._familiar_memory = familiar_memory

@@ -18,6 +18,7 @@ T_CB_RETRY = "cbretry"     # a callback's gap between attempts is over
 T_CB_EXPIRE = "cbexpire"   # a callback expires
 T_XFER = "xfer"            # a transfer or consult target rings too long
 T_OBRING = "obring"        # the agent's own phone rings too long for their outbound call
+T_PHONE = "phone"          # an agent's phone, unreachable mid-call, is lost (id: the agent)
 
 #: Timers of a caller waiting in a queue (cancelled when answered or moved to another group).
 QUEUE_TIMERS = (T_ANNOUNCE, T_WIDEN, T_MAXWAIT, T_FAMILIAR, T_RETRY)
@@ -25,6 +26,8 @@ QUEUE_TIMERS = (T_ANNOUNCE, T_WIDEN, T_MAXWAIT, T_FAMILIAR, T_RETRY)
 CALL_TIMERS = (T_RING, *QUEUE_TIMERS, T_CB_RETRY, T_CB_EXPIRE)
 #: Timers of call control (transfers, consults, outbound calls).
 CONTROL_TIMERS = (T_XFER, T_OBRING)
+#: Timers of an agent (the id is the agent's).
+AGENT_TIMERS = (T_WRAPUP, T_PHONE)
 
 
 def timer_key(kind: str, ident: str) -> str:
@@ -40,6 +43,6 @@ def split_key(key: str) -> tuple[str, str]:
 
 __all__ = [
     "T_RING", "T_WRAPUP", "T_ANNOUNCE", "T_WIDEN", "T_MAXWAIT", "T_FAMILIAR", "T_RETRY",
-    "T_CB_RETRY", "T_CB_EXPIRE", "T_XFER", "T_OBRING", "QUEUE_TIMERS", "CALL_TIMERS",
-    "CONTROL_TIMERS", "timer_key", "split_key",
+    "T_CB_RETRY", "T_CB_EXPIRE", "T_XFER", "T_OBRING", "T_PHONE", "QUEUE_TIMERS", "CALL_TIMERS",
+    "CONTROL_TIMERS", "AGENT_TIMERS", "timer_key", "split_key",
 ]

@@ -256,8 +256,9 @@ class Tracker:
         self.set_reachable(e.endpoint, reachable)
         if (e.status.strip().lower() == "unreachable" and was and not reachable
                 and not self.asterisk_stopping):
-            # The phone stopped answering (its qualify failed): a ring or a conversation on
-            # it cannot go on. The core takes the caller back (see Acd.phone_lost).
+            # The phone stopped answering (its qualify failed): a ring on it cannot go on; a
+            # conversation is taken back if the phone is still unreachable after the core's
+            # grace (asterisk.phone_lost_qualifies; see Acd.phone_lost).
             agent = self.phones.agent_of[e.endpoint]
             self.log.warning("runtime.phone_lost", agent=agent, endpoint=e.endpoint, uri=e.uri)
             self.feed("phone_lost", self.acd.phone_lost, agent, "unreachable", agent=agent)

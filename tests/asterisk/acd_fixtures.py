@@ -10,10 +10,11 @@ Waits have generous upper bounds: they end a stuck test, they never measure spee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -78,11 +79,11 @@ def acd_config(asterisk, test_config) -> configmod.Config:
     return cfg
 
 
-@pytest.fixture
-async def acd_server(acd_config, tmp_path):
-    """Our server with the test groups, on a fresh database, ready (state taken up)."""
-    cfg = replace(acd_config, database=replace(acd_config.database,
-                                               url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
+@contextlib.asynccontextmanager
+async def serving(cfg: configmod.Config, tmp_path) -> AsyncIterator[Server]:
+    """Our server on ``cfg``, on a fresh database, ready (state taken up); stopped after."""
+    cfg = replace(cfg, database=replace(cfg.database,
+                                        url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
     srv = Server(cfg, rng=random.Random(RANDOM_SEED))
     await srv.start()
     try:
@@ -90,6 +91,13 @@ async def acd_server(acd_config, tmp_path):
         yield srv
     finally:
         await srv.stop()
+
+
+@pytest.fixture
+async def acd_server(acd_config, tmp_path):
+    """Our server with the test groups, on a fresh database, ready (state taken up)."""
+    async with serving(acd_config, tmp_path) as srv:
+        yield srv
 
 
 # --------------------------------------------------------------------------- waiting

@@ -3,13 +3,14 @@
 Idle: a phone that unregisters (REGISTER with Expires: 0) or stops answering (SIGSTOP: its
 qualify fails) makes the agent unreachable; calls go to the others only; once the phone is
 back the agent is offered calls again. During a conversation: a dead phone is found by its
-qualify; the caller is not dropped but goes back into the queue at the front and is served
+qualify and is lost once it missed ``asterisk.phone_lost_qualifies`` in a row (a phone that
+answers the next one keeps its conversation); the caller is not dropped but goes back into the queue at the front and is served
 by another agent (``requeued`` in the call record); the agent goes to break, "phone lost".
 While ringing: the no-answer path sends the caller to the next agent.
 
 The session's Asterisk checks phones every 15 s by default (``asterisk.qualify_seconds``);
 these tests render its pjsip.conf with short timings (2 s, 1 s timeout, registrations of at
-most 10 s) for this module and put the original back afterwards.
+most 10 s; our server: lost after 3 failed) for this module and put the original back afterwards.
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ import structlog
 
 from acd.asterisk.render import Layout, render
 from acd.asterisk.runner import Asterisk
-from tests.asterisk.acd_fixtures import (WAIT, Caller, acd_config, acd_server,  # noqa: F401
-                                         after, agents, kinds, mark, stored)
+from tests.asterisk.acd_fixtures import (WAIT, Caller, acd_config, after,  # noqa: F401
+                                         agents, kinds, mark, serving, stored)
 from tests.asterisk.calls import field
 
-QUALIFY = {"qualify_seconds": 2, "qualify_timeout": 1.0, "registration_seconds": 10}
+QUALIFY = {"qualify_seconds": 2, "qualify_timeout": 1.0, "registration_seconds": 10,
+           "phone_lost_qualifies": 3}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,15 @@ def short_phone_timers(asterisk: Asterisk, acd_config, tmp_path_factory):
     live.write_text(original)
     if asterisk.pid():
         asterisk.rx("module reload res_pjsip.so")
+
+
+@pytest.fixture
+async def acd_server(short_phone_timers, tmp_path):
+    """Our server on the same phone timings as Asterisk's pjsip.conf here: a phone that
+    stays unreachable mid-call for 3 qualifies (2 x 2 s + 1 s after its first failure) is
+    lost."""
+    async with serving(short_phone_timers, tmp_path) as srv:
+        yield srv
 
 
 async def _reachable(agents, agent_id: str, reachable: bool, since: int,
@@ -159,9 +170,11 @@ async def test_phone_dead_during_a_call_puts_the_caller_back_at_the_front(
             srv.runtime.set_state("1002", "idle")
             assert await first.bridged(m) == "1002"
         finally:
+            resumed = agents.mark("1001")
             os.kill(_pid(p1), signal.SIGCONT)
     print(f"phone stopped mid-call: caller back in the queue after {found:.1f} s "
-          f"(qualify {QUALIFY['qualify_seconds']} s + {QUALIFY['qualify_timeout']} s; "
+          f"(qualify {QUALIFY['qualify_seconds']} s + {QUALIFY['qualify_timeout']} s, lost after "
+          f"{QUALIFY['phone_lost_qualifies']} failed; "
           f"rtp_timeout 60 s)")
     assert [e["agent"] for e in logs if e["event"] == "runtime.phone_lost"] == ["1001"]
     m = mark(ami)
@@ -181,9 +194,39 @@ async def test_phone_dead_during_a_call_puts_the_caller_back_at_the_front(
     call = await stored(srv, later.uniqueid, ended=True)
     assert call["end_reason"] == "caller_hangup" and kinds(call).count("ended") == 1
     # 1001 stays on break (the phone may be back; the agent says when they are ready).
+    await _reachable(agents, "1001", True, resumed)
+    assert srv.runtime.agent("1001")["state"] == "break"
+
+
+async def test_phone_that_misses_a_qualify_mid_call_keeps_its_conversation(
+        short_phone_timers, acd_server, agents, ami):
+    """A phone that answers one qualify too late (a busy machine: here SIGSTOP until Asterisk
+    calls it unreachable, then SIGCONT) is back before its grace is over: the conversation
+    goes on, nobody is requeued, the agent is reachable and still talking."""
+    srv = acd_server
+    agents.login("1001")
+    p1 = await agents.phone("1001", answer="auto")
+    m = mark(ami)
+    caller = await Caller(ami, "7101").dial()
+    assert await caller.bridged(m) == "1001"
+    m1 = agents.mark("1001")
+    os.kill(_pid(p1), signal.SIGSTOP)
+    try:
+        await _reachable(agents, "1001", False, m1)
+        assert "phone:1001" in srv.runtime.timers()       # the grace runs
+    finally:
+        os.kill(_pid(p1), signal.SIGCONT)
     m1 = agents.mark("1001")
     await _reachable(agents, "1001", True, m1)
-    assert srv.runtime.agent("1001")["state"] == "break"
+    assert "phone:1001" not in srv.runtime.timers()       # cancelled: nothing can follow
+    agent = srv.runtime.agent("1001")
+    assert agent["state"] == "talking" and agent["call"]["call_id"] == caller.uniqueid, agent
+    assert srv.runtime.call_info(caller.uniqueid)["state"] == "connected"
+    await caller.hangup()
+    call = await stored(srv, caller.uniqueid, ended=True)
+    k = kinds(call)
+    assert call["end_reason"] == "caller_hangup" and "requeued" not in k, k
+    assert [e["detail"]["agent"] for e in call["events"] if e["kind"] == "answered"] == ["1001"]
 
 
 async def test_phone_dead_while_ringing_sends_the_caller_to_the_next_agent(

@@ -200,7 +200,8 @@ def test_timer_keys_are_kind_and_id_from_one_module(make_sim):
     assert timers.split_key("wrapup:a:b") == ("wrapup", "a:b")
     kinds = [getattr(timers, n) for n in timers.__all__ if n.startswith("T_")]
     assert len(set(kinds)) == len(kinds)
-    assert set(timers.CALL_TIMERS) | set(timers.CONTROL_TIMERS) | {timers.T_WRAPUP} == set(kinds)
+    assert set(timers.CALL_TIMERS) | set(timers.CONTROL_TIMERS) | set(timers.AGENT_TIMERS) == set(
+        kinds)
     sim = make_sim(GROUPS)
     sim.login("a", at=0)
     sim.do("call_arrived", "k1", "111", "g", at=1)

@@ -101,3 +101,56 @@ def test_phone_lost_without_a_call_changes_nothing(make_sim):
     assert [d for d in sim.do("phone_lost", "a", "unreachable", at=1)
             if type(d).__name__ != "Notify"] == []
     assert agent_of(sim, "a")["state"] == "idle"
+
+
+def _talking_with_grace(make_sim):
+    sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1})], phone_grace=18.0)
+    sim.login("a", "b", at=0)
+    sim.do("set_agent_state", "b", "busy", at=0)
+    sim.do("call_arrived", "k1", "111", "g", at=1)
+    sim.do("agent_answered", "k1", "a", at=2)
+    sim.do("contact_status", "PJSIP/a", False, at=10)
+    return sim, sim.do("phone_lost", "a", "unreachable", at=10)
+
+
+def test_phone_lost_mid_call_waits_the_grace_and_keeps_a_phone_that_answers_again(make_sim):
+    """One failed qualify is no proof (a busy machine answers late): the conversation stays
+    while the phone has its grace; it answers again: nothing happens to the call."""
+    sim, out = _talking_with_grace(make_sim)
+    assert not [d for d in out if isinstance(d, (DropLeg, RequeueCaller))]
+    assert sim.timers == {"phone:a": 28.0}
+    assert info(sim, "k1")["state"] == "connected"
+    sim.do("contact_status", "PJSIP/a", True, at=20)
+    assert "phone:a" not in sim.timers
+    sim.advance(60)
+    assert info(sim, "k1")["state"] == "connected" and agent_of(sim, "a")["state"] == "talking"
+    assert "requeued" not in kinds(sim, "k1")
+
+
+def test_phone_still_unreachable_after_the_grace_is_lost_and_the_caller_requeued(make_sim):
+    sim, _ = _talking_with_grace(make_sim)
+    sim.do("phone_lost", "a", "unreachable", at=15)      # said again: the clock stays
+    assert sim.timers == {"phone:a": 28.0}
+    out = sim.advance(28)
+    assert RequeueCaller("k1", "g", TRANSFER_PRIORITY_BOOST, 28) in out
+    assert DropLeg("k1", "a") in out
+    a = agent_of(sim, "a")
+    assert (a["state"], a["reason"]) == ("break", "phone lost")
+    assert info(sim, "k1")["state"] == "waiting"
+
+
+def test_phone_lost_grace_ends_quietly_when_the_call_ended_first(make_sim):
+    sim, _ = _talking_with_grace(make_sim)
+    sim.do("caller_hung_up", "k1", at=12)
+    sim.advance(40)
+    assert info(sim, "k1")["end_reason"] == "caller_hangup"
+    assert "requeued" not in kinds(sim, "k1")
+
+
+def test_phone_lost_while_ringing_is_a_failed_ring_at_once_even_with_a_grace(make_sim, rings):
+    sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1})], phone_grace=18.0)
+    sim.login("a", at=0)
+    sim.do("call_arrived", "k1", "111", "g", at=1)
+    sim.login("b", at=2)
+    out = sim.do("phone_lost", "a", "unreachable", at=3)
+    assert CancelRing("k1", "a") in out and rings(out) == [("k1", "b")]
