@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from acd.tools import load, load_calls, server_api
-from acd.ami.client import AmiClient
+from acd.ami.client import AmiClient, AmiDisconnected
 from acd.errors import UserError
 from bench import instance as inst
 from bench.stats import summary
@@ -216,7 +216,15 @@ class Bench:
         t0 = time.monotonic()
         cleaned = 0
         while True:
-            chans = await inst.channel_list(self.ami)
+            try:
+                chans = await inst.channel_list(self.ami)
+            except AmiDisconnected:
+                # An Asterisk that collapsed under the last run may drop our AMI link; the
+                # client logs in again by itself: wait for it, as long as for the channels.
+                if time.monotonic() - t0 > 2 * timeout:
+                    raise
+                await asyncio.sleep(1.0)
+                continue
             active = [c for c in chans if c["uniqueid"] not in self.stuck]
             pid = self.asterisk.pid()
             c0 = inst.cpu_seconds(pid) if pid else 0.0
