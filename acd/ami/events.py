@@ -107,6 +107,7 @@ class BridgeEnter(ChannelEvent):
     name: str = "BridgeEnter"
     bridge_uniqueid: str | None = _s("BridgeUniqueid")
     bridge_type: str | None = _s("BridgeType")
+    bridge_creator: str | None = _s("BridgeCreator")     # BridgeWait: a holding bridge
     bridge_num_channels: int | None = _i("BridgeNumChannels")
     swap_uniqueid: str | None = _s("SwapUniqueid")
 
@@ -116,6 +117,7 @@ class BridgeLeave(ChannelEvent):
     name: str = "BridgeLeave"
     bridge_uniqueid: str | None = _s("BridgeUniqueid")
     bridge_type: str | None = _s("BridgeType")
+    bridge_creator: str | None = _s("BridgeCreator")
     bridge_num_channels: int | None = _i("BridgeNumChannels")
 
 

@@ -126,8 +126,14 @@ AMI_EVENTS: tuple[str | tuple[str, str, str], ...] = (
     "Newchannel", "Newstate", "OriginateResponse", "Hangup", "HangupRequest",
     "SoftHangupRequest", "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
     ("UserEvent", "UserEvent", "AcdVoicemail"), ("UserEvent", "UserEvent", "AcdWaiting"),
-    ("UserEvent", "UserEvent", "AcdLegUp"),
     ("DTMFEnd", "Context", dp.QUEUE_CONTEXT))
+
+
+#: The creator Asterisk names for a BridgeWait holding bridge (AMI ``BridgeCreator``).
+HOLDING_CREATOR = "BridgeWait"
+#: Where a leg we originate waits first (context, exten): its BridgeEnter there says it is up.
+LEG_WAITS = frozenset({(dp.AGENT_CONTEXT, "s"), (dp.CUSTOMER_CONTEXT, "s"),
+                       (dp.HOLD_CONTEXT, dp.HOLD_TARGET_EXTEN)})
 
 
 def as_int(x: object, default: int = 0) -> int:
@@ -152,12 +158,10 @@ def translate(e: ev.AmiEvent) -> Fact | None:
         return ChannelCreated(e.uniqueid or "", e.channel or "")
     if isinstance(e, ev.OriginateResponse):
         if (e.response or "").lower() == "success" and e.reason == ORIGINATE_ANSWERED:
-            # Answered, but its dialplan may not have started yet: the leg's own UserEvent
-            # AcdLegUp (below) says it is up and may be bridged.
+            # Answered, but its dialplan may not have started yet: the leg's entering its
+            # holding bridge (below) says it is up and may be bridged.
             return None
         return OriginateFailed(e.uniqueid or "", e.reason)
-    if isinstance(e, ev.UserEvent) and e.user_event == "AcdLegUp":
-        return OriginateAnswered(e.uniqueid or "", e.channel or "") if e.uniqueid else None
     if isinstance(e, ev.Hangup):
         return ChannelHungUp(e.uniqueid or "", e.channel or "", e.cause)
     if (e.name == "SoftHangupRequest"
@@ -169,8 +173,16 @@ def translate(e: ev.AmiEvent) -> Fact | None:
     if isinstance(e, ev.ContactStatus):
         return ContactChanged(e.endpoint_name or e.aor or "", e.uri or "", e.contact_status or "")
     if isinstance(e, ev.BridgeEnter):
+        if e.bridge_creator == HOLDING_CREATOR:
+            # A channel waits for the ACD in a holding bridge of its own: no conversation. A
+            # leg we originated that enters its first one is up and may be bridged.
+            if e.uniqueid and (e.context, e.exten) in LEG_WAITS:
+                return OriginateAnswered(e.uniqueid, e.channel or "")
+            return None
         return BridgeEntered(e.uniqueid or "", e.bridge_uniqueid or "")
     if isinstance(e, ev.BridgeLeave):
+        if e.bridge_creator == HOLDING_CREATOR:
+            return None
         return BridgeLeft(e.uniqueid or "", e.bridge_uniqueid or "", e.channel or "")
     if isinstance(e, ev.Rename):
         name = e.new_name or ""

@@ -6,6 +6,7 @@ No decisions are taken here: :mod:`acd.runtime.telephony` says what to send.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,13 @@ from acd.ami.client import AmiActionError, AmiError
 #: A Bridge refused while a leg is in transition is tried again.
 JOIN_ATTEMPTS = 3
 JOIN_RETRY_SECONDS = 0.3
+
+
+def conversations_only(channels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``channels`` with ``BridgeId`` emptied where no other channel shares the bridge."""
+    shared = Counter(str(c.get("BridgeId") or "") for c in channels)
+    return [c if not c.get("BridgeId") or shared[str(c["BridgeId"])] > 1
+            else {**c, "BridgeId": ""} for c in channels]
 
 
 class AmiOut:
@@ -128,7 +136,12 @@ class AmiOut:
 
     # ---- reads
     async def channels(self) -> list[dict[str, Any]]:
-        return await self.ami.action_list("CoreShowChannels", timeout=30)
+        """Asterisk's channels (CoreShowChannels). ``BridgeId`` is kept only where two or
+        more channels share the bridge: a channel alone in one waits in its holding bridge
+        (BridgeWait, see the dialplan) or is left in a bridge that is ending; neither is a
+        conversation."""
+        channels = await self.ami.action_list("CoreShowChannels", timeout=30)
+        return conversations_only(channels)
 
     async def contacts(self) -> list[dict[str, Any]]:
         try:
@@ -159,4 +172,4 @@ class AmiOut:
         return f"{date} {at}" if date and at else None
 
 
-__all__ = ["AmiOut", "JOIN_ATTEMPTS", "JOIN_RETRY_SECONDS"]
+__all__ = ["AmiOut", "JOIN_ATTEMPTS", "JOIN_RETRY_SECONDS", "conversations_only"]

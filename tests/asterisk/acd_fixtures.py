@@ -26,7 +26,7 @@ from acd.ami.client import AmiClient
 from acd.ami.events import AmiEvent
 from acd.app import Server
 from acd.asterisk.runner import Asterisk
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.phones import SoftPhone
 
 WAIT = 20.0
@@ -224,10 +224,11 @@ async def agents(acd_server, acd_config):
 # --------------------------------------------------------------------------- callers
 
 def waiting_in_queue(e: AmiEvent, channel: str) -> bool:
-    """The event of a caller starting the wait of [acd-queue] (music on hold, in Asterisk)."""
+    """The event of a caller starting the wait of [acd-queue] (music on hold, in a holding
+    bridge of its own, in Asterisk)."""
     return (e.name == "Newexten" and field(e, "Channel") == channel
             and field(e, "Context") == "acd-queue" and field(e, "Exten") == "wait"
-            and field(e, "Application") == "MusicOnHold")
+            and field(e, "Application") == "BridgeWait")
 
 
 class Caller:
@@ -268,10 +269,10 @@ class Caller:
 
     async def bridged(self, since: int = 0) -> str:
         """Wait until the caller is bridged with an agent's leg; returns the agent id."""
-        enter = await after(self.ami, since, lambda e: e.name == "BridgeEnter"
+        enter = await after(self.ami, since, lambda e: talk_entered(e)
                             and field(e, "Channel") == self.channel, f"{self.caller_num} bridged")
         bridge = field(enter, "BridgeUniqueid")
-        other = await after(self.ami, since, lambda e: e.name == "BridgeEnter"
+        other = await after(self.ami, since, lambda e: talk_entered(e)
                             and field(e, "BridgeUniqueid") == bridge
                             and field(e, "Channel") != self.channel, "the agent in the bridge")
         return field(other, "Channel").removeprefix("PJSIP/").split("-")[0]

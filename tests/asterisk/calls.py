@@ -47,6 +47,12 @@ def field(ev: AmiEvent, name: str) -> str:
     return str(ev.fields.get(name, ""))
 
 
+def talk_entered(ev: AmiEvent) -> bool:
+    """A BridgeEnter into a bridge where parties talk: not a channel's own holding bridge
+    (BridgeWait, where every channel waits for the ACD)."""
+    return ev.name == "BridgeEnter" and field(ev, "BridgeCreator") != "BridgeWait"
+
+
 class TestCaller:
     """A real SIP caller: Asterisk calls its own hotline over the loopback trunk.
 

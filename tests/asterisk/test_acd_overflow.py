@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.asterisk.acd_fixtures import (Caller, acd_config, acd_server, after,  # noqa: F401
                                          agents, kinds, mark, stored)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 
 
 def _app(ami, channel: str, app: str, data: str, since: int = 0):
@@ -61,7 +61,8 @@ async def test_overflow_by_queue_length_and_position_announcements(acd_server, a
     at = ami.events.events.index(said)
     await _app(ami, first.channel, "Playback", "queue-holdtime", at)
     await _app(ami, first.channel, "SayNumber", "3", at)   # 180 s handle time, nobody working
-    await _app(ami, first.channel, "MusicOnHold", "default", at)
+    await _app(ami, first.channel, "BridgeWait", f"acd-{first.uniqueid},participant,m(default)",
+               at)
     assert not first.hung_up_before(mark(ami))
     assert srv.runtime.queues()["ovlen"]["waiting"] == 1
     call = await stored(srv, second.uniqueid, ended=True)
@@ -130,9 +131,9 @@ async def test_callback_keeps_the_place_and_rings_the_agent_before_the_customer(
     customer = await after(ami, m2, lambda e: e.name == "UserEvent"
                            and field(e, "UserEvent") == "AcdTestCustomer", "the customer answers")
     assert field(customer, "Number") == "13800138000"
-    enter = await after(ami, m2, lambda e: e.name == "BridgeEnter"
+    enter = await after(ami, m2, lambda e: talk_entered(e)
                         and field(e, "Channel") == field(dial, "Channel"), "customer bridged")
-    await after(ami, m2, lambda e: e.name == "BridgeEnter" and field(e, "Channel").startswith(
+    await after(ami, m2, lambda e: talk_entered(e) and field(e, "Channel").startswith(
         "PJSIP/1001-") and field(e, "BridgeUniqueid") == field(enter, "BridgeUniqueid"),
         "agent bridged with the customer")
     assert [c["call_id"] for c in srv.runtime.queues()["cb"]["calls"]] == [second.uniqueid]

@@ -18,7 +18,7 @@ import yaml
 from acd.store.db import Store
 from tests.asterisk.acd_fixtures import (WAIT, Caller, Watch, acd_config,  # noqa: F401
                                          acd_server, after, agents, kinds, mark)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.phones import SoftPhone
 from tests.conftest import PROJECT
 from tests.web_login import login, password_of
@@ -184,7 +184,7 @@ async def test_killed_server_drops_nobody_and_serves_in_the_original_order(
         await current.hangup()
         for c in [talking, *waiting]:
             enter = next(i for i, e in enumerate(ami.events.events)
-                         if e.name == "BridgeEnter" and field(e, "Channel") == c.channel)
+                         if talk_entered(e) and field(e, "Channel") == c.channel)
             assert not c.hung_up_before(enter), f"{c.caller_num} was dropped"
         await second.stop()
         assert first.errors() == [] and second.errors() == []

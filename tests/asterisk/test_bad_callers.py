@@ -32,7 +32,7 @@ from acd import log as acdlog
 from acd.directory import DatabaseDirectory
 from tests.asterisk.acd_fixtures import (Agents, Caller, acd_config, acd_server,  # noqa: F401
                                          after, agents, kinds, mark, stored)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.flow_fixtures import (agi_command, agi_replies, business,  # noqa: F401
                                           commands, flow_servers, flows_config, in_queue,
                                           trail)
@@ -77,13 +77,13 @@ async def test_hostile_caller_ids_are_served_and_stored_in_the_documented_form(
             rec = await stored(srv, call_id)
             # The caller and the agent's leg are in one bridge: the call is served.
             m = mark(ami)
-            enter = await after(ami, 0, lambda e: e.name == "BridgeEnter"
+            enter = await after(ami, 0, lambda e: talk_entered(e)
                                 and field(e, "Channel") == rec["channel"], f"{what}: bridged")
             assert rec["caller_name"] == name, (what, rec["caller_name"])
             assert rec["caller_number"] == number, (what, rec["caller_number"])
             # The ring towards the agent carried a caller ID that cannot break an AMI header
             # or the quoting of CallerID.
-            agent_leg = await after(ami, 0, lambda e: e.name == "BridgeEnter"
+            agent_leg = await after(ami, 0, lambda e: talk_entered(e)
                                     and field(e, "BridgeUniqueid") == field(enter, "BridgeUniqueid")
                                     and field(e, "Channel").startswith("PJSIP/1001-"),
                                     f"{what}: the agent's leg bridged")

@@ -9,7 +9,7 @@ import pytest
 from acd.core import AcdError
 from tests.asterisk.acd_fixtures import (Agents, acd_config, after, events_of,  # noqa: F401
                                          kinds, mark)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.control_fixtures import (CALLER_ID, caller_hangs_up,  # noqa: F401
                                              connected_call, control_config, control_server,
                                              ctl_agents, joined, leg_hangup, legs_of,
@@ -43,7 +43,7 @@ async def test_hold_then_resume_the_caller_hears_music_and_gets_the_same_agent_b
     await moh_started(ami, caller, m)
     # The agent's leg waits in silence, apart from the caller.
     await after(ami, m, lambda e: e.name == "Newexten" and field(e, "Channel") == alice_leg
-                and field(e, "Context") == "acd-hold" and field(e, "Application") == "Wait",
+                and field(e, "Context") == "acd-hold" and field(e, "Application") == "BridgeWait",
                 "the agent's leg waiting in silence")
     await agents.watch["1001"].wait(lambda msg: msg["type"] == "hold" and msg["held"], since)
     assert not [e for e in ami.events.events[m:] if e.name == "Hangup"]
@@ -52,7 +52,7 @@ async def test_hold_then_resume_the_caller_hears_music_and_gets_the_same_agent_b
     out = srv.runtime.resume("1001")
     await moh_stopped(ami, caller, m2)
     assert await joined(ami, caller, m2) == "1001"        # the same agent, the same leg
-    enter = await after(ami, m2, lambda e: e.name == "BridgeEnter"
+    enter = await after(ami, m2, lambda e: talk_entered(e)
                         and field(e, "Channel") == alice_leg, "the agent's leg bridged")
     assert field(enter, "BridgeUniqueid")
     assert srv.runtime.agent("1001")["control"]["state"] == "talking"
@@ -201,9 +201,9 @@ async def test_consult_then_complete(control_server, ctl_agents, ami):
     await transfer_event(agents, "1001", "answered", since, kind="consult")
     # The two agents talk: both legs in one bridge, the caller alone with the music.
     bob_leg = agent_leg(ami, "1002", m)
-    enter = await after(ami, m, lambda e: e.name == "BridgeEnter"
+    enter = await after(ami, m, lambda e: talk_entered(e)
                         and field(e, "Channel") == bob_leg, "the consulted agent bridged")
-    await after(ami, m, lambda e: e.name == "BridgeEnter" and field(e, "Channel") == alice_leg
+    await after(ami, m, lambda e: talk_entered(e) and field(e, "Channel") == alice_leg
                 and field(e, "BridgeUniqueid") == field(enter, "BridgeUniqueid"),
                 "the two agents in one bridge")
     assert srv.runtime.agent("1002")["state"] == "talking"
@@ -339,7 +339,7 @@ async def test_agent_outbound_call_reaches_the_customer_with_the_caller_id(
     assert field(incoming, "CallerIDNum") == "4000123"
     assert CALLER_ID.startswith('"ACD Outbound"')
     bob_leg = agent_leg(ami, "1002", m)
-    await after(ami, m, lambda e: e.name == "BridgeEnter" and field(e, "Channel") == bob_leg,
+    await after(ami, m, lambda e: talk_entered(e) and field(e, "Channel") == bob_leg,
                 "the agent bridged with the customer")
     await agents.watch["1002"].wait(lambda msg: msg["type"] == "outbound"
                                     and msg["state"] == "connected", since)

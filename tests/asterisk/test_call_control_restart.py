@@ -9,7 +9,7 @@ import aiohttp
 
 from acd.store.db import Store
 from tests.asterisk.acd_fixtures import WAIT, Caller, acd_config, after, kinds, mark  # noqa: F401
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.control_fixtures import control_config, moh_started, moh_stopped  # noqa: F401
 from tests.asterisk.phones import SoftPhone
 from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
@@ -155,10 +155,10 @@ async def test_killed_during_a_consult_the_consult_is_completed_after_the_restar
         m = mark(ami)
         await api.post("/agents/1001/call/consult", {"to_agent": "1002"})
         await moh_started(ami, caller, m)
-        bob_enter = await after(ami, m, lambda e: e.name == "BridgeEnter"
+        bob_enter = await after(ami, m, lambda e: talk_entered(e)
                                 and field(e, "Channel").startswith("PJSIP/1002-"),
                                 "the consulted agent bridged")
-        await after(ami, m, lambda e: e.name == "BridgeEnter"
+        await after(ami, m, lambda e: talk_entered(e)
                     and field(e, "Channel").startswith("PJSIP/1001-")
                     and field(e, "BridgeUniqueid") == field(bob_enter, "BridgeUniqueid"),
                     "the agents talking")

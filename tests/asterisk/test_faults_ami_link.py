@@ -26,7 +26,7 @@ from acd.app import Server
 from acd.store.db import Store
 from tests.asterisk.acd_fixtures import (RANDOM_SEED, WAIT, Agents, Caller, acd_config,  # noqa: F401
                                          after, kinds, mark, stored)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.phones import SoftPhone
 from tests.asterisk.proxies import AmiProxy
 from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
@@ -115,7 +115,7 @@ async def _link_lost_during_calls(acd_config, ami, tmp_path, fault: str) -> None
         assert await stays.bridged(down) == "1001"
         for c in (ringing, stays):
             enter = next(i for i, e in enumerate(ami.events.events)
-                         if e.name == "BridgeEnter" and field(e, "Channel") == c.channel)
+                         if talk_entered(e) and field(e, "Channel") == c.channel)
             assert not c.hung_up_before(enter), f"{c.caller_num} was dropped"
         assert (await stored(srv, leaves.uniqueid, ended=True))["end_reason"] == "abandoned"
         call = await stored(srv, connected.uniqueid, ended=True)
@@ -222,7 +222,7 @@ async def test_server_killed_while_a_phone_rings_drops_nobody(acd_config, ami, t
         await waiting.hangup()
         for c in (ringing, waiting):
             enter = next(i for i, e in enumerate(ami.events.events)
-                         if i >= restarted and e.name == "BridgeEnter"
+                         if i >= restarted and talk_entered(e)
                          and field(e, "Channel") == c.channel)
             assert not c.hung_up_before(enter), f"{c.caller_num} was dropped"
         assert not any(e.name == "Hangup" and field(e, "Channel") in (ringing.channel,

@@ -19,7 +19,7 @@ from acd.asterisk.runner import Asterisk
 from acd.errors import UserError
 from tests.asterisk.acd_fixtures import (WAIT, Caller, acd_config, acd_server,  # noqa: F401
                                          after, agents, kinds, mark, stored)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.test_faults_phones import short_phone_timers  # noqa: F401
 
 
@@ -122,7 +122,7 @@ async def _scenario(srv, agents, ami, ast: Asterisk, mode: str) -> None:
     call = await stored(srv, fresh.uniqueid, ended=True)
     assert call["end_reason"] == "caller_hangup" and kinds(call).count("ended") == 1
     assert not fresh.hung_up_before(next(i for i, e in enumerate(ami.events.events)
-                                         if e.name == "BridgeEnter"
+                                         if talk_entered(e)
                                          and field(e, "Channel") == fresh.channel))
 
 

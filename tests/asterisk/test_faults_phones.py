@@ -27,7 +27,7 @@ from acd.asterisk.render import Layout, render
 from acd.asterisk.runner import Asterisk
 from tests.asterisk.acd_fixtures import (WAIT, Caller, acd_config, after,  # noqa: F401
                                          agents, kinds, mark, serving, stored)
-from tests.asterisk.calls import field
+from tests.asterisk.calls import field, talk_entered
 
 QUALIFY = {"qualify_seconds": 2, "qualify_timeout": 1.0, "registration_seconds": 10,
            "phone_lost_qualifies": 3}
@@ -76,7 +76,7 @@ def _pid(phone) -> int:
 
 def _bridge_index(ami, caller: Caller, since: int = 0) -> int:
     return next(i for i, e in enumerate(ami.events.events) if i >= since
-                and e.name == "BridgeEnter" and field(e, "Channel") == caller.channel)
+                and talk_entered(e) and field(e, "Channel") == caller.channel)
 
 
 async def test_idle_phone_unregistered_or_unreachable_gets_no_calls_until_back(

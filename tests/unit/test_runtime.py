@@ -132,14 +132,18 @@ class Env:
                   ChannelState="5")
 
     def answered(self, leg: dict[str, Any]) -> None:
-        """As Asterisk reports an answered leg: the OriginateResponse, then the leg's own
-        UserEvent once its dialplan runs (only then may it be bridged)."""
+        """As Asterisk reports an answered leg: the OriginateResponse, then the leg's entering
+        its holding bridge once its dialplan runs (only then may it be bridged)."""
         self.emit(Event="OriginateResponse", Response="Success", Reason="4",
                   Channel=f"PJSIP/x-{leg['ChannelId']}", Uniqueid=leg["ChannelId"])
-        self.leg_up(f"PJSIP/x-{leg['ChannelId']}", leg["ChannelId"])
+        self.leg_up(f"PJSIP/x-{leg['ChannelId']}", leg["ChannelId"], leg["Context"], leg["Exten"])
 
-    def leg_up(self, channel: str, uid: str) -> None:
-        self.emit(Event="UserEvent", UserEvent="AcdLegUp", Channel=channel, Uniqueid=uid)
+    def leg_up(self, channel: str, uid: str, context: str, exten: str = "s") -> None:
+        """The leg enters the holding bridge of its dialplan (BridgeWait)."""
+        self.emit(Event="BridgeEnter", Channel=channel, Uniqueid=uid, Context=context,
+                  Exten=exten, BridgeUniqueid=f"hold-{uid}", BridgeType="base",
+                  BridgeTechnology="holding_bridge", BridgeCreator="BridgeWait",
+                  BridgeName=f"acd-{uid}", BridgeNumChannels="1")
 
     async def connected(self, uid: str = "c1", agent: str = "1001") -> dict[str, Any]:
         """A caller arrives and the agent's phone rings and answers; returns the leg."""
@@ -484,7 +488,7 @@ async def test_callback_keeps_the_place_rings_the_agent_then_dials_the_customer(
              Channel="PJSIP/acd-trunk-77", Uniqueid=cust[0]["ChannelId"])
     await env.settle()
     assert env.ami.sent("Bridge") == []            # answered, its dialplan not yet started
-    env.leg_up("PJSIP/acd-trunk-77", cust[0]["ChannelId"])
+    env.leg_up("PJSIP/acd-trunk-77", cust[0]["ChannelId"], cust[0]["Context"])
     await env.settle()
     assert env.ami.sent("Setvar") == []                 # no ACD_BRIDGED on a customer leg
     assert env.ami.sent("Bridge") == [{"Channel1": "PJSIP/acd-trunk-77",

@@ -195,7 +195,7 @@ async def test_outbound_call_rings_the_agent_then_dials_with_the_caller_id(env):
     assert dial["Channel"] == "PJSIP/testcust555@acd-trunk" and dial["CallerID"] == '"ACD" <4000>'
     env.emit(Event="OriginateResponse", Response="Success", Reason="4",
              Channel="PJSIP/acd-trunk-1", Uniqueid=dial["ChannelId"])
-    env.leg_up("PJSIP/acd-trunk-1", dial["ChannelId"])
+    env.leg_up("PJSIP/acd-trunk-1", dial["ChannelId"], dial["Context"])
     await env.settle()
     assert env.ami.sent("Bridge")[-1] == {"Channel1": "PJSIP/acd-trunk-1",
                                           "Channel2": chan(ring), "Tone": "no"}
