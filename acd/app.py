@@ -101,7 +101,8 @@ class Server:
             outbound_enabled=bool(cfg.outbound.dial or cfg.asterisk.loopback_trunk),
             outbound_ring_timeout=cfg.outbound.ring_timeout,
             outbound_dial_timeout=cfg.outbound.dial_timeout,
-            max_lag=cfg.overload.max_lag_ms / 1000)
+            max_lag=cfg.overload.max_lag_ms / 1000,
+            max_asterisk=cfg.overload.max_asterisk_ms / 1000)
         self.runtime.attach()
         # Writes a previous stop could not make (the database locked or full) go first.
         self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.path(cfg.data_dir))

@@ -96,8 +96,10 @@ class AgiConfig:
 @dataclass(frozen=True)
 class OverloadConfig:
     """Past what the server can serve, new callers get their group's overload_destination
-    instead of a place in the queue: while the event loop runs this late (ms)."""
+    instead of a place in the queue: while the event loop runs this late (ms), or while
+    Asterisk answers an AMI Ping this late (ms; 0: not watched)."""
     max_lag_ms: float = 500.0
+    max_asterisk_ms: float = 1000.0
 
 
 @dataclass(frozen=True)

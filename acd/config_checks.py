@@ -88,6 +88,8 @@ def _check_timeouts(cfg: Any, bad: Bad) -> None:
                      ("asterisk.registration_seconds", cfg.asterisk.registration_seconds)):
         if val <= 0:
             bad(key, f"must be above 0, not {val}")
+    if cfg.overload.max_asterisk_ms < 0:
+        bad("overload.max_asterisk_ms", f"0 (not watched) or more, not {cfg.overload.max_asterisk_ms}")
     if cfg.asterisk.phone_lost_qualifies < 1:
         bad("asterisk.phone_lost_qualifies",
             f"1 (the first failed qualify) or more, not {cfg.asterisk.phone_lost_qualifies}")

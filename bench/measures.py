@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from acd.tools import load, load_calls, server_api
-from acd.ami.client import AmiClient, AmiDisconnected
+from acd.ami.client import AmiClient, AmiDisconnected, AmiTimeout
 from acd.errors import UserError
 from bench import instance as inst
 from bench.stats import summary
@@ -218,9 +218,10 @@ class Bench:
         while True:
             try:
                 chans = await inst.channel_list(self.ami)
-            except AmiDisconnected:
-                # An Asterisk that collapsed under the last run may drop our AMI link; the
-                # client logs in again by itself: wait for it, as long as for the channels.
+            except (AmiDisconnected, AmiTimeout):
+                # An Asterisk that collapsed under the last run may drop our AMI link or
+                # answer late; the client logs in again by itself: wait, as long as for the
+                # channels.
                 if time.monotonic() - t0 > 2 * timeout:
                     raise
                 await asyncio.sleep(1.0)

@@ -36,7 +36,7 @@ from typing import Any
 
 from acd import log as acdlog
 from acd.ami import events as ev
-from acd.ami.client import AmiError
+from acd.ami.client import AmiError, AmiTimeout
 from acd.asterisk import dialplan as dp
 from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, BridgeTarget,
                       CancelRing, CancelTimer, Decision, DialCustomer, DropLeg, HoldCaller,
@@ -53,7 +53,7 @@ from acd.runtime.channels import Bridges, Channels
 from acd.runtime.effects import Pages, Records, Timers, utc
 from acd.runtime.phones import Phones
 from acd.runtime.plan import plan
-from acd.runtime.overload import LoopLag
+from acd.runtime.overload import PING_TIMEOUT, LoopLag
 from acd.runtime.queue import Queue
 from acd.runtime.restore import Restorer
 from acd.runtime.telephony import Telephony
@@ -77,7 +77,8 @@ class AcdRuntime:
                  ring_grace: float = 2.0, hours_interval: float = 60.0,
                  outbound_caller_id: str = "", outbound_enabled: bool = True,
                  outbound_ring_timeout: float = 20.0,
-                 outbound_dial_timeout: float = 45.0, max_lag: float = 0.5) -> None:
+                 outbound_dial_timeout: float = 45.0, max_lag: float = 0.5,
+                 max_asterisk: float = 0.0) -> None:
         self.acd, self.ami, self.store, self.hub, self.clock = acd, ami, store, hub, clock
         self.endpoints = dict(endpoints)                 # agent id -> PJSIP endpoint
         self.names = dict(names or {})
@@ -91,7 +92,8 @@ class AcdRuntime:
         self.writer = StoreWriter()
         self.ready = asyncio.Event()
         self.log = acdlog.get_logger(component="runtime")
-        self.lag = LoopLag(max_lag, self.log)
+        self.lag = LoopLag(max_lag, self.log, max_asterisk=max_asterisk,
+                           ping=self._asterisk_round_trip)
         self._rebuilt = self._rebuilding = False
         self._buffer: list[ev.AmiEvent] | None = []     # AMI events held until the rebuild
         self._open: dict[str, bool] = {}                 # group -> open (service hours)
@@ -238,6 +240,20 @@ class AcdRuntime:
         """Register with the AMI client (events and connection changes)."""
         self.ami.on_event(self.on_ami_event)
         self.ami.on_connection(self.on_ami_connection)
+
+    async def _asterisk_round_trip(self) -> float | None:
+        """One AMI Ping's round trip (seconds), for the overload watch; None with no link.
+        No answer within the watch's timeout counts as that long."""
+        if not self._ami_up:
+            return None
+        t0 = time.monotonic()
+        try:
+            await self.ami.action("Ping", timeout=PING_TIMEOUT)
+        except AmiTimeout:
+            return PING_TIMEOUT
+        except AmiError:
+            return None
+        return time.monotonic() - t0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -43,3 +43,45 @@ async def test_a_new_caller_of_an_overloaded_server_hears_the_message(env):  # n
         env.rt.lag.sample(0.0)
     await env.arrive("c3")
     assert env.rt.call_info("c3")["state"] == "waiting"
+
+
+def test_overloaded_while_asterisk_answers_late_even_with_an_idle_loop():
+    """Asterisk falls behind first on a machine it shares with its phones: our loop is
+    idle, its Pings come back late. No link: no samples (they are void, not 'fine')."""
+    with structlog.testing.capture_logs() as logs:
+        lag = LoopLag(0.5, structlog.get_logger(), window=5, max_asterisk=1.0)
+        for _ in range(5):
+            lag.sample(0.001)
+        lag.asterisk_sample(0.01)
+        lag.asterisk_sample(0.01)
+        lag.asterisk_sample(4.0)                # one slow answer: the median is not late
+        assert not lag.overloaded
+        lag.asterisk_sample(5.0)                # most of the last three: late
+        assert lag.overloaded and not lag.admit()
+        lag.asterisk_sample(None)               # the link went: nothing known
+        assert not lag.overloaded
+        for rtt in (2.0, 2.0):
+            lag.asterisk_sample(rtt)
+        assert lag.overloaded
+        for rtt in (0.01, 0.02):
+            lag.asterisk_sample(rtt)
+        assert not lag.overloaded
+    starts = [e for e in logs if e["event"] == "runtime.overload_started"]
+    assert [e["cause"] for e in starts] == ["asterisk", "asterisk"]
+    assert starts[0]["asterisk_ms"] == 4000.0
+
+
+def test_asterisk_is_not_watched_when_max_asterisk_is_zero():
+    lag = LoopLag(0.5, structlog.get_logger(), max_asterisk=0.0)
+    for rtt in (9.0, 9.0, 9.0):
+        lag.asterisk_sample(rtt)
+    assert not lag.overloaded
+
+
+async def test_the_runtime_measures_asterisks_ping_round_trip(env):  # noqa: F811
+    await start(env)
+    rtt = await env.rt._asterisk_round_trip()
+    assert rtt is not None and 0 <= rtt < 5.0
+    assert any(a[0] == "Ping" for a in env.ami.actions)
+    env.rt._ami_up = False
+    assert await env.rt._asterisk_round_trip() is None
