@@ -75,6 +75,8 @@ SEP = "\r\n\r\n"
 BANNER = "Asterisk Call Manager/"
 SUCCESS_RESPONSES = frozenset({"success", "follows", "goodbye"})
 MAX_MESSAGE_CHARS = 16 * 1024 * 1024   # an unterminated message above this drops the link
+#: Pings in a row, each unanswered with nothing else heard, before a link counts as half-open.
+HALF_OPEN_PINGS = 2
 
 EventCallback = Callable[[AmiEvent], Awaitable[None] | None]
 ConnectionCallback = Callable[[bool], Awaitable[None] | None]
@@ -529,11 +531,12 @@ class AmiClient:
                 return
 
     async def _watchdog(self, proto: _Protocol) -> None:
-        """Ping every ping_interval; a missing Pong, with nothing else heard from Asterisk
-        meanwhile, means a half-open link: drop it. A Ping answered late while events keep
+        """Ping every ping_interval; :data:`HALF_OPEN_PINGS` missing Pongs in a row, with
+        nothing else heard from Asterisk meanwhile, mean a half-open link: drop it. A Ping answered late while events keep
         coming is a busy Asterisk, not a dead link: dropping it then would add a reconnect
         and a full re-read of Asterisk's state to its load (seen at twice the sustained rate:
         a drop every 9 s, each making the next more likely)."""
+        silent = 0          # Pings in a row that found the link silent
         while not self._closing:
             await asyncio.wait([proto.lost], timeout=self.ping_interval)
             if proto.lost.done():
@@ -543,16 +546,26 @@ class AmiClient:
             except AmiTimeout:
                 quiet_for = time.monotonic() - proto.last_rx
                 if quiet_for < self.ping_timeout:
+                    silent = 0
                     log.warning("ami.slow_ping", ping_timeout=self.ping_timeout,
                                 last_heard=round(quiet_for, 3))
                     continue
-                log.error("ami.half_open", ping_timeout=self.ping_timeout)
-                proto.drop(f"half-open: no Ping reply within {self.ping_timeout}s")
+                silent += 1
+                if silent < HALF_OPEN_PINGS:
+                    # A saturated Asterisk can say nothing at all for seconds; a reconnect
+                    # then re-reads its whole state on top of that load. Ask once more.
+                    log.warning("ami.silent", ping_timeout=self.ping_timeout,
+                                last_heard=round(quiet_for, 3))
+                    continue
+                log.error("ami.half_open", ping_timeout=self.ping_timeout, pings=silent)
+                proto.drop(f"half-open: no Ping reply within {self.ping_timeout}s, "
+                           f"{silent} times in a row")
                 return
             except AmiDisconnected:
                 return
             except AmiActionError:
                 pass   # it answered: the link is alive
+            silent = 0
 
     async def _close(self) -> None:
         proto = self._proto

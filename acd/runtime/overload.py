@@ -18,7 +18,7 @@ past the rate it can carry, it answers late, phones miss their checks and calls 
 our loop is idle. So the watch also pings Asterisk over AMI every :data:`PING_INTERVAL`
 seconds: while the median of the last :data:`PING_WINDOW` round trips is above
 ``max_asterisk`` (an unanswered Ping counts as :data:`PING_TIMEOUT`), the server is
-overloaded too. With no AMI link there is no sample (no caller gets in then anyway).
+overloaded too. With no AMI link there is no sample: the last ones stand.
 """
 from __future__ import annotations
 
@@ -55,12 +55,12 @@ class LoopLag:
         self._update()
 
     def asterisk_sample(self, rtt: float | None) -> None:
-        """One Ping's round trip (seconds); None: no AMI link, the samples so far are void."""
-        if rtt is None:
-            self.pings.clear()
-        else:
+        """One Ping's round trip (seconds); None: no AMI link, nothing learnt (a link lost
+        to a saturated Asterisk is no sign that it recovered: the samples stand until the
+        next answers)."""
+        if rtt is not None:
             self.pings.append(max(0.0, rtt))
-        self._update()
+            self._update()
 
     def _update(self) -> None:
         lag = statistics.median(self.samples) if self.samples else 0.0
