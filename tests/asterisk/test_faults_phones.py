@@ -69,6 +69,17 @@ async def _reachable(agents, agent_id: str, reachable: bool, since: int,
         what=f"agent {agent_id} reachable={reachable}", timeout=timeout)
 
 
+async def _talking(agents, ami, agent_id: str) -> tuple:
+    """The agent logged in with an auto-answering phone, talking with a new caller of the
+    sales group: (phone, caller)."""
+    agents.login(agent_id)
+    phone = await agents.phone(agent_id, answer="auto")
+    m = mark(ami)
+    caller = await Caller(ami, "7101").dial()
+    assert await caller.bridged(m) == agent_id
+    return phone, caller
+
+
 def _pid(phone) -> int:
     assert phone._proc is not None and phone._proc.poll() is None
     return phone._proc.pid
@@ -141,11 +152,8 @@ async def test_idle_phone_unregistered_or_unreachable_gets_no_calls_until_back(
 async def test_phone_dead_during_a_call_puts_the_caller_back_at_the_front(
         short_phone_timers, acd_server, agents, ami):
     srv = acd_server
-    agents.login("1001")
-    p1 = await agents.phone("1001", answer="auto")
+    p1, first = await _talking(agents, ami, "1001")
     m = mark(ami)
-    first = await Caller(ami, "7101").dial()
-    assert await first.bridged(m) == "1001"
     agents.login("1002")
     srv.runtime.set_state("1002", "busy")
     await agents.phone("1002", answer="auto")
@@ -204,11 +212,7 @@ async def test_phone_that_misses_a_qualify_mid_call_keeps_its_conversation(
     calls it unreachable, then SIGCONT) is back before its grace is over: the conversation
     goes on, nobody is requeued, the agent is reachable and still talking."""
     srv = acd_server
-    agents.login("1001")
-    p1 = await agents.phone("1001", answer="auto")
-    m = mark(ami)
-    caller = await Caller(ami, "7101").dial()
-    assert await caller.bridged(m) == "1001"
+    p1, caller = await _talking(agents, ami, "1001")
     m1 = agents.mark("1001")
     os.kill(_pid(p1), signal.SIGSTOP)
     try:
