@@ -72,7 +72,7 @@ class QueueScript:
         req = session.request
         if entered is not None:         # kept for the caller's place after a restart
             await session.set_variable(dp.ENTERED, f"{entered:.6f}")
-        await session.set_variable(dp.QUEUE_TRIES, "0")
+        # (the tries while our server is away count from zero again at the wait: dialplan)
         # The caller's entry on record before they go on (music meanwhile, should the
         # store be behind), so that a crash from here on leaves a whole record.
         await self.runtime.caller_on_record(req.uniqueid,

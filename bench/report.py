@@ -745,17 +745,20 @@ def gap_notes(results: dict[str, Any]) -> list[str]:
             "**Why (1) is missed.** At "
             f"{_ms(t.get('cpu_rate'))} calls/s our server spent {_ms(o.get('server'))} ms of CPU "
             f"per completed call and Asterisk {_ms(o.get('asterisk'))} ms in our arm; app_queue's "
-            f"arm cost Asterisk {_ms(a.get('asterisk'))} ms in all. Asterisk's own extra in our "
-            "arm is the price of deciding outside it: a FastAGI session per caller, an AMI "
-            "Originate for the agent's leg, an AMI Bridge (which takes both channels out of "
-            "their dialplan applications by a masquerade each), the AMI events our session reads "
-            f"({ami_per_call if ami_per_call is not None else '–'} AMI messages per call in the "
-            f"profile). Our server's profile (above): the store {_pct(store)}, AMI {_pct(ami)}, "
-            "the rest asyncio, FastAGI, the core and logging. **What would close it:** fewer "
-            "records per call (the call's events as one row per loop turn rather than one per "
-            "event); Redirecting both sides into a waiting bridge (`BridgeWait`) so that the "
-            "AMI Bridge moves channels between bridges without a masquerade; the queue script's "
-            "remaining round trips done by the dialplan itself.")
+            f"arm cost Asterisk {_ms(a.get('asterisk'))} ms in all. Asterisk's part of our arm "
+            "(a FastAGI session per caller, an AMI Originate for the agent's leg, an AMI Bridge "
+            "that moves both channels out of their holding bridges, the AMI events our session "
+            "reads) is about app_queue's whole cost, so the gap is our server's own CPU: "
+            f"{ami_per_call if ami_per_call is not None else '–'} AMI messages read per call "
+            "(each parsed, typed and routed by Python), the caller's FastAGI session (a TCP "
+            "connect, its headers, two commands), five AMI actions, the call's records and "
+            f"its log lines. Our server's profile (above): the store {_pct(store)}, AMI "
+            f"{_pct(ami)}, the rest asyncio's turns, FastAGI, the core and logging. **What "
+            "would close it:** the caller's arrival as an AMI UserEvent instead of a FastAGI "
+            "session (no connect, no session task; the entry time kept by the dialplan); "
+            "fewer events read per call (the load generator's own channels are read too, "
+            "which a real trunk does not add); AMI parsing outside Python's interpreter loop "
+            "(a C parser), or the server under PyPy.")
     if missed(2):
         parts = _get(m, "idle_agent", "ours_breakdown_ms") or {}
         p50 = {k: _get(parts, k, "p50") for k in parts}

@@ -143,11 +143,12 @@ def parse_message(block: str) -> dict[str, Any] | None:
     None when it is neither a Response nor an Event."""
     headers: dict[str, Any] = {}
     for line in block.split(EOL):
-        key, sep, value = line.strip("\r\n").partition(":")
+        key, sep, value = line.partition(":")
         key = key.strip()
         if not sep or not key:
             continue
-        if value.startswith(" "):
+        value = value.rstrip("\r\n")
+        if value[:1] == " ":
             value = value[1:]
         old = headers.get(key)
         if old is None:
@@ -156,6 +157,8 @@ def parse_message(block: str) -> dict[str, Any] | None:
             old.append(value)
         else:
             headers[key] = [old, value]
+    if "Event" in headers or "Response" in headers:
+        return headers
     lower = {k.lower() for k in headers}
     return headers if ("response" in lower or "event" in lower) else None
 
@@ -303,7 +306,7 @@ class AmiClient:
                  action_timeout: float = 5.0, ping_interval: float = 5.0,
                  ping_timeout: float = 3.0, reconnect_min: float = 0.5,
                  reconnect_max: float = 10.0, loop: asyncio.AbstractEventLoop | None = None,
-                 event_filter: Sequence[str | tuple[str, str, str]] | None = None):
+                 event_filter: Sequence[str | tuple[str, ...]] | None = None):
         self.host, self.port = host, port
         # The events this client reads (None: all): asked for with Filter after each login.
         self.event_filter = tuple(event_filter) if event_filter is not None else None
@@ -510,22 +513,30 @@ class AmiClient:
         reads a dozen kinds of events no longer parses every one.
 
         An event given as (name, header, value) is taken only when that header equals the
-        value (``("UserEvent", "UserEvent", "AcdVoicemail")``). Should Asterisk refuse a filter (older than
-        22.1, or no ``system`` write permission), one include-all filter follows, so nothing
-        the application reads is ever filtered out: slower, never wrong
-        (``ami.filter_refused``)."""
+        value (``("UserEvent", "UserEvent", "AcdVoicemail")``); one given as (name, header,
+        value, "exclude") is left out when it does, even if an include takes it
+        (``("BridgeLeave", "BridgeCreator", "BridgeWait", "exclude")``). Should Asterisk
+        refuse an include (older than 22.1, or no ``system`` write permission), one
+        include-all filter follows, so nothing the application reads is ever filtered out:
+        slower, never wrong (``ami.filter_refused``); a refused exclude only costs reading."""
         if self.event_filter is None:
             return
         for item in self.event_filter:
-            name, header, value = item if isinstance(item, tuple) else (item, None, None)
-            criteria = f"name({name})" + (f",header({header}),method(exact)" if header else "")
+            name, header, value, action = (tuple(item) + (None,) * 3)[:4] \
+                if isinstance(item, tuple) else (item, None, None, None)
+            exclude = action == "exclude"
+            criteria = (("action(exclude)," if exclude else "") + f"name({name})"
+                        + (f",header({header}),method(exact)" if header else ""))
             try:
                 await self._request(proto, "Filter", {"Operation": "Add",
                                                       "MatchCriteria": criteria,
                                                       "Filter": value},
                                     self.action_timeout, quiet=True)
             except AmiActionError as exc:
-                lg.warning("ami.filter_refused", event_name=name, message=exc.message)
+                lg.warning("ami.filter_refused", event_name=name, message=exc.message,
+                           exclude=exclude)
+                if exclude:
+                    continue
                 await self._request(proto, "Filter", {"Operation": "Add", "Filter": ".*"},
                                     self.action_timeout, quiet=True)
                 return

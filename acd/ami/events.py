@@ -234,27 +234,51 @@ def _int(value: Any) -> int | None:
         return None
 
 
+#: Per event class: (attribute, header, the header in lower case, an int?), read once.
+_SPECS: dict[type[AmiEvent], tuple[tuple[str, str, str, bool], ...]] = {}
+
+
+def _spec(cls: type[AmiEvent]) -> tuple[tuple[str, str, str, bool], ...]:
+    spec = _SPECS.get(cls)
+    if spec is None:
+        spec = _SPECS[cls] = tuple(
+            (f.name, f.metadata["header"], f.metadata["header"].lower(), f.metadata["int"])
+            for f in dataclasses.fields(cls) if f.metadata.get("header") is not None)
+    return spec
+
+
 def parse_event(fields: Mapping[str, Any]) -> AmiEvent:
-    """Turn the headers of one AMI event into a typed event. Never raises."""
+    """Turn the headers of one AMI event into a typed event. Never raises.
+
+    Asterisk writes header names in one case: each is looked up as written first; the
+    case-insensitive map is made only for an event where a lookup misses."""
     try:
         raw = dict(fields)
     except Exception:
         raw = {}
-    lower: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(key, str):
-            lower.setdefault(key.lower(), value)
+    lower: dict[str, Any] | None = None
+
+    def get(header: str, header_lower: str) -> Any:
+        nonlocal lower
+        value = raw.get(header)
+        if value is not None:
+            return value
+        if lower is None:
+            lower = {}
+            for key, v in raw.items():
+                if isinstance(key, str):
+                    lower.setdefault(key.lower(), v)
+        return lower.get(header_lower)
+
     frozen_fields = MappingProxyType(raw)
-    name = (_text(lower.get("event")) or "").strip()
+    name = (_text(get("Event", "event")) or "").strip()
     cls = _CLASSES.get(name.lower())
     if cls is None:
         return GenericEvent(name=name, fields=frozen_fields)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        header = f.metadata.get("header")
-        if header is not None:
-            value = lower.get(header.lower())
-            kwargs[f.name] = _int(value) if f.metadata["int"] else _text(value)
+    for attr, header, header_lower, is_int in _spec(cls):
+        value = get(header, header_lower)
+        kwargs[attr] = _int(value) if is_int else _text(value)
     if cls is UserEvent:
         kwargs["headers"] = MappingProxyType({
             k: v for k, v in raw.items()

@@ -117,20 +117,25 @@ FACT_TYPES = (KeyPressed, CallerWaiting, ChannelCreated, ChannelRinging, Origina
               ChannelRenamed, VoicemailLeft)
 
 
+#: The creator Asterisk names for a BridgeWait holding bridge (AMI ``BridgeCreator``).
+HOLDING_CREATOR = "BridgeWait"
+
 #: The AMI events :func:`translate` reads, and nothing else: the server's AMI session asks
 #: Asterisk for these only (``AmiClient(event_filter=...)``); a UserEvent only by its name,
 #: a key only from a channel in ``[acd-queue]`` (a waiting caller's: no key of an IVR or a
-#: conversation). Responses to actions (and the event lists of CoreShowChannels,
-#: PJSIPShowContacts...) are not events of the queue and are never filtered.
-AMI_EVENTS: tuple[str | tuple[str, str, str], ...] = (
-    "Newchannel", "Newstate", "OriginateResponse", "Hangup", "HangupRequest",
+#: conversation), a state change only to Ringing (an agent's phone rings), no channel's
+#: leaving a holding bridge (a move on, or a hangup, which Hangup says). Responses to
+#: actions (and the event lists of CoreShowChannels, PJSIPShowContacts...) are not events
+#: of the queue and are never filtered.
+AMI_EVENTS: tuple[str | tuple[str, ...], ...] = (
+    "Newchannel", ("Newstate", "ChannelState", str(ev.CHANNEL_STATE_RINGING)),
+    "OriginateResponse", "Hangup", "HangupRequest",
     "SoftHangupRequest", "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
     ("UserEvent", "UserEvent", "AcdVoicemail"), ("UserEvent", "UserEvent", "AcdWaiting"),
-    ("DTMFEnd", "Context", dp.QUEUE_CONTEXT))
+    ("DTMFEnd", "Context", dp.QUEUE_CONTEXT),
+    ("BridgeLeave", "BridgeCreator", HOLDING_CREATOR, "exclude"))
 
 
-#: The creator Asterisk names for a BridgeWait holding bridge (AMI ``BridgeCreator``).
-HOLDING_CREATOR = "BridgeWait"
 #: Where a leg we originate waits first (context, exten): its BridgeEnter there says it is up.
 LEG_WAITS = frozenset({(dp.AGENT_CONTEXT, "s"), (dp.CUSTOMER_CONTEXT, "s"),
                        (dp.HOLD_CONTEXT, dp.HOLD_TARGET_EXTEN)})

@@ -52,3 +52,38 @@ async def test_a_filtered_session_gets_only_the_events_it_asked_for(asterisk, te
     assert user_events == {"AcdVoicemail"}
     assert {e.fields.get("UserEvent") for e in all_seen if e.name == "UserEvent"} >= {
         "AcdVoicemail", "SomethingElse"}
+
+
+async def test_holding_bridge_leaves_and_states_but_ringing_are_filtered_out(asterisk,
+                                                                           test_config):
+    """A channel that waits in a holding bridge (BridgeWait) and hangs up there: the filtered
+    session hears it enter (a leg's "up") and hang up, but neither its leaving the holding
+    bridge nor its state changes other than Ringing; the unfiltered session hears all."""
+    everything, all_seen = await _client(test_config)
+    filtered, got = await _client(test_config, AMI_EVENTS)
+    await asyncio.sleep(0.2)
+    del got[:]
+    try:
+        # Local/s@acd-agent: its ;2 side waits in [acd-agent]'s holding bridge; the ;1 side
+        # waits half a second and hangs up, which ends the ;2 side in the bridge.
+        await everything.action("Originate", Channel="Local/s@acd-agent", Application="Wait",
+                                Data="0.5", Async="true")
+        for _ in range(400):
+            if sum(e.name == "Hangup" for e in got) >= 2:
+                break
+            await asyncio.sleep(0.025)
+        await asyncio.sleep(0.3)     # anything filtered wrongly would have come by now
+    finally:
+        await filtered.close()
+        await everything.close()
+
+    def holding(events, name):
+        return [e for e in events if e.name == name
+                and e.fields.get("BridgeCreator") == "BridgeWait"
+                and str(e.fields.get("Channel", "")).startswith("Local/s@acd-agent")]
+    assert holding(all_seen, "BridgeEnter") and holding(all_seen, "BridgeLeave")
+    assert holding(got, "BridgeEnter")
+    assert not holding(got, "BridgeLeave")
+    assert sum(e.name == "Hangup" for e in got) >= 2
+    assert any(e.name == "Newstate" and e.fields.get("ChannelState") != "5" for e in all_seen)
+    assert all(e.fields.get("ChannelState") == "5" for e in got if e.name == "Newstate")

@@ -401,6 +401,27 @@ async def test_event_filter_is_asked_for_after_each_login(server, make_client, l
     assert not ids(logs, "ami.filter_refused")
 
 
+async def test_an_exclude_filter_is_asked_for_and_a_refused_one_costs_nothing(
+        server, make_client, logs):
+    def refuse_excludes(conn, m):
+        ok = not m.get("MatchCriteria", "").startswith("action(exclude)")
+        conn.send({"Response": "Success" if ok else "Error", "ActionID": m["ActionID"],
+                   "Message": "OK" if ok else "Filter was formatted incorrectly."})
+    server.on("Filter", refuse_excludes)
+    c = make_client(event_filter=("BridgeLeave",
+                                  ("BridgeLeave", "BridgeCreator", "BridgeWait", "exclude"),
+                                  "Hangup"))
+    await asyncio.wait_for(c.start(), GUARD)
+    sent = [m for _, m in server.actions("Filter")]
+    assert [(m.get("MatchCriteria"), m.get("Filter")) for m in sent] == [
+        ("name(BridgeLeave)", None),
+        ("action(exclude),name(BridgeLeave),header(BridgeCreator),method(exact)", "BridgeWait"),
+        ("name(Hangup)", None)]                 # no include-all: nothing was filtered out
+    [refused] = ids(logs, "ami.filter_refused")
+    assert refused["exclude"] is True
+    assert c.connected
+
+
 async def test_a_refused_filter_falls_back_to_every_event(server, make_client, logs):
     """An Asterisk older than 22.1 refuses a structured filter: nothing the application
     reads may then be filtered out, so one include-all filter follows."""

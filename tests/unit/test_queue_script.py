@@ -126,7 +126,7 @@ async def test_the_caller_is_offered_before_the_first_agi_command(env):
     assert state_at_first_command == ["ringing"]
     # (music meanwhile, should the caller's record take a moment to be written)
     assert [c[1] for c in agi.commands if c[0] == "SET VARIABLE"] == [
-        dp.ENTERED, dp.QUEUE_TRIES, dp.NEXT]
+        dp.ENTERED, dp.NEXT]
     assert env.rt.call_info("c9")["group"] == "sales"
 
 
