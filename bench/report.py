@@ -841,4 +841,6 @@ def gap_notes(results: dict[str, Any]) -> list[str]:
             "come as AMI DTMF events): "
             f"{_pct(mem.get('steady_cpu_share'))} of a core with {mem.get('waiting', '–')} "
             "waiting.")
+    for name, why in (m.get("errors") or {}).items():
+        notes.append(f"**The {name} measure did not finish:** {why}")
     return notes
