@@ -14,6 +14,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -49,6 +50,18 @@ def outbound_caller_id(cfg: Config) -> str:
     """The caller id of outbound calls and callbacks, as AMI's CallerID takes it."""
     cid = cfg.outbound.caller_id
     return cid if not cid or cid.endswith(">") else f"<{cid}>"
+
+
+def recordings_spool(cfg: Config, log: Any) -> tuple[str, Path] | None:
+    """Where MixMonitor writes (as Asterisk sees it, as we see it): the spool of our
+    Asterisk instance; None (recordings fail, calls go on) when no Asterisk is set up here."""
+    from acd.asterisk.runner import Asterisk
+    try:
+        layout = Asterisk.for_config(cfg, build=False).layout
+    except Exception as e:  # noqa: BLE001 - no Asterisk here (acd run --no-asterisk)
+        log.warning("app.no_recordings_spool", error=str(e))
+        return None
+    return f"{layout.inside_dir('spool')}/recordings", layout.host_dir("spool") / "recordings"
 
 
 @dataclass
@@ -102,7 +115,9 @@ class Server:
             outbound_ring_timeout=cfg.outbound.ring_timeout,
             outbound_dial_timeout=cfg.outbound.dial_timeout,
             max_lag=cfg.overload.max_lag_ms / 1000,
-            max_asterisk=cfg.overload.max_asterisk_ms / 1000)
+            max_asterisk=cfg.overload.max_asterisk_ms / 1000,
+            recordings_spool=recordings_spool(cfg, log), recordings_folder=cfg.recordings_folder,
+            recordings_keep_days=cfg.recordings.keep_days, rng=self.rng)
         self.runtime.attach()
         # Writes a previous stop could not make (the database locked or full) go first.
         self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.path(cfg.data_dir))

@@ -245,6 +245,17 @@ class GroupConfig:
     announce_estimated_wait: bool = True
     callback: CallbackConfig | None = None
     expected_handle_time: float = 180.0
+    # Record the agents' conversations: all, none, or the share to record (0.2: one in
+    # five, drawn per call). From the bridge on: the IVR and the queue are never recorded.
+    record: str = "none"
+
+
+@dataclass(frozen=True)
+class RecordingsConfig:
+    """Where and how long conversations are kept (groups say which: ``groups[].record``)."""
+    folder: str = "recordings"      # under data_dir unless absolute; a folder per day
+    keep_days: int = 0              # 0: kept until deleted; else purged daily after this
+    agents_hear_own: bool = False   # agents may play their own calls' recordings
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,7 @@ class Config:
     flows: FlowsConfig = field(default_factory=FlowsConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    recordings: RecordingsConfig = field(default_factory=RecordingsConfig)
 
     # Filled in by load(): where the file was, for messages and relative paths.
     source: str = "defaults"
@@ -274,6 +286,12 @@ class Config:
         """A configured path, relative to the config file's folder."""
         q = Path(p)
         return q if q.is_absolute() else Path(self.base_dir) / q
+
+    @property
+    def recordings_folder(self) -> Path:
+        """Where finished recordings live (``recordings.folder`` under the data folder)."""
+        q = Path(self.recordings.folder)
+        return q if q.is_absolute() else self.path(self.data_dir) / q
 
     @property
     def database_url(self) -> str:

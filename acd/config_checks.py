@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acd.errors import UserError
+from acd.recordings import record_share
 
 #: Raises the configuration error for a key: ``bad(key, message)``.
 Bad = Callable[[str, str], NoReturn]
@@ -186,6 +187,14 @@ def _check_groups(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
                     parse_destination(value)
                 except ValueError as e:
                     bad(f"{k}.{field_name}", str(e))
+        try:
+            record_share(g.record)
+        except ValueError as e:
+            bad(f"{k}.record", str(e))
+    if cfg.recordings.keep_days < 0:
+        bad("recordings.keep_days", f"0 (keep) or more days, not {cfg.recordings.keep_days}")
+    if not cfg.recordings.folder.strip():
+        bad("recordings.folder", "a folder, e.g. recordings")
     try:
         core_groups(cfg)
     except UserError as e:  # the core's own checks: loops, unknown groups, bad numbers

@@ -113,7 +113,7 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
         fill(flow_part, {**vals, "flow_number": _conf_value(n, f"flows.numbers {n}")},
              "extensions_flow.part")
         for n in sorted(cfg.flows.numbers or {}) if n != cfg.hotline.number)
-    for sub in ("etc", "run", "log", "spool", "db"):
+    for sub in ("etc", "run", "log", "spool", "db", "spool/recordings"):
         layout.host_dir(sub).mkdir(parents=True, exist_ok=True)
     etc = layout.host_dir("etc")
     os.chmod(etc, 0o700)  # the AMI secret and SIP passwords are in here

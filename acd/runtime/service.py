@@ -30,15 +30,17 @@ answers.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from acd import log as acdlog
 from acd.ami import events as ev
 from acd.ami.client import AmiError, AmiTimeout
 from acd.asterisk import dialplan as dp
-from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, BridgeTarget,
+from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, BridgeTarget, CallEventKind,
                       CancelRing, CancelTimer, Decision, DialCustomer, DropLeg, HoldCaller,
                       InviteRating, Notify, OutboundEnded, OutboundStarted, RecordAgentState,
                       RecordCallEvent, RecordControl, RecordLeg, RecordLegWrapup, RegroupCaller,
@@ -47,14 +49,16 @@ from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, Bridge
                       StartTimer)
 from acd.errors import UserError
 from acd.hours import ServiceHours
+from acd.recordings import record_share, recording_name
 from acd.runtime import ami_in as f
 from acd.runtime.ami_out import AmiOut
-from acd.runtime.channels import Bridges, Channels
+from acd.runtime.channels import AGENT_LEG, Bridges, Channels
 from acd.runtime.effects import Pages, Records, Timers, utc
 from acd.runtime.phones import Phones
 from acd.runtime.plan import plan
 from acd.runtime.overload import PING_TIMEOUT, LoopLag
 from acd.runtime.queue import Queue
+from acd.runtime.recorder import Recorder
 from acd.runtime.restore import Restorer
 from acd.runtime.telephony import Telephony
 from acd.runtime.tracking import Tracker
@@ -64,6 +68,15 @@ RECONCILE_ATTEMPTS = 30    # a reconcile that cannot read Asterisk yet (booting)
 RECONCILE_RETRY_SECONDS = 1.0
 #: Decisions that change nothing the supervisors see (no snapshot is pushed for them).
 _UNSEEN = (StartTimer, CancelTimer, Announce, RecordLeg, RecordLegWrapup)
+
+
+def _share(group: Any) -> float:
+    """A group's share of recorded calls (its ``record`` setting; none if unreadable: the
+    config check refuses such a value before it gets here)."""
+    try:
+        return record_share(getattr(group, "record", "none"))
+    except ValueError:
+        return 0.0
 
 
 class AcdRuntime:
@@ -78,7 +91,10 @@ class AcdRuntime:
                  outbound_caller_id: str = "", outbound_enabled: bool = True,
                  outbound_ring_timeout: float = 20.0,
                  outbound_dial_timeout: float = 45.0, max_lag: float = 0.5,
-                 max_asterisk: float = 0.0) -> None:
+                 max_asterisk: float = 0.0,
+                 recordings_spool: tuple[str, Path] | None = None,
+                 recordings_folder: Path | None = None, recordings_keep_days: int = 0,
+                 rng: random.Random | None = None) -> None:
         self.acd, self.ami, self.store, self.hub, self.clock = acd, ami, store, hub, clock
         self.endpoints = dict(endpoints)                 # agent id -> PJSIP endpoint
         self.names = dict(names or {})
@@ -100,6 +116,8 @@ class AcdRuntime:
         self._hours_task: asyncio.Task | None = None
         self._ami_up = False
         self._asterisk_started: str | None = None       # CoreStatus: when Asterisk started
+        self._recordings = (recordings_spool, recordings_folder or Path("recordings"), rng,
+                            recordings_keep_days)
         self._wire(customer_dial, ring_grace)
 
     def _wire(self, customer_dial: str, ring_grace: float) -> None:
@@ -109,17 +127,25 @@ class AcdRuntime:
         self.phones = Phones(self.endpoints)
         self.out = AmiOut(self.ami, log)
         self.records = Records(self.store, self.writer, log, clock)
+        spool, folder, rng, keep_days = self._recordings
+        self.recorder = Recorder(
+            self.out, self.records, shares={name: _share(g) for name, g in self.group_cfg.items()},
+            group_of=acd.call_group, leg_channel=self._leg_channel, spool=spool,
+            folder=folder, log=log, clock=clock, rng=rng, store=self.store,
+            keep_days=keep_days)
         self._timers = Timers(clock, self._timer_fired)
         self.pages = Pages(self.hub, log, ringing=self._phone_rings,
                            save_pending=self.records.save_pending, snapshot=self._snapshot)
         self.tracker = Tracker(self.channels, self.bridges, self.phones, acd=acd,
                                feed=self.feed, hangup=self.out.hangup, pages=self.pages,
-                               records=self.records, log=log, clock=clock)
+                               records=self.records, log=log, clock=clock,
+                               leg_ended=self.recorder.leg_ended)
         self.telephony = Telephony(
             self.channels, self.bridges, self.out, acd=acd, log=log, clock=clock,
             leg_failed=self.tracker.leg_failed, feed_later=self._feed_later,
             drop_ring=self.pages.drop_ring, customer_dial=customer_dial,
-            outbound_cid=self._outbound_cid, ring_grace=ring_grace)
+            outbound_cid=self._outbound_cid, ring_grace=ring_grace,
+            talking=self.recorder.bridged)
         keys = {name: g.callback.key if g.callback is not None else None
                 for name, g in self.group_cfg.items()}
         self.queue = Queue(self.channels, self.records, self.out, acd=acd, store=self.store,
@@ -162,11 +188,20 @@ class AcdRuntime:
             Announce: q.announce,
             # timers, pages, records (acd.runtime.effects)
             StartTimer: self._timers.start, CancelTimer: self._timers.cancel,
-            Notify: self.pages.notify, RecordCallEvent: rec.call_event,
+            Notify: self.pages.notify, RecordCallEvent: self._call_event,
             RecordAgentState: rec.agent_state, RecordControl: rec.control,
             RecordLeg: rec.leg, RecordLegWrapup: rec.leg_wrapup,
             OutboundStarted: rec.outbound_started, OutboundEnded: rec.outbound_ended,
         }
+
+    def _call_event(self, d: RecordCallEvent) -> None:
+        self.records.call_event(d)
+        if d.record.kind is CallEventKind.ENDED:
+            self.recorder.call_ended(d.call_id)
+
+    def _leg_channel(self, call_id: str, agent_id: str) -> str | None:
+        leg = self.channels.agent_leg(call_id, agent_id)
+        return leg.channel if leg is not None and not leg.gone else None
 
     # ================================================================ the loop
 
@@ -260,8 +295,10 @@ class AcdRuntime:
         self.out.loop = self._timers.loop = self.pages.loop = loop
         self.writer.start()
         self.lag.start()
+        self.recorder.start()
 
     async def stop(self) -> None:
+        await self.recorder.stop()
         await self.lag.stop()
         self._timers.stop()
         await self.out.stop()
@@ -348,6 +385,16 @@ class AcdRuntime:
         return self._act(agent_id, lambda now: self.acd.dial(
             agent_id, number, now, call_id=call_id, ring_timeout=self.outbound_ring_timeout,
             dial_timeout=self.outbound_dial_timeout))
+
+    def pause_recording(self, agent_id: str) -> dict[str, Any]:
+        """The agent's conversation is not recorded until resumed (card numbers): silence
+        in the file, the span on the call's timeline."""
+        self._endpoint(agent_id)
+        return self.recorder.pause(agent_id)
+
+    def resume_recording(self, agent_id: str) -> dict[str, Any]:
+        self._endpoint(agent_id)
+        return self.recorder.resume(agent_id)
 
     def _act(self, agent_id: str, action: Callable[[float], list[Decision]]) -> dict[str, Any]:
         self._endpoint(agent_id)
@@ -505,10 +552,28 @@ class AcdRuntime:
                     self.restorer.after_apply(p)
                 except Exception:
                     log.exception("runtime.rebuild_failed")
+            await self._take_up_recordings()
             self._finish_rebuild(reading.reachable if reading else {})
             log.info("runtime.rebuilt", took=round(self.clock() - started, 3), **counts)
         finally:
             self._rebuilding = False
+
+    async def _take_up_recordings(self) -> None:
+        """Recordings under way before a restart go on; those whose leg is gone now are
+        finished."""
+        try:
+            await self.recorder.take_up(self.store)
+        except Exception:
+            self.log.exception("recording.take_up_failed")
+            return
+        names = set()
+        for leg in self.channels.legs.values():
+            if leg.kind == AGENT_LEG and not leg.gone:
+                try:
+                    names.add(recording_name(leg.call_id, leg.uid))
+                except ValueError:
+                    pass
+        self.recorder.still_talking(names)
 
     def _finish_rebuild(self, reachable: Mapping[str, bool]) -> None:
         now = self.clock()

@@ -89,7 +89,8 @@ class Telephony:
                  leg_failed: Callable[[Leg, str], None],
                  feed_later: Callable[..., None], drop_ring: Callable[[str, str], None],
                  customer_dial: str, outbound_cid: Callable[[], str | None],
-                 ring_grace: float) -> None:
+                 ring_grace: float,
+                 talking: Callable[[str, str, str, str], None] = lambda *a: None) -> None:
         self.ch, self.bridges, self.out = channels, bridges, out
         self.acd, self.log, self.clock = acd, log, clock
         self.leg_failed = leg_failed        # a ring or dial that will not happen
@@ -98,6 +99,7 @@ class Telephony:
         self.customer_dial = customer_dial
         self.outbound_cid = outbound_cid    # caller id of calls to customers
         self.ring_grace = ring_grace
+        self.talking = talking              # (call, agent, leg, channel): a leg in a talk
 
 
     # ================================================================ rings and dials
@@ -252,6 +254,7 @@ class Telephony:
             await self.out.bridge(call_id, agent_id, other, leg.channel)
             self.bridges.joined(leg.uid, call_id if caller_side else (cust.uid if cust else ""))
             log.info("runtime.bridged", caller_channel=other, agent_channel=leg.channel)
+            self.talking(call_id, agent_id, leg.uid, leg.channel)
         except AmiError:
             return          # a leg went: its Hangup ends the call; a reconnect re-bridges
         if caller_side:
@@ -350,6 +353,7 @@ class Telephony:
                 self.bridges.joined(call_id, leg.uid)
                 log.info("runtime.joined", why=why, caller_channel=ctx.channel,
                          agent_channel=leg.channel)
+                self.talking(call_id, agent_id, leg.uid, leg.channel)
                 return
             except AmiError as exc:
                 self.bridges.unexpect(tokens)

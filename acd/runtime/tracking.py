@@ -54,11 +54,13 @@ class Tracker:
 
     def __init__(self, channels: Channels, bridges: Bridges, phones: Phones, *, acd: Any,
                  feed: Callable[..., Any], hangup: Callable[[str, str | None, str | None], None],
-                 pages: Any, records: Any, log: Any, clock: Callable[[], float]) -> None:
+                 pages: Any, records: Any, log: Any, clock: Callable[[], float],
+                 leg_ended: Callable[[str, str, str], None] = lambda *a: None) -> None:
         self.ch, self.bridges, self.phones = channels, bridges, phones
         self.acd, self.feed, self.hangup = acd, feed, hangup
         self.pages = pages              # the held rings (see effects.Pages)
         self.records, self.log, self.clock = records, log, clock
+        self.leg_ended = leg_ended      # (call, agent, leg): an agent's leg is gone
         self.rebuilding = True          # facts come from a rebuild's reading, not events
         self.asterisk_stopping = False  # it said it is shutting down
 
@@ -162,6 +164,8 @@ class Tracker:
             self.records.call_ended(e.uid, "caller_hangup", self.clock())
 
     def leg_gone(self, leg: Leg) -> None:
+        if leg.kind == AGENT_LEG and leg.answered:
+            self.leg_ended(leg.call_id, leg.agent_id, leg.uid)
         if leg.answered and self.ch.is_current(leg) and not leg.cancelled:
             self.log.info("runtime.leg_hangup", call=leg.call_id, agent=leg.agent_id,
                           leg=leg.uid, kind=leg.kind, cause=leg.cause)

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import selectinload
 
 from acd.store import writes
-from acd.store.models import AgentPending, AgentStateChange, Call, CallLeg
+from acd.store.models import (AgentPending, AgentStateChange, Call, CallEvent, CallLeg,
+                              Recording)
 from acd.store.writes import Outcome
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -239,6 +240,56 @@ class Store:
         """The agent's wrap-up after their (newest) leg of the call."""
         await self._write(writes.call_leg_wrapup, uniqueid, agent_id, seconds)
 
+    async def recording_started(self, uniqueid: str, *, agent_id: str, name: str,
+                                at: datetime) -> None:
+        await self._write(writes.recording_started, uniqueid, agent_id=agent_id, name=name,
+                          at=at)
+
+    async def recording_paused(self, name: str, *, paused: bool, at: datetime,
+                               offset: float) -> None:
+        await self._write(writes.recording_paused, name, paused=paused, at=at, offset=offset)
+
+    async def recording_finished(self, name: str, *, status: str, at: datetime,
+                                 path: str | None = None, seconds: float | None = None,
+                                 size: int | None = None, sha256: str | None = None,
+                                 error: str | None = None) -> None:
+        await self._write(writes.recording_finished, name, status=status, at=at, path=path,
+                          seconds=seconds, size=size, sha256=sha256, error=error)
+
+    async def recordings(self, uniqueid: str | None = None, *, status: str | None = None,
+                         before: datetime | None = None,
+                         limit: int = 1000) -> list[dict[str, Any]]:
+        """Recordings of one call (or of all), oldest first; ``status`` and ``before`` (the
+        start) narrow them down."""
+        async with self.session() as s:
+            q = select(Recording, Call.uniqueid).join(Call, Recording.call_id == Call.id)
+            if uniqueid is not None:
+                q = q.where(Call.uniqueid == uniqueid)
+            if status is not None:
+                q = q.where(Recording.status == status)
+            if before is not None:
+                q = q.where(Recording.started_at < before)
+            rows = (await s.execute(q.order_by(Recording.id).limit(limit))).all()
+            return [_recording_dict(r, uid) for r, uid in rows]
+
+    async def recording(self, recording_id: int) -> dict[str, Any] | None:
+        async with self.session() as s:
+            row = (await s.execute(select(Recording, Call.uniqueid)
+                                   .join(Call, Recording.call_id == Call.id)
+                                   .where(Recording.id == recording_id))).first()
+            return _recording_dict(*row) if row is not None else None
+
+    async def recording_deleted(self, recording_id: int, *, at: datetime, by: str) -> None:
+        """The file is gone (deleted by an admin, or by the retention): the row stays, as
+        ``deleted``, with its call's timeline saying who and when."""
+        async with self.session() as s, s.begin():
+            r = await s.get(Recording, recording_id)
+            if r is None:
+                return
+            r.status, r.error = "deleted", f"deleted by {by}"[:200]
+            s.add(CallEvent(call_id=r.call_id, at=at, kind="recording_deleted",
+                            detail={"recording": r.name, "by": by}))
+
     async def call_legs(self, uniqueid: str) -> list[dict[str, Any]]:
         """Every agent's part of the call, in order."""
         async with self.session() as s:
@@ -399,6 +450,13 @@ def _call_dict(c: Call) -> dict[str, Any]:
         "key_trail": [{"node": k.node, "keys": k.keys, "at": _utc(k.at)} for k in c.key_trail],
         "events": [{"kind": e.kind, "at": _utc(e.at), "detail": e.detail} for e in c.events],
     }
+
+
+def _recording_dict(r: Recording, call_uniqueid: str) -> dict[str, Any]:
+    return {"id": r.id, "call": call_uniqueid, "agent_id": r.agent_id, "name": r.name,
+            "status": r.status, "started_at": _utc(r.started_at), "ended_at": _utc(r.ended_at),
+            "path": r.path, "seconds": r.seconds, "bytes": r.bytes, "sha256": r.sha256,
+            "error": r.error, "paused": r.paused or []}
 
 
 def _leg_dict(r: CallLeg) -> dict[str, Any]:

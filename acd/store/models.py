@@ -202,3 +202,26 @@ class AgentHiddenCall(Base):
     agent_id: Mapped[str] = mapped_column(String(40))
     call_uniqueid: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Recording(Base):
+    """One agent's part of a call as a recording (migration 0007): started when the leg was
+    bridged, finished (or failed) once Asterisk closed the file. ``name`` is the file's name
+    while Asterisk writes it; ``path`` the finished WAV's, relative to the recordings folder.
+    Linked to its leg by the call, the agent and the time (the leg is in ``call_legs``)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[str] = mapped_column(String(40), index=True)
+    name: Mapped[str] = mapped_column(String(160), unique=True)
+    status: Mapped[str] = mapped_column(String(16))    # recording, done, failed, deleted
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    path: Mapped[str | None] = mapped_column(String(200))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    bytes: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(200))
+    paused: Mapped[list] = mapped_column(JSON, default=list)   # [[from, to or null], ...] s

@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, exc as sa_exc, func, insert, select, update
 from sqlalchemy.sql.elements import BindParameter
 
-from acd.store.models import AgentPending, AgentStateChange, Call, CallEvent, CallLeg, KeyPress
+from acd.store.models import (AgentPending, AgentStateChange, Call, CallEvent, CallLeg,
+                               KeyPress, Recording)
 
 #: Caller-controlled text is kept, but only this much of it.
 MAX_TEXT = 256
@@ -30,6 +31,7 @@ _keys = KeyPress.__table__
 _legs = CallLeg.__table__
 _states = AgentStateChange.__table__
 _pending = AgentPending.__table__
+_recordings = Recording.__table__
 
 # Built once: each execution only binds its values (SQLAlchemy caches the compiled SQL).
 _CALL_ID = select(_calls.c.id).where(_calls.c.uniqueid == bindparam("uid"))
@@ -223,10 +225,65 @@ def set_verification(conn: Connection, uniqueid: str, *, result: str, method: st
            {"result": result, "method": method, **(detail or {})})
 
 
+def _recording(conn: Connection, name: str) -> Any:
+    row = conn.execute(select(_recordings.c.id, _recordings.c.call_id, _recordings.c.paused,
+                              _recordings.c.agent_id)
+                       .where(_recordings.c.name == name)).first()
+    if row is None:
+        raise LookupError(f"no recording named {name!r}")
+    return row
+
+
+def recording_started(conn: Connection, uniqueid: str, *, agent_id: str, name: str,
+                      at: datetime) -> None:
+    """An agent's part of the call is being recorded (file ``name``); on the timeline."""
+    cid = call_id(conn, uniqueid)
+    conn.execute(insert(_recordings), {"call_id": cid, "agent_id": clip(agent_id, 40),
+                                       "name": clip(name, 160), "status": "recording",
+                                       "started_at": at, "paused": []})
+    _event(conn, cid, "recording_started", at, {"agent": agent_id, "recording": name})
+
+
+def recording_paused(conn: Connection, name: str, *, paused: bool, at: datetime,
+                     offset: float) -> None:
+    """Paused (card numbers) or resumed, ``offset`` seconds into the recording: the spans
+    are kept with the recording and the call's timeline."""
+    row = _recording(conn, name)
+    spans = [list(x) for x in (row.paused or [])]
+    if paused and not (spans and spans[-1][1] is None):
+        spans.append([round(offset, 3), None])
+    elif not paused and spans and spans[-1][1] is None:
+        spans[-1][1] = round(offset, 3)
+    conn.execute(update(_recordings).where(_recordings.c.id == row.id), {"paused": spans})
+    _event(conn, row.call_id, "recording_paused" if paused else "recording_resumed", at,
+           {"agent": row.agent_id, "recording": name, "offset": round(offset, 3)})
+
+
+def recording_finished(conn: Connection, name: str, *, status: str, at: datetime,
+                       path: str | None = None, seconds: float | None = None,
+                       size: int | None = None, sha256: str | None = None,
+                       error: str | None = None) -> None:
+    """Asterisk is done with the file: ``done`` (path, length, size, checksum) or
+    ``failed`` (why). An open pause ends with the recording."""
+    row = _recording(conn, name)
+    spans = [list(x) for x in (row.paused or [])]
+    if spans and spans[-1][1] is None and seconds is not None:
+        spans[-1][1] = round(seconds, 3)
+    conn.execute(update(_recordings).where(_recordings.c.id == row.id), {
+        "status": status, "ended_at": at, "path": path, "seconds": seconds, "bytes": size,
+        "sha256": sha256, "error": clip(error, 200) if error else None, "paused": spans})
+    detail: dict[str, Any] = {"agent": row.agent_id, "recording": name, "status": status}
+    if error:
+        detail["error"] = clip(error, 200)
+    _event(conn, row.call_id, "recording_" + ("ended" if status == "done" else status), at,
+           detail)
+
+
 #: The writes by name: what :func:`write_batch` runs and the writer may batch.
 WRITES: dict[str, Callable[..., Any]] = {f.__name__: f for f in (
     call_arrived, key_pressed, call_event, call_ended, call_update, agent_state,
-    agent_pending, outbound_call, call_rating, call_leg, call_leg_wrapup, set_verification)}
+    agent_pending, outbound_call, call_rating, call_leg, call_leg_wrapup, set_verification,
+    recording_started, recording_paused, recording_finished)}
 
 
 class _Bad(Exception):

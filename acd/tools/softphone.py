@@ -167,7 +167,7 @@ class SoftPhone:
     def __init__(self, user: str, password: str, registrar_host: str = "127.0.0.1",
                  registrar_port: int = 5060, answer: str = "auto", answer_delay: float = 0,
                  *, name: str | None = None, root: Path = ROOT, tone_seconds: int = 300,
-                 sip_trace: bool = False) -> None:
+                 sip_trace: bool = False, tone_hz: float = 440.0) -> None:
         if answer not in ("auto", "manual"):
             raise ValueError("answer is 'auto' or 'manual'")
         for what, v, bad in (("user", user, ' \t\r\n;<>"@:,'), ("password", password, ' \t\r\n;<>"'),
@@ -183,6 +183,7 @@ class SoftPhone:
         self.name = name or f"{user}-{os.getpid()}-{next(_names)}"
         self.root = Path(root)
         self.tone_seconds = tone_seconds
+        self.tone_hz = tone_hz      # the phone's own tone: who is heard is told by frequency
         self.sip_trace = sip_trace  # baresip -s: every SIP message into its output
         self.inside = f"/tmp/phones/{os.getpid()}/{self.name}"  # the folder as baresip sees it
         self.dir = self.root / self.inside.lstrip("/")  # ... and as we see it
@@ -237,7 +238,7 @@ class SoftPhone:
         _sweep(self.dir.parent.parent)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
-        write_tone(self.dir / "tone.wav", self.tone_seconds)
+        write_tone(self.dir / "tone.wav", self.tone_seconds, self.tone_hz)
         self.sip_port, self.ctrl_port = _free_ports()
         (self.dir / "config").write_text(CONFIG.format(sip_port=self.sip_port, ctrl_port=self.ctrl_port,
                                                        inside=self.inside))

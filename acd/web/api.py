@@ -20,7 +20,9 @@ from acd.web.request import json_object
 STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
           "call.not_found": 404,
           "agent.unknown": 404, "group.unknown": 404, "call.unknown": 404,
-          "acd.unavailable": 503, "acd.starting": 503, "store.unavailable": 503}
+          "acd.unavailable": 503, "acd.starting": 503, "store.unavailable": 503,
+          "recording.not_found": 404, "recording.file_missing": 410,
+          "recording.bad_path": 400, "recording.forbidden": 403, "recording.none": 409}
 WS_MAX_MESSAGE = 4096
 MAX_BODY = 64 * 1024         # a request body; larger ones are refused (413 http.too_large)
 #: Routes that read their body as a stream, with their own limit (the customer CSV import).
@@ -31,7 +33,8 @@ CALL_ACTIONS = {
     "transfer/cancel": "cancel_transfer", "consult": "consult",
     "consult/complete": "complete_consult", "consult/return": "return_from_consult",
     "survey": "to_survey", "rating-invite": "invite_rating", "hangup": "hangup",
-    "dial": "dial",
+    "dial": "dial", "recording/pause": "pause_recording",
+    "recording/resume": "resume_recording",
 }
 
 
@@ -122,6 +125,8 @@ class ApiRoutes:
             "ami_connected": bool(self.ami and self.ami.connected),
             "agi": f"{self.cfg.agi.host}:{self.agi.port}" if self.agi else None,
             "hotline": self.cfg.hotline.number,
+            "recordings": (self.runtime.recorder.health()
+                           if getattr(self.runtime, "recorder", None) is not None else None),
         })
 
     async def recent_calls(self, request: web.Request) -> web.Response:
@@ -295,10 +300,12 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     the pages; its middleware refuses every route without the session and role it needs
     (acd/web/auth.py), so there is no app without it."""
     from acd.web.flows_api import add_flow_routes
+    from acd.web.recordings_api import add_recording_routes
     from acd.web.pages import install
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     _add_routes(app, ApiRoutes(store=store, ami=ami, agi=agi, cfg=cfg, runtime=runtime,
                                hub=hub).routes())
     add_flow_routes(app, store=store, flows=flows)
+    add_recording_routes(app, store=store, cfg=cfg, auth=web_ctx.auth)
     install(app, web_ctx)
     return app

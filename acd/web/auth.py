@@ -95,6 +95,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/api/queues", SUPERVISOR),
     ("GET", "/api/supervisor/ws", SUPERVISOR),
     ("GET", "/api/stats/*", SUPERVISOR),
+    ("GET", "/api/calls/{uniqueid}/recordings", ANY),   # agents: their own, if allowed
+    ("GET", "/api/recordings/{id}/audio", ANY),          # (acd/web/recordings_api.py)
+    ("DELETE", "/api/recordings/{id}", ADMIN),
     ("GET", "/api/calls", SUPERVISOR),
     ("GET", "/api/calls/{uniqueid}", SUPERVISOR),
     ("GET", "/api/reports/*", SUPERVISOR),

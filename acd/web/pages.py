@@ -259,7 +259,10 @@ class PageRoutes:
 
     async def metrics(self, _request: web.Request) -> web.Response:
         board = await self.ctx.board()
-        text = statsmod.metrics_text(board, self.ctx.need_runtime().queues(), board["store_writes"])
+        rt = self.ctx.need_runtime()
+        recorder = getattr(rt, "recorder", None)
+        text = statsmod.metrics_text(board, rt.queues(), board["store_writes"],
+                                     recorder.health() if recorder is not None else None)
         return web.Response(text=text, content_type="text/plain",
                             headers={"Cache-Control": "no-store"}, charset="utf-8")
 

@@ -248,7 +248,8 @@ def _label(v: str) -> str:
 
 
 def metrics_text(board: Mapping[str, Any], queues: Mapping[str, Mapping[str, Any]],
-                 store: Mapping[str, Any] | None = None) -> str:
+                 store: Mapping[str, Any] | None = None,
+                 recordings: Mapping[str, Any] | None = None) -> str:
     """The wall board's figures in the Prometheus text format (version 0.0.4): live gauges,
     today's figures as gauges, and the core's counters since the server started; with
     ``store`` (the store writer's status), the records waiting to be written."""
@@ -315,4 +316,13 @@ def metrics_text(board: Mapping[str, Any], queues: Mapping[str, Mapping[str, Any
         metric("acd_store_write_failures_total", "counter",
                "Writes that failed for good (not a passing error): logged, not written.",
                [({}, store["failed"])])
+    if recordings is not None:
+        metric("acd_recordings_active", "gauge", "Conversations being recorded now.",
+               [({}, recordings["active"])])
+        metric("acd_recording_failures_total", "counter",
+               "Recordings that failed since the server started (the calls went on).",
+               [({}, recordings["failed"])])
+        metric("acd_recordings_free_bytes", "gauge",
+               "Free space where finished recordings are kept.",
+               [({}, recordings["free_bytes"])])
     return "\n".join(lines) + "\n"

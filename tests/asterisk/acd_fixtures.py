@@ -61,6 +61,7 @@ def acd_groups() -> tuple[configmod.GroupConfig, ...]:
           callback=CB(key="*", attempts=2, gap=5, dial_timeout=10)),
         G(name="wrap", number="7112", members={"1003": 1}, wrapup_seconds=60),
         G(name="restart", number="7113", members={"1001": 1}),
+        G(name="rec", number="7114", members={"1001": 1, "1002": 1}, record="all"),
     )
 
 
@@ -236,8 +237,9 @@ class Caller:
     its own caller number, which also finds its incoming (queue) leg among the others."""
 
     def __init__(self, ami: AmiClient, number: str, caller_num: str | None = None,
-                 name: str = "Test Caller") -> None:
+                 name: str = "Test Caller", tone_hz: int | None = None) -> None:
         self.ami = ami
+        self.tone_hz = tone_hz     # the caller sends this tone all along (None: silence)
         self.number = number
         self.caller_num = caller_num or f"1390000{next(_numbers):04d}"
         self.name = name
@@ -248,10 +250,12 @@ class Caller:
     async def dial(self) -> "Caller":
         tag = f"acdcall{next(_tags)}"
         m = mark(self.ami)
+        tone = [f"TONE_HZ={self.tone_hz}"] if self.tone_hz else []
         await self.ami.action("Originate", Channel=f"PJSIP/{self.number}@acd-trunk",
-                              Context="acd-testcaller", Exten="wait", Priority=1,
-                              CallerID=f'"{self.name}" <{self.caller_num}>', Async="true",
-                              Variable=["HOLD_FOR=120"], ChannelId=f"{tag}-caller")
+                              Context="acd-testcaller", Exten="tone" if tone else "wait",
+                              Priority=1, CallerID=f'"{self.name}" <{self.caller_num}>',
+                              Async="true", Variable=["HOLD_FOR=120", *tone],
+                              ChannelId=f"{tag}-caller")
         self.trunk_channel = field(await after(
             self.ami, m, lambda e: e.name == "Newchannel" and field(e, "Uniqueid") == f"{tag}-caller",
             "the caller's channel"), "Channel")

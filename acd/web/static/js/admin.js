@@ -26,7 +26,27 @@ async function loadCalls() {
   for (const c of (r.ok && r.data.calls) || []) {
     body.append(h("tr", {}, h("td", {}, fmtTime(c.arrived_at)), h("td", {}, c.caller_number), h("td", {}, c.caller_name),
       h("td", {}, c.skill_group || ""), h("td", {}, c.agent_id || ""), h("td", {}, c.end_reason || "in progress"),
-      h("td", {}, c.verification || ""), h("td", {}, (c.key_trail || []).map((k) => k.keys).join(" "))));
+      h("td", {}, c.verification || ""), h("td", {}, (c.key_trail || []).map((k) => k.keys).join(" ")),
+      h("td", { class: "recordings" }, h("button", { type: "button", dataset: { call: c.uniqueid },
+        on: { click: (ev) => showRecordings(ev.currentTarget.parentElement, c.uniqueid) } }, "Recordings"))));
+  }
+}
+
+// A call's recordings, each with a player (the browser asks for ranges as it seeks) and a
+// download link; every play and download is in the audit log.
+async function showRecordings(cell, uniqueid) {
+  const r = await api("GET", "/api/calls/" + encodeURIComponent(uniqueid) + "/recordings");
+  clear(cell);
+  if (!r.ok) { cell.append(h("span", { class: "msg error" }, (r.data.message || "Refused.") + " [" + (r.data.error || "") + "]")); return; }
+  if (!r.data.recordings.length) { cell.append(h("span", { class: "muted" }, "none")); return; }
+  for (const rec of r.data.recordings) {
+    const src = "/api/recordings/" + rec.id + "/audio";
+    const paused = (rec.paused || []).map(([a, b]) => a + "–" + (b === null ? "…" : b) + " s").join(", ");
+    cell.append(h("div", { class: "recording", dataset: { recording: String(rec.id) } },
+      "agent " + rec.agent_id + " · " + rec.status + (rec.seconds ? " · " + rec.seconds + " s" : "") +
+        (paused ? " · paused " + paused : "") + (rec.error ? " · " + rec.error : ""),
+      rec.status === "done" ? [" ", h("audio", { controls: "", preload: "none", src }), " ",
+        h("a", { href: src + "?download=1" }, "download")] : []));
   }
 }
 

@@ -20,6 +20,8 @@ export const ACTIONS = {
   "consult-return":   { path: "call/consult/return", when: ["consult_ringing", "consulting"], why: "No consultation is going on." },
   "survey":           { path: "call/survey", when: ["talking", "held"], why: "Only a connected caller can be sent to the survey." },
   "rating-invite":    { path: "call/rating-invite", when: ["talking", "held"], why: "Only a connected caller can be invited to rate." },
+  "recording-pause":  { path: "call/recording/pause", when: ["talking", "held"], why: "Only a connected call's recording can be paused." },
+  "recording-resume": { path: "call/recording/resume", when: ["talking", "held"], why: "Only a connected call's recording can be resumed." },
   "hangup":           { path: "call/hangup", when: ["talking", "held"], why: "There is no connected call to hang up (finish the transfer or consultation first)." },
 };
 const ON_A_CALL = new Set(["ringing", "talking"]);
