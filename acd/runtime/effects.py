@@ -186,6 +186,8 @@ class Records:
                  clock: Callable[[], float]) -> None:
         self.store, self.writer, self.log, self.clock = store, writer, log, clock
         self._pending_saved: dict[str, tuple[str | None, str]] = {}
+        #: told of each call's end (the recorder forgets the call's draw)
+        self.call_done: Callable[[str], None] = lambda call_id: None
 
     def submit(self, op: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
         self.writer.submit(op, fn, *args, **kw)
@@ -197,6 +199,7 @@ class Records:
             reason = rec.end_reason.value if rec.end_reason else "ended"
             self.call_ended(call_id, reason, rec.at)
             self.log.info("runtime.call_ended", call=call_id, reason=reason, agent=rec.agent_id)
+            self.call_done(call_id)
             return
         detail: dict[str, Any] = {"group": rec.group}
         if rec.agent_id:

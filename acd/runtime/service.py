@@ -40,7 +40,7 @@ from acd import log as acdlog
 from acd.ami import events as ev
 from acd.ami.client import AmiError, AmiTimeout
 from acd.asterisk import dialplan as dp
-from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, BridgeTarget, CallEventKind,
+from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, BridgeTarget,
                       CancelRing, CancelTimer, Decision, DialCustomer, DropLeg, HoldCaller,
                       InviteRating, Notify, OutboundEnded, OutboundStarted, RecordAgentState,
                       RecordCallEvent, RecordControl, RecordLeg, RecordLegWrapup, RegroupCaller,
@@ -133,6 +133,7 @@ class AcdRuntime:
             group_of=acd.call_group, leg_channel=self._leg_channel, spool=spool,
             folder=folder, log=log, clock=clock, rng=rng, store=self.store,
             keep_days=keep_days)
+        self.records.call_done = self.recorder.call_ended
         self._timers = Timers(clock, self._timer_fired)
         self.pages = Pages(self.hub, log, ringing=self._phone_rings,
                            save_pending=self.records.save_pending, snapshot=self._snapshot)
@@ -188,16 +189,11 @@ class AcdRuntime:
             Announce: q.announce,
             # timers, pages, records (acd.runtime.effects)
             StartTimer: self._timers.start, CancelTimer: self._timers.cancel,
-            Notify: self.pages.notify, RecordCallEvent: self._call_event,
+            Notify: self.pages.notify, RecordCallEvent: rec.call_event,
             RecordAgentState: rec.agent_state, RecordControl: rec.control,
             RecordLeg: rec.leg, RecordLegWrapup: rec.leg_wrapup,
             OutboundStarted: rec.outbound_started, OutboundEnded: rec.outbound_ended,
         }
-
-    def _call_event(self, d: RecordCallEvent) -> None:
-        self.records.call_event(d)
-        if d.record.kind is CallEventKind.ENDED:
-            self.recorder.call_ended(d.call_id)
 
     def _leg_channel(self, call_id: str, agent_id: str) -> str | None:
         leg = self.channels.agent_leg(call_id, agent_id)

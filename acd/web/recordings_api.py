@@ -29,8 +29,6 @@ from acd.web.auth import USER
 
 
 def add_recording_routes(app: web.Application, *, store: Any, cfg: Any, auth: Any) -> None:
-    folder = cfg.recordings_folder
-
     def may_hear(user: dict[str, Any], rec: dict[str, Any]) -> bool:
         if user["role"] in ("supervisor", "admin"):
             return True
@@ -69,7 +67,7 @@ def add_recording_routes(app: web.Application, *, store: Any, cfg: Any, auth: An
             raise UserError("recording.file_missing",
                             f"this recording has no file ({rec['status']})")
         try:
-            path = stored_file(folder, rec["path"])
+            path = stored_file(cfg.recordings_folder, rec["path"])
         except UserError as e:
             await auth.audit(request, user, action, 410 if e.id == "recording.file_missing"
                              else 400, {**detail, "refused": e.id})
@@ -87,7 +85,7 @@ def add_recording_routes(app: web.Application, *, store: Any, cfg: Any, auth: An
         rec = await one(request)
         if rec["status"] == "done" and rec["path"]:
             try:
-                stored_file(folder, rec["path"]).unlink()
+                stored_file(cfg.recordings_folder, rec["path"]).unlink()
             except UserError as e:
                 if e.id != "recording.file_missing":
                     raise

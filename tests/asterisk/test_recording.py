@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from acd import config as configmod
 from acd.store.models import Recording
-from tests.asterisk.acd_fixtures import Agents, Caller, serving, stored, kinds
+from tests.asterisk.acd_fixtures import Agents, Caller, acd_config, kinds, serving, stored  # noqa: F401
 from tests.asterisk.audio import goertzel, rms, span, stereo
 from tests.asterisk.phones import SoftPhone
 from tests.web_login import login, password_of
@@ -37,6 +37,11 @@ def _rec_config(acd_config, tmp_path) -> configmod.Config:
 async def rec_server(acd_config, tmp_path):
     async with serving(_rec_config(acd_config, tmp_path), tmp_path) as srv:
         yield srv
+
+
+def _http() -> aiohttp.ClientSession:
+    """A client that keeps the session cookie of a server on 127.0.0.1, as a browser does."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
 async def _finished(srv, call_id: str) -> list[dict]:
@@ -109,7 +114,7 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
     # ---- over HTTP: who may hear it, and how
     base = f"http://127.0.0.1:{srv.http_port}"
     url = f"/api/recordings/{rec['id']}/audio"
-    async with aiohttp.ClientSession() as http:
+    async with _http() as http:
         sup = await login(http, "sup1", "sup1-password-for-tests", base)
         async with sup.get(f"/api/calls/{caller.uniqueid}/recordings") as r:
             assert r.status == 200
@@ -124,7 +129,7 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
             assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
         async with sup.get("/api/recordings/999999/audio") as r:
             assert r.status == 404 and (await r.json())["error"] == "recording.not_found"
-    async with aiohttp.ClientSession() as http:
+    async with _http() as http:
         other = await login(http, "1002", password_of(srv.cfg, "1002"), base)
         async with other.get(url) as r:
             assert r.status == 403 and (await r.json())["error"] == "recording.forbidden"
@@ -144,7 +149,7 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
     async with srv.store.session() as s, s.begin():
         await s.execute(update(Recording).where(Recording.id == rec["id"])
                         .values(path="../../../etc/passwd"))
-    async with aiohttp.ClientSession() as http:
+    async with _http() as http:
         sup = await login(http, "sup1", "sup1-password-for-tests", base)
         async with sup.get(url) as r:
             assert r.status == 400 and (await r.json())["error"] == "recording.bad_path"
@@ -152,7 +157,7 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
         await s.execute(update(Recording).where(Recording.id == rec["id"])
                         .values(path=rec["path"]))
     # An admin deletes it: the file goes, the row stays (deleted), playing it says so.
-    async with aiohttp.ClientSession() as http:
+    async with _http() as http:
         admin = await login(http, "admin", password_of(srv.cfg, "admin"), base)
         async with admin.delete(f"/api/recordings/{rec['id']}") as r:
             assert r.status == 200
@@ -191,11 +196,10 @@ def full_spool(asterisk):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "acd-test-full", str(folder)],
                    check=True)
     try:
-        with open(folder / "filler", "wb") as f:
+        with open(folder / "filler", "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 4096)
-                    f.flush()
             except OSError:
                 pass                        # full
         yield folder
@@ -226,7 +230,7 @@ async def test_a_recording_that_cannot_be_written_leaves_the_call_going(rec_serv
     call = await stored(srv, caller.uniqueid, ended=True)
     assert "recording_failed" in kinds(call)
     assert call["end_reason"] == "caller_hangup"
-    async with aiohttp.ClientSession() as http:
+    async with _http() as http:
         async with http.get(f"http://127.0.0.1:{srv.http_port}/api/health") as r:
             health = await r.json()
     assert health["recordings"]["failed"] >= 1

@@ -185,8 +185,12 @@ def with_call_control(rt):
             return rt.agent(agent_id)
         return act
 
+    def no_recording(agent_id):
+        rt._check(agent_id)             # as the runtime's recorder: this call records nothing
+        raise UserError("recording.none", f"agent {agent_id} has no call being recorded")
+
     for name in CALL_ACTIONS.values():
-        setattr(rt, name, control(name))
+        setattr(rt, name, no_recording if name.endswith("_recording") else control(name))
 
 
 async def test_malformed_json_wrong_types_and_missing_fields_never_give_a_500(web):  # noqa: F811

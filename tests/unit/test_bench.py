@@ -585,7 +585,7 @@ def test_gap_notes_explain_each_missed_target_with_the_figures():
     res["targets"] = report.evaluate(res)
     notes = "\n".join(report.gap_notes(res))
     assert "Why (2) is missed" in notes and "(9 ms)" in notes
-    assert "Why (1) is missed" in notes and "130 AMI messages per call" in notes
+    assert "Why (1) is missed" in notes and "130 AMI messages read per call" in notes
     assert "33%" in notes and "40 ms of CPU" in notes
     assert "Why (6b) is missed" in notes and "7 calls failed without a treatment" in notes
     assert "Why (5)" not in notes and "Why (7)" not in notes   # met: nothing to explain
