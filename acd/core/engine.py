@@ -67,6 +67,10 @@ _SEND_EVENT = {
 #: A conversation ended by a hangup: the caller's channel goes too.
 _HANGUP_ENDS = frozenset({EndReason.CALLER_HANGUP, EndReason.AGENT_HANGUP})
 _NO_ANSWER_CAUSES = frozenset({"no_answer", "noanswer", "no answer", "timeout"})
+#: Rings that never reached the phone through no doing of the agent (Asterisk did not
+#: answer the ring's request in time, or the link to it was cut): no break for the agent.
+#: Under overload every ring may end so; breaks for them left no agent to serve anyone.
+NOT_THE_AGENTS_CAUSES = frozenset({"asterisk_unanswered"})
 
 
 @dataclass(slots=True, eq=False)
@@ -636,7 +640,7 @@ class Engine:
             call.reserved_for = None
             self._cancel_timer(timer_key(T_FAMILIAR, call.call_id))
             self._record(call, now, CallEventKind.FAMILIAR_RELEASED, agent_id=agent.agent_id)
-        if cfg.no_answer_break:
+        if cfg.no_answer_break and cause not in NOT_THE_AGENTS_CAUSES:
             self._agent_event(agent, AgentEvent.NO_ANSWER, now,
                               "no answer" if no_answer else f"ring failed: {cause}")
         else:

@@ -142,7 +142,10 @@ class Telephony:
                       endpoint=endpoint, **log_kw)
 
         def failed(exc: AmiError) -> None:
-            self.leg_failed(leg, "originate_failed")
+            # Asterisk refused the ring, or never answered the request (saturated, or the
+            # link cut): the latter is no fault of the agent's (no break for it).
+            self.leg_failed(leg, "originate_failed" if isinstance(exc, AmiActionError)
+                            else "asterisk_unanswered")
             if isinstance(exc, AmiActionError):   # refused: no channel will appear
                 self.ch.forget_leg(leg)
         self.out.chain(call_id, self.out.originate(

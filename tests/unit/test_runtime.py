@@ -323,13 +323,37 @@ async def test_failed_originate_is_a_ring_failure(env):
     env.rt.login("1001")
     env.clock.now += 1
     env.rt.login("1002")
-    env.ami.fail["Originate"] = AmiDisconnected("link dropped")
+    env.ami.fail["Originate"] = AmiActionError(
+        "Originate", "Originate failed",
+        AmiResponse("Originate", "1", "Error", "Originate failed", {}))
     await env.arrive("c1")
     assert env.rt.agent("1001")["state"] == "break"
     assert env.rt.agent("1001")["reason"] == "ring failed: originate_failed"
     calls = await env.store.get_call("c1")
     assert any(e["kind"] == "no_answer" and e["detail"]["detail"] == "originate_failed"
                for e in calls["events"])
+
+
+async def test_a_ring_request_asterisk_never_answered_sends_nobody_to_break(env):
+    await start(env, "1001", "1002")
+    env.rt.login("1001")
+    env.clock.now += 1
+    env.rt.login("1002")
+    env.ami.fail["Originate"] = AmiDisconnected("link dropped")
+    await env.arrive("c1")
+    assert env.rt.agent("1001")["state"] == "idle"
+    assert env.rt.agent("1002")["state"] == "idle"         # its ring failed the same way
+    calls = await env.store.get_call("c1")
+    assert any(e["kind"] == "no_answer" and e["detail"]["detail"] == "asterisk_unanswered"
+               for e in calls["events"])
+    # both agents declined it for now; the caller is tried again after retry_seconds
+    assert len(env.ami.sent("Originate")) == 2 and "retry:c1" in env.rt.timers()
+    del env.ami.fail["Originate"]
+    env.clock.now += 10
+    env.rt.fire_timer("retry:c1")
+    await env.settle()
+    assert len(env.ami.sent("Originate")) == 3
+    assert env.rt.agent(env.ami.sent("Originate")[-1]["Channel"][6:])["state"] == "ringing"
 
 
 async def test_rejected_ring_cause_comes_from_the_hangup(env):

@@ -75,6 +75,20 @@ def test_ring_failed_counts_as_no_answer_with_its_cause(make_sim, rings):
         "break", "ring failed: busy")
 
 
+def test_a_ring_asterisk_never_answered_is_no_fault_of_the_agent(make_sim, rings):
+    """Under overload the ring's AMI request times out: the agent is not sent to break
+    (breaks for every such ring left nobody to serve the callers once the load passed);
+    the caller goes to the next agent, and back to this one after retry_seconds."""
+    sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1})])
+    sim.login("a", "b", at=0)
+    assert rings(sim.do("call_arrived", "k1", "111", "g", at=1)) == [("k1", "a")]
+    out = sim.do("ring_failed", "k1", "a", "asterisk_unanswered", at=2)
+    assert rings(out) == [("k1", "b")]
+    assert agent_of(sim, "a")["state"] == "idle"
+    out = sim.do("ring_failed", "k1", "b", "BUSY", at=3)
+    assert agent_of(sim, "b")["state"] == "break"               # a busy phone still counts
+
+
 def test_caller_hangup_while_ringing_returns_agent_to_their_idle_place(make_sim, rings):
     sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1})])
     sim.login("a", at=0)
