@@ -44,6 +44,17 @@ def _http() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
+async def _talking(agents: Agents, ami) -> Caller:
+    """Agent 1001 (its phone sends 1,000 Hz) talks with a new caller (440 Hz) of the
+    recorded group."""
+    await agents.phone("1001", tone_hz=AGENT_HZ)
+    agents.login("1001")
+    await agents.wait_free("1001")
+    caller = await Caller(ami, "7114", tone_hz=CALLER_HZ).dial()
+    assert await caller.bridged() == "1001"
+    return caller
+
+
 async def _finished(srv, call_id: str) -> list[dict]:
     """The call's recordings once none is still being written (Asterisk closes the file after
     the hangup, then the server makes the WAV): polling the store, bounded."""
@@ -63,11 +74,7 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
     srv = rec_server
     agents = Agents(srv, srv.cfg)
     try:
-        await agents.phone("1001", tone_hz=AGENT_HZ)
-        agents.login("1001")
-        await agents.wait_free("1001")
-        caller = await Caller(ami, "7114", tone_hz=CALLER_HZ).dial()
-        assert await caller.bridged() == "1001"
+        caller = await _talking(agents, ami)
         await asyncio.sleep(2.5)                     # talking: both tones recorded
         assert srv.runtime.pause_recording("1001")["paused"] is True
         await asyncio.sleep(2.5)                     # card numbers: nothing recorded
@@ -212,11 +219,7 @@ async def test_a_recording_that_cannot_be_written_leaves_the_call_going(rec_serv
     srv = rec_server
     agents = Agents(srv, srv.cfg)
     try:
-        await agents.phone("1001", tone_hz=AGENT_HZ)
-        agents.login("1001")
-        await agents.wait_free("1001")
-        caller = await Caller(ami, "7114", tone_hz=CALLER_HZ).dial()
-        assert await caller.bridged() == "1001"
+        caller = await _talking(agents, ami)
         await asyncio.sleep(2.0)
         # still talking: a recording that fails is no reason to touch the call
         assert srv.runtime.agent("1001")["state"] == "talking"
