@@ -37,7 +37,7 @@ def add_recording_routes(app: web.Application, *, store: Any, cfg: Any, auth: An
 
     async def one(request: web.Request) -> dict[str, Any]:
         raw = request.match_info["id"]
-        if not raw.isdigit() or len(raw) > 12:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:   # "²" is a digit too
             raise UserError("recording.not_found", "no recording with that id")
         rec = await store.recording(int(raw))
         if rec is None:

@@ -55,6 +55,14 @@ async def _talking(agents: Agents, ami) -> Caller:
     return caller
 
 
+def _silent(left, right, rate: int, pause_from: float, pause_to: float) -> None:
+    """The paused span is silent on both channels (margins for the AMI round trips)."""
+    quiet_l = span(left, rate, pause_from + 0.5, pause_to - 0.5)
+    quiet_r = span(right, rate, pause_from + 0.5, pause_to - 0.5)
+    assert len(quiet_l) > rate // 2
+    assert rms(quiet_l) < 30 and rms(quiet_r) < 30, (rms(quiet_l), rms(quiet_r))
+
+
 async def _finished(srv, call_id: str) -> list[dict]:
     """The call's recordings once none is still being written (Asterisk closes the file after
     the hangup, then the server makes the WAV): polling the store, bounded."""
@@ -105,11 +113,7 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
         assert goertzel(lft, rate, AGENT_HZ) > 10 * goertzel(lft, rate, CALLER_HZ), (start, end)
         assert goertzel(rgt, rate, CALLER_HZ) > 10 * goertzel(rgt, rate, AGENT_HZ), (start, end)
         assert rms(lft) > 300 and rms(rgt) > 300
-    # The paused span is silent on both channels (margins for the AMI round trips).
-    quiet_l = span(left, rate, pause_from + 0.5, pause_to - 0.5)
-    quiet_r = span(right, rate, pause_from + 0.5, pause_to - 0.5)
-    assert len(quiet_l) > rate // 2
-    assert rms(quiet_l) < 30 and rms(quiet_r) < 30, (rms(quiet_l), rms(quiet_r))
+    _silent(left, right, rate, pause_from, pause_to)
 
     call = await stored(srv, caller.uniqueid, ended=True)
     k = kinds(call)
@@ -134,8 +138,9 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
             assert await r.read() == path.read_bytes()[44:144]
         async with sup.get(url + "?download=1") as r:
             assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
-        async with sup.get("/api/recordings/999999/audio") as r:
-            assert r.status == 404 and (await r.json())["error"] == "recording.not_found"
+        for bad in ("999999", "%C2%B2", "-1", "1" * 13):    # unknown, "²", negative, huge
+            async with sup.get(f"/api/recordings/{bad}/audio") as r:
+                assert r.status == 404 and (await r.json())["error"] == "recording.not_found"
     async with _http() as http:
         other = await login(http, "1002", password_of(srv.cfg, "1002"), base)
         async with other.get(url) as r:
@@ -274,9 +279,7 @@ async def test_a_restart_of_our_server_while_paused_keeps_the_recording_paused(
     [[pause_from, pause_to]] = rec["paused"]
     assert pause_to - pause_from > 1.5
     rate, left, right = stereo(srv.cfg.recordings_folder / rec["path"])
-    quiet_l = span(left, rate, pause_from + 0.5, pause_to - 0.5)
-    quiet_r = span(right, rate, pause_from + 0.5, pause_to - 0.5)
-    assert rms(quiet_l) < 30 and rms(quiet_r) < 30, (rms(quiet_l), rms(quiet_r))
+    _silent(left, right, rate, pause_from, pause_to)
     after_l = span(left, rate, pause_to + 0.5, rec["seconds"] - 0.3)
     assert goertzel(after_l, rate, AGENT_HZ) > 10 * goertzel(after_l, rate, CALLER_HZ)
 
