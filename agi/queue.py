@@ -7,7 +7,9 @@ caller before its first AGI command, so the core decides (and an idle agent's ph
 without waiting on a round trip to Asterisk; then it keeps the entry time in ``ACD_ENTERED``
 (a caller whose session comes back after a restart keeps the value, and with it their place)
 and sends the caller to ``wait`` (``ACD_NEXT``): the caller waits in Asterisk, with music and
-no FastAGI session (see :mod:`acd.runtime.queue`). While our server is still starting up, the
+no FastAGI session (see :mod:`acd.runtime.queue`). A caller the core sends away at once (the
+group closed or unstaffed, its queue full, our server overloaded) is sent on by the script
+itself: the destination's variables and ``ACD_NEXT``, no AMI action. While our server is still starting up, the
 music is on at once: music, never silence, while the ACD takes up its state.
 
 ``callback``: the caller pressed their group's callback key while waiting (the runtime saw
@@ -23,6 +25,7 @@ from acd.asterisk import dialplan as dp
 from acd.core import AcdError
 from acd.core.numbers import is_number
 from acd.errors import UserError
+from acd.runtime.queue import SentOn
 from agi.protocol import AgiError
 from agi.server import AgiSession
 
@@ -60,6 +63,14 @@ class QueueScript:
             return
         if not waiting:                 # the ACD is done with this call
             await session.set_variable(dp.NEXT, dp.HANGUP_TARGET)
+            return
+        if isinstance(waiting, SentOn):  # closed, unstaffed, full, overloaded: sent away
+            try:
+                for name, value in waiting.variables.items():
+                    await session.set_variable(name, value)
+                await session.set_variable(dp.NEXT, waiting.target)
+            except AgiError:
+                pass                    # hung up meanwhile
             return
         try:
             await self._registered(session, entered if new else None)

@@ -124,6 +124,9 @@ class Engine:
         self._out: list[Decision] = []
         self._dirty_agents: list[Agent] = []
         self._dirty_calls: list[Call] = []
+        # No offers while the link to the telephony is down: a ring then fails at once, and
+        # the caller would go from agent to agent for nothing (see Acd.hold_offers).
+        self._offers_held = False
         self._legstats: dict[tuple[str, str], LegStat] = {}
         self._wrapping: dict[str, tuple[str, float]] = {}     # agent -> (call, wrap-up start)
 
@@ -720,7 +723,10 @@ class Engine:
 
     def _settle(self, now: float) -> list[Decision]:
         """Match what became available during this event: agents first (each takes the
-        first call in queue order), then calls in queue order (each takes the best agent)."""
+        first call in queue order), then calls in queue order (each takes the best agent).
+        Nothing is matched while offers are held: releasing them matches everything."""
+        if self._offers_held:
+            self._dirty_agents, self._dirty_calls = [], []
         while self._dirty_agents or self._dirty_calls:
             agents, self._dirty_agents = self._dirty_agents, []
             for agent in agents:

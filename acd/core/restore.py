@@ -156,5 +156,17 @@ class Restore(Engine):
                              if c.attached and c.state in OFFERABLE_STATES]
         return self._settle(now)
 
+    def hold_offers(self, held: bool, now: float) -> list[Decision]:
+        """Hold every new offer (``held``: the link to the telephony is down, a ring could
+        only fail) or release them: then the waiting calls are offered, in queue order, to
+        the agents free meanwhile. Everything else goes on while held: callers queue, rings
+        under way end, timers fire (a caller past the maximum wait still goes)."""
+        self._offers_held = bool(held)
+        return [] if held else self.resume(now)
+
+    @property
+    def offers_held(self) -> bool:
+        return self._offers_held
+
 
 __all__ = ["Restore"]

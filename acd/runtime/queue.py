@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from acd.asterisk import dialplan as dp
-from acd.core import AcdError, Announce, EndReason
+from acd.core import AcdError, Announce, DestinationKind, EndReason, SendToDestination
 from acd.core.numbers import is_number
 from acd.runtime.ami_in import CallerWaiting, KeyPressed
 from acd.runtime.ami_out import AmiOut
 from acd.runtime.channels import Caller, Channels
 from acd.runtime.effects import Records, utc
+from acd.runtime.telephony import destination
 from acd.store.writer import with_queued
 
 #: The longest the queue waits for the store to read a call's key trail (only when the IVR
@@ -40,6 +42,16 @@ STORE_READ_SECONDS = 0.5
 ANNOUNCEMENT_SECONDS = 60.0
 #: How long a caller's entry may take to be on record before the caller hears music meanwhile.
 QUICK_FLUSH_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class SentOn:
+    """The core sent a new caller away as they arrived (the group is closed or unstaffed,
+    its queue full, our server overloaded): the queue script, still in session, sends them
+    itself (``variables``, then ``ACD_NEXT`` = ``target``), with no AMI action. Under
+    overload every caller turned away cost a Setvar and a Redirect before."""
+    target: str                         # context,exten,priority
+    variables: dict[str, str]
 
 
 class Queue:
@@ -137,7 +149,7 @@ class Queue:
 
     async def arrive(self, *, uniqueid: str, channel: str, caller_number: str,
                      caller_name: str, did: str, group: str, priority: int,
-                     entered: float, ivr: bool = True) -> bool:
+                     entered: float, ivr: bool = True) -> bool | SentOn:
         """See :meth:`acd.runtime.AcdRuntime.caller_arrived`."""
         await self.wait_ready()
         state = self.acd.call_state(uniqueid)
@@ -178,6 +190,15 @@ class Queue:
             self.records.event(uniqueid, "refused", now, {"group": group, "error": exc.id})
             self.records.call_ended(uniqueid, "refused", now)
             raise
+        sent = _sent_on_arrival(out, uniqueid)
+        if sent is not None:
+            out.remove(sent)
+            ctx.sent = True
+            self.log.info("runtime.send", call=uniqueid, destination=str(sent.destination),
+                          reason=sent.reason)
+            self.apply(out)
+            context, exten, variables = destination(sent)
+            return SentOn(f"{context},{exten},1", variables)
         self.log.info("runtime.caller_queued", call=uniqueid, channel=channel, group=group,
                       priority=priority)
         self.apply(out)
@@ -235,4 +256,14 @@ class Queue:
         return [k["keys"] for k in call["key_trail"]] if call else []
 
 
-__all__ = ["Queue", "STORE_READ_SECONDS"]
+def _sent_on_arrival(out: Sequence[Any], call_id: str) -> SendToDestination | None:
+    """The core's sending of the arriving caller to a destination outside the ACD, if it
+    decided so (a group destination is an overflow: the caller stays in the ACD)."""
+    for d in out:
+        if (isinstance(d, SendToDestination) and d.call_id == call_id
+                and DestinationKind(d.destination.kind) is not DestinationKind.GROUP):
+            return d
+    return None
+
+
+__all__ = ["Queue", "SentOn", "STORE_READ_SECONDS"]

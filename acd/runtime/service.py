@@ -518,6 +518,9 @@ class AcdRuntime:
         self._ami_up = up
         if not up:
             self.log.warning("runtime.ami_down")
+            # No rings while there is no link: each would fail at once and send the caller
+            # on to the next agent, and the next. Released once the link is reconciled.
+            self._hold_offers(True)
         elif not self._rebuilt:
             self.out.spawn(self._rebuild(), "rebuild")
         else:
@@ -575,7 +578,7 @@ class AcdRuntime:
         now = self.clock()
         self._rebuilt = True
         try:
-            self.apply(self.acd.resume(now))
+            self.apply(self.acd.hold_offers(not self._ami_up, now))
         except Exception:
             self.log.exception("runtime.resume_failed")
         for ep, ok in reachable.items():
@@ -596,10 +599,26 @@ class AcdRuntime:
         self._hours_task = self.out.spawn(self._hours_loop(), "hours")
         self.pages.snapshot_soon()
 
-    async def _reconcile(self) -> None:
-        """A later AMI login: feed the core what happened while the link was down.
+    def _hold_offers(self, held: bool) -> None:
+        if held == self.acd.offers_held:
+            return
+        self.log.info("runtime.offers_held" if held else "runtime.offers_released")
+        try:
+            self.apply(self.acd.hold_offers(held, self.clock()))
+        except Exception:
+            self.log.exception("runtime.hold_offers_failed")
 
-        Asterisk may still be booting when the link comes back (AMI answers before its
+    async def _reconcile(self) -> None:
+        """A later AMI login: feed the core what happened while the link was down; then
+        the offers held meanwhile go out (even if Asterisk could not be read)."""
+        try:
+            await self._reconcile_channels()
+        finally:
+            if self._ami_up:
+                self._hold_offers(False)
+
+    async def _reconcile_channels(self) -> None:
+        """Asterisk may still be booting when the link comes back (AMI answers before its
         modules are loaded): a failed read is tried again while the link stays up."""
         log = self.log.bind(phase="reconcile")
         for attempt in range(RECONCILE_ATTEMPTS):

@@ -139,3 +139,21 @@ def test_queue_args_keep_a_comma_in_the_did():
     assert _queue_args(["sales", "2", "", "", "1", "70", "01"]) == ("sales", "2", "", "", "1",
                                                                     "70,01")
     assert _queue_args(["sales"]) == ("sales", "", "", "", "", "")
+
+
+async def test_a_caller_turned_away_on_arrival_is_sent_on_by_the_script(env):
+    """Overloaded (or closed, unstaffed, full): the script itself sets the destination and
+    ACD_NEXT; not one AMI action for a caller turned away."""
+    from acd.asterisk import dialplan as dp
+    for _ in range(10):
+        env.rt.lag.sample(2.0)                  # the loop runs two seconds late, on and on
+    env.ami.clear()
+    agi = FakeAgi(waits=1)
+    agi.request = Request([{dp.GROUP: "sales"}.get(v, "") for v in dp.QUEUE_ARGS])
+    agi.set_variable = lambda name, value: _record(agi, ("SET VARIABLE", name, value))
+    await QueueScript(env.rt)(agi)
+    await env.settle()
+    assert agi.commands == [("SET VARIABLE", dp.SOUND, "all-circuits-busy-now"),
+                            ("SET VARIABLE", dp.NEXT, dp.HANGUP_TARGET)]
+    assert env.ami.sent("Setvar") == [] and env.ami.sent("Redirect") == []
+    assert env.rt.call_info("c9")["end_reason"] == "overflow"

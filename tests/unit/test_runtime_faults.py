@@ -124,6 +124,24 @@ async def test_same_asterisk_after_a_cut_link_loses_nothing(env):
     assert env.rt.call_info("c1")["state"] == "waiting"
 
 
+async def test_no_ring_while_the_link_is_down_then_the_waiting_caller_rings(env):
+    """A ring with no link fails at once: offered anyway, a caller went from agent to agent
+    (2,961 rings in one overload run). Offers wait for the link and its reconcile."""
+    _core_status(env, "2027-01-15 08:00:00")
+    await start(env, "1001")
+    env.ami.conn_cb(False)
+    env.rt.login("1001")
+    await env.arrive("c1")
+    assert env.ami.sent("Originate") == []
+    assert env.rt.call_info("c1")["state"] == "waiting"
+    env.ami.channels = [{"Channel": "PJSIP/acd-caller-c1", "Uniqueid": "c1",
+                         "Context": "acd-queue", "BridgeId": ""}]
+    env.ami.conn_cb(True)
+    await env.settle()
+    assert [f["Channel"] for f in env.ami.sent("Originate")] == ["PJSIP/1001"]
+    assert env.rt.call_info("c1")["state"] == "ringing"
+
+
 async def test_phone_unreachable_mid_call_requeues_the_caller_at_the_front(env):
     await start(env, "1001", "1002")
     env.rt.login("1001")

@@ -89,6 +89,25 @@ def test_a_ring_asterisk_never_answered_is_no_fault_of_the_agent(make_sim, rings
     assert agent_of(sim, "b")["state"] == "break"               # a busy phone still counts
 
 
+def test_no_offers_while_held_then_queue_order_once_released(make_sim, rings):
+    """The link to Asterisk is down: a ring could only fail and send the caller from agent
+    to agent. Offers are held (callers still queue, timers still fire, the ring under way
+    ends without a cascade); released, the waiting calls go out in queue order."""
+    sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1}, max_wait=60,
+                                max_wait_destination=Destination.voicemail("100"))])
+    sim.login("a", "b", at=0)
+    assert rings(sim.do("call_arrived", "k1", "111", "g", at=1)) == [("k1", "a")]
+    assert sim.do("hold_offers", True, at=2) == [] and sim.core.offers_held
+    assert rings(sim.do("ring_failed", "k1", "a", "asterisk_unanswered", at=3)) == []
+    assert rings(sim.do("call_arrived", "k2", "222", "g", at=4)) == []
+    assert rings(sim.do("call_arrived", "k3", "333", "g", at=5)) == []
+    assert [info(sim, k)["state"] for k in ("k1", "k2", "k3")] == ["waiting"] * 3
+    assert of(sim.advance(61.5), SendToDestination)         # k1's maximum wait still counts
+    out = rings(sim.do("hold_offers", False, at=62))
+    assert [c for c, _ in out] == ["k2", "k3"] and {a for _, a in out} == {"a", "b"}
+    assert not sim.core.offers_held
+
+
 def test_caller_hangup_while_ringing_returns_agent_to_their_idle_place(make_sim, rings):
     sim = make_sim([GroupConfig("g", members={"a": 1, "b": 1})])
     sim.login("a", at=0)
