@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gzip
 import json
 import os
@@ -427,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sustained", type=float, default=None,
                     help="our sustained calls/s for the overload measure when throughput "
                          "is not run (e.g. --only overload --sustained 20)")
+    ap.add_argument("--steps", default=None,
+                    help="the throughput steps' calls/s, comma-separated, instead of the "
+                         "plan's (e.g. --only throughput --steps 20 to rerun one step)")
     args = ap.parse_args(argv)
     if args.report_only:
         path = Path(args.results) / "latest.json"
@@ -447,6 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     acdlog.configure("warning", "console")
     plan = QUICK if args.quick else FULL
+    if args.steps:
+        try:
+            steps = tuple(float(x) for x in args.steps.split(",") if x.strip())
+        except ValueError:
+            steps = ()
+        if not steps or min(steps) <= 0:
+            print(f"error: bench.usage: --steps wants calls/s > 0, not {args.steps!r}",
+                  file=sys.stderr)
+            return 2
+        plan = dataclasses.replace(plan, steps=steps)
     started = time.time()
     machine0 = inst.machine()
     runner = Runner(plan, only, args.sustained)

@@ -23,9 +23,9 @@ from typing import Any
 from acd.tools import load_calls
 from bench.stats import summary
 
-#: Callers the load tool counts as having been given the group's overload treatment: they
-#: never got a place in the queue, the dialplan played the message and hung up.
-TURNED_AWAY = "not_queued"
+#: Callers the load tool counts as having been given the group's overload treatment: the
+#: queue script sent them to a destination (the message and goodbye) instead of a place.
+TURNED_AWAY = "sent_away"
 #: Callers who waited as long as a load caller waits (its ``max_wait``) and hung up.
 GAVE_UP = "not_connected"
 API_P95_LIMIT_MS = 200.0

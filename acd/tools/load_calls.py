@@ -19,8 +19,11 @@ from typing import Any
 
 #: Outcomes. Only ``completed`` is a success.
 COMPLETED = "completed"
-FAILURES = ("originate_failed", "no_incoming_leg", "not_queued", "not_connected", "dropped",
-            "unfinished")
+FAILURES = ("originate_failed", "no_incoming_leg", "not_queued", "sent_away", "not_connected",
+            "dropped", "unfinished")
+#: The dialplan contexts of the destinations a caller is sent to instead of an agent (the
+#: group's closed, full, overload or maximum-wait destination).
+DESTINATION_CONTEXTS = ("acd-dest", "acd-voicemail")
 
 
 @dataclass
@@ -39,6 +42,7 @@ class LoadCall:
     asked_at: float | None = None     # the flow asked for keys (GET DATA / Read)
     keyed_at: float | None = None     # the last key sent (our clock)
     queued_at: float | None = None    # the queueing application started (AGI queue / Queue)
+    sent_away_at: float | None = None # sent to a destination (overload, closed...), not an agent
     agent: str | None = None
     agent_uid: str | None = None
     invite_at: float | None = None    # the connected agent's leg was created (its INVITE)
@@ -82,7 +86,7 @@ def classify(rec: LoadCall) -> str:
     if rec.queued_at is None:
         return "not_queued" if rec.ended_at is not None else "unfinished"
     if rec.bridged_at is None:
-        return "not_connected"
+        return "sent_away" if rec.sent_away_at is not None else "not_connected"
     if rec.talk_end_at is None:
         return "dropped" if rec.ended_at is not None else "unfinished"
     if rec.ended_at is None:
@@ -150,6 +154,9 @@ class CallTracker:
             if rec.queued_at is None and (app == "Queue" or (app == "AGI" and script.endswith("/queue"))):
                 rec.queued_at = _ts(f)
                 self.changed.set()
+            elif (rec.queued_at is not None and rec.sent_away_at is None
+                  and rec.bridged_at is None and f.get("Context") in DESTINATION_CONTEXTS):
+                rec.sent_away_at = _ts(f)
             elif app == "Read" and rec.asked_at is None:
                 self._asked(rec, f)
         elif name == "AGIExecStart":

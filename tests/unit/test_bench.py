@@ -219,6 +219,28 @@ def test_tracker_takes_ours_queue_entry_from_the_fastagi_queue_script():
     assert rec.queued_at == pytest.approx(10.2)
 
 
+def test_tracker_sees_a_caller_the_queue_script_sent_away():
+    """Turned away (overload, a closed group): the queue script ran, then the destination's
+    dialplan (the message and goodbye), and no agent: ``sent_away``, not a caller who gave
+    up waiting."""
+    tracker = load_calls.CallTracker(["2001"])
+    rec = load_calls.LoadCall(n=0, caller_number="55", planned=0.0, trunk_uid="t")
+    tracker.add(rec)
+    tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-1", "Uniqueid": "u",
+                                       "CallerIDNum": "55", "Timestamp": "10"}))
+    tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "Playback",
+                                     "Context": "acd-dest", "Timestamp": "10.1"}))
+    assert rec.sent_away_at is None                       # not queued yet: not sent away
+    tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "AGI", "Context": "acd-queue",
+                                     "AppData": "agi://127.0.0.1:4573/queue,bench,0,,,,7801", "Timestamp": "10.2"}))
+    tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "Playback",
+                                     "Context": "acd-dest", "Timestamp": "10.3"}))
+    tracker.on_event(Ev("Hangup", {"Uniqueid": "u", "Channel": "PJSIP/acd-caller-1",
+                                   "Cause": "16", "Timestamp": "13"}))
+    assert rec.sent_away_at == pytest.approx(10.3)
+    assert load_calls.classify(rec) == "sent_away"
+
+
 def test_tracker_asks_for_keys_once_when_the_flow_reads_digits():
     asked = []
     tracker = load_calls.CallTracker(["2001"])
@@ -296,6 +318,7 @@ def _rec(**kw: Any) -> load_calls.LoadCall:
     ({"queued_at": None}, "not_queued"),
     ({"queued_at": None, "ended_at": None}, "unfinished"),
     ({"bridged_at": None}, "not_connected"),
+    ({"bridged_at": None, "sent_away_at": 2.0}, "sent_away"),
     ({"talk_end_at": None}, "dropped"),                 # cut before the talk time was up
     ({"talk_end_at": None, "ended_at": None}, "unfinished"),
     ({"ended_at": None}, "unfinished"),

@@ -26,7 +26,7 @@ def _api(ms: list[float | None]):
 
 def _figures(**kw):
     args = dict(rate=40.0, sustained=20.0,
-                over=_run({"completed": 900, "not_queued": 100}),
+                over=_run({"completed": 900, "sent_away": 100}),
                 after=_run({"completed": 300}, rate=20.0),
                 api_over=_api([10.0] * 95 + [150.0] * 5), api_after=_api([5.0] * 10),
                 server_alive=True, episodes={"episodes": 1, "turned_away_logged": 100},
@@ -42,7 +42,7 @@ def test_callers_turned_away_are_a_treatment_not_a_failure():
     assert f["api_during"]["requests"] == 100 and f["api_during"]["errors"] == 0
 
 
-def test_callers_not_queued_without_an_overload_episode_are_failures():
+def test_callers_sent_away_without_an_overload_episode_are_failures():
     f = _figures(episodes={"episodes": 0, "turned_away_logged": 0})
     assert (f["turned_away"], f["failed_other"], f["met"]) == (0, 100, False)
 
