@@ -269,19 +269,11 @@ class Runner:
                 probe = overload.ApiProbe(api)
                 probe.start()
                 try:
-                    over = self._keep("overload", await self.bench.run(
-                        OURS, f"{rate:g} calls/s (2x)", load.LoadProfile(
-                            number=NUMBERS[OURS], rate=rate, arrivals="poisson",
-                            duration=p.overload_seconds, seed=700, max_wait=60),
-                        load.TalkTimes("exponential", p.step_talk, 700, cap=TALK_CAP,
-                                       minimum=TALK_MIN)))
+                    over = await self._overload_run(OURS, f"{rate:g} calls/s (2x)", rate, 700,
+                                                    p.overload_seconds)
                     api_over = probe.take()
-                    after = self._keep("overload", await self.bench.run(
-                        OURS, f"{base:g} calls/s after", load.LoadProfile(
-                            number=NUMBERS[OURS], rate=base, arrivals="poisson",
-                            duration=p.recovery_seconds, seed=701, max_wait=60),
-                        load.TalkTimes("exponential", p.step_talk, 701, cap=TALK_CAP,
-                                       minimum=TALK_MIN)))
+                    after = await self._overload_run(OURS, f"{base:g} calls/s after", base, 701,
+                                                     p.recovery_seconds)
                     api_after = probe.take()
                 finally:
                     await probe.stop()
@@ -290,16 +282,40 @@ class Runner:
             alive = self.bench.server.alive()
         finally:
             await self.bench.ours_down()
+        episodes = overload.overload_episodes(self.bench.setup.run_dir / "server.log", since)
+        # app_queue offered the same, after ours (the same Asterisk also plays the callers
+        # and the phones: what it could not place at this rate is the machine's limit).
+        say(f"  app_queue offered the same: {rate:g} calls/s for {p.overload_seconds:.0f} s, "
+            f"then {base:g}")
+        ref = None
+        try:
+            await self._arm(AQ)
+            ref = overload.reference(
+                over=await self._overload_run(AQ, f"{rate:g} calls/s (2x)", rate, 700,
+                                              p.overload_seconds),
+                after=await self._overload_run(AQ, f"{base:g} calls/s after", base, 701,
+                                               p.recovery_seconds))
+        except UserError as e:
+            say(f"  app_queue's run did not finish: {e.id}: {e.message[:200]}")
         self.results["overload"] = overload.figures(
             rate=rate, sustained=base, over=over, after=after, api_over=api_over,
             api_after=api_after, server_alive=alive, overloaded_at_end=at_end,
-            episodes=overload.overload_episodes(self.bench.setup.run_dir / "server.log", since))
+            episodes=episodes, reference=ref)
         o = self.results["overload"]
         say(f"  served {o['served']}, turned away {o['turned_away']}, gave up waiting "
             f"{o['gave_up']}, failed otherwise {o['failed_other']} of {o['calls']}; API p95 "
             f"{o['api_during']['ms'].get('p95')} ms ({o['api_during']['errors']} errors); AMI "
             f"disconnects {o['ami_disconnects']}; after: {o['after']['completed']} of "
-            f"{o['after']['calls']} completed")
+            f"{o['after']['calls']} completed; not placed by Asterisk: ours {o['not_placed']}, "
+            f"app_queue {(ref or {}).get('not_placed')}")
+
+    async def _overload_run(self, arm: str, label: str, rate: float, seed: int,
+                            seconds: float) -> Any:
+        p = self.plan
+        return self._keep("overload", await self.bench.run(
+            arm, label, load.LoadProfile(number=NUMBERS[arm], rate=rate, arrivals="poisson",
+                                         duration=seconds, seed=seed, max_wait=60),
+            load.TalkTimes("exponential", p.step_talk, seed, cap=TALK_CAP, minimum=TALK_MIN)))
 
     # ---------------------------------------------------------------- 5
     async def pop(self) -> None:

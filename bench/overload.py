@@ -29,6 +29,12 @@ TURNED_AWAY = "sent_away"
 #: Callers who waited as long as a load caller waits (its ``max_wait``) and hung up.
 GAVE_UP = "not_connected"
 API_P95_LIMIT_MS = 200.0
+#: Callers Asterisk never placed (the load tool's own Originate failed, or no incoming leg
+#: appeared): they never reached either arm's queue. The machine, not the ACD, ran out.
+NOT_PLACED = ("originate_failed", "no_incoming_leg")
+#: Ours may lose at most this many more calls before the ACD than app_queue did at the same
+#: rate on the same machine (and 0.1% of the calls besides, for chance).
+NOT_PLACED_SLACK = 1.1
 
 
 class ApiProbe:
@@ -82,6 +88,17 @@ class ApiProbe:
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - t0)))
 
 
+def reference(*, over: Any, after: Any) -> dict[str, Any]:
+    """app_queue offered the same two runs: its outcomes, beside ours."""
+    o = over.outcomes()
+    return {"calls": len(over.records), "served": o.get(load_calls.COMPLETED, 0),
+            "not_placed": sum(o.get(k, 0) for k in NOT_PLACED), "outcomes": o,
+            "queue_to_invite_ms": summary([r.queue_to_invite for r in over.records
+                                           if r.queue_to_invite is not None], 1000),
+            "ami_disconnects": over.ami_disconnects + after.ami_disconnects,
+            "after": {"calls": len(after.records), "completed": after.completed}}
+
+
 def overload_episodes(log_path: Path, since: float) -> dict[str, Any]:
     """The server's own account from its JSON log, from ``since`` (epoch seconds) on: how many
     times it judged itself overloaded, how many callers it turned away, AMI links lost."""
@@ -124,21 +141,31 @@ def api_figures(samples: list[tuple[float, str, float | None, int | None]]) -> d
 
 def figures(*, rate: float, sustained: float, over: Any, after: Any,
             api_over: list, api_after: list, server_alive: bool,
-            episodes: dict[str, Any], overloaded_at_end: bool | None) -> dict[str, Any]:
+            episodes: dict[str, Any], overloaded_at_end: bool | None,
+            reference: dict[str, Any] | None = None) -> dict[str, Any]:
     """The measure's figures from the two runs (:class:`bench.measures.RunResult`) and the
     probe's samples, and whether the target's overload part is met: no AMI disconnect, no
-    crash, the API's p95 under 200 ms with no error, every caller either served or given the
-    treatment (or waited the load caller's patience out), and the run after at the sustained
-    rate passes as a throughput step does (at most 0.1% failed)."""
+    crash, the API's p95 under 200 ms with no error, every caller who reached the queue
+    either served or given the treatment (or waited the load caller's patience out), the run
+    after at the sustained rate passing as a throughput step does (at most 0.1% failed).
+
+    Callers Asterisk itself never placed (:data:`NOT_PLACED`) are no failure of the ACD when
+    app_queue, offered the same rate on the same machine (``reference``: :func:`reference`),
+    lost as many: both arms share the one Asterisk that also plays the callers and the
+    phones. Without a reference every such caller counts as failed."""
     o = over.outcomes()
     calls = len(over.records)
     served = o.get(load_calls.COMPLETED, 0)
-    # A caller who never got a place in the queue was given the treatment only if the server
-    # says it turned callers away (its log, per overload episode); any more are failures (a
-    # FastAGI session that never came, say).
+    # A caller sent to a destination was given the treatment only if the server says it
+    # turned callers away (its log, per overload episode); any more are failures.
     turned = min(o.get(TURNED_AWAY, 0), int(episodes.get("turned_away_logged") or 0))
     gave_up = o.get(GAVE_UP, 0)
+    not_placed = sum(o.get(k, 0) for k in NOT_PLACED)
     failed_other = calls - served - turned - gave_up
+    failed_acd = failed_other - not_placed        # reached the queue, then failed
+    ref_not_placed = None if reference is None else reference.get("not_placed")
+    placed_ok = (not_placed == 0 if ref_not_placed is None
+                 else not_placed <= NOT_PLACED_SLACK * ref_not_placed + 0.001 * calls)
     api_o, api_a = api_figures(api_over), api_figures(api_after)
     a_calls = len(after.records)
     a_failed = a_calls - after.completed
@@ -146,13 +173,14 @@ def figures(*, rate: float, sustained: float, over: Any, after: Any,
     p95 = api_o["ms"].get("p95")
     met = (over.ami_disconnects == 0 and after.ami_disconnects == 0 and server_alive
            and p95 is not None and p95 < API_P95_LIMIT_MS and api_o["errors"] == 0
-           and failed_other == 0 and recovered)
+           and failed_acd == 0 and placed_ok and recovered)
     q = summary([r.queue_to_invite for r in over.records if r.queue_to_invite is not None], 1000)
     qa = summary([r.queue_to_invite for r in after.records if r.queue_to_invite is not None], 1000)
     return {
         "sustained_rate": sustained, "rate": rate, "seconds": over.profile.get("duration"),
         "calls": calls, "served": served, "turned_away": turned, "gave_up": gave_up,
-        "failed_other": failed_other, "outcomes": o,
+        "failed_other": failed_other, "not_placed": not_placed, "failed_after_arrival": failed_acd,
+        "not_placed_ok": placed_ok, "reference": reference, "outcomes": o,
         "ami_disconnects": over.ami_disconnects + after.ami_disconnects,
         "server_alive": server_alive, "server_log": episodes,
         "api_during": api_o, "api_after": api_a,

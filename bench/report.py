@@ -617,30 +617,47 @@ def _section_overload(L: list[str], m: dict[str, Any]) -> None:
     if not x:
         return
     api, after = x.get("api_during") or {}, x.get("after") or {}
+    ref = x.get("reference") or {}
+    ro = ref.get("outcomes") or {}
+    na = "–" if not ref else None
+
+    def aq(v: Any) -> Any:
+        return na if na is not None else v
+    ref_q = (f"{_ms(_get(ref, 'queue_to_invite_ms', 'p50'))} / "
+             f"{_ms(_get(ref, 'queue_to_invite_ms', 'p95'))} ms")
+    ref_after = f"{_get(ref, 'after', 'completed')} / {_get(ref, 'after', 'calls')}"
     L += ["## Past the sustained rate: twice of it for a minute (target 6b)", "",
           f"Our server offered {x['rate']:g} calls/s (twice the {x['sustained_rate']:g} it "
           f"sustained above) for {x.get('seconds'):.0f} s, then {after.get('rate')} calls/s "
           "for a while, the same server process throughout; an API client asked "
-          "`GET /api/queues` and `GET /api/health` in turns every 0.2 s (bench/overload.py).", "",
-          _row("figure", "value"), _row("---", "---"),
-          _row("calls offered", x["calls"]), _row("served (talked to an agent)", x["served"]),
-          _row("turned away with the group's overload treatment", x["turned_away"]),
-          _row("hung up after waiting the load caller's patience (60 s)", x["gave_up"]),
-          _row("failed otherwise", x["failed_other"]),
-          _row("queue entry -> INVITE p50 / p95",
-               f"{_ms(_get(x, 'queue_to_invite_ms', 'p50'))} / "
-               f"{_ms(_get(x, 'queue_to_invite_ms', 'p95'))} ms"),
-          _row("API answers p50 / p95 / max",
-               f"{_ms(_get(api, 'ms', 'p50'))} / {_ms(_get(api, 'ms', 'p95'))} / "
-               f"{_ms(_get(api, 'ms', 'max'))} ms ({api.get('requests')} requests, "
-               f"{api.get('errors')} errors)"),
-          _row("AMI disconnects", x["ami_disconnects"]),
-          _row("server still up", "yes" if x["server_alive"] else "**no**"),
-          _row("overload episodes (server log) / callers turned away (logged)",
-               f"{_get(x, 'server_log', 'episodes')} / "
-               f"{_get(x, 'server_log', 'turned_away_logged')}"),
-          _row("after: completed / calls", f"{after.get('completed')} / {after.get('calls')}"),
-          _row("after: still overloaded", after.get("overloaded_at_end")), ""]
+          "`GET /api/queues` and `GET /api/health` in turns every 0.2 s (bench/overload.py). "
+          "Then app_queue was offered the same two runs: the one Asterisk also plays the "
+          "callers and the agents' far ends, so the callers it could not place at this rate "
+          "(its own Originate failed, before any queue) are the machine's limit, not an "
+          "ACD's.", "",
+          "| figure | ours | app_queue |", "| --- | --- | --- |",
+          f"| calls offered | {x['calls']} | {aq(ref.get('calls'))} |",
+          f"| served (talked to an agent) | {x['served']} | {aq(ref.get('served'))} |",
+          f"| turned away with the group's overload treatment | {x['turned_away']} | – |",
+          f"| hung up after waiting the load caller's patience (60 s) | {x['gave_up']} | "
+          f"{aq(ro.get('not_connected', 0))} |",
+          f"| not placed by Asterisk (never reached a queue) | {x.get('not_placed')} | "
+          f"{aq(ref.get('not_placed'))} |",
+          f"| failed after reaching the queue | {x.get('failed_after_arrival')} | – |",
+          f"| queue entry -> INVITE p50 / p95 | {_ms(_get(x, 'queue_to_invite_ms', 'p50'))} / "
+          f"{_ms(_get(x, 'queue_to_invite_ms', 'p95'))} ms | "
+          f"{aq(ref_q)} |",
+          f"| API answers p50 / p95 / max | {_ms(_get(api, 'ms', 'p50'))} / "
+          f"{_ms(_get(api, 'ms', 'p95'))} / {_ms(_get(api, 'ms', 'max'))} ms "
+          f"({api.get('requests')} requests, {api.get('errors')} errors) | – |",
+          f"| AMI disconnects | {x['ami_disconnects']} | {aq(ref.get('ami_disconnects'))} |",
+          f"| server still up | {'yes' if x['server_alive'] else '**no**'} | – |",
+          f"| overload episodes (server log) / callers turned away (logged) | "
+          f"{_get(x, 'server_log', 'episodes')} / {_get(x, 'server_log', 'turned_away_logged')}"
+          " | – |",
+          f"| after: completed / calls | {after.get('completed')} / {after.get('calls')} | "
+          f"{aq(ref_after)} |",
+          f"| after: still overloaded | {after.get('overloaded_at_end')} | – |", ""]
 
 
 def _section_memory(L: list[str], m: dict[str, Any]) -> None:
@@ -801,8 +818,11 @@ def gap_notes(results: dict[str, Any]) -> list[str]:
                 f"{_get(ov, 'api_during', 'errors')} errors" if (
                     (_get(ov, 'api_during', 'ms', 'p95') or 0) >= 200
                     or _get(ov, 'api_during', 'errors')) else "",
-                f"{ov.get('failed_other')} calls failed without a treatment (outcomes "
-                f"{ov.get('outcomes')})" if ov.get("failed_other") else "",
+                f"{ov.get('failed_after_arrival')} calls failed after reaching the queue "
+                f"(outcomes {ov.get('outcomes')})" if ov.get("failed_after_arrival") else "",
+                f"Asterisk did not place {ov.get('not_placed')} of our calls against "
+                f"{_get(ov, 'reference', 'not_placed')} of app_queue's at the same rate"
+                if ov.get("not_placed_ok") is False else "",
                 "service did not recover in the run after" if ov.get("recovered") is False else "",
             ) if x) + ".")
     if missed(7):

@@ -440,11 +440,17 @@ def test_throughput_summary_takes_each_arms_highest_passing_step():
     assert t["cpu_rate"] == 10        # the highest rate both sustained
 
 
-def _overload(met=True, failed_other=0, p95=40.0):
+def _overload(met=True, failed_other=0, p95=40.0, not_placed=0, ref_not_placed=0):
     return {"met": met, "rate": 40.0, "sustained_rate": 20.0, "seconds": 60.0,
             "queue_to_invite_ms": {"p50": 3.0, "p95": 9.0}, "server_log": {"episodes": 1},
             "served": 2000, "turned_away": 300, "gave_up": 0,
-            "failed_other": failed_other, "calls": 2300 + failed_other, "ami_disconnects": 0,
+            "failed_other": failed_other + not_placed, "not_placed": not_placed,
+            "failed_after_arrival": failed_other,
+            "not_placed_ok": not_placed <= 1.1 * ref_not_placed,
+            "reference": {"calls": 2300, "served": 1500, "not_placed": ref_not_placed,
+                          "outcomes": {"completed": 1500}, "ami_disconnects": 0,
+                          "after": {"calls": 600, "completed": 600}},
+            "calls": 2300 + failed_other + not_placed, "ami_disconnects": 0,
             "server_alive": True, "recovered": True, "outcomes": {"completed": 2000},
             "api_during": {"ms": {"p95": p95}, "errors": 0},
             "after": {"rate": 20.0, "completed": 600, "calls": 600}}
@@ -610,7 +616,10 @@ def test_gap_notes_explain_each_missed_target_with_the_figures():
     assert "Why (2) is missed" in notes and "(9 ms)" in notes
     assert "Why (1) is missed" in notes and "130 AMI messages read per call" in notes
     assert "33%" in notes and "40 ms of CPU" in notes
-    assert "Why (6b) is missed" in notes and "7 calls failed without a treatment" in notes
+    assert "Why (6b) is missed" in notes and "7 calls failed after reaching the queue" in notes
+    res["measures"]["overload"] = _overload(met=False, not_placed=90, ref_not_placed=20)
+    notes = "\n".join(report.gap_notes(res))
+    assert "Asterisk did not place 90 of our calls against 20 of app_queue's" in notes
     assert "Why (5)" not in notes and "Why (7)" not in notes   # met: nothing to explain
     assert report.gap_notes({"measures": {}, "targets": []}) == []
 

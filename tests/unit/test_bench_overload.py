@@ -71,3 +71,18 @@ def test_the_servers_own_account_is_read_from_its_log(tmp_path):
     assert overload.overload_episodes(log, since) == {
         "episodes": 1, "ended": 1, "turned_away_logged": 42, "ami_disconnects_logged": 1}
     assert overload.overload_episodes(tmp_path / "missing.log", 0)["episodes"] == 0
+
+
+def test_calls_asterisk_never_placed_count_against_us_only_beyond_app_queues():
+    """The one Asterisk also plays the callers: what it could not place at this rate is the
+    machine's limit, judged beside app_queue offered the same."""
+    over = _run({"completed": 800, "sent_away": 100, "originate_failed": 100})
+    alone = _figures(over=over)
+    assert (alone["not_placed"], alone["failed_after_arrival"]) == (100, 0)
+    assert alone["met"] is False                        # no reference: every one counts
+    ref = {"not_placed": 95, "calls": 1000}
+    assert _figures(over=over, reference=ref)["met"] is True
+    assert _figures(over=over, reference={"not_placed": 40})["met"] is False
+    dropped = _run({"completed": 799, "sent_away": 100, "originate_failed": 100, "dropped": 1})
+    f = _figures(over=dropped, reference=ref)
+    assert (f["failed_after_arrival"], f["met"]) == (1, False)
