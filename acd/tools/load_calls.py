@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from acd.asterisk import dialplan as dp
+
 # =========================================================================== records
 
 #: Outcomes. Only ``completed`` is a success.
@@ -23,7 +25,7 @@ FAILURES = ("originate_failed", "no_incoming_leg", "not_queued", "sent_away", "n
             "dropped", "unfinished")
 #: The dialplan contexts of the destinations a caller is sent to instead of an agent (the
 #: group's closed, full, overload or maximum-wait destination).
-DESTINATION_CONTEXTS = ("acd-dest", "acd-voicemail")
+DESTINATION_CONTEXTS = (dp.DEST_CONTEXT, dp.VOICEMAIL_CONTEXT)
 
 
 @dataclass
