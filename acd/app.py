@@ -117,7 +117,9 @@ class Server:
             max_lag=cfg.overload.max_lag_ms / 1000,
             max_asterisk=cfg.overload.max_asterisk_ms / 1000,
             recordings_spool=recordings_spool(cfg, log), recordings_folder=cfg.recordings_folder,
-            recordings_keep_days=cfg.recordings.keep_days, rng=self.rng)
+            recordings_keep_days=cfg.recordings.keep_days,
+            supervisor_phones={u.username: u.phone for u in cfg.web.users if u.phone},
+            rng=self.rng)
         self.runtime.attach()
         # Writes a previous stop could not make (the database locked or full) go first.
         self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.path(cfg.data_dir))

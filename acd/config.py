@@ -140,6 +140,9 @@ class WebUserConfig:
     username: str = ""
     role: str = "supervisor"        # supervisor | admin
     password: str = ""              # empty: generated once into <data_dir>/secrets.yaml
+    phone: str = ""                 # a SIP phone to listen, whisper and barge from (its user
+                                    # name, registered like an agent's); empty: none
+    phone_password: str = ""        # its SIP password; empty: generated into secrets.yaml
 
 
 @dataclass(frozen=True)
@@ -555,7 +558,10 @@ def with_secrets(cfg: Config) -> tuple[Config, Path]:
                            web_password=secret(f"web_{a.id}_password", a.web_password))
                    for a in cfg.agents)
     web = replace(cfg.web, metrics_token=secret("web_metrics_token", cfg.web.metrics_token),
-                  users=tuple(replace(u, password=secret(f"web_{u.username}_password", u.password))
+                  users=tuple(replace(u, password=secret(f"web_{u.username}_password", u.password),
+                                      phone_password=(secret(f"phone_{u.phone}_password",
+                                                             u.phone_password)
+                                                      if u.phone else u.phone_password))
                               for u in cfg.web.users))
     if changed or not spath.exists():
         tmp = spath.with_suffix(".tmp")

@@ -243,6 +243,7 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
     if not re.fullmatch(r"[A-Z]{2}", w.default_region):
         bad("web.default_region", f"{w.default_region!r}: a two-letter country code, e.g. CN")
     seen: set[str] = set()
+    phones: set[str] = set()
     for i, u in enumerate(w.users):
         if not _NAME.match(u.username):
             bad(f"web.users[{i}].username", f"{u.username!r}: use letters, digits, '-', '_' or '.'")
@@ -255,6 +256,17 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
             bad(f"web.users[{i}].role", f"{u.role!r} is not one of supervisor, admin")
         if u.password and len(u.password) < 8:
             bad(f"web.users[{i}].password", "at least 8 characters")
+        if u.phone:
+            if not _NAME.match(u.phone):
+                bad(f"web.users[{i}].phone", f"{u.phone!r}: use letters, digits, '-', '_' or '.'")
+            elif u.phone in agent_ids or u.phone in ("acd-caller", "acd-trunk"):
+                bad(f"web.users[{i}].phone", f"{u.phone!r} is an agent's phone or reserved")
+            elif u.phone in phones:
+                bad(f"web.users[{i}].phone", f"{u.phone!r} is another user's phone")
+            phones.add(u.phone)
+        if u.phone_password and (len(u.phone_password) < 8
+                                 or any(c in u.phone_password for c in ' \t\r\n;"')):
+            bad(f"web.users[{i}].phone_password", "at least 8 characters, no spaces, ';' or quotes")
     for i, a in enumerate(cfg.agents):
         if a.web_password and len(a.web_password) < 8:
             bad(f"agents[{i}].web_password", "at least 8 characters")

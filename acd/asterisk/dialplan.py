@@ -17,6 +17,7 @@ VOICEMAIL_CONTEXT = "acd-voicemail"  # a message for a mailbox
 HOLD_CONTEXT = "acd-hold"            # held callers (exten caller), waiting agent legs (agent)
 SURVEY_CONTEXT = "acd-survey"        # the satisfaction survey (FastAGI ``survey``)
 TRANSFER_CONTEXT = "acd-transfer"    # an IVR flow's transfer to an external number
+MONITOR_CONTEXT = "acd-monitor"      # a supervisor's phone: listen, whisper or barge
 
 #: Extensions in the contexts above that the server redirects to.
 QUEUE_WAIT_EXTEN = "wait"            # a registered caller waits here, in Asterisk
@@ -25,6 +26,8 @@ HOLD_CALLER_EXTEN = "caller"
 HOLD_AGENT_EXTEN = "agent"
 HOLD_TARGET_EXTEN = "target"      # a transfer or consult target's leg, originated: says it is up
 DEST_HANGUP, DEST_CALLBACK, DEST_IVR, DEST_SORRY = "hangup", "callback", "ivr", "sorry"
+#: The monitoring modes, each an extension of MONITOR_CONTEXT.
+MONITOR_MODES = ("listen", "whisper", "barge")
 
 #: ``context,exten,priority`` targets (Goto, ``ACD_NEXT``, an AGI script's ``EXEC Goto``).
 QUEUE_TARGET = f"{QUEUE_CONTEXT},s,1"
@@ -63,17 +66,18 @@ VM_BOX = "ACD_VM_BOX"          # the mailbox of [acd-voicemail]
 SOUND = "ACD_SOUND"            # the goodbye of [acd-dest] hangup
 FLOW = "ACD_FLOW"              # the IVR flow to start ([acd-dest] ivr)
 TRANSFER_DIAL = "ACD_TRANSFER_DIAL"   # the dial string of [acd-transfer]
+SPY = "ACD_SPY"                # the agent's leg a supervisor's phone spies on ([acd-monitor])
 
 #: Every variable above: the contract test checks each is named in the dialplan or read by a
 #: FastAGI script from a channel the dialplan made.
 VARIABLES = (GROUP, PRIORITY, ENTERED, DID, BRIDGED, NEXT, QUEUE_TRIES, IVR, OWNER, HELD_AT, SURVEY,
-             CALL, AGENT, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL)
+             CALL, AGENT, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL, SPY)
 #: The queue script's AGI arguments, in order (``AGI(.../queue,${ACD_GROUP},...)``): the
 #: script gets what it needs with the request, not with one GET VARIABLE each. The DID
 #: comes last: a comma in it cannot shift the others.
 QUEUE_ARGS = (GROUP, PRIORITY, ENTERED, BRIDGED, IVR, DID)
 CONTEXTS = (HOTLINE_CONTEXT, QUEUE_CONTEXT, AGENT_CONTEXT, CUSTOMER_CONTEXT, DEST_CONTEXT,
-            VOICEMAIL_CONTEXT, HOLD_CONTEXT, SURVEY_CONTEXT, TRANSFER_CONTEXT)
+            VOICEMAIL_CONTEXT, HOLD_CONTEXT, SURVEY_CONTEXT, TRANSFER_CONTEXT, MONITOR_CONTEXT)
 
 # ---- dial templates --------------------------------------------------------------------------
 #: An agent's phone (its PJSIP endpoint).

@@ -97,7 +97,14 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
                           "agent_name": _conf_value(ag.name or ag.id, f"agent {ag.id} name").replace('"', "'"),
                           "agent_password": _conf_value(ag.password, f"agent {ag.id} password")},
              "pjsip_agent.part")
-        for ag in cfg.agents)
+        for ag in cfg.agents) + "".join(
+        # a supervisor's phone (listen, whisper, barge) is an endpoint as an agent's is
+        fill(agent_part, {**vals, "agent_id": u.phone,
+                          "agent_name": f"Supervisor {u.username}",
+                          "agent_password": _conf_value(u.phone_password,
+                                                        f"web user {u.username} phone_password")},
+             "pjsip_agent.part")
+        for u in cfg.web.users if u.phone)
     vals["loopback_trunk"] = (fill((template_dir / "pjsip_loopback.part").read_text(), vals,
                                    "pjsip_loopback.part") if cfg.asterisk.loopback_trunk else "")
     group_part = (template_dir / "extensions_group.part").read_text()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from acd.ami import events as ev
 from acd.asterisk import dialplan as dp
+from acd.runtime.channels import MONITOR_PREFIX
 
 #: SoftHangupRequest's Cause is Asterisk's soft hangup flag; this one is a shutdown.
 SOFTHANGUP_SHUTDOWN = 4
@@ -164,7 +165,10 @@ def translate(e: ev.AmiEvent) -> Fact | None:
     if isinstance(e, ev.OriginateResponse):
         if (e.response or "").lower() == "success" and e.reason == ORIGINATE_ANSWERED:
             # Answered, but its dialplan may not have started yet: the leg's entering its
-            # holding bridge (below) says it is up and may be bridged.
+            # holding bridge (below) says it is up and may be bridged. A supervisor's
+            # monitoring channel has no holding bridge: answered is all there is to know.
+            if (e.uniqueid or "").startswith(MONITOR_PREFIX):
+                return OriginateAnswered(e.uniqueid or "", e.channel or "")
             return None
         return OriginateFailed(e.uniqueid or "", e.reason)
     if isinstance(e, ev.Hangup):

@@ -14,6 +14,8 @@ from typing import Any
 AGENT_LEG, CUSTOMER_LEG = "agent", "customer"
 #: The Uniqueid of every leg we originate starts so: a restart finds our legs still ringing.
 LEG_PREFIX = "acd-"
+#: ... and of a supervisor's monitoring channel (no leg of any call: acd.runtime.monitor).
+MONITOR_PREFIX = "mon-"
 
 
 @dataclass(eq=False)

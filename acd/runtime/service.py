@@ -56,6 +56,7 @@ from acd.runtime.channels import AGENT_LEG, Bridges, Channels
 from acd.runtime.effects import Pages, Records, Timers, utc
 from acd.runtime.phones import Phones
 from acd.runtime.plan import plan
+from acd.runtime.monitor import MONITOR_PREFIX, Monitors
 from acd.runtime.overload import PING_TIMEOUT, LoopLag
 from acd.runtime.queue import Queue
 from acd.runtime.recorder import Recorder
@@ -94,6 +95,7 @@ class AcdRuntime:
                  max_asterisk: float = 0.0,
                  recordings_spool: tuple[str, Path] | None = None,
                  recordings_folder: Path | None = None, recordings_keep_days: int = 0,
+                 supervisor_phones: Mapping[str, str] | None = None,
                  rng: random.Random | None = None) -> None:
         self.acd, self.ami, self.store, self.hub, self.clock = acd, ami, store, hub, clock
         self.endpoints = dict(endpoints)                 # agent id -> PJSIP endpoint
@@ -118,6 +120,7 @@ class AcdRuntime:
         self._asterisk_started: str | None = None       # CoreStatus: when Asterisk started
         self._recordings = (recordings_spool, recordings_folder or Path("recordings"), rng,
                             recordings_keep_days)
+        self.supervisor_phones = dict(supervisor_phones or {})   # web user -> phone endpoint
         self._wire(customer_dial, ring_grace)
 
     def _wire(self, customer_dial: str, ring_grace: float) -> None:
@@ -155,6 +158,8 @@ class AcdRuntime:
         self.restorer = Restorer(self.channels, self.bridges, self.phones, self.out,
                                  self.records, acd=acd, store=self.store, log=log, clock=clock,
                                  telephony=self.telephony, take_phones=self._take_phones)
+        self.monitors = Monitors(self.channels, self.out, acd=acd, log=log, clock=clock,
+                                 phones=self.supervisor_phones)
         self._facts = self._fact_table()
         self._decisions = self._decision_table()
 
@@ -162,10 +167,23 @@ class AcdRuntime:
 
     def _fact_table(self) -> dict[type, Callable[[Any], None]]:
         """Each fact from Asterisk (:mod:`acd.runtime.ami_in`) -> what it means."""
-        t = self.tracker
-        return {f.ChannelCreated: t.created, f.ChannelRinging: t.state,
-                f.OriginateAnswered: t.answered, f.OriginateFailed: t.originate_failed,
-                f.HangupCause: t.hangup_cause, f.ChannelHungUp: t.hung_up,
+        t, mon = self.tracker, self.monitors
+
+        def monitored(handler: Callable[[Any], None],
+                      also: Callable[[Any], None]) -> Callable[[Any], None]:
+            """A supervisor's monitoring channel (``mon-...``) is told to the monitors too."""
+            def route(e: Any) -> None:
+                handler(e)
+                if e.uid.startswith(MONITOR_PREFIX):
+                    also(e)
+            return route
+        return {f.ChannelCreated: monitored(t.created, lambda e: mon.created(e.uid, e.channel)),
+                f.ChannelRinging: t.state,
+                f.OriginateAnswered: monitored(t.answered, lambda e: mon.answered(e.uid)),
+                f.OriginateFailed: monitored(t.originate_failed,
+                                             lambda e: mon.originate_failed(e.uid)),
+                f.HangupCause: t.hangup_cause,
+                f.ChannelHungUp: monitored(t.hung_up, lambda e: mon.hung_up(e.uid)),
                 f.AsteriskStopping: t.asterisk_stopping_now, f.ContactChanged: t.contact,
                 f.BridgeEntered: t.bridge_entered, f.BridgeLeft: t.bridge_left,
                 f.ChannelRenamed: t.renamed, f.VoicemailLeft: t.voicemail,
@@ -391,6 +409,25 @@ class AcdRuntime:
     def resume_recording(self, agent_id: str) -> dict[str, Any]:
         self._endpoint(agent_id)
         return self.recorder.resume(agent_id)
+
+    # ---- supervisors on live calls (acd.runtime.monitor)
+
+    def monitor(self, user: str, mode: str, *, call_id: str | None = None,
+                agent_id: str | None = None) -> dict[str, Any]:
+        """Listen, whisper or barge on a connected call from the supervisor's phone (a
+        session on another call moves here; on this call, the mode changes)."""
+        if not self.ready.is_set():
+            raise UserError("acd.starting", "the ACD is starting; try again in a moment")
+        return self.monitors.start(user, mode, call_id=call_id, agent_id=agent_id)
+
+    def monitor_mode(self, user: str, mode: str) -> dict[str, Any]:
+        return self.monitors.change(user, mode)
+
+    def monitor_stop(self, user: str) -> dict[str, Any]:
+        return self.monitors.stop(user)
+
+    def monitoring(self, user: str) -> dict[str, Any] | None:
+        return self.monitors.view(user)
 
     def _act(self, agent_id: str, action: Callable[[float], list[Decision]]) -> dict[str, Any]:
         self._endpoint(agent_id)

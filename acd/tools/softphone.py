@@ -140,7 +140,7 @@ call_local_timeout	120
 call_max_calls		4
 audio_path		/usr/share/baresip
 audio_source		aufile,{inside}/tone.wav
-audio_player		aufile,/dev/null
+audio_player		aufile,{player}
 audio_alert		aufile,/dev/null
 audio_level		no
 ausrc_format		s16
@@ -167,7 +167,8 @@ class SoftPhone:
     def __init__(self, user: str, password: str, registrar_host: str = "127.0.0.1",
                  registrar_port: int = 5060, answer: str = "auto", answer_delay: float = 0,
                  *, name: str | None = None, root: Path = ROOT, tone_seconds: int = 300,
-                 sip_trace: bool = False, tone_hz: float = 440.0) -> None:
+                 sip_trace: bool = False, tone_hz: float = 440.0,
+                 keep_heard: bool = False) -> None:
         if answer not in ("auto", "manual"):
             raise ValueError("answer is 'auto' or 'manual'")
         for what, v, bad in (("user", user, ' \t\r\n;<>"@:,'), ("password", password, ' \t\r\n;<>"'),
@@ -184,6 +185,7 @@ class SoftPhone:
         self.root = Path(root)
         self.tone_seconds = tone_seconds
         self.tone_hz = tone_hz      # the phone's own tone: who is heard is told by frequency
+        self.keep_heard = keep_heard  # what the phone receives goes to heard.wav (tests)
         self.sip_trace = sip_trace  # baresip -s: every SIP message into its output
         self.inside = f"/tmp/phones/{os.getpid()}/{self.name}"  # the folder as baresip sees it
         self.dir = self.root / self.inside.lstrip("/")  # ... and as we see it
@@ -200,6 +202,12 @@ class SoftPhone:
         self._pending: dict[str, asyncio.Future] = {}
         self._tokens = itertools.count(1)
         self._output = ""
+
+    @property
+    def heard_path(self) -> Path:
+        """What the phone received in its last call (8 kHz 16-bit mono WAV; ``keep_heard``),
+        complete once the call is over."""
+        return self.dir / "heard.wav"
 
     @property
     def aor(self) -> str:
@@ -240,8 +248,9 @@ class SoftPhone:
         self.dir.mkdir(parents=True)
         write_tone(self.dir / "tone.wav", self.tone_seconds, self.tone_hz)
         self.sip_port, self.ctrl_port = _free_ports()
+        player = f"{self.inside}/heard.wav" if self.keep_heard else "/dev/null"
         (self.dir / "config").write_text(CONFIG.format(sip_port=self.sip_port, ctrl_port=self.ctrl_port,
-                                                       inside=self.inside))
+                                                       inside=self.inside, player=player))
         (self.dir / "accounts").write_text("")
         log = open(self.dir / "output.log", "wb")
         try:

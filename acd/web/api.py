@@ -12,8 +12,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from sqlalchemy import exc as sa_exc
 
+from acd.asterisk.dialplan import MONITOR_MODES
 from acd.errors import UserError
 from acd.store.writer import is_transient
+from acd.web.auth import USER
 from acd.web.hub import SNAPSHOT
 from acd.web.request import json_object
 
@@ -22,7 +24,9 @@ STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
           "agent.unknown": 404, "group.unknown": 404, "call.unknown": 404,
           "acd.unavailable": 503, "acd.starting": 503, "store.unavailable": 503,
           "recording.not_found": 404, "recording.file_missing": 410,
-          "recording.bad_path": 400, "recording.forbidden": 403, "recording.none": 409}
+          "recording.bad_path": 400, "recording.forbidden": 403, "recording.none": 409,
+          "monitor.no_phone": 409, "monitor.no_call": 409, "monitor.none": 409,
+          "monitor.bad_mode": 400}
 WS_MAX_MESSAGE = 4096
 MAX_BODY = 64 * 1024         # a request body; larger ones are refused (413 http.too_large)
 #: Routes that read their body as a stream, with their own limit (the customer CSV import).
@@ -179,6 +183,32 @@ class ApiRoutes:
             return web.json_response(out)
         return handler
 
+    # ---- supervisors on live calls: listen, whisper, barge (acd.runtime.monitor)
+
+    async def monitoring(self, request: web.Request) -> web.Response:
+        user = request[USER]["username"]
+        return web.json_response({"monitoring": self.need_runtime().monitoring(user),
+                                  "modes": list(MONITOR_MODES)})
+
+    async def monitor(self, request: web.Request) -> web.Response:
+        """``{"mode": ..., "call_id": ...}`` or ``{"mode": ..., "agent": ...}``: start (or
+        move, or change mode on the same call)."""
+        data = await _body(request)
+        mode = _text_field(data, "mode", required=True, limit=20)
+        call_id = _text_field(data, "call_id", required=False, limit=64) or None
+        agent_id = _text_field(data, "agent", required=False, limit=40) or None
+        return web.json_response(self.need_runtime().monitor(
+            request[USER]["username"], mode, call_id=call_id, agent_id=agent_id))
+
+    async def monitor_mode(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        mode = _text_field(data, "mode", required=True, limit=20)
+        return web.json_response(self.need_runtime().monitor_mode(request[USER]["username"],
+                                                                  mode))
+
+    async def monitor_stop(self, request: web.Request) -> web.Response:
+        return web.json_response(self.need_runtime().monitor_stop(request[USER]["username"]))
+
     async def queues(self, _request: web.Request) -> web.Response:
         return web.json_response({"queues": self.need_runtime().queues()})
 
@@ -251,6 +281,10 @@ class ApiRoutes:
             ("get", "/api/supervisor/ws", self.supervisor_ws),
             ("get", "/api/calls", self.recent_calls),
             ("get", "/api/calls/{uniqueid}", self.one_call),
+            ("get", "/api/monitor", self.monitoring),
+            ("post", "/api/monitor", self.monitor),
+            ("post", "/api/monitor/mode", self.monitor_mode),
+            ("delete", "/api/monitor", self.monitor_stop),
         ]
 
 

@@ -101,6 +101,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/api/calls", SUPERVISOR),
     ("GET", "/api/calls/{uniqueid}", SUPERVISOR),
     ("GET", "/api/reports/*", SUPERVISOR),
+    ("*", "/api/monitor", SUPERVISOR),        # listen, whisper, barge (not agents)
+    ("*", "/api/monitor/*", SUPERVISOR),
     # administration
     ("*", "/api/admin/*", ADMIN),
     ("*", "/api/flows", ADMIN),

@@ -34,6 +34,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-quic"]
 ARTIFACTS = PROJECT / "test-artifacts"
 SUPERVISOR = ("sup", "supervisor")
+SUPERVISOR_PHONE = ("9002", "sup-phone-" + secrets.token_hex(6))   # listen, whisper, barge
 CUSTOMERS = [{"customer_number": "C-77", "name": "Zhang San", "phone": "13912345678",
               "id_number": "11010119900307123X"}]
 
@@ -78,7 +79,8 @@ def browser_config(asterisk, test_config) -> configmod.Config:  # noqa: F811
     from acd.asterisk.runner import Asterisk
     cfg = acd_test_config(test_config, secrets.token_urlsafe(18))
     users = tuple(cfg.web.users) + (configmod.WebUserConfig(
-        username=SUPERVISOR[0], role=SUPERVISOR[1], password=secrets.token_urlsafe(12)),)
+        username=SUPERVISOR[0], role=SUPERVISOR[1], password=secrets.token_urlsafe(12),
+        phone=SUPERVISOR_PHONE[0], phone_password=SUPERVISOR_PHONE[1]),)
     cfg = replace(cfg, web=replace(cfg.web, users=users))
     Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=cfg).up()
     return cfg

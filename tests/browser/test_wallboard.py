@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from tests.asterisk.acd_fixtures import WAIT
-from tests.browser.conftest import SUPERVISOR, open_as, web_password
+from tests.asterisk.acd_fixtures import WAIT, Caller, after, field, mark
+from tests.asterisk.phones import SoftPhone
+from tests.browser.conftest import SUPERVISOR, SUPERVISOR_PHONE, open_as, web_password
 
 MS = int(WAIT * 1000)
 
@@ -48,3 +49,49 @@ async def test_the_board_follows_changes_and_asks_for_the_whole_board_after_a_ga
     await expect(board.locator("#groups tr[data-group='sales'] td[data-f=waiting]")).to_have_text(
         "0", timeout=MS)
     assert sup.errors == []
+
+
+async def test_a_supervisor_listens_then_whispers_then_stops_from_the_board(
+        web_server, browser, agents, ami):
+    """The board's Listen button on the agent's row rings the supervisor's phone (ChanSpy on
+    the agent's leg); the bar switches to whisper and stops. (What is heard, by frequency:
+    tests/asterisk/test_monitor.py.)"""
+    srv, base, cfg = web_server
+    phone = SoftPhone(*SUPERVISOR_PHONE, cfg.asterisk.sip_host, cfg.asterisk.sip_port)
+    try:
+        await phone.start()
+        await agents.phone("1001")
+        agents.login("1001")
+        await agents.wait_free("1001")
+        sup = await open_as(browser, base, SUPERVISOR[0], web_password(cfg, SUPERVISOR[0]),
+                            "/supervisor")
+        board = sup.page
+        await expect(board.locator("#conn")).to_have_text("live", timeout=MS)
+        listen = board.locator("#agents tr[data-agent='1001'] button.monitor-listen")
+        await expect(listen).to_be_disabled(timeout=MS)          # not on a call
+        caller = await Caller(ami, "7108").dial()
+        assert await caller.bridged() == "1001"
+        await expect(listen).to_be_enabled(timeout=MS)
+        m = mark(ami)
+        await listen.click()
+        await after(ami, m, lambda e: e.name == "Newexten" and field(e, "Application") == "ChanSpy"
+                    and field(e, "Exten") == "listen", "listening")
+        bar = board.locator("#monitor-bar")
+        await expect(bar).to_be_visible(timeout=MS)
+        await expect(board.locator("#monitor-what")).to_contain_text("listen", timeout=MS)
+        await bar.locator("button[data-mode='whisper']").click()
+        await after(ami, m, lambda e: e.name == "Newexten" and field(e, "Application") == "ChanSpy"
+                    and field(e, "Exten") == "whisper", "whispering")
+        await expect(board.locator("#monitor-what")).to_contain_text("whisper", timeout=MS)
+        assert srv.runtime.monitoring(SUPERVISOR[0])["mode"] == "whisper"
+        await board.locator("#monitor-stop").click()
+        await expect(bar).to_be_hidden(timeout=MS)
+        await after(ami, m, lambda e: e.name == "Hangup"
+                    and field(e, "Channel").startswith(f"PJSIP/{SUPERVISOR_PHONE[0]}-"),
+                    "the supervisor's leg gone")
+        assert srv.runtime.monitoring(SUPERVISOR[0]) is None
+        assert srv.runtime.agent("1001")["state"] == "talking"
+        await caller.hangup()
+        assert sup.errors == []
+    finally:
+        await phone.stop()

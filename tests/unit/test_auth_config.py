@@ -28,6 +28,15 @@ def _load(tmp_path, web, agents=None):
     ({"session_hours": 0}, "web.session_hours", "above 0"),
     ({"default_region": "china"}, "web.default_region", "two-letter"),
     ({"users": [{"username": "a", "role": "admin", "colour": "red"}]}, "web.users[0].colour", "unknown key"),
+    ({"users": [{"username": "a", "phone": "1001"}]}, "web.users[0].phone", "agent's phone"),
+    ({"users": [{"username": "a", "phone": "acd-trunk"}]}, "web.users[0].phone", "reserved"),
+    ({"users": [{"username": "a", "phone": "9001"}, {"username": "b", "phone": "9001"}]},
+     "web.users[1].phone", "another user's phone"),
+    ({"users": [{"username": "a", "phone": "90 01"}]}, "web.users[0].phone", "letters"),
+    ({"users": [{"username": "a", "phone": "9001", "phone_password": "short"}]},
+     "web.users[0].phone_password", "8 characters"),
+    ({"users": [{"username": "a", "phone": "9001", "phone_password": "long;enough"}]},
+     "web.users[0].phone_password", "no spaces"),
 ])
 def test_bad_web_settings_name_the_key(tmp_path, web, key, words):
     with pytest.raises(ConfigError) as e:

@@ -28,6 +28,11 @@ def test_every_template_value_is_filled_and_secrets_are_written(tmp_path):
     assert "media_address = 127.0.0.1" in text["pjsip.conf"]
     assert "acd-trunk" not in text["pjsip.conf"]  # the loopback trunk is off by default
     assert "exten => 7000,1," in text["extensions.conf"]
+    # the supervisor's phone (config.yaml: 9001) is an endpoint as an agent's is
+    [sup] = [u for u in cfg.web.users if u.phone]
+    assert f"[{sup.phone}](agent-defaults)" in text["pjsip.conf"]
+    assert len(sup.phone_password) >= 8
+    assert f"password = {sup.phone_password}" in text["pjsip.conf"]
 
 
 def test_loopback_trunk_only_when_asked(tmp_path):

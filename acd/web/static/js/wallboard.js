@@ -103,6 +103,9 @@ function fillAgent(id) {
   // Offline since the start of time (never logged in): no time in state to show.
   setText(inState, fmtDuration(since !== null ? serverNow() - since
     : state === "offline" ? null : a.in_state_for));
+  // Listen, whisper, barge: only while the agent is on a call.
+  const onCall = !!(B.live ? l.call_id : a.call_id);
+  for (const b of cell("monitor").querySelectorAll("button")) b.disabled = !onCall;
 }
 
 function renderAgents() {
@@ -121,7 +124,11 @@ function renderAgents() {
       h("td", { class: "num", dataset: { f: "occupancy" } }, fmtPercent(a.occupancy)),
       h("td", {}, pick,
         h("button", { type: "button", class: "force", on: { click: () => force(id, pick.value) } }, "Force"),
-        h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out")));
+        h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out")),
+      h("td", { dataset: { f: "monitor" } },
+        ...["listen", "whisper", "barge"].map((mode) => h("button", {
+          type: "button", class: "monitor-" + mode, title: mode + " on " + id + "'s call",
+          on: { click: () => monitor(id, mode) } }, mode[0].toUpperCase() + mode.slice(1)))));
     B.agentRows.set(id, tr);
     body.append(tr);
     fillAgent(id);
@@ -231,6 +238,38 @@ async function force(agent, state) {
   msg(r, "State of " + agent + " set to " + state + (r.ok && r.data.pending ? " (pending: after the call)" : "") + ".");
 }
 
+// Listen, whisper or barge from the supervisor's own phone (it rings; answer it).
+async function monitor(agent, mode) {
+  const r = await api("POST", "/api/monitor", { agent, mode });
+  msg(r, "Your phone rings: answer it to " + mode + " on " + agent + "'s call.");
+  showMonitor(r.ok ? r.data : undefined);
+}
+
+async function monitorMode(mode) {
+  const r = await api("POST", "/api/monitor/mode", { mode });
+  msg(r, "Now " + mode + ".");
+  showMonitor(r.ok ? r.data : undefined);
+}
+
+async function monitorStop() {
+  const r = await api("DELETE", "/api/monitor");
+  msg(r, "Monitoring stopped.");
+  showMonitor(r.ok ? null : undefined);
+}
+
+// The monitoring bar: what is monitored and how (null: nothing; undefined: ask the server).
+async function showMonitor(m) {
+  if (m === undefined) {
+    const r = await api("GET", "/api/monitor");
+    m = r.ok ? r.data.monitoring : null;
+  }
+  const bar = $("monitor-bar");
+  bar.hidden = !m;
+  if (!m) return;
+  setText("monitor-what", "Monitoring " + m.agent_id + "'s call (" + m.mode + ")" + (m.answered ? "" : ": answer your phone"));
+  for (const b of bar.querySelectorAll("button[data-mode]")) b.disabled = b.dataset.mode === m.mode;
+}
+
 async function logoutAgent(agent) {
   const r = await api("POST", "/api/agents/" + encodeURIComponent(agent) + "/logout");
   msg(r, agent + " logged out.");
@@ -257,6 +296,12 @@ async function start() {
     }
   }, 1000);
   setInterval(loadBoard, 15000);
+  for (const b of $("monitor-bar").querySelectorAll("button[data-mode]")) {
+    b.addEventListener("click", () => monitorMode(b.dataset.mode));
+  }
+  $("monitor-stop").addEventListener("click", monitorStop);
+  showMonitor();
+  setInterval(() => { if (!$("monitor-bar").hidden) showMonitor(); }, 3000);  // ended by itself?
 }
 
 start();
