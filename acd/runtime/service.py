@@ -56,7 +56,7 @@ from acd.runtime.channels import AGENT_LEG, Bridges, Channels
 from acd.runtime.effects import Pages, Records, Timers, utc
 from acd.runtime.phones import Phones
 from acd.runtime.plan import plan
-from acd.runtime.monitor import MONITOR_PREFIX, Monitors
+from acd.runtime.monitor import Monitors
 from acd.runtime.overload import PING_TIMEOUT, LoopLag
 from acd.runtime.queue import Queue
 from acd.runtime.recorder import Recorder
@@ -140,10 +140,12 @@ class AcdRuntime:
         self._timers = Timers(clock, self._timer_fired)
         self.pages = Pages(self.hub, log, ringing=self._phone_rings,
                            save_pending=self.records.save_pending, snapshot=self._snapshot)
+        self.monitors = Monitors(self.channels, self.out, acd=acd, log=log, clock=clock,
+                                 phones=self.supervisor_phones)
         self.tracker = Tracker(self.channels, self.bridges, self.phones, acd=acd,
                                feed=self.feed, hangup=self.out.hangup, pages=self.pages,
                                records=self.records, log=log, clock=clock,
-                               leg_ended=self.recorder.leg_ended)
+                               leg_ended=self.recorder.leg_ended, monitors=self.monitors)
         self.telephony = Telephony(
             self.channels, self.bridges, self.out, acd=acd, log=log, clock=clock,
             leg_failed=self.tracker.leg_failed, feed_later=self._feed_later,
@@ -158,8 +160,6 @@ class AcdRuntime:
         self.restorer = Restorer(self.channels, self.bridges, self.phones, self.out,
                                  self.records, acd=acd, store=self.store, log=log, clock=clock,
                                  telephony=self.telephony, take_phones=self._take_phones)
-        self.monitors = Monitors(self.channels, self.out, acd=acd, log=log, clock=clock,
-                                 phones=self.supervisor_phones)
         self._facts = self._fact_table()
         self._decisions = self._decision_table()
 
@@ -167,23 +167,10 @@ class AcdRuntime:
 
     def _fact_table(self) -> dict[type, Callable[[Any], None]]:
         """Each fact from Asterisk (:mod:`acd.runtime.ami_in`) -> what it means."""
-        t, mon = self.tracker, self.monitors
-
-        def monitored(handler: Callable[[Any], None],
-                      also: Callable[[Any], None]) -> Callable[[Any], None]:
-            """A supervisor's monitoring channel (``mon-...``) is told to the monitors too."""
-            def route(e: Any) -> None:
-                handler(e)
-                if e.uid.startswith(MONITOR_PREFIX):
-                    also(e)
-            return route
-        return {f.ChannelCreated: monitored(t.created, lambda e: mon.created(e.uid, e.channel)),
-                f.ChannelRinging: t.state,
-                f.OriginateAnswered: monitored(t.answered, lambda e: mon.answered(e.uid)),
-                f.OriginateFailed: monitored(t.originate_failed,
-                                             lambda e: mon.originate_failed(e.uid)),
-                f.HangupCause: t.hangup_cause,
-                f.ChannelHungUp: monitored(t.hung_up, lambda e: mon.hung_up(e.uid)),
+        t = self.tracker
+        return {f.ChannelCreated: t.created, f.ChannelRinging: t.state,
+                f.OriginateAnswered: t.answered, f.OriginateFailed: t.originate_failed,
+                f.HangupCause: t.hangup_cause, f.ChannelHungUp: t.hung_up,
                 f.AsteriskStopping: t.asterisk_stopping_now, f.ContactChanged: t.contact,
                 f.BridgeEntered: t.bridge_entered, f.BridgeLeft: t.bridge_left,
                 f.ChannelRenamed: t.renamed, f.VoicemailLeft: t.voicemail,

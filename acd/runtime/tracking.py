@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from acd.runtime import ami_in as f
-from acd.runtime.channels import AGENT_LEG, Bridges, Caller, Channels, Leg
+from acd.runtime.channels import AGENT_LEG, MONITOR_PREFIX, Bridges, Caller, Channels, Leg
 from acd.runtime.phones import Phones
 
 #: OriginateResponse Reason -> cause for the core.
@@ -55,8 +55,10 @@ class Tracker:
     def __init__(self, channels: Channels, bridges: Bridges, phones: Phones, *, acd: Any,
                  feed: Callable[..., Any], hangup: Callable[[str, str | None, str | None], None],
                  pages: Any, records: Any, log: Any, clock: Callable[[], float],
-                 leg_ended: Callable[[str, str, str], None] = lambda *a: None) -> None:
+                 leg_ended: Callable[[str, str, str], None] = lambda *a: None,
+                 monitors: Any = None) -> None:
         self.ch, self.bridges, self.phones = channels, bridges, phones
+        self.monitors = monitors        # supervisors' channels (acd.runtime.monitor)
         self.acd, self.feed, self.hangup = acd, feed, hangup
         self.pages = pages              # the held rings (see effects.Pages)
         self.records, self.log, self.clock = records, log, clock
@@ -67,7 +69,14 @@ class Tracker:
 
     # ================================================================ channels and legs
 
+    def _monitoring(self, uid: str) -> bool:
+        """A supervisor's monitoring channel: no leg of any call, the monitors' alone."""
+        return self.monitors is not None and uid.startswith(MONITOR_PREFIX)
+
     def created(self, e: f.ChannelCreated) -> None:
+        if self._monitoring(e.uid):
+            self.monitors.created(e.uid, e.channel)
+            return
         self.phone_channel(e.channel, e.uid, True)
         leg = self.ch.legs.get(e.uid)
         if leg is not None:
@@ -90,6 +99,9 @@ class Tracker:
             self.pages.release_ring(leg.call_id, leg.agent_id)
 
     def answered(self, e: f.OriginateAnswered) -> None:
+        if self._monitoring(e.uid):
+            self.monitors.answered(e.uid)
+            return
         leg = self.ch.legs.get(e.uid)
         if leg is None:
             return
@@ -111,6 +123,9 @@ class Tracker:
                       call=leg.call_id, agent=leg.agent_id)
 
     def originate_failed(self, e: f.OriginateFailed) -> None:
+        if self._monitoring(e.uid):
+            self.monitors.originate_failed(e.uid)
+            return
         leg = self.ch.legs.get(e.uid)
         if leg is None:
             return
@@ -147,6 +162,9 @@ class Tracker:
             leg.cause = e.cause
 
     def hung_up(self, e: f.ChannelHungUp) -> None:
+        if self._monitoring(e.uid):
+            self.monitors.hung_up(e.uid)
+            return
         self.phone_channel(e.channel, e.uid, False)
         self.bridges.gone(e.uid)
         leg = self.ch.legs.get(e.uid)

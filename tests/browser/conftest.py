@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-quic"]
 ARTIFACTS = PROJECT / "test-artifacts"
 SUPERVISOR = ("sup", "supervisor")
-SUPERVISOR_PHONE = ("9002", "sup-phone-" + secrets.token_hex(6))   # listen, whisper, barge
+SUPERVISOR_PHONE = ("9002", "sup-phone-password-9002")   # listen, whisper, barge
 CUSTOMERS = [{"customer_number": "C-77", "name": "Zhang San", "phone": "13912345678",
               "id_number": "11010119900307123X"}]
 

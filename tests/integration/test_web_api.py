@@ -11,10 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import pytest
+import structlog
 import yaml
 from aiohttp.test_utils import TestServer
 
 from acd import config as configmod
+from acd.runtime.channels import Channels
+from acd.runtime.monitor import Monitors
 from acd.store.db import Store, migrate_async
 from acd.web.api import make_app
 from acd.web.auth import Auth, users_from_config
@@ -31,6 +34,25 @@ WS_HEADERS = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Ve
 class Runtime(CoreRuntime):
     def call_info(self, call_id):
         return self.core.call_info(call_id)
+
+    # monitoring as the real runtime's, with no supervisor phone configured
+    def _monitors(self):
+        if not hasattr(self, "_mon"):
+            self._mon = Monitors(Channels(), None, acd=self.core, log=structlog.get_logger(),
+                                 clock=lambda: self.now, phones={})
+        return self._mon
+
+    def monitor(self, user, mode, *, call_id=None, agent_id=None):
+        return self._monitors().start(user, mode, call_id=call_id, agent_id=agent_id)
+
+    def monitor_mode(self, user, mode):
+        return self._monitors().change(user, mode)
+
+    def monitor_stop(self, user):
+        return self._monitors().stop(user)
+
+    def monitoring(self, user):
+        return self._monitors().view(user)
 
 
 class Clock:
