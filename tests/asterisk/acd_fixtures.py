@@ -237,12 +237,9 @@ class Caller:
     its own caller number, which also finds its incoming (queue) leg among the others."""
 
     def __init__(self, ami: AmiClient, number: str, caller_num: str | None = None,
-                 name: str = "Test Caller", tone_hz: int | None = None,
-                 heard: str | None = None) -> None:
+                 name: str = "Test Caller", tone_hz: int | None = None) -> None:
         self.ami = ami
         self.tone_hz = tone_hz     # the caller sends this tone all along (None: silence)
-        self.heard = heard         # with a tone: record what the caller hears (left) and
-                                   # sends (right) into Asterisk's monitor folder, this name
         self.number = number
         self.caller_num = caller_num or f"1390000{next(_numbers):04d}"
         self.name = name
@@ -254,8 +251,6 @@ class Caller:
         tag = f"acdcall{next(_tags)}"
         m = mark(self.ami)
         tone = [f"TONE_HZ={self.tone_hz}"] if self.tone_hz else []
-        if self.heard and tone:
-            tone.append(f"HEARD={self.heard}")
         await self.ami.action("Originate", Channel=f"PJSIP/{self.number}@acd-trunk",
                               Context="acd-testcaller", Exten="tone" if tone else "wait",
                               Priority=1, CallerID=f'"{self.name}" <{self.caller_num}>',

@@ -75,6 +75,18 @@ def _tones(samples, rate: int, start: float, end: float) -> dict[int, float]:
     return {hz: goertzel(part, rate, hz) for hz in (CALLER_HZ, AGENT_HZ, SUP_HZ)}
 
 
+async def _closed(path: Path) -> bytes:
+    """The file once Asterisk has closed it (its size stays put), bounded."""
+    last = -1
+    for _ in range(100):
+        size = path.stat().st_size if path.exists() else -1
+        if size > 0 and size == last:
+            return path.read_bytes()
+        last = size
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{path} not written and closed")
+
+
 async def _ts(ami, since: int, pred, what: str) -> tuple[float, str]:
     """The Asterisk time (epoch seconds) of the first matching event, and its channel."""
     e = await after(ami, since, pred, what)
@@ -87,19 +99,25 @@ async def test_listen_whisper_barge_are_heard_by_whom_they_should(mon_server, am
     agents = Agents(srv, srv.cfg)
     sup = SoftPhone(SUP_PHONE, PHONE_PASSWORD, srv.cfg.asterisk.sip_host,
                     srv.cfg.asterisk.sip_port, tone_hz=SUP_HZ, keep_heard=True)
-    heard_name = f"heard-{tmp_path.name}.raw"     # MixMonitor D: interleaved stereo, 8 kHz
-    caller_file = asterisk.layout.host_dir("spool") / "monitor" / heard_name
+    monitor_dir = asterisk.layout.host_dir("spool") / "monitor"
+    caller_files: dict[str, Path] = {}
+
+    async def caller_hears(mode: str) -> None:
+        """What the caller's own channel receives during this mode, into a file of its own
+        (MixMonitor D: the received audio left, interleaved, 8 kHz raw)."""
+        name = f"heard-{tmp_path.name}-{mode}.raw"
+        caller_files[mode] = monitor_dir / name
+        await ami.action("MixMonitor", Channel=caller.trunk_channel, File=name, Options="D")
+        await asyncio.sleep(PHASE - 1.0)
+        await ami.action("StopMixMonitor", Channel=caller.trunk_channel)
     try:
         await sup.start()
         agent = await agents.phone("1001", tone_hz=AGENT_HZ, keep_heard=True)
         agents.login("1001")
         await agents.wait_free("1001")
         m = mark(ami)
-        caller = await Caller(ami, "7108", tone_hz=CALLER_HZ, heard=heard_name).dial()
+        caller = await Caller(ami, "7108", tone_hz=CALLER_HZ).dial()
         assert await caller.bridged() == "1001"
-        t_caller, _ = await _ts(ami, m, lambda e: e.name == "Newexten" and field(
-            e, "Channel") == caller.trunk_channel and field(e, "Application") == "MixMonitor",
-            "the caller's own recording")
         t_agent, _ = await _ts(ami, m, lambda e: e.name == "Newexten" and field(
             e, "Channel").startswith("PJSIP/1001-") and field(e, "Application") == "BridgeWait",
             "the agent's leg answered")
@@ -115,14 +133,17 @@ async def test_listen_whisper_barge_are_heard_by_whom_they_should(mon_server, am
                               and field(e, "Channel").startswith(f"PJSIP/{SUP_PHONE}-")
                               and field(e, "Exten") == mode)
         t_listen, sup_channel = await _ts(ami, m, spying("listen"), "listening")
-        await asyncio.sleep(PHASE)
+        await asyncio.sleep(0.7)
+        await caller_hears("listen")
         assert srv.runtime.monitor_mode(SUP, "whisper")["mode"] == "whisper"
         t_whisper, _ = await _ts(ami, m, spying("whisper"), "whispering")
-        await asyncio.sleep(PHASE)
+        await asyncio.sleep(0.7)
+        await caller_hears("whisper")
         # the same call again from the page: a mode change, not a new session
         assert srv.runtime.monitor(SUP, "barge", call_id=caller.uniqueid)["mode"] == "barge"
         t_barge, _ = await _ts(ami, m, spying("barge"), "barging")
-        await asyncio.sleep(PHASE)
+        await asyncio.sleep(0.7)
+        await caller_hears("barge")
         srv.runtime.monitor_stop(SUP)
         t_end, _ = await _ts(ami, m, lambda e: e.name == "Hangup" and field(
             e, "Channel") == sup_channel, "the supervisor's leg gone")
@@ -146,13 +167,15 @@ async def test_listen_whisper_barge_are_heard_by_whom_they_should(mon_server, am
               "barge": (t_barge, t_end)}
     rate, sup_heard = _mono(Path(sup_file))
     arate, agent_heard = _mono(Path(agent_file))
-    crate, both = 8000, array("h", caller_file.read_bytes())
-    caller_heard = both[0::2]                  # left: what the caller's channel received
+    heard_by_caller = {}
+    for mode, path in caller_files.items():
+        both = array("h", await _closed(path))
+        heard_by_caller[mode] = both[0::2]     # left: what the caller's channel received
     for mode, (t0, t1) in phases.items():
         lo, hi = t0 + 1.0, t1 - 0.5              # margins: a mode starts when ChanSpy does
         s = _tones(sup_heard, rate, lo - t_listen, hi - t_listen)
         a = _tones(agent_heard, arate, lo - t_agent, hi - t_agent)
-        c = _tones(caller_heard, crate, lo - t_caller, hi - t_caller)
+        c = _tones(heard_by_caller[mode], 8000, 0.2, len(heard_by_caller[mode]) / 8000 - 0.2)
         # the supervisor hears both sides in every mode
         assert s[CALLER_HZ] > 100 and s[AGENT_HZ] > 100, (mode, s)
         # the agent hears the caller always, the supervisor when whispered to or barged on

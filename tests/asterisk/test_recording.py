@@ -20,7 +20,7 @@ from tests.asterisk.audio import goertzel, rms, span, stereo
 from tests.asterisk.phones import SoftPhone
 from tests.web_login import login, password_of
 
-CALLER_HZ, AGENT_HZ = 440, 1000
+CALLER_HZ, AGENT_HZ, OTHER_AGENT_HZ = 440, 1000, 1500
 WAIT = 30.0
 
 
@@ -179,6 +179,39 @@ async def test_a_conversation_is_recorded_in_stereo_and_a_pause_is_silent(rec_se
     assert (await srv.store.recording(rec["id"]))["status"] == "deleted"
     call = await stored(srv, caller.uniqueid, ended=True)
     assert "recording_deleted" in kinds(call)
+
+
+async def test_a_transferred_call_has_one_recording_per_agent(rec_server, ami):
+    """1001 (1,000 Hz) transfers the caller (440 Hz) to 1002 (1,500 Hz): two recordings, one
+    per agent's leg, each with its own agent on the left and the caller on the right."""
+    srv = rec_server
+    agents = Agents(srv, srv.cfg)
+    try:
+        caller = await _talking(agents, ami)
+        await agents.phone("1002", tone_hz=OTHER_AGENT_HZ)
+        since = agents.mark("1002")
+        agents.login("1002")                  # after the call: it cannot take it first
+        await agents.wait_free("1002", since)
+        await asyncio.sleep(2.0)
+        since = agents.mark("1002")
+        srv.runtime.transfer("1001", to_agent="1002")
+        await agents.wait_state("1002", "talking", since)
+        await asyncio.sleep(2.5)
+        await caller.hangup()
+        recs = await _finished(srv, caller.uniqueid)
+    finally:
+        await agents.close()
+    assert sorted(r["agent_id"] for r in recs) == ["1001", "1002"], recs
+    for rec in recs:
+        assert rec["status"] == "done", rec
+        rate, left, right = stereo(srv.cfg.recordings_folder / rec["path"])
+        mine, other = ((AGENT_HZ, OTHER_AGENT_HZ) if rec["agent_id"] == "1001"
+                       else (OTHER_AGENT_HZ, AGENT_HZ))
+        lft, rgt = span(left, rate, 0.3, 1.8), span(right, rate, 0.3, 1.8)
+        assert goertzel(lft, rate, mine) > 10 * goertzel(lft, rate, other), rec
+        assert goertzel(rgt, rate, CALLER_HZ) > 10 * goertzel(rgt, rate, mine), rec
+    call = await stored(srv, caller.uniqueid, ended=True)
+    assert [x["agent_id"] for x in call["legs"]] == ["1001", "1002"]
 
 
 async def test_a_group_that_does_not_record_leaves_no_file(rec_server, ami):
