@@ -49,7 +49,7 @@ async def test_payments_caller_keys_in_customer_number_and_is_queued_to_payments
     lang = await ami.action("Getvar", Channel=caller.channel, Variable="CHANNEL(language)")
     assert lang.get("Value") == "zh"
     await caller.hangup()
-    call = await stored(srv, caller.uniqueid)
+    call = await stored(srv, caller.uniqueid, ended=True)
     assert call["end_reason"] in ("abandoned", "caller_hangup")
 
 
