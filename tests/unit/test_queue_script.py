@@ -9,13 +9,9 @@ from typing import Any
 import pytest
 
 from acd import config as configmod
-from acd.core import Acd
-from acd.runtime import AcdRuntime
-from acd.store.db import Store, migrate_async
-from acd.web.hub import Hub
 from agi.protocol import AgiError
 from agi.queue import QueueScript
-from tests.unit.test_runtime import AGENTS, Clock, FakeAmi, start, Env
+from tests.unit.test_runtime import runtime_env, start
 
 T0 = 1_800_000_000.0
 
@@ -59,20 +55,9 @@ GROUPS = (configmod.GroupConfig(name="sales", members={"1001": 1}, announce_ever
 
 @pytest.fixture
 async def env(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    store = Store(url)
-    ami, hub, clock = FakeAmi(), Hub(), Clock()
-    cfg = configmod.Config(agents=AGENTS, groups=GROUPS)
-    rt = AcdRuntime(Acd(configmod.core_groups(cfg)), ami, store, hub,
-                    endpoints={a.id: a.id for a in AGENTS}, groups=GROUPS, clock=clock)
-    rt.attach()
-    await rt.start()
-    e = Env(rt, ami, store, hub, clock)
-    await start(e)
-    yield e
-    await rt.stop()
-    await store.close()
+    async with runtime_env(tmp_path, GROUPS) as e:
+        await start(e)
+        yield e
 
 
 async def test_a_registered_caller_waits_in_asterisk_with_no_session(env):

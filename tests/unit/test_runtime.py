@@ -4,6 +4,7 @@ timers are fired by hand."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -162,24 +163,32 @@ class Env:
         return self.rt.agent(agent)["state"]
 
 
-@pytest.fixture
-async def env(tmp_path):
+@contextlib.asynccontextmanager
+async def runtime_env(tmp_path, groups: tuple = GROUPS, **runtime_kw: Any):
+    """A runtime on the fake AMI over a fresh store, the test agents and ``groups``; stopped
+    after."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
     await migrate_async(url)
     store = Store(url)
-    ami = FakeAmi()
-    hub = Hub()
-    clock = Clock()
-    cfg = configmod.Config(agents=AGENTS, groups=GROUPS)
+    ami, hub, clock = FakeAmi(), Hub(), Clock()
+    cfg = configmod.Config(agents=AGENTS, groups=groups)
     rt = AcdRuntime(Acd(configmod.core_groups(cfg)), ami, store, hub,
-                    endpoints={a.id: a.id for a in AGENTS}, groups=GROUPS, clock=clock,
-                    customer_dial="PJSIP/testcust{number}@acd-trunk", hotline_number="7000")
+                    endpoints={a.id: a.id for a in AGENTS}, groups=groups, clock=clock,
+                    **runtime_kw)
     rt.attach()
     await rt.start()
-    e = Env(rt, ami, store, hub, clock)
-    yield e
-    await rt.stop()
-    await store.close()
+    try:
+        yield Env(rt, ami, store, hub, clock)
+    finally:
+        await rt.stop()
+        await store.close()
+
+
+@pytest.fixture
+async def env(tmp_path):
+    async with runtime_env(tmp_path, customer_dial="PJSIP/testcust{number}@acd-trunk",
+                           hotline_number="7000") as e:
+        yield e
 
 
 async def start(e: Env, *reachable: str) -> None:

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from acd import config as configmod
-from acd.core import Acd
 from acd.errors import UserError
-from acd.runtime import AcdRuntime
-from acd.store.db import Store, migrate_async
-from acd.web.hub import Hub
-from tests.unit.test_runtime import AGENTS, GROUPS, Clock, Env, FakeAmi, start
+from tests.unit.test_runtime import Env, runtime_env, start
 
 
 @pytest.fixture
 async def env(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    store = Store(url)
-    ami, hub, clock = FakeAmi(), Hub(), Clock()
-    cfg = configmod.Config(agents=AGENTS, groups=GROUPS)
-    rt = AcdRuntime(Acd(configmod.core_groups(cfg)), ami, store, hub,
-                    endpoints={a.id: a.id for a in AGENTS}, groups=GROUPS, clock=clock,
-                    supervisor_phones={"sup1": "9001"})
-    rt.attach()
-    await rt.start()
-    e = Env(rt, ami, store, hub, clock)
-    await start(e, "1001")
-    e.rt.login("1001")
-    yield e
-    await rt.stop()
-    await store.close()
+    async with runtime_env(tmp_path, supervisor_phones={"sup1": "9001"}) as e:
+        await start(e, "1001")
+        e.rt.login("1001")
+        yield e
 
 
 def _spy(env: Env) -> dict:
