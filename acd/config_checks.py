@@ -264,7 +264,9 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
             elif u.phone in phones:
                 bad(f"web.users[{i}].phone", f"{u.phone!r} is another user's phone")
             phones.add(u.phone)
-        if u.phone_password and (len(u.phone_password) < 8
+        if u.phone_password and not u.phone:
+            bad(f"web.users[{i}].phone_password", "a phone password without a phone: set phone too")
+        elif u.phone_password and (len(u.phone_password) < 8
                                  or any(c in u.phone_password for c in ' \t\r\n;"')):
             bad(f"web.users[{i}].phone_password", "at least 8 characters, no spaces, ';' or quotes")
     for i, a in enumerate(cfg.agents):

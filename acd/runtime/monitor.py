@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from acd.asterisk import dialplan as dp
+from acd.core import AcdError
 from acd.errors import UserError
 from acd.runtime.ami_out import AmiOut
 from acd.runtime.channels import MONITOR_PREFIX, Channels
+
 MODES = dp.MONITOR_MODES
 #: How long the supervisor's phone rings before the monitoring is given up (seconds).
 RING_SECONDS = 30
@@ -153,7 +155,7 @@ class Monitors:
         if call_id:
             try:
                 info = self.acd.call_info(call_id)
-            except Exception:
+            except AcdError:            # an unknown call
                 raise UserError("monitor.no_call", f"no call {call_id!r}") from None
             owner = info.get("agent_id")
             if info.get("state") != "connected" or not owner:

@@ -37,6 +37,8 @@ def _load(tmp_path, web, agents=None):
      "web.users[0].phone_password", "8 characters"),
     ({"users": [{"username": "a", "phone": "9001", "phone_password": "long;enough"}]},
      "web.users[0].phone_password", "no spaces"),
+    ({"users": [{"username": "a", "phone_password": "long-enough"}]},
+     "web.users[0].phone_password", "without a phone"),
 ])
 def test_bad_web_settings_name_the_key(tmp_path, web, key, words):
     with pytest.raises(ConfigError) as e:

@@ -205,12 +205,18 @@ def test_tracker_follows_a_call_through_ami_events_with_asterisks_times():
     assert tracker.legs["1700.1a"].call_uid == "1700.1"
 
 
-def test_tracker_takes_ours_queue_entry_from_the_fastagi_queue_script():
+def _one_incoming_call() -> tuple[load_calls.CallTracker, load_calls.LoadCall]:
+    """A tracker following one caller (number 55) whose incoming leg ``u`` appeared at 10."""
     tracker = load_calls.CallTracker(["2001"])
     rec = load_calls.LoadCall(n=0, caller_number="55", planned=0.0, trunk_uid="t")
     tracker.add(rec)
     tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-1", "Uniqueid": "u",
                                        "CallerIDNum": "55", "Timestamp": "10"}))
+    return tracker, rec
+
+
+def test_tracker_takes_ours_queue_entry_from_the_fastagi_queue_script():
+    tracker, rec = _one_incoming_call()
     tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "AGI",
                                      "AppData": "agi://127.0.0.1:4573/ivr", "Timestamp": "10.1"}))
     assert rec.queued_at is None                          # the IVR is not the queue
@@ -223,11 +229,7 @@ def test_tracker_sees_a_caller_the_queue_script_sent_away():
     """Turned away (overload, a closed group): the queue script ran, then the destination's
     dialplan (the message and goodbye), and no agent: ``sent_away``, not a caller who gave
     up waiting."""
-    tracker = load_calls.CallTracker(["2001"])
-    rec = load_calls.LoadCall(n=0, caller_number="55", planned=0.0, trunk_uid="t")
-    tracker.add(rec)
-    tracker.on_event(Ev("Newchannel", {"Channel": "PJSIP/acd-caller-1", "Uniqueid": "u",
-                                       "CallerIDNum": "55", "Timestamp": "10"}))
+    tracker, rec = _one_incoming_call()
     tracker.on_event(Ev("Newexten", {"Uniqueid": "u", "Application": "Playback",
                                      "Context": "acd-dest", "Timestamp": "10.1"}))
     assert rec.sent_away_at is None                       # not queued yet: not sent away

@@ -16,6 +16,14 @@ async def env(tmp_path):
         yield e
 
 
+async def _monitoring(env: Env, mode: str, **which: str) -> str:
+    """Agent 1001 talks with caller c1 and sup1 monitors: the Uniqueid of sup1's channel."""
+    await env.connected("c1", "1001")
+    env.rt.monitor("sup1", mode, **which)
+    await env.settle()
+    return _spy(env)["ChannelId"]
+
+
 def _spy(env: Env) -> dict:
     [o] = [o for o in env.ami.sent("Originate") if o["Channel"] == "PJSIP/9001"]
     return o
@@ -53,10 +61,7 @@ async def test_listen_rings_the_supervisors_phone_into_chanspy_on_the_agents_leg
 
 
 async def test_the_session_ends_with_the_supervisors_channel(env):
-    await env.connected("c1", "1001")
-    env.rt.monitor("sup1", "barge", call_id="c1")
-    await env.settle()
-    uid = _spy(env)["ChannelId"]
+    uid = await _monitoring(env, "barge", call_id="c1")
     env.emit(Event="Newchannel", Channel="PJSIP/9001-00000002", Uniqueid=uid, ChannelState="0")
     env.hangup(uid, "PJSIP/9001-00000002")    # ChanSpy's E: the agent's leg went
     await env.settle()
@@ -64,10 +69,7 @@ async def test_the_session_ends_with_the_supervisors_channel(env):
 
 
 async def test_a_phone_that_does_not_answer_ends_the_session(env):
-    await env.connected("c1", "1001")
-    env.rt.monitor("sup1", "listen", agent_id="1001")
-    await env.settle()
-    uid = _spy(env)["ChannelId"]
+    uid = await _monitoring(env, "listen", agent_id="1001")
     env.emit(Event="OriginateResponse", Response="Failure", Reason="3", Channel="PJSIP/9001",
              Uniqueid=uid)
     await env.settle()
@@ -75,10 +77,7 @@ async def test_a_phone_that_does_not_answer_ends_the_session(env):
 
 
 async def test_stopped_before_the_channel_was_there_it_is_hung_up_when_it_comes(env):
-    await env.connected("c1", "1001")
-    env.rt.monitor("sup1", "listen", agent_id="1001")
-    await env.settle()
-    uid = _spy(env)["ChannelId"]
+    uid = await _monitoring(env, "listen", agent_id="1001")
     env.rt.monitor_stop("sup1")
     await env.settle()
     assert env.ami.sent("Hangup") == []
