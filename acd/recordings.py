@@ -117,9 +117,13 @@ def stored_file(folder: Path, path: str) -> Path:
 
 
 def free_bytes(folder: Path) -> int | None:
-    """Free space where recordings are written (None if it cannot be read)."""
+    """Free space where recordings are written (None if it cannot be read). Before the first
+    recording makes ``folder``, its nearest existing parent: the file system it will be on."""
     try:
-        return shutil.disk_usage(folder).free
+        here = Path(os.path.abspath(folder))
+        while not here.exists() and here.parent != here:
+            here = here.parent
+        return shutil.disk_usage(here).free
     except OSError:
         return None
 

@@ -351,7 +351,7 @@ class Recorder:
     def health(self) -> dict[str, Any]:
         return {"active": sum(1 for r in self.active.values() if r.ended is None),
                 "failed": self.failed_total, "last_error": self.last_error,
-                "free_bytes": files.free_bytes(self.folder) if self.folder.exists() else None}
+                "free_bytes": files.free_bytes(self.folder)}
 
 
 __all__ = ["Recorder", "Rec", "CLOSE_GRACE"]

@@ -16,6 +16,7 @@ from acd.errors import UserError
 from acd.runtime import AcdRuntime
 from acd.runtime import recorder as recmod
 from acd.store.db import Store, migrate_async
+from acd.web import stats as statsmod
 from acd.web.hub import Hub
 from tests.unit.test_runtime import AGENTS, Clock, Env, FakeAmi, start
 
@@ -92,6 +93,18 @@ async def test_a_recorded_call_asks_asterisk_to_record_pause_and_finishes_the_fi
     kinds = [e["kind"] for e in (await renv.store.get_call("c1"))["events"]]
     for k in ("recording_started", "recording_paused", "recording_resumed", "recording_ended"):
         assert k in kinds
+
+
+async def test_health_and_metrics_report_free_space_before_the_first_recording(renv):
+    """/api/health and /metrics read the free space where recordings will go from the start,
+    not only once the first recording made the folder."""
+    assert not (renv.tmp / "recordings").exists()
+    health = renv.rt.recorder.health()
+    assert isinstance(health["free_bytes"], int) and health["free_bytes"] > 0
+    board = {"groups": {}, "agents": {}, "totals": {}}
+    text = statsmod.metrics_text(board, {}, None, health)
+    [line] = [x for x in text.splitlines() if x.startswith("acd_recordings_free_bytes ")]
+    assert float(line.split()[1]) > 0
 
 
 async def test_a_group_that_does_not_record_asks_nothing_and_pausing_is_refused(renv):

@@ -81,3 +81,24 @@ def test_a_stored_path_never_leads_outside_the_folder(tmp_path):
     with pytest.raises(UserError) as e:
         rec.stored_file(folder, "2026-12-04/gone.wav")
     assert e.value.id == "recording.file_missing"
+
+
+def test_free_space_is_read_before_the_folder_exists(tmp_path, monkeypatch):
+    """Before the first recording makes the folder, the free space is its nearest existing
+    parent's (the file system the recordings will go to), not unknown."""
+    asked: list[str] = []
+    real = rec.shutil.disk_usage
+
+    def disk_usage(path):
+        asked.append(str(path))
+        return real(path)
+    monkeypatch.setattr(rec.shutil, "disk_usage", disk_usage)
+    folder = tmp_path / "data" / "recordings"
+    free = rec.free_bytes(folder)
+    assert isinstance(free, int) and free > 0
+    assert asked == [str(tmp_path)]
+    assert not (tmp_path / "data").exists()         # reading it makes no folder
+    folder.mkdir(parents=True)
+    asked.clear()
+    assert isinstance(rec.free_bytes(folder), int)
+    assert asked == [str(folder)]
