@@ -468,6 +468,9 @@ class AcdRuntime:
             except AcdError:
                 pass
             out["control"] = self.acd.control_info(call_id)
+        # The recording of the agent's conversation (paused or not): the page shows it,
+        # after a reload too (a pause for card numbers must not look like none).
+        out["recording"] = self.recorder.status(agent_id) if call_id else None
         return out
 
     def _endpoint(self, agent_id: str) -> str:

@@ -68,6 +68,9 @@ async def test_a_recorded_call_asks_asterisk_to_record_pause_and_finishes_the_fi
     renv.clock.now += 3
     assert renv.rt.pause_recording("1001") == {"recording": name, "paused": True,
                                                "failed": None}
+    # the agent's snapshot (their page, after a reload too) says so
+    assert renv.rt.agent("1001")["recording"] == {"recording": name, "paused": True,
+                                                  "failed": None}
     renv.clock.now += 2
     renv.rt.resume_recording("1001")
     await renv.settle()

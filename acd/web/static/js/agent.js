@@ -39,7 +39,21 @@ export function actionState(action, agentState, call, inputs) {
   if (call.id !== (S.agent && S.agent.call_id)) return "That call is not on your phone now.";
   if (!a.when.includes(call.status)) return a.why;
   if (a.target && !inputs.target) return "Type the agent id or group first.";
+  // The call's recording as the server last said (unknown until then: the server decides).
+  const rec = call.recording;
+  if (rec && rec.recording) {
+    if (action === "recording-pause" && rec.paused) return "The recording is paused already.";
+    if (action === "recording-resume" && !rec.paused) return "The recording is not paused.";
+  }
   return null;
+}
+
+export function recordingText(call) {
+  // What the page says of the selected call's recording: "" when none is known.
+  const rec = call && call.status !== "ended" ? call.recording : null;
+  if (!rec || !rec.recording) return "";
+  if (rec.failed) return "Recording failed";
+  return rec.paused ? "Recording paused" : "Recording";
 }
 
 // --- rendering ------------------------------------------------------------------------------
@@ -77,6 +91,8 @@ function renderBar() {
     b.title = why || "";
   }
   setText("call-status", call ? "Call " + call.id + ": " + call.status : "");
+  const rec = recordingText(call);
+  setText("recording-status", rec).classList.toggle("paused", rec === "Recording paused");
 }
 
 function renderTabs() {
@@ -209,6 +225,7 @@ async function act(action) {
   S.busy = false;
   show("call-msg", r, r.ok ? action + ": done" : "");
   if (r.ok && r.data && r.data.agent_id) applyAgentView(r.data);
+  if (r.ok && call && action.startsWith("recording-")) call.recording = r.data;   // {recording, paused, failed}
   renderAll();
 }
 
@@ -295,6 +312,7 @@ function applyAgentView(view) {
     const c = ensureCall(view.call_id, S.calls.has(view.call_id) ? null :
       { caller_number: call.caller_number || (view.control && view.control.number) || "", group: call.group,
         key_trail: call.key_trail, verification: call.verification }, statusOf(view));
+    if (view.recording !== undefined) c.recording = view.recording;
     if (!S.selected || !S.calls.has(S.selected) || S.calls.get(S.selected).status === "ended") S.selected = c.id;
   }
 }
