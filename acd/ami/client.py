@@ -82,6 +82,11 @@ EventCallback = Callable[[AmiEvent], Awaitable[None] | None]
 ConnectionCallback = Callable[[bool], Awaitable[None] | None]
 
 
+#: What may follow (name, header, value) in an event filter: nothing (the header equals the
+#: value), "starts_with" (it starts with the value) or "exclude" (left out when it equals).
+FILTER_OPTIONS = (None, "starts_with", "exclude")
+
+
 class AmiError(Exception):
     """Base of every error raised by this module."""
 
@@ -310,6 +315,11 @@ class AmiClient:
         self.host, self.port = host, port
         # The events this client reads (None: all): asked for with Filter after each login.
         self.event_filter = tuple(event_filter) if event_filter is not None else None
+        for item in self.event_filter or ():
+            if isinstance(item, tuple) and (len(item) not in (1, 3, 4)
+                                            or (len(item) == 4 and item[3] not in FILTER_OPTIONS)):
+                raise ValueError(f"AMI event filter {item!r}: (name, header, value) and "
+                                 f"perhaps one of {[o for o in FILTER_OPTIONS if o]}")
         self.username, self._secret = username, secret
         self.action_timeout = action_timeout
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
@@ -514,7 +524,9 @@ class AmiClient:
 
         An event given as (name, header, value) is taken only when that header equals the
         value (``("UserEvent", "UserEvent", "AcdVoicemail")``); one given as (name, header,
-        value, "exclude") is left out when it does, even if an include takes it
+        value, "starts_with") when the header starts with the value (``("HangupRequest",
+        "Uniqueid", "acd-", "starts_with")``); one given as (name, header, value, "exclude")
+        is left out when the header equals the value, even if an include takes it
         (``("BridgeLeave", "BridgeCreator", "BridgeWait", "exclude")``). Should Asterisk
         refuse an include (older than 22.1, or no ``system`` write permission), one
         include-all filter follows, so nothing the application reads is ever filtered out:
@@ -522,11 +534,12 @@ class AmiClient:
         if self.event_filter is None:
             return
         for item in self.event_filter:
-            name, header, value, action = (tuple(item) + (None,) * 3)[:4] \
+            name, header, value, option = (tuple(item) + (None,) * 3)[:4] \
                 if isinstance(item, tuple) else (item, None, None, None)
-            exclude = action == "exclude"
+            exclude = option == "exclude"
+            method = "starts_with" if option == "starts_with" else "exact"
             criteria = (("action(exclude)," if exclude else "") + f"name({name})"
-                        + (f",header({header}),method(exact)" if header else ""))
+                        + (f",header({header}),method({method})" if header else ""))
             try:
                 await self._request(proto, "Filter", {"Operation": "Add",
                                                       "MatchCriteria": criteria,

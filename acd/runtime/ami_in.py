@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from acd.ami import events as ev
 from acd.asterisk import dialplan as dp
-from acd.runtime.channels import MONITOR_PREFIX
+from acd.runtime.channels import LEG_PREFIX, MONITOR_PREFIX
 
 #: SoftHangupRequest's Cause is Asterisk's soft hangup flag; this one is a shutdown.
 SOFTHANGUP_SHUTDOWN = 4
@@ -125,13 +125,20 @@ HOLDING_CREATOR = "BridgeWait"
 #: Asterisk for these only (``AmiClient(event_filter=...)``); a UserEvent only by its name,
 #: a key only from a channel in ``[acd-queue]`` (a waiting caller's: no key of an IVR or a
 #: conversation), a state change only to Ringing (an agent's phone rings), no channel's
-#: leaving a holding bridge (a move on, or a hangup, which Hangup says). Responses to
+#: leaving a holding bridge (a move on, or a hangup, which Hangup says). An Originate's
+#: outcome only when it failed, or for a supervisor's monitoring channel (whose answer is
+#: all there is to know of it); a hangup's cause only for our own legs (their uniqueids
+#: start with ``acd-``), and Asterisk's shutdown from any channel. Responses to
 #: actions (and the event lists of CoreShowChannels, PJSIPShowContacts...) are not events
 #: of the queue and are never filtered.
 AMI_EVENTS: tuple[str | tuple[str, ...], ...] = (
     "Newchannel", ("Newstate", "ChannelState", str(ev.CHANNEL_STATE_RINGING)),
-    "OriginateResponse", "Hangup", "HangupRequest",
-    "SoftHangupRequest", "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
+    ("OriginateResponse", "Response", "Failure"),
+    ("OriginateResponse", "Uniqueid", MONITOR_PREFIX, "starts_with"),
+    "Hangup", ("HangupRequest", "Uniqueid", LEG_PREFIX, "starts_with"),
+    ("SoftHangupRequest", "Uniqueid", LEG_PREFIX, "starts_with"),
+    ("SoftHangupRequest", "Cause", str(SOFTHANGUP_SHUTDOWN)),
+    "Shutdown", "ContactStatus", "BridgeEnter", "BridgeLeave", "Rename",
     ("UserEvent", "UserEvent", "AcdVoicemail"), ("UserEvent", "UserEvent", "AcdWaiting"),
     ("DTMFEnd", "Context", dp.QUEUE_CONTEXT),
     ("BridgeLeave", "BridgeCreator", HOLDING_CREATOR, "exclude"))

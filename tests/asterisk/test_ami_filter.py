@@ -87,3 +87,54 @@ async def test_holding_bridge_leaves_and_states_but_ringing_are_filtered_out(ast
     assert sum(e.name == "Hangup" for e in got) >= 2
     assert any(e.name == "Newstate" and e.fields.get("ChannelState") != "5" for e in all_seen)
     assert all(e.fields.get("ChannelState") == "5" for e in got if e.name == "Newstate")
+
+
+async def test_only_failed_originates_and_our_legs_hangup_requests_come_through(asterisk,
+                                                                              test_config):
+    """An Originate's outcome reaches the server only when it failed (or for a monitoring
+    channel), a hangup request only for channels whose uniqueid starts with ``acd-`` (our
+    legs): every caller's and phone's hangup requests and every answered Originate stay in
+    Asterisk."""
+    everything, all_seen = await _client(test_config)
+    filtered, got = await _client(test_config, AMI_EVENTS)
+    await asyncio.sleep(0.2)
+    del got[:]
+    try:
+        for uid in ("acd-filter-1", "other-filter-1"):
+            await everything.action("Originate", Channel="Local/s@acd-agent", Application="Wait",
+                                    Data="5", Async="true", ChannelId=uid,
+                                    OtherChannelId=uid.replace("-1", "-2"))
+        await everything.action("Originate", Channel="PJSIP/no-such-endpoint",
+                                Application="Wait", Data="1", Async="true",
+                                ChannelId="acd-filter-failed")
+        for _ in range(400):
+            if sum(e.name == "OriginateResponse" for e in all_seen) >= 3:
+                break
+            await asyncio.sleep(0.025)
+        channels = {e.fields.get("Uniqueid"): e.fields.get("Channel") for e in all_seen
+                    if e.name == "Newchannel"}
+        for uid in ("acd-filter-1", "other-filter-1"):
+            await everything.action("Hangup", Channel=channels[uid])
+        for _ in range(400):
+            if sum(e.name == "Hangup" for e in got) >= 4:
+                break
+            await asyncio.sleep(0.025)
+        await asyncio.sleep(0.3)     # anything filtered wrongly would have come by now
+    finally:
+        await filtered.close()
+        await everything.close()
+
+    def of(events, name):
+        return [(e.fields.get("Uniqueid"), e.fields.get("Response")) for e in events
+                if e.name == name]
+    # The unfiltered session heard both answered Originates and the failed one ...
+    assert {r for _, r in of(all_seen, "OriginateResponse")} == {"Success", "Failure"}
+    # ... the filtered one the failure alone.
+    assert [r for _, r in of(got, "OriginateResponse")] == ["Failure"]
+    # (The hangup request shows on one side of each Local pair, the -1 or the -2.)
+    requests_all = {u for u, _ in of(all_seen, "SoftHangupRequest") + of(all_seen, "HangupRequest")}
+    requests = {u for u, _ in of(got, "SoftHangupRequest") + of(got, "HangupRequest")}
+    assert any(u.startswith("other-filter-") for u in requests_all), requests_all
+    assert any(u.startswith("acd-filter-") for u in requests), requests
+    assert all(u.startswith("acd-") for u in requests), requests
+    assert {"acd-filter-1", "other-filter-1"} <= {u for u, _ in of(got, "Hangup")}

@@ -401,6 +401,23 @@ async def test_event_filter_is_asked_for_after_each_login(server, make_client, l
     assert not ids(logs, "ami.filter_refused")
 
 
+async def test_a_starts_with_filter_is_asked_for_by_its_method(server, make_client, logs):
+    c = make_client(event_filter=(("HangupRequest", "Uniqueid", "acd-", "starts_with"),
+                                  ("OriginateResponse", "Response", "Failure")))
+    await asyncio.wait_for(c.start(), GUARD)
+    sent = [m for _, m in server.actions("Filter")]
+    assert [(m["MatchCriteria"], m.get("Filter")) for m in sent] == [
+        ("name(HangupRequest),header(Uniqueid),method(starts_with)", "acd-"),
+        ("name(OriginateResponse),header(Response),method(exact)", "Failure")]
+
+
+@pytest.mark.parametrize("item", [("Hangup", "Uniqueid", "acd-", "regex"),
+                                  ("Hangup", "Uniqueid"), ("Hangup", "Uniqueid", "a", "exclude", 1)])
+def test_a_filter_of_unknown_shape_is_refused_when_the_client_is_made(item):
+    with pytest.raises(ValueError, match="AMI event filter"):
+        AmiClient("127.0.0.1", 1, "acd", "s", event_filter=(item,))
+
+
 async def test_an_exclude_filter_is_asked_for_and_a_refused_one_costs_nothing(
         server, make_client, logs):
     def refuse_excludes(conn, m):
