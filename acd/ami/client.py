@@ -56,6 +56,7 @@ import asyncio
 import codecs
 import itertools
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -143,9 +144,30 @@ def _first(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+#: One header line of a message whose lines all end in CR LF: the name (surrounding blanks
+#: left out), the colon, one optional space, the value.
+_HEADER_LINE = re.compile(r"^[^\S\r\n]*([^:\s](?:[^:\r\n]*[^:\s])?)[^\S\r\n]*: ?([^\r\n]*)", re.M)
+
+
 def parse_message(block: str) -> dict[str, Any] | None:
     """Headers of one message (without the blank line). A repeated header gives a list.
-    None when it is neither a Response nor an Event."""
+    None when it is neither a Response nor an Event.
+
+    Every message of an AMI session goes through here: a block whose lines all end in CR LF
+    (all of Asterisk's) is read with one regular expression; any other, line by line."""
+    bare = block.replace(EOL, "")
+    if "\r" in bare or "\n" in bare:
+        return _parse_lines(block)
+    pairs = _HEADER_LINE.findall(block)
+    headers: dict[str, Any] = dict(pairs)
+    if len(headers) != len(pairs):                 # a repeated header: a list, in order
+        headers = {}
+        for key, value in pairs:
+            _add(headers, key, value)
+    return _message(headers)
+
+
+def _parse_lines(block: str) -> dict[str, Any] | None:
     headers: dict[str, Any] = {}
     for line in block.split(EOL):
         key, sep, value = line.partition(":")
@@ -155,13 +177,21 @@ def parse_message(block: str) -> dict[str, Any] | None:
         value = value.rstrip("\r\n")
         if value[:1] == " ":
             value = value[1:]
-        old = headers.get(key)
-        if old is None:
-            headers[key] = value
-        elif isinstance(old, list):
-            old.append(value)
-        else:
-            headers[key] = [old, value]
+        _add(headers, key, value)
+    return _message(headers)
+
+
+def _add(headers: dict[str, Any], key: str, value: str) -> None:
+    old = headers.get(key)
+    if old is None:
+        headers[key] = value
+    elif isinstance(old, list):
+        old.append(value)
+    else:
+        headers[key] = [old, value]
+
+
+def _message(headers: dict[str, Any]) -> dict[str, Any] | None:
     if "Event" in headers or "Response" in headers:
         return headers
     lower = {k.lower() for k in headers}
@@ -253,9 +283,13 @@ class _Protocol(asyncio.Protocol):
             if block.strip():
                 log.warning("ami.malformed", sample=block[:200])
             return
-        action_id = _first(_get(msg, "ActionID"))
+        if "Event" in msg or "Response" in msg:
+            # Spelt as Asterisk spells its headers: looked up as written (every event).
+            action_id, event = _first(msg.get("ActionID")), msg.get("Event")
+        else:
+            action_id, event = _first(_get(msg, "ActionID")), _get(msg, "Event")
         pending = self.pending.get(action_id) if action_id else None
-        if _get(msg, "Event") is None:   # a Response (OriginateResponse events have one too)
+        if event is None:   # a Response (OriginateResponse events have one too)
             if pending is None or pending.response is not None:
                 log.debug("ami.unmatched_response", action_id=action_id or None)
                 return
@@ -265,7 +299,7 @@ class _Protocol(asyncio.Protocol):
                 self._resolve(action_id, pending)
             return
         if pending is not None and pending.as_list:
-            name = _first(_get(msg, "Event"))
+            name = _first(event)
             if name.endswith("Complete") or _first(_get(msg, "EventList")).lower() == "complete":
                 self._resolve(action_id, pending)
             else:
@@ -617,25 +651,32 @@ class AmiClient:
     # -- callbacks ---------------------------------------------------------------------
     def _dispatch(self, fields: dict[str, Any]) -> None:
         event = parse_event(fields)
-        for callback in list(self._event_callbacks):
-            self._invoke(callback, event, event_name=event.name, channel=getattr(event, "channel", None))
+        for callback in tuple(self._event_callbacks):
+            self._invoke(callback, event, event_name=event.name,
+                         channel=getattr(event, "channel", None))
 
     def _notify_connection(self, up: bool) -> None:
         for callback in list(self._connection_callbacks):
             self._invoke(callback, up, connection=up)
 
     def _invoke(self, callback: Callable, arg: Any, **context: Any) -> None:
-        name = getattr(callback, "__qualname__", repr(callback))
         try:
             result = callback(arg)
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            if result is not None and (asyncio.iscoroutine(result)
+                                       or isinstance(result, asyncio.Future)):
+                name = _name(callback)
                 task = asyncio.ensure_future(result)
                 self._callback_tasks.add(task)
                 task.add_done_callback(lambda t: self._callback_done(t, name, context))
         except Exception:
-            log.exception("ami.callback_failed", callback=name, **context)
+            log.exception("ami.callback_failed", callback=_name(callback), **context)
 
     def _callback_done(self, task: asyncio.Task, name: str, context: dict) -> None:
         self._callback_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("ami.callback_failed", callback=name, exc_info=task.exception(), **context)
+
+
+def _name(callback: Callable) -> str:
+    """A callback's name for a log line (asked only when one is written)."""
+    return getattr(callback, "__qualname__", None) or repr(callback)

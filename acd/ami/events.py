@@ -251,17 +251,20 @@ def parse_event(fields: Mapping[str, Any]) -> AmiEvent:
     """Turn the headers of one AMI event into a typed event. Never raises.
 
     Asterisk writes header names in one case: each is looked up as written first; the
-    case-insensitive map is made only for an event where a lookup misses."""
+    case-insensitive map is made only for an event where a lookup misses and whose ``Event``
+    header is not spelt as Asterisk spells it (in one that is, a header not found is not
+    there)."""
     try:
         raw = dict(fields)
     except Exception:
         raw = {}
     lower: dict[str, Any] | None = None
+    as_asterisk_writes = "Event" in raw
 
     def get(header: str, header_lower: str) -> Any:
         nonlocal lower
         value = raw.get(header)
-        if value is not None:
+        if value is not None or as_asterisk_writes:
             return value
         if lower is None:
             lower = {}
@@ -276,9 +279,16 @@ def parse_event(fields: Mapping[str, Any]) -> AmiEvent:
     if cls is None:
         return GenericEvent(name=name, fields=frozen_fields)
     kwargs: dict[str, Any] = {}
-    for attr, header, header_lower, is_int in _spec(cls):
-        value = get(header, header_lower)
-        kwargs[attr] = _int(value) if is_int else _text(value)
+    if as_asterisk_writes:          # every event Asterisk sends: headers looked up as written
+        for attr, header, _lower, is_int in _spec(cls):
+            value = raw.get(header)
+            if value.__class__ is not str:
+                value = _text(value)
+            kwargs[attr] = _int(value) if is_int else value
+    else:
+        for attr, header, header_lower, is_int in _spec(cls):
+            value = get(header, header_lower)
+            kwargs[attr] = _int(value) if is_int else _text(value)
     if cls is UserEvent:
         kwargs["headers"] = MappingProxyType({
             k: v for k, v in raw.items()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acd.ami.client import EOL, _Protocol, format_action, parse_message
+from acd.ami.client import EOL, _parse_lines, _Protocol, format_action, parse_message
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 
@@ -88,6 +88,27 @@ def test_well_formed_events_survive_any_cutting(msgs, cuts):
 def test_parse_message_never_raises(text):
     msg = parse_message(text)
     assert msg is None or isinstance(msg, dict)
+
+
+# Lines as Asterisk writes them, and lines it never writes: blanks around names, no space or
+# two after the colon, colons in values, empty names, repeated headers, odd whitespace.
+_pieces = st.sampled_from(["Event", "Response", "ActionID", "event", "Channel", " Key ", "\tK\t",
+                           "A B", ":", ": ", "  ", "", "x:y", "\x1c", "\u2003", "\xa0", "Value",
+                           "\r", "\n"])
+_lines = st.lists(_pieces, min_size=0, max_size=5).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_lines, max_size=8), st.text(max_size=30))
+def test_the_fast_reading_of_a_message_is_the_line_by_line_one(lines, tail):
+    for block in (EOL.join(lines), EOL.join(lines) + tail):
+        assert parse_message(block) == _parse_lines(block), repr(block)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_the_fast_reading_agrees_on_any_text(text):
+    assert parse_message(text) == _parse_lines(text)
 
 
 @settings(max_examples=200, deadline=None)
