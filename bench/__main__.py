@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import wave
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,8 +37,8 @@ from bench.stats import cdf, summary
 
 RESULTS = inst.PROJECT / "bench" / "results"
 DOCS = inst.PROJECT / "docs"
-MEASURES = ("idle", "free", "ivr", "throughput", "overload", "pop", "profile", "core", "memory",
-            "startup")
+MEASURES = ("idle", "free", "ivr", "throughput", "overload", "pop", "profile", "recording", "core",
+            "memory", "startup")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Plan:
     recovery_seconds: float = 30.0   # ... then the sustained rate this long (same server)
     startup_agents: int = 1000       # measure 8: the agents (and their web users)
     startup_small: int = 100         # ... and a smaller size beside it (0: none)
+    rec_rate: float = 10.0           # measure "recording": calls/s, the group recorded or not
+    rec_seconds: float = 45.0        # ... each run this long
+    rec_chunks: int = 2              # ... this many runs of each, alternating
 
 
 FULL = Plan("full", phones=100, talk=2.0, idle_chunks=4, idle_calls=50, idle_rate=2.0,
@@ -82,7 +86,7 @@ QUICK = Plan("quick", phones=40, talk=2.0, idle_chunks=1, idle_calls=15, idle_ra
              pop_seconds=15.0, pages=300,
              profile_seconds=10.0, profile_rate=5.0, core_cycles=500, mem_agents=1000,
              mem_callers=2000, startup_agents=300, startup_small=0, overload_seconds=15.0,
-             recovery_seconds=10.0)
+             recovery_seconds=10.0, rec_rate=5.0, rec_seconds=10.0, rec_chunks=1)
 TALK_CAP = 10.0                      # exponential talk times are cut at this many seconds
 TALK_MIN = 1.0                       # ... and start at this many (nobody hangs up at once)
 
@@ -370,6 +374,38 @@ class Runner:
             "by_package": by_package(str(path)) if found else [],
             "ami_messages": calls_of(str(path), "acd/ami/client.py", "parse_message") if found else None}
 
+    # ---------------------------------------------------------------- recording
+    async def recording(self) -> None:
+        """CPU per recorded call: the same calls to the bench group with ``record: none`` and
+        with ``record: all`` (our server restarted between), in turn; and the files' size."""
+        p = self.plan
+        say(f"recording: {p.rec_chunks} x {p.rec_seconds:.0f} s at {p.rec_rate:g} calls/s with "
+            f"the group recorded and not, in turn (ours only)")
+        folder = self.bench.cfg.recordings_folder()
+        runs: dict[str, list[dict[str, Any]]] = {"none": [], "all": []}
+        try:
+            for i in range(p.rec_chunks):
+                for record in (("none", "all") if i % 2 == 0 else ("all", "none")):
+                    await self.bench.ours_down()
+                    self.bench.record_calls(record)
+                    await self.bench.ours_up()
+                    before = set(folder.rglob("*.wav")) if folder.exists() else set()
+                    prof = load.LoadProfile(number=NUMBERS[OURS], rate=p.rec_rate,
+                                            arrivals="poisson", duration=p.rec_seconds,
+                                            seed=700 + i, max_wait=60)
+                    r = self._keep("recording", await self.bench.run(
+                        OURS, f"record {record} {i + 1}", prof,
+                        load.TalkTimes("exponential", p.step_talk, 700 + i, cap=TALK_CAP,
+                                       minimum=TALK_MIN)))
+                    files = await recordings_made(folder, before, r.completed if record == "all"
+                                                  else 0, r.cpu, self.bench)
+                    runs[record].append({"calls": len(r.records), "completed": r.completed,
+                                         "cpu": r.cpu, **files})
+        finally:
+            await self.bench.ours_down()
+            self.bench.record_calls("none")
+        self.results["recording"] = report.recording_figures(runs, p.rec_rate)
+
     # ---------------------------------------------------------------- 6 and 7
     def core(self) -> None:
         say(f"(6) the core alone: 100, 1,000, 10,000 agents, 10,000 waiting, 100 groups, "
@@ -398,13 +434,15 @@ class Runner:
 
     # ---------------------------------------------------------------- all
     async def run(self) -> None:
-        real = {"idle", "free", "ivr", "throughput", "overload", "pop", "profile"} & self.only
+        real = {"idle", "free", "ivr", "throughput", "overload", "pop", "profile",
+                "recording"} & self.only
         if real:
             await self.bench.start(talk_cap=TALK_CAP)
             try:
                 # Overload last: twice the sustained rate can leave the bench's Asterisk too
                 # far behind for the measures after it (it is its own measure of recovery).
-                for m in ("idle", "free", "ivr", "throughput", "pop", "profile", "overload"):
+                for m in ("idle", "free", "ivr", "throughput", "pop", "profile", "recording",
+                          "overload"):
                     if self.want(m):
                         try:
                             await getattr(self, m)()
@@ -420,6 +458,41 @@ class Runner:
             await self.memory()
         if self.want("startup"):
             await self.startup()
+
+
+async def recordings_made(folder: Path, before: set[Path], expected: int,
+                          cpu: dict[str, Any], bench: Bench) -> dict[str, Any]:
+    """The recordings a run made (new files in the folder), once ``expected`` of them are
+    there (the server writes each WAV just after its leg ends) or 30 s have passed. The CPU
+    our server and Asterisk spent meanwhile is added to the run's ``cpu``: closing the files
+    is part of recording."""
+    server_pid = bench.server.pid if bench.server else None
+    ast_pid = bench.asterisk.pid() if bench.asterisk else None
+    s0 = inst.cpu_seconds(server_pid) if server_pid else None
+    a0 = inst.cpu_seconds(ast_pid) if ast_pid else None
+    deadline = time.monotonic() + 30
+    new: list[Path] = []
+    while True:
+        new = sorted(set(folder.rglob("*.wav")) - before) if folder.exists() else []
+        if len(new) >= expected or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)          # waiting for files being closed, bounded
+    if s0 is not None and cpu.get("server") is not None:
+        cpu["server"] = round(cpu["server"] + inst.cpu_seconds(server_pid) - s0, 3)
+    if a0 is not None and cpu.get("asterisk") is not None:
+        cpu["asterisk"] = round(cpu["asterisk"] + inst.cpu_seconds(ast_pid) - a0, 3)
+    size = seconds = 0.0
+    channels = set()
+    for f in new:
+        try:
+            with wave.open(str(f)) as w:
+                seconds += w.getnframes() / w.getframerate()
+                channels.add(w.getnchannels())
+            size += f.stat().st_size
+        except (OSError, wave.Error, EOFError):
+            continue
+    return {"files": len(new), "bytes": int(size), "audio_seconds": round(seconds, 1),
+            "channels": sorted(channels)}
 
 
 def _git() -> dict[str, Any]:

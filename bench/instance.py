@@ -67,6 +67,7 @@ class BenchSetup:
     rtp_end: int = 44999
     run_dir: Path = RUN_DIR
     log_level: str = "info"
+    record: str = "none"                # the group's recording (groups[].record)
 
     def agent_ids(self) -> list[str]:
         return [str(2001 + i) for i in range(self.agents)]
@@ -95,7 +96,8 @@ def config_data(s: BenchSetup) -> dict[str, Any]:
         "agents": [{"id": a, "name": f"Bench {a}"} for a in s.agent_ids()],
         "groups": [{"name": GROUP, "number": OURS_DIRECT, "strategy": s.strategy,
                     "members": {a: 1 for a in s.phone_ids()},
-                    "ring_timeout": s.ring_timeout, "wrapup_seconds": s.wrapup_seconds}],
+                    "ring_timeout": s.ring_timeout, "wrapup_seconds": s.wrapup_seconds,
+                    **({"record": s.record} if s.record != "none" else {})}],
     }
 
 

@@ -13,6 +13,7 @@ which arm goes first, so a change of the machine's load during the run hits both
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -143,6 +144,12 @@ class Bench:
             await self.ami.close()
         if self.asterisk:
             await asyncio.to_thread(self.asterisk.down)
+
+    def record_calls(self, record: str) -> None:
+        """Our server's next start records the group's calls so (``groups[].record``: all,
+        none): the configuration is written again."""
+        self.setup = dataclasses.replace(self.setup, record=record)
+        self.cfg, self.config_path = inst.write_config(self.setup)
 
     # ------------------------------------------------------------------ our server
 

@@ -53,6 +53,39 @@ def step_figures(run: Any, seconds: float) -> dict[str, Any]:
             "passed": not reasons, "reason": "; ".join(reasons)}
 
 
+def recording_figures(runs: dict[str, list[dict[str, Any]]], rate: float) -> dict[str, Any]:
+    """The recording measure: CPU per completed call with the group recorded (``all``) and
+    not (``none``), the difference (what recording a call costs), and the files' size."""
+    out: dict[str, Any] = {"rate": rate}
+    for record, rs in runs.items():
+        completed = sum(r["completed"] for r in rs)
+
+        def per_call(part: str) -> float | None:
+            vals = [r["cpu"].get(part) for r in rs]
+            if not completed or any(v is None for v in vals):
+                return None
+            return round(sum(vals) / completed * 1000, 3)
+        ast, srv = per_call("asterisk"), per_call("server")
+        out[record] = {"runs": len(rs), "calls": sum(r["calls"] for r in rs),
+                       "completed": completed,
+                       "cpu_ms_per_call": {"asterisk": ast, "server": srv,
+                                           "together": None if ast is None or srv is None
+                                           else round(ast + srv, 3)},
+                       "files": sum(r["files"] for r in rs), "bytes": sum(r["bytes"] for r in rs),
+                       "audio_seconds": round(sum(r["audio_seconds"] for r in rs), 1)}
+    rec, plain = out.get("all", {}), out.get("none", {})
+    extra = {}
+    for part in ("asterisk", "server", "together"):
+        a = _get(rec, "cpu_ms_per_call", part)
+        b = _get(plain, "cpu_ms_per_call", part)
+        extra[part] = None if a is None or b is None else round(a - b, 3)
+    out["extra_ms_per_recorded_call"] = extra
+    secs = rec.get("audio_seconds") or 0
+    out["bytes_per_second"] = round(rec["bytes"] / secs) if secs else None
+    out["mb_per_hour"] = round(rec["bytes"] / secs * 3600 / 1e6, 1) if secs else None
+    return out
+
+
 def _busy(cpu: dict[str, Any]) -> float | None:
     total = cpu.get("machine_total")
     return round(cpu["machine_busy"] / total, 3) if total else None
@@ -437,6 +470,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     _section_throughput(L, m)
     _section_pop(L, m)
     _section_profile(L, m)
+    _section_recording(L, m)
     _section_core(L, m)
     _section_overload(L, m)
     _section_memory(L, m)
@@ -589,6 +623,32 @@ def _section_profile(L: list[str], m: dict[str, Any]) -> None:
     for x in p["by_package"]:
         L.append(_row(f"`{x['what']}`", _pct(x["share"])))
     L.append("")
+
+
+def _section_recording(L: list[str], m: dict[str, Any]) -> None:
+    x = m.get("recording")
+    if not x or "all" not in x:
+        return
+    L += ["## What recording a call costs", "",
+          f"Our arm alone, {_ms(x.get('rate'))} calls/s, the same calls with the bench group's "
+          "`record: none` and `record: all` (our server restarted between), in turn. Recording is "
+          "Asterisk's MixMonitor writing each side raw, then our server writing the stereo WAV "
+          "(left the agent, right the caller) and its checksum; the CPU until the last file is "
+          "written is counted.", "",
+          _row("record", "completed calls", "Asterisk ms/call", "our server ms/call",
+               "together ms/call", "files", "audio"),
+          _row("---", "---", "---", "---", "---", "---", "---")]
+    for k in ("none", "all"):
+        v = x.get(k) or {}
+        c = v.get("cpu_ms_per_call") or {}
+        L.append(_row(f"`{k}`", v.get("completed"), _ms(c.get("asterisk")), _ms(c.get("server")),
+                      _ms(c.get("together")), v.get("files"),
+                      f"{v.get('audio_seconds')} s" if v.get("files") else "–"))
+    e = x.get("extra_ms_per_recorded_call") or {}
+    L += ["", f"A recorded call costs **{_ms(e.get('together'))} ms** of CPU more (Asterisk "
+              f"{_ms(e.get('asterisk'))}, our server {_ms(e.get('server'))}); a recording takes "
+              f"{x.get('bytes_per_second')} bytes a second, **{x.get('mb_per_hour')} MB an hour** "
+              "of conversation (8 kHz 16-bit stereo WAV).", ""]
 
 
 def _section_core(L: list[str], m: dict[str, Any]) -> None:

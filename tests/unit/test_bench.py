@@ -675,3 +675,34 @@ def test_arrivals_and_talk_times_are_independent_streams_of_one_seed():
     sd = (sum((g - mg) ** 2 for g in gaps) / n * sum((t - mt) ** 2 for t in times) / n) ** 0.5
     assert abs(cov / sd) < 0.1
     assert prof.offsets() == offsets                       # still repeatable from the seed
+
+
+def test_recording_figures_give_the_cost_of_a_recorded_call_and_the_size_per_hour(tmp_path):
+    def run(completed, ast, srv, files=0, size=0, secs=0.0):
+        return {"calls": completed, "completed": completed,
+                "cpu": {"asterisk": ast, "server": srv}, "files": files, "bytes": size,
+                "audio_seconds": secs}
+    x = report.recording_figures({"none": [run(100, 3.0, 1.0), run(100, 3.2, 1.0)],
+                                  "all": [run(100, 4.0, 1.5, 100, 32_000 * 300 + 4400, 300.0),
+                                          run(100, 4.2, 1.5, 100, 32_000 * 300 + 4400, 300.0)]},
+                                 10.0)
+    assert x["none"]["cpu_ms_per_call"] == {"asterisk": 31.0, "server": 10.0, "together": 41.0}
+    assert x["all"]["cpu_ms_per_call"] == {"asterisk": 41.0, "server": 15.0, "together": 56.0}
+    assert x["extra_ms_per_recorded_call"] == {"asterisk": 10.0, "server": 5.0, "together": 15.0}
+    assert x["all"]["files"] == 200 and x["bytes_per_second"] == 32_015
+    assert x["mb_per_hour"] == 115.3
+    # No CPU figure for a part: no cost, never a made-up one.
+    y = report.recording_figures({"none": [run(10, None, 1.0)], "all": [run(10, 2.0, 1.0)]}, 5.0)
+    assert y["extra_ms_per_recorded_call"]["asterisk"] is None
+    assert y["bytes_per_second"] is None
+    res = {"measures": {"recording": x}}
+    md = report.markdown(res, [])
+    assert "## What recording a call costs" in md and "**15 ms** of CPU more" in md
+    assert "**115.3 MB an hour**" in md
+
+
+def test_the_bench_group_is_recorded_only_when_asked(tmp_path):
+    _, cfg = _bench_cfg(tmp_path)
+    assert cfg.groups[0].record == "none"
+    _, cfg = _bench_cfg(tmp_path, record="all")
+    assert cfg.groups[0].record == "all"
