@@ -381,7 +381,7 @@ class Runner:
         p = self.plan
         say(f"recording: {p.rec_chunks} x {p.rec_seconds:.0f} s at {p.rec_rate:g} calls/s with "
             f"the group recorded and not, in turn (ours only)")
-        folder = self.bench.cfg.recordings_folder()
+        folder = self.bench.cfg.recordings_folder
         runs: dict[str, list[dict[str, Any]]] = {"none": [], "all": []}
         try:
             for i in range(p.rec_chunks):
