@@ -81,6 +81,10 @@ def recording_figures(runs: dict[str, list[dict[str, Any]]], rate: float) -> dic
         extra[part] = None if a is None or b is None else round(a - b, 3)
     out["extra_ms_per_recorded_call"] = extra
     secs = rec.get("audio_seconds") or 0
+    # Per second of recorded conversation: what recording costs however long the calls are.
+    out["extra_ms_per_audio_second"] = {
+        part: None if v is None or not secs else round(v * rec["completed"] / secs, 2)
+        for part, v in extra.items()}
     out["bytes_per_second"] = round(rec["bytes"] / secs) if secs else None
     out["mb_per_hour"] = round(rec["bytes"] / secs * 3600 / 1e6, 1) if secs else None
     return out
@@ -645,8 +649,11 @@ def _section_recording(L: list[str], m: dict[str, Any]) -> None:
                       _ms(c.get("together")), v.get("files"),
                       f"{v.get('audio_seconds')} s" if v.get("files") else "–"))
     e = x.get("extra_ms_per_recorded_call") or {}
+    per_s = x.get("extra_ms_per_audio_second") or {}
     L += ["", f"A recorded call costs **{_ms(e.get('together'))} ms** of CPU more (Asterisk "
-              f"{_ms(e.get('asterisk'))}, our server {_ms(e.get('server'))}); a recording takes "
+              f"{_ms(e.get('asterisk'))}, our server {_ms(e.get('server'))}): "
+              f"**{_ms(per_s.get('together'))} ms per second of recorded conversation** (Asterisk "
+              f"{_ms(per_s.get('asterisk'))}, our server {_ms(per_s.get('server'))}); a recording takes "
               f"{x.get('bytes_per_second')} bytes a second, **{x.get('mb_per_hour')} MB an hour** "
               "of conversation (8 kHz 16-bit stereo WAV).", ""]
 

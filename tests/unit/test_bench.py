@@ -690,6 +690,7 @@ def test_recording_figures_give_the_cost_of_a_recorded_call_and_the_size_per_hou
     assert x["all"]["cpu_ms_per_call"] == {"asterisk": 41.0, "server": 15.0, "together": 56.0}
     assert x["extra_ms_per_recorded_call"] == {"asterisk": 10.0, "server": 5.0, "together": 15.0}
     assert x["all"]["files"] == 200 and x["bytes_per_second"] == 32_015
+    assert x["extra_ms_per_audio_second"] == {"asterisk": 3.33, "server": 1.67, "together": 5.0}
     assert x["mb_per_hour"] == 115.3
     # No CPU figure for a part: no cost, never a made-up one.
     y = report.recording_figures({"none": [run(10, None, 1.0)], "all": [run(10, 2.0, 1.0)]}, 5.0)
@@ -698,6 +699,7 @@ def test_recording_figures_give_the_cost_of_a_recorded_call_and_the_size_per_hou
     res = {"measures": {"recording": x}}
     md = report.markdown(res, [])
     assert "## What recording a call costs" in md and "**15 ms** of CPU more" in md
+    assert "**5 ms per second of recorded conversation**" in md
     assert "**115.3 MB an hour**" in md
 
 
