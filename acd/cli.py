@@ -199,16 +199,6 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
 """
 
 
-def _loop_run():
-    """How ``acd run`` runs its event loop: uvloop's (libuv) where it is installed, the
-    standard library's otherwise. Everything in the server is plain asyncio either way."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from acd.app import serve
     started = time.monotonic()
@@ -225,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ast.up()
         where = f"{ast.install.version}, {ast.where()}; logs: acd asterisk logs"
     try:
-        _loop_run()(serve(cfg, ready=lambda s: print(banner(cfg, secrets_file, s.http_port, where),
+        asyncio.run(serve(cfg, ready=lambda s: print(banner(cfg, secrets_file, s.http_port, where),
                                                      file=sys.stderr, flush=True)))
     except KeyboardInterrupt:
         pass
