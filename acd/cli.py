@@ -109,6 +109,20 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+#: baresip's reasons for a call's end, as a person would say them (its ECONNRESET text is
+#: how it reports an ordinary BYE from the other side: no error).
+CALL_END_REASONS = {"connection reset by peer": "hung up by the other side"}
+
+
+def phone_event_text(ev: dict) -> str:
+    """One line of ``acd phone``'s output for a call event of baresip."""
+    param = str(ev.get("param", "") or "")
+    if ev.get("type") == "CALL_CLOSED":
+        param = CALL_END_REASONS.get(param.strip().lower(), param)
+    kind = str(ev.get("type", "")).lower().replace("_", " ")
+    return f"{kind}: {ev.get('peeruri', '')} {param}".rstrip()
+
+
 def cmd_phone(args: argparse.Namespace) -> int:
     """Register baresip as an agent's phone; optionally dial a number and key in digits."""
     from acd.asterisk.provision import resolve
@@ -147,8 +161,7 @@ def cmd_phone(args: argparse.Namespace) -> int:
                 ev = await phone.wait_event(("CALL_INCOMING", "CALL_ESTABLISHED", "CALL_CLOSED"),
                                             timeout=10**6, since=seen)
                 seen = phone.events.index(ev) + 1
-                print(f"{ev['type'].lower().replace('_', ' ')}: {ev.get('peeruri', '')} "
-                      f"{ev.get('param', '')}".rstrip(), flush=True)
+                print(phone_event_text(ev), flush=True)
                 if args.dial and ev["type"] == "CALL_CLOSED":
                     return 0
         finally:

@@ -472,7 +472,9 @@ class AmiClient:
                                message=_first(_get(msg, "Message")) or None, fields=msg)
         if not response.success:
             if not quiet:
-                lg.info("ami.action_error", response=response.response, message=response.message)
+                # The caller decides whether an error matters ("No Contacts found" at a
+                # start does not): the runtime logs those that do, with the call.
+                lg.debug("ami.action_error", response=response.response, message=response.message)
             raise AmiActionError(name, response.message or response.response, response)
         return response, events
 

@@ -137,7 +137,8 @@ class Acd(CallControl, Restore):
                      priority: int = 0, key_trail: Sequence[str] | str = (),
                      verification: str | None = None,
                      entered_at: float | None = None,
-                     overloaded: bool = False) -> list[Decision]:
+                     overloaded: bool = False,
+                     caller_text: str | None = None) -> list[Decision]:
         """A caller enters skill group ``group``'s queue (higher ``priority`` first, then
         entry time). ``key_trail``: the IVR keys pressed; ``verification``: what the IVR
         established about the caller. Both are shown to the agent. ``entered_at``: when the
@@ -146,12 +147,15 @@ class Acd(CallControl, Restore):
         decides (an offer, a ring timer) happens at ``now``. ``overloaded``: the server is
         past what it can serve (see :mod:`acd.runtime.overload`): the caller is not queued
         but sent to the group's ``overload_destination`` (a message, by default), on record
-        as an overflow."""
+        as an overflow. ``caller_number``: the caller's number if it is one we may dial,
+        else ""; ``caller_text``: the caller id as it came, shown to the agent (default: the
+        number)."""
         self._begin()
         self._new_call_in(call_id, group)
         entered = now if entered_at is None else min(entered_at, now)
         call = Call(call_id, caller_number or "", group, int(priority), entered,
-                    tuple(key_trail), verification)
+                    tuple(key_trail), verification,
+                    caller_text=(caller_number or "") if caller_text is None else caller_text)
         call.channel_group = group
         self._calls[call_id] = call
         self._record(call, entered, CallEventKind.ARRIVED, detail=" ".join(call.key_trail))

@@ -202,6 +202,8 @@ class Call:
     arrived_at: float
     key_trail: tuple[str, ...] = ()
     verification: str | None = None
+    #: the caller id as it came (shown to agents; ``caller_number`` is only a dialable one)
+    caller_text: str = ""
     state: CallState = CallState.NEW
     entered_at: float = 0.0         # entry into the current group's queue
     seq: int = 0                    # tie-breaker: order of entry

@@ -552,7 +552,8 @@ class CallControl(OutboundCalls):
                                     call.caller_number, kind, owner.agent_id))
         self._start_timer(timer_key(T_XFER, call_id), now + timeout)
         self._out.append(Notify(target.agent_id, "ring", {
-            "call_id": call_id, "caller_number": call.caller_number, "group": call.group,
+            "call_id": call_id, "caller_number": call.caller_text or call.caller_number,
+            "group": call.group,
             "priority": call.priority, "key_trail": list(call.key_trail),
             "verification": call.verification, "waited": 0.0, "callback": False,
             "number": None, kind: {"from_agent": owner.agent_id}}))

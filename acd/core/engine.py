@@ -603,7 +603,7 @@ class Engine:
         self._record(call, now, CallEventKind.OFFERED, agent_id=agent.agent_id,
                      detail="" if via == call.group else f"via {via}")
         self._out.append(Notify(agent.agent_id, "ring", {
-            "call_id": call.call_id, "caller_number": call.caller_number,
+            "call_id": call.call_id, "caller_number": call.caller_text or call.caller_number,
             "group": call.group, "priority": call.priority,
             "key_trail": list(call.key_trail), "verification": call.verification,
             "waited": now - call.entered_at, "callback": cb is not None,

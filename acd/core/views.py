@@ -68,11 +68,13 @@ def agent_view(a: Agent, now: float, *, reachable: bool, in_use: bool,
         why = "logged out"
     else:
         why = unusable or (a.state.value + (f": {a.reason}" if a.reason else ""))
+    # An agent never logged in has been in no state since any moment: no time to show.
+    never = a.state is AgentState.OFFLINE and a.since <= 0
     return {
         "state": a.state.value,
         "reason": a.reason,
-        "since": a.since,
-        "in_state_for": now - a.since,
+        "since": None if never else a.since,
+        "in_state_for": None if never else now - a.since,
         "endpoint": a.endpoint,
         "reachable": reachable,
         "phone_in_use": in_use,

@@ -182,7 +182,8 @@ class Queue:
             # core decides now (an offer, a ring timer) happens now.
             out = self.acd.call_arrived(uniqueid, number, group, self.clock(),
                                         entered_at=entered, priority=priority,
-                                        key_trail=key_trail, overloaded=not self.admit())
+                                        key_trail=key_trail, overloaded=not self.admit(),
+                                        caller_text=caller_number)
         except AcdError as exc:
             self.channels.callers.pop(uniqueid, None)
             # The caller is sent away by the script; the record gets its one end reason.

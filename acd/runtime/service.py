@@ -544,7 +544,10 @@ class AcdRuntime:
     def on_ami_connection(self, up: bool) -> None:
         self._ami_up = up
         if not up:
-            self.log.warning("runtime.ami_down")
+            if self.out.stopping or getattr(self.ami, "closing", False):
+                self.log.info("runtime.ami_closed")     # our own stop: nothing is wrong
+            else:
+                self.log.warning("runtime.ami_down")
             # No rings while there is no link: each would fail at once and send the caller
             # on to the next agent, and the next. Released once the link is reconciled.
             self._hold_offers(True)

@@ -107,6 +107,8 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     await bar.locator("button[data-action=hold]").click()
     await moh_started(ami, caller, m)
     await expect(page.locator("#call-status")).to_contain_text("held", timeout=MS)
+    # The state badge says so too (it said "talking" while the tab said "held").
+    await expect(page.locator("#agent-state")).to_have_text("held", timeout=MS)
     await expect(bar.locator("button[data-action=resume]")).to_be_enabled()
     await expect(bar.locator("button[data-action=hold]")).to_be_disabled()
     await expect(bar.locator("button[data-action=hold]")).to_have_attribute(
@@ -118,6 +120,7 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     await moh_stopped(ami, caller, m)
     assert await joined(ami, caller, m) == "1001"
     await expect(page.locator("#call-status")).to_contain_text("talking", timeout=MS)
+    await expect(page.locator("#agent-state")).to_have_text("talking", timeout=MS)
 
     # A refused action shows why, and changes nothing: transfer to an agent who is offline.
     await page.fill("#target", "1003")
@@ -162,6 +165,8 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     row = page.locator(f"#recent tbody tr[data-call='{caller.uniqueid}']")
     await expect(row.locator("td.number")).to_have_text("13912345678", timeout=MS)
     await expect(row.locator("input[data-note]")).to_have_value("asked about order 5", timeout=MS)
+    # The row's button says what it does: the call leaves this list, its record stays.
+    await expect(row.locator("button.hide")).to_have_text("Hide from list")
     await expect(agent_row.locator("td[data-f=calls_handled]")).to_have_text("1", timeout=MS)
     await agent.shot("agent-recent-calls")
     call = await stored(srv, caller.uniqueid)

@@ -1035,3 +1035,17 @@ async def test_the_side_left_in_a_dissolving_bridge_is_left_to_the_dialplan(env,
             await env.settle()
             assert sorted(h["Channel"] for h in env.ami.sent("Hangup")) == sorted(
                 [sides["agent"][0], sides["caller"][1]])
+
+
+async def test_the_link_lost_is_a_warning_and_our_own_close_is_not(env):
+    """A newcomer read `runtime.ami_down` as a warning on every clean Ctrl-C: the client
+    closing the link itself is said at info; a link lost under a running server stays a
+    warning."""
+    await start(env)
+    with structlog.testing.capture_logs() as logs:
+        env.ami.conn_cb(False)
+        env.ami.closing = True
+        env.ami.conn_cb(False)
+    assert [(e["event"], e["log_level"]) for e in logs
+            if e["event"].startswith("runtime.ami_")] == [
+        ("runtime.ami_down", "warning"), ("runtime.ami_closed", "info")]

@@ -105,6 +105,18 @@ def test_login_then_manual_states_are_recorded_with_times():
     assert core.snapshot_agents(6.0)["a1"]["endpoint"] is None
 
 
+def test_an_agent_never_logged_in_has_no_time_in_state():
+    """Bug: the wall board showed `offline 498954:58:02` (since the epoch) for an agent who
+    never logged in. Once logged in and out, the time counts from the logout."""
+    core = acd()
+    never = core.snapshot_agents(1_796_237_678.0)["a1"]
+    assert (never["state"], never["since"], never["in_state_for"]) == ("offline", None, None)
+    core.agent_login("a1", "PJSIP/a1", 100.0)
+    core.agent_logout("a1", 160.0)
+    out = core.snapshot_agents(190.0)["a1"]
+    assert (out["state"], out["since"], out["in_state_for"]) == ("offline", 160.0, 30.0)
+
+
 def test_setting_the_same_state_and_reason_records_nothing():
     core = acd()
     core.agent_login("a1", "PJSIP/a1", 1.0)

@@ -727,3 +727,21 @@ def test_a_caller_who_entered_earlier_keeps_the_place_but_is_offered_now(make_si
     # An entry time later than now (a clock step) counts as now.
     sim.do("call_arrived", "c2", "100", "g", at=6.0, entered_at=9.0)
     assert info(sim, "c2")["entered_at"] == 6.0
+
+
+def test_the_ring_shows_the_caller_id_as_it_came_even_when_it_is_no_number():
+    """Bug: a caller id that is not a dialable number ("anonymous", a SIP user) was left out
+    of the ring message, so the agent's tab read "unknown" until the pop loaded. It is data:
+    sent as text; the core still keeps only a dialable number for callbacks and routing."""
+    core = Acd([GroupConfig("g", members={"a": 1})])
+    core.agent_login("a", "PJSIP/a", 0.0)
+    out = core.call_arrived("k1", "", "g", 1.0, caller_text="anonymous <b>")
+    [ring] = [n for n in of(out, Notify) if n.event == "ring"]
+    assert ring.payload["caller_number"] == "anonymous <b>"
+    assert core.call_info("k1")["caller_number"] == ""
+    out = core.call_arrived("k2", "5551234", "g", 2.0)
+    assert info_number(core, "k2") == "5551234"
+
+
+def info_number(core, call):
+    return core.call_info(call)["caller_number"]

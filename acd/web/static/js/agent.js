@@ -60,11 +60,19 @@ export function recordingText(call) {
 const $ = (id) => document.getElementById(id);
 function serverNow() { return Date.now() / 1000 + S.offset; }
 
+export function badgeState(agent, call) {
+  // The agent's state as the badge shows it: "held" while their call is on hold (the ACD's
+  // state is still talking: the call is theirs and the phone is in use).
+  const state = (agent && agent.state) || "offline";
+  return state === "talking" && call && call.status === "held" ? "held" : state;
+}
+
 function renderState() {
   const a = S.agent || {};
   const badge = $("agent-state");
-  badge.textContent = a.state || "offline";
-  badge.className = "state-badge state-" + (a.state || "offline");
+  const shown = badgeState(a, a.call_id ? S.calls.get(a.call_id) : null);
+  badge.textContent = shown;
+  badge.className = "state-badge state-" + shown;
   setText("pending", a.pending ? a.pending + (a.pending_reason ? " (" + a.pending_reason + ")" : "") : "none");
   setText("reachable", !a.reachable ? "not reachable" : a.phone_in_use ? "registered, in use" : "registered");
   for (const b of document.querySelectorAll("#state-buttons button")) {
@@ -181,7 +189,7 @@ function renderRecent() {
       h("td", {}, fmtTime(c.arrived_at)), h("td", { class: "number caller-text" }, c.caller_number || ""),
       h("td", { class: "name caller-text" }, c.caller_name || ""), h("td", {}, c.skill_group || ""), h("td", { class: "end" }, c.end_reason || "in progress"),
       h("td", {}, note, h("button", { type: "button", on: { click: () => saveNote(c.uniqueid, note.value) } }, "Save")),
-      h("td", {}, h("button", { type: "button", class: "delete", on: { click: () => hideCall(c.uniqueid) } }, "Delete"))));
+      h("td", {}, h("button", { type: "button", class: "hide", title: "Takes the call off this list; its record stays.", on: { click: () => hideCall(c.uniqueid) } }, "Hide from list"))));
   }
   if (!S.recent.length) body.append(h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No calls yet.")));
 }

@@ -1,0 +1,17 @@
+"""`acd phone`'s lines for call events: an ordinary hangup does not read as an error."""
+from __future__ import annotations
+
+from acd.cli import phone_event_text
+
+
+def test_a_hangup_by_the_other_side_reads_as_one_not_as_a_socket_error():
+    ev = {"type": "CALL_CLOSED", "peeruri": "sip:7000@127.0.0.1:5060",
+          "param": "Connection reset by peer"}
+    assert phone_event_text(ev) == "call closed: sip:7000@127.0.0.1:5060 hung up by the other side"
+
+
+def test_other_events_and_reasons_are_shown_as_they_come():
+    assert phone_event_text({"type": "CALL_INCOMING", "peeruri": "sip:x@h"}) == \
+        "call incoming: sip:x@h"
+    assert phone_event_text({"type": "CALL_CLOSED", "peeruri": "sip:x@h",
+                             "param": "486 Busy Here"}) == "call closed: sip:x@h 486 Busy Here"
