@@ -3,18 +3,19 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast setup flow-tools asterisk browser asterisk-down clean distclean
+.PHONY: run test test-fast setup setup-test flow-tools asterisk browser asterisk-down clean distclean
 
 run: setup asterisk
 	$(BIN)/acd run
 
 # Every tier, fastest first; the real-Asterisk tier is never skipped.
-test: setup asterisk browser
+test: setup-test asterisk browser
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/asterisk tests/browser
 
 # Pure and loopback tiers only (no Asterisk): a quick check while editing.
-test-fast: setup
+test-fast: setup-test
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration
 
 # Benchmarks beside Asterisk's app_queue, on real calls (bench/; about 40 minutes; not part of
@@ -36,16 +37,25 @@ SOAK_RATE ?= 0.3
 soak: setup asterisk
 	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
+# `make run` installs what runs; `make test` adds the test tools (pytest, hypothesis,
+# Playwright) on top.
 setup: $(STAMP) flow-tools
+
+setup-test: setup $(TEST_STAMP)
 
 $(STAMP): pyproject.toml
 	@echo "[setup] Python virtual environment in $(VENV)"
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "[setup] installing the server and its test tools (pip)"
-	@$(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@echo "[setup] installing the server (pip)"
+	@$(BIN)/python -m pip install --progress-bar on -e .
 	@touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	@echo "[setup] installing the test tools (pip)"
+	@$(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@touch $(TEST_STAMP)
 
 # Asterisk 20+ from the PATH, or the managed Asterisk 22 root (built once, ~1 min, shows progress).
 asterisk: setup

@@ -208,7 +208,7 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
 {agents}
       password          in {secrets_file} (agent_<id>_password)
   or, with the project's own softphone, in another terminal:
-      .venv/bin/acd phone {cfg.agents[0].id if cfg.agents else 'AGENT'} --dial {cfg.hotline.number} --dtmf 13800138000#
+      .venv/bin/acd phone {cfg.agents[0].id if cfg.agents else 'AGENT'} --dial {cfg.hotline.number} --dtmf 1 --dtmf-delay 6
 """
 
 

@@ -15,3 +15,17 @@ def test_other_events_and_reasons_are_shown_as_they_come():
         "call incoming: sip:x@h"
     assert phone_event_text({"type": "CALL_CLOSED", "peeruri": "sip:x@h",
                              "param": "486 Busy Here"}) == "call closed: sip:x@h 486 Busy Here"
+
+
+def test_the_banner_and_the_readme_give_the_same_first_call():
+    """They disagreed (the banner keyed a phone number into what is a menu)."""
+    from pathlib import Path
+
+    from acd import config as configmod
+    from acd.cli import banner
+    project = Path(__file__).resolve().parents[2]
+    cfg = configmod.load(project / "config.yaml", environ={})
+    text = banner(cfg, Path("data/secrets.yaml"), cfg.http.port, "")
+    [command] = [line.strip() for line in text.splitlines() if "acd phone" in line]
+    assert command in (project / "README.md").read_text()
+    assert "--dial 7000 --dtmf 1 " in command
