@@ -150,7 +150,12 @@ def cmd_phone(args: argparse.Namespace) -> int:
         try:
             if args.dial:
                 call = await phone.dial(f"sip:{args.dial}@{host}:{port}")
-                await phone.wait_established(call)
+                try:
+                    await phone.wait_established(call)
+                except PhoneError as e:      # refused (403: a number agents may not call)
+                    raise UserError("phone.call_refused", f"{e} (an agent's phone may call the "
+                                    "hotline, the skill groups' and the IVR flows' numbers)"
+                                    ) from None
                 print(f"call to {args.dial} established", flush=True)
                 if args.dtmf:
                     await asyncio.sleep(args.dtmf_delay)  # let the prompt start: a person waits too

@@ -60,6 +60,9 @@ def test_group_numbers_and_test_customers(tmp_path):
     ext = next(p for p in files if p.name == "extensions.conf").read_text()
     assert "exten => 7001,1,NoOp(direct call to skill group general" in ext
     assert "Set(ACD_GROUP=general)" in ext
+    # agents' phones may call the group's number and the survey flow's (config.yaml: 7009)
+    for number in ("7001", "7009"):
+        assert f"[acd-agents]\nexten => {number},1,Goto(acd-hotline,${{EXTEN}},1)" in ext
     assert "acd-testcustomer" not in ext  # only with the loopback trunk
     cfg = _cfg(tmp_path, loopback_trunk=True)
     files = render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out2"))
