@@ -467,7 +467,15 @@ class AcdRuntime:
                 out["call"] = info
             except AcdError:
                 pass
-            out["control"] = self.acd.control_info(call_id)
+            control = self.acd.control_info(call_id)
+            # The call's control is the agent's only while they are a party to it (its owner,
+            # or the agent a transfer rings): after handing it over (in wrap-up, say) the
+            # call is theirs no more, and the page must not offer its actions.
+            transfer = (control or {}).get("transfer") or {}
+            if control is not None and agent_id in (control.get("owner"),
+                                                    control.get("agent_id"),   # outbound
+                                                    transfer.get("target_agent")):
+                out["control"] = control
         # The recording of the agent's conversation (paused or not): the page shows it,
         # after a reload too (a pause for card numbers must not look like none).
         out["recording"] = self.recorder.status(agent_id) if call_id else None

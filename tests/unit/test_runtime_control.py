@@ -403,3 +403,38 @@ async def test_a_bridge_refused_for_a_moment_is_tried_again(env):
     env.rt.resume("1001")
     await env.settle()
     assert len(env.ami.sent("Bridge")) == 1
+
+
+async def test_after_a_transfer_the_first_agent_in_wrap_up_has_no_control_of_the_call(
+        tmp_path):
+    """Bug: after a completed transfer the transferring agent's page kept the call as
+    talking, Hang up and all, after a reload too: their view (in wrap-up, still naming the
+    call) carried the call's control, whose state is the new owner's."""
+    from dataclasses import replace
+
+    from tests.unit.test_runtime import GROUPS, runtime_env
+    groups = (replace(GROUPS[0], wrapup_seconds=30),) + GROUPS[1:]
+    async with runtime_env(tmp_path, groups=groups) as env:
+        await start(env, "1001", "1002")
+        leg = await connected(env)
+        env.rt.login("1002")
+        await env.settle()
+        assert env.rt.agent("1001")["control"]["state"] == "talking"
+        env.rt.transfer("1001", to_agent="1002")
+        await env.settle()
+        target = env.leg("1002")
+        # the target being rung sees the transfer, the owner too
+        env.ringing(target)
+        await env.settle()
+        assert env.rt.agent("1001")["control"]["state"] == "transfer_ringing"
+        leave(env, "b1", ("c1", CALLER), (leg["ChannelId"], chan(leg)))
+        env.answered(target)
+        await env.settle()
+        env.hangup(leg["ChannelId"], chan(leg))
+        await env.settle()
+        first, second = env.rt.agent("1001"), env.rt.agent("1002")
+        assert first["state"] == "wrapup" and first["call_id"] == "c1"
+        assert first["control"] is None
+        assert second["control"]["owner"] == "1002" and second["control"]["state"] == "talking"
+        with pytest.raises(AcdError):
+            env.rt.hangup("1001")

@@ -303,12 +303,12 @@ function ensureCall(id, ring, status) {
 }
 
 function statusOf(view) {
-  // the call's status from an agent snapshot (GET /api/agents/{id}, a call-control answer)
+  // the call's status from an agent snapshot (GET /api/agents/{id}, a call-control answer):
+  // an agent neither ringing nor talking (in wrap-up after a transfer, say) has no live call
+  if (view.state !== "ringing" && view.state !== "talking") return "ended";
   const ctl = view.control;
   if (ctl && !ctl.outbound && ctl.state) return ctl.state;
-  if (view.state === "ringing") return "ringing";
-  if (view.state === "talking") return "talking";
-  return "ended";
+  return view.state;
 }
 
 function applyAgentView(view) {
