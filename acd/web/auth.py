@@ -209,20 +209,21 @@ def check_key(data_dir: Path) -> bytes:
 # --- the login rate limit -------------------------------------------------------------------
 
 class LoginLimiter:
-    """Failed logins per key within a sliding window. Plain Python, injected clock."""
+    """Failed logins per key within a sliding window, each with a label (the user name tried).
+    Plain Python, injected clock."""
 
     def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.attempts = attempts
         self.window = window
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[str, deque[tuple[float, str]]] = {}
 
-    def _recent(self, key: str) -> deque[float]:
+    def _recent(self, key: str) -> deque[tuple[float, str]]:
         q = self._failures.get(key)
         if q is None:
             return deque()
         cutoff = self.clock() - self.window
-        while q and q[0] <= cutoff:
+        while q and q[0][0] <= cutoff:
             q.popleft()
         if not q:
             del self._failures[key]
@@ -234,11 +235,22 @@ class LoginLimiter:
         q = self._recent(key)
         if len(q) < limit:
             return 0.0
-        return max(0.0, q[-limit] + self.window - self.clock())
+        return max(0.0, q[-limit][0] + self.window - self.clock())
 
-    def failed(self, key: str) -> None:
+    def retry_after_distinct(self, key: str, labels: int) -> float:
+        """Seconds until ``key`` may try again when ``labels`` different labels (user names)
+        failed within the window (0: now): many names tried from one address is a scan;
+        one name tried many times is that name's business alone."""
+        latest: dict[str, float] = {}
+        for at, label in self._recent(key):
+            latest[label] = at
+        if len(latest) < labels:
+            return 0.0
+        return max(0.0, sorted(latest.values())[-labels] + self.window - self.clock())
+
+    def failed(self, key: str, label: str = "") -> None:
         self._recent(key)
-        self._failures.setdefault(key, deque()).append(self.clock())
+        self._failures.setdefault(key, deque()).append((self.clock(), label))
         if len(self._failures) > 10000:          # bounded memory under a spray of names
             for k in list(self._failures)[:1000]:
                 self._failures.pop(k, None)
@@ -463,9 +475,13 @@ class Auth:
 
     async def login(self, username: str, password: str, address: str) -> tuple[str, dict[str, Any]]:
         """A new session (token, session) or UserError auth.rate_limited / auth.bad_credentials."""
-        keys = (f"user:{address}:{username.lower()}", f"addr:{address}")
+        # Per user and address: that user's guesses from there. Per address: how many
+        # different names failed from there (a scan). One user's failures never lock another
+        # user out, behind a proxy or a NAT where a whole office shares one address.
+        name = username.lower()
+        keys = (f"user:{address}:{name}", f"addr:{address}")
         wait = max(self.limiter.retry_after(keys[0]),
-                   self.limiter.retry_after(keys[1], self.limiter.attempts * 4))
+                   self.limiter.retry_after_distinct(keys[1], self.limiter.attempts * 4))
         if wait > 0:
             err = UserError("auth.rate_limited", f"Too many failed logins; try again in "
                                                  f"{int(wait) + 1} s.")
@@ -474,7 +490,7 @@ class Auth:
         # Counted as failed before the check (no await in between), so attempts sent all at
         # once cannot slip past the limit while the first ones are being checked.
         for k in keys:
-            self.limiter.failed(k)
+            self.limiter.failed(k, name)
         pending = self._pending.get(username)     # before the row: its hash is on record
         user = await self.db.user(username) if username else None
         ok = await asyncio.to_thread(self._password_ok, pending, user, password)

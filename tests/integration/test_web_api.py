@@ -179,6 +179,33 @@ async def test_wrong_password_unknown_user_and_the_rate_limit(web):
     assert any(e["detail"].get("error") == "auth.bad_credentials" for e in entries)
 
 
+async def test_one_users_failed_logins_never_lock_another_out_behind_one_address(web):
+    """20 bad logins for 1001 from one address refused 1002's right password (a whole office
+    behind one proxy locked out). Now only 1001 is held back; many names failing from one
+    address (a scan) still holds the address back."""
+    c = web.client()
+    for i in range(20):
+        r = await c.post(web.url("/api/auth/login"),
+                         json={"username": "1001", "password": f"wrong-{i}"})
+        assert r.status in (401, 429)
+    r = await c.post(web.url("/api/auth/login"), json={"username": "1001",
+                                                       "password": password_of(web.cfg, "1001")})
+    assert r.status == 429                                   # 1001 from here: held back
+    r = await c.post(web.url("/api/auth/login"), json={"username": "1002",
+                                                       "password": password_of(web.cfg, "1002")})
+    assert r.status == 200                                   # 1002: not 1001's failures
+    web.clock.now += 61
+    other = web.client()
+    limit = web.cfg.web.login_attempts * 4
+    for i in range(limit):
+        r = await other.post(web.url("/api/auth/login"),
+                             json={"username": f"user{i}", "password": "wrong-password"})
+        assert r.status == 401
+    r = await other.post(web.url("/api/auth/login"),
+                         json={"username": "1002", "password": password_of(web.cfg, "1002")})
+    assert r.status == 429 and (await r.json())["error"] == "auth.rate_limited"
+
+
 async def test_a_session_expires_and_logout_ends_it(web):
     a = await web.as_user("1001")
     assert (await a.get("/api/agents/1001")).status == 200

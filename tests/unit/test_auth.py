@@ -65,6 +65,20 @@ def test_login_limiter_counts_failures_in_a_sliding_window():
     assert lim.retry_after("other") == 0
 
 
+def test_an_address_is_held_back_by_many_names_failing_never_by_one_name_failing_often():
+    now = [1000.0]
+    lim = LoginLimiter(3, 60, clock=lambda: now[0])
+    for _ in range(20):                       # one user's guesses: that user's business
+        lim.failed("addr", "alice")
+    assert lim.retry_after_distinct("addr", 3) == 0
+    lim.failed("addr", "bob")
+    now[0] += 10
+    lim.failed("addr", "carol")               # three names from one address: a scan
+    assert lim.retry_after_distinct("addr", 3) == pytest.approx(50)
+    now[0] += 50.001
+    assert lim.retry_after_distinct("addr", 3) == 0
+
+
 def test_passwords_are_argon2id_and_verify():
     pw = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     h = pw.hash("correct horse")
