@@ -166,6 +166,10 @@ class WebConfig:
     metrics_token: str = ""         # bearer token for /metrics; empty: generated
     websockets_per_session: int = 8     # live pages open at once per login; more are refused
     websockets_per_address: int = 100   # ... and per client address (close code 1008)
+    secure_cookies: bool = False    # the session cookie only over HTTPS (behind TLS); it is
+                                    # Secure anyway when the client came over HTTPS
+    trusted_proxies: tuple[str, ...] = ()   # reverse proxies (addresses, networks) whose
+                                    # X-Forwarded-For / -Proto are believed
     users: tuple[WebUserConfig, ...] = (WebUserConfig(username="admin", role="admin"),)
     side_panels: tuple[SidePanelConfig, ...] = ()
 

@@ -236,6 +236,11 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
     for key in ("websockets_per_session", "websockets_per_address"):
         if getattr(w, key) < 1:
             bad(f"web.{key}", f"at least 1, not {getattr(w, key)}")
+    for i, item in enumerate(w.trusted_proxies):
+        try:
+            ipaddress.ip_network(str(item).strip(), strict=False)
+        except ValueError:
+            bad(f"web.trusted_proxies[{i}]", f"an IP address or network, not {item!r}")
     try:
         ZoneInfo(w.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -85,6 +85,11 @@ async def errors_middleware(request: web.Request, handler):  # noqa: ANN001
         raise
 
 
+async def _no_sniffing(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every response is taken for the type it says (JSON is never sniffed into HTML)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -337,6 +342,7 @@ def make_app(*, store: Any, ami: Any, agi: Any, cfg: Any, runtime: Any = None,
     from acd.web.recordings_api import add_recording_routes
     from acd.web.pages import install
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(_no_sniffing)
     _add_routes(app, ApiRoutes(store=store, ami=ami, agi=agi, cfg=cfg, runtime=runtime,
                                hub=hub).routes())
     add_flow_routes(app, store=store, flows=flows)

@@ -30,7 +30,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
@@ -44,6 +44,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from acd import log as acdlog
 from acd.errors import UserError
+from acd.web.forwarded import Forwarded
 from acd.web.request import json_object
 
 COOKIE = "acd_session"
@@ -328,7 +329,8 @@ class Auth:
                  login_window: float = 300.0, metrics_token: str = "",
                  clock: Callable[[], float] = time.time, passwords: Passwords | None = None,
                  secure_cookies: bool = False, websockets_per_session: int = 8,
-                 websockets_per_address: int = 100, check_key: bytes | None = None) -> None:
+                 websockets_per_address: int = 100, check_key: bytes | None = None,
+                 trusted_proxies: Sequence[str] = ()) -> None:
         self.db = db
         self.check_key = check_key          # None: every start verifies every password
         self.session_seconds = session_hours * 3600.0
@@ -337,6 +339,7 @@ class Auth:
         self.limiter = LoginLimiter(login_attempts, login_window, clock)
         self.metrics_token = metrics_token
         self.secure_cookies = secure_cookies
+        self.forwarded = Forwarded(trusted_proxies)
         self._cache: dict[str, dict[str, Any]] = {}     # token hash -> session (ours only)
         # Open WebSockets: their handler task -> (token hash, user, address). Ended when the
         # session ends (expiry, logout, the user's sessions ended or their password changed).
@@ -357,6 +360,7 @@ class Auth:
                    login_window=w.login_window, metrics_token=w.metrics_token,
                    websockets_per_session=w.websockets_per_session,
                    websockets_per_address=w.websockets_per_address,
+                   secure_cookies=w.secure_cookies, trusted_proxies=w.trusted_proxies,
                    check_key=key, **kw)
 
     def _check(self, u: "UserSpec") -> str | None:
@@ -552,9 +556,14 @@ class Auth:
             self._cache.pop(key, None)
         self._end_live(lambda _k, u: u == username)
 
-    def set_cookie(self, response: web.StreamResponse, token: str) -> None:
+    def set_cookie(self, response: web.StreamResponse, token: str,
+                   request: web.Request | None = None) -> None:
+        """The session cookie: Secure with ``web.secure_cookies``, or when the client came
+        over HTTPS (to us, or to a trusted proxy)."""
+        secure = self.secure_cookies or (request is not None
+                                         and self.forwarded.scheme(request) == "https")
         response.set_cookie(COOKIE, token, max_age=int(self.session_seconds), path="/",
-                            httponly=True, samesite="Strict", secure=self.secure_cookies)
+                            httponly=True, samesite="Strict", secure=secure)
 
     # --- the middleware ---------------------------------------------------------------------
 
@@ -624,7 +633,7 @@ class Auth:
         at once with 1008 and the reason, so the page shows it instead of retrying blindly."""
         task = asyncio.current_task()
         assert task is not None
-        key, address = user.get("key", ""), _address(request)
+        key, address = user.get("key", ""), self.forwarded.address(request)
         open_here = [(k, a) for k, _u, a in self._live.values()]
         by_session = sum(1 for k, _a in open_here if k == key)
         by_address = sum(1 for _k, a in open_here if a == address)
@@ -652,16 +661,18 @@ class Auth:
         return bool(self.metrics_token) and given.startswith("Bearer ") and hmac.compare_digest(
             given[7:].strip().encode(), self.metrics_token.encode())
 
-    @staticmethod
-    def _same_origin(request: web.Request) -> bool:
-        """No Origin header (not a browser, or a same-origin GET) or this server's."""
+    def _same_origin(self, request: web.Request) -> bool:
+        """No Origin header (not a browser, or a same-origin GET) or this server's: the same
+        host and the same scheme (a page over http may not act on the https site)."""
         origin = request.headers.get("Origin")
         if origin is None:
             return True
         try:
-            return urlsplit(origin).netloc.lower() == (request.host or "").lower()
+            parts = urlsplit(origin)
         except ValueError:
             return False
+        return (parts.netloc.lower() == (request.host or "").lower()
+                and parts.scheme.lower() == self.forwarded.scheme(request))
 
     async def _body_for_audit(self, request: web.Request) -> dict[str, Any]:
         detail: dict[str, Any] = {}
@@ -685,7 +696,7 @@ class Auth:
         try:
             await self.db.audit(at=self._now(), username=user.get("username", ""),
                                 role=user.get("role", ""), action=action, target=request.path,
-                                status=status, detail=detail, address=_address(request))
+                                status=status, detail=detail, address=self.forwarded.address(request))
         except Exception:
             self.log.exception("auth.audit_failed", action=action, user=user.get("username"))
 
@@ -706,7 +717,7 @@ class Auth:
                 return _json_error("http.bad_request", "username and password are required text", 400)
             who = {"username": username, "role": ""}
             try:
-                token, session = await self.login(username, password, _address(request))
+                token, session = await self.login(username, password, self.forwarded.address(request))
             except UserError as e:
                 status = 429 if e.id == "auth.rate_limited" else 401
                 await self.audit(request, who, "login", status, {"error": e.id})
@@ -714,7 +725,7 @@ class Auth:
                 return _json_error(e.id, e.message, status, **headers)
             await self.audit(request, session, "login", 200, {})
             response = web.json_response(_me(session, homes))
-            self.set_cookie(response, token)
+            self.set_cookie(response, token, request)
             return response
 
         async def logout(request: web.Request) -> web.Response:
@@ -736,10 +747,6 @@ def _me(session: dict[str, Any], homes: dict[str, str]) -> dict[str, Any]:
     return {"username": session["username"], "role": session["role"],
             "agent_id": session["agent_id"], "csrf": session["csrf"],
             "expires_at": session["expires_at"].isoformat(), "home": homes.get(session["role"], "/")}
-
-
-def _address(request: web.Request) -> str:
-    return request.remote or ""
 
 
 def _wants_html(request: web.Request) -> bool:

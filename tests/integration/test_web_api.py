@@ -244,11 +244,18 @@ async def test_csrf_and_origin_are_checked_and_a_refusal_changes_nothing(web):
     assert r.status == 403
     r = await a.post("/api/agents/1001/login", headers={"Origin": "http://evil.example"})
     assert r.status == 403 and (await r.json())["error"] == "auth.csrf"
+    # this host, but another scheme: not this site (the scheme was not looked at)
+    r = await a.post("/api/agents/1001/login",
+                     headers={"Origin": web.url("").rstrip("/").replace("http://", "https://")})
+    assert r.status == 403 and (await r.json())["error"] == "auth.csrf"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert web.rt.agent("1001")["state"] == "offline"
     r = await a.post("/api/agents/1001/login", headers={"Origin": web.url("").rstrip("/")})
     assert r.status == 200 and web.rt.agent("1001")["state"] == "idle"
+    # every response is taken for the type it says (JSON never sniffed into HTML)
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
     refused = [e for e in await _audit(web) if e["detail"].get("refused") == "auth.csrf"]
-    assert len(refused) == 3
+    assert len(refused) == 4
 
 
 async def test_an_agent_cannot_touch_another_agent_and_supervisors_can(web):
