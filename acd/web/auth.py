@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import html
 import json
 import os
 import secrets
@@ -340,6 +341,7 @@ class Auth:
         self.metrics_token = metrics_token
         self.secure_cookies = secure_cookies
         self.forwarded = Forwarded(trusted_proxies)
+        self.homes: dict[str, str] = {}     # each role's own page (set with the routes)
         self._cache: dict[str, dict[str, Any]] = {}     # token hash -> session (ours only)
         # Open WebSockets: their handler task -> (token hash, user, address). Ended when the
         # session ends (expiry, logout, the user's sessions ended or their password changed).
@@ -596,6 +598,8 @@ class Auth:
         if not allowed(access, user, agent_in_path):
             if changing:
                 await self._audit(request, user, 403, {"refused": "auth.forbidden"})
+            if request.method == "GET" and not is_ws and _wants_html(request):
+                return _forbidden_page(user["role"], request.path, self.homes.get(user["role"], "/"))
             return _json_error("auth.forbidden",
                                f"The role {user['role']} may not use {request.method} {canonical}.", 403)
         if is_ws and not self._same_origin(request):
@@ -709,6 +713,7 @@ class Auth:
     # --- the routes: /api/auth/* -------------------------------------------------------------
 
     def add_routes(self, app: web.Application, homes: dict[str, str]) -> None:
+        self.homes = dict(homes)
         async def login(request: web.Request) -> web.Response:
             data = await json_object(request)
             username, password = data.get("username"), data.get("password")
@@ -747,6 +752,24 @@ def _me(session: dict[str, Any], homes: dict[str, str]) -> dict[str, Any]:
     return {"username": session["username"], "role": session["role"],
             "agent_id": session["agent_id"], "csrf": session["csrf"],
             "expires_at": session["expires_at"].isoformat(), "home": homes.get(session["role"], "/")}
+
+
+def _forbidden_page(role: str, path: str, home: str) -> web.Response:
+    """A page (not JSON) for a browser that opened a page its role may not see, with the
+    way back to the user's own page. Nothing of the request is shown unescaped."""
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Not for your role</title>
+<link rel="stylesheet" href="/static/app.css"></head>
+<body><main class="page-error"><h1>This page is not for your role</h1>
+<p>You are logged in as {html.escape(role)}; <code>{html.escape(path)}</code> is for other
+roles (error <code>auth.forbidden</code>).</p>
+<p><a id="home" href="{html.escape(home, quote=True)}">Back to your page</a></p></main>
+</body></html>
+"""
+    resp = web.Response(text=body, content_type="text/html", status=403)
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def _wants_html(request: web.Request) -> bool:

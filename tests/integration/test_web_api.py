@@ -226,7 +226,13 @@ async def test_pages_redirect_to_the_login_and_refuse_the_wrong_role(web):
     assert r.status == 200 and "Content-Security-Policy" in r.headers
     a = await web.as_user("1001")
     assert (await a.get("/agent")).status == 200
-    assert (await a.get("/supervisor")).status == 403
+    r = await a.get("/supervisor")
+    # a page with the way back, not raw JSON (a newcomer saw {"error": "auth.forbidden"})
+    assert r.status == 403 and r.content_type == "text/html"
+    page = await r.text()
+    assert "auth.forbidden" in page and '<a id="home" href="/agent">' in page
+    r = await a.get("/api/queues")                            # the API still answers JSON
+    assert r.status == 403 and (await r.json())["error"] == "auth.forbidden"
     s = await web.as_user("sup")
     assert (await s.get("/supervisor")).status == 200 and (await s.get("/admin")).status == 403
     r = await s.get("/", allow_redirects=False)
