@@ -42,6 +42,8 @@ def queue_view(g: Group, now: float) -> dict[str, Any]:
         "agents": {st.value: n for st, n in g.agent_counts.items() if n},
         "logged_in": g.logged_in,
         "available": len(g.idle),
+        # idle, but their phone is unreachable or busy with another call: they get no calls
+        "idle_no_phone": max(0, g.agent_counts.get(AgentState.IDLE, 0) - len(g.idle)),
         "offered": s.offered,
         "answered": s.answered,
         "answered_within_sl": s.answered_within_sl,

@@ -25,6 +25,8 @@ DEFINITIONS: dict[str, str] = {
     "longest_wait": "How long the caller who has waited longest has been waiting, now.",
     "agents": "The group's members by state, now (idle, ringing, talking, wrapup, busy, "
               "break, meeting, offline).",
+    "idle_no_phone": "Idle members whose phone cannot take a call now (not registered, or "
+                     "busy with another call): they get no calls until it can.",
     "offered": "Calls that entered the group's queue today (a call that overflows into another "
                "group is offered there too).",
     "answered": "Offered calls an agent answered today.",
@@ -215,7 +217,8 @@ def wallboard(*, queues: Mapping[str, Mapping[str, Any]], agents: Mapping[str, M
     for name, q in queues.items():
         groups[name] = {
             "waiting": q.get("waiting", 0), "longest_wait": round(q.get("longest_wait", 0.0), 1),
-            "agents": dict(q.get("agents", {})), "callbacks_pending": q.get("callbacks", 0),
+            "agents": dict(q.get("agents", {})), "idle_no_phone": q.get("idle_no_phone", 0),
+            "callbacks_pending": q.get("callbacks", 0),
             "service_level_seconds": q.get("service_level_seconds", sl_seconds.get(name)),
             **(counted.get(name) or _Counts().figures()),
         }

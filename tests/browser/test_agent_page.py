@@ -29,8 +29,12 @@ async def _idle_agent(browser, base, cfg, agents, agent_id="1001", **phone):
     await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
     await page.click("#state-buttons button[data-state=idle]")
     await expect(page.locator("#agent-state")).to_have_text("idle", timeout=MS)
+    # Idle with no phone yet: the page says plainly that no call will come, and why.
+    await expect(page.locator("#no-calls")).to_be_visible(timeout=MS)
+    await expect(page.locator("#no-calls")).to_contain_text("your phone is not registered")
     handset = await agents.phone(agent_id, **phone)
     await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    await expect(page.locator("#no-calls")).to_be_hidden(timeout=MS)
     return user, handset
 
 

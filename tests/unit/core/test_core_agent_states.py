@@ -117,6 +117,18 @@ def test_an_agent_never_logged_in_has_no_time_in_state():
     assert (out["state"], out["since"], out["in_state_for"]) == ("offline", 160.0, 30.0)
 
 
+def test_idle_agents_without_a_usable_phone_are_counted_apart():
+    """The wall board showed them as idle, like agents who get calls."""
+    core = acd()
+    core.agent_login("a1", "PJSIP/a1", 1.0)
+    core.agent_login("a2", "PJSIP/a2", 1.0)
+    q = core.snapshot_queues(2.0)["g"]
+    assert (q["agents"], q["available"], q["idle_no_phone"]) == ({"idle": 2}, 2, 0)
+    core.contact_status("PJSIP/a2", False, 3.0)
+    q = core.snapshot_queues(4.0)["g"]
+    assert (q["agents"], q["available"], q["idle_no_phone"]) == ({"idle": 2}, 1, 1)
+
+
 def test_setting_the_same_state_and_reason_records_nothing():
     core = acd()
     core.agent_login("a1", "PJSIP/a1", 1.0)

@@ -60,6 +60,14 @@ export function recordingText(call) {
 const $ = (id) => document.getElementById(id);
 function serverNow() { return Date.now() / 1000 + S.offset; }
 
+export function noCallsText(agent) {
+  // Why an idle agent gets no calls now ("" when they can get one)
+  if (!agent || agent.state !== "idle") return "";
+  if (!agent.reachable) return "You will get no calls: your phone is not registered. Start your SIP phone (or check its password and server).";
+  if (agent.phone_in_use) return "You will get no calls: your phone is busy with another call.";
+  return "";
+}
+
 export function badgeState(agent, call) {
   // The agent's state as the badge shows it: "held" while their call is on hold (the ACD's
   // state is still talking: the call is theirs and the phone is in use).
@@ -75,6 +83,11 @@ function renderState() {
   badge.className = "state-badge state-" + shown;
   setText("pending", a.pending ? a.pending + (a.pending_reason ? " (" + a.pending_reason + ")" : "") : "none");
   setText("reachable", !a.reachable ? "not reachable" : a.phone_in_use ? "registered, in use" : "registered");
+  // Idle, but the phone cannot take a call: say so plainly (the badge alone says "idle").
+  const noCalls = noCallsText(a);
+  const warn = $("no-calls");
+  warn.hidden = !noCalls;
+  warn.textContent = noCalls;
   for (const b of document.querySelectorAll("#state-buttons button")) {
     b.classList.toggle("current", b.dataset.state === a.state);
   }

@@ -15,8 +15,13 @@ function svg(tag, attrs, ...children) {
   return el;
 }
 
-function agentsByState(agents) {
-  return Object.entries(agents || {}).filter(([, n]) => n).map(([s, n]) => s + " " + n).join(", ") || "none";
+export function agentsByState(agents, noPhone) {
+  // idle agents whose phone cannot take a call get none: counted apart from the idle ones
+  const counts = { ...(agents || {}) };
+  if (noPhone > 0 && counts.idle) counts.idle -= noPhone;
+  const text = Object.entries(counts).filter(([, n]) => n > 0).map(([s, n]) => s + " " + n);
+  if (noPhone > 0) text.push("idle without a usable phone " + noPhone);
+  return text.join(", ") || "none";
 }
 
 // The live board (from the WebSocket): a snapshot as the socket opens, then only what changed
@@ -57,7 +62,8 @@ function fillGroup(name) {
   const wait = cell("longest_wait");
   wait.dataset.since = longest > 0 && q.longest_wait !== undefined ? String(serverNow() - longest) : "";
   setText(wait, fmtDuration(longest));
-  setText(cell("agents"), agentsByState(q.agents || g.agents));
+  setText(cell("agents"), agentsByState(q.agents || g.agents,
+    q.idle_no_phone !== undefined ? q.idle_no_phone : g.idle_no_phone));
   setText(cell("callbacks_pending"), q.callbacks !== undefined ? q.callbacks : g.callbacks_pending);
 }
 
