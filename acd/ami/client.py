@@ -592,10 +592,8 @@ class AmiClient:
 
     async def _watchdog(self, proto: _Protocol) -> None:
         """Ping every ping_interval; :data:`HALF_OPEN_PINGS` missing Pongs in a row, with
-        nothing else heard from Asterisk meanwhile and none of our earlier actions still
-        awaiting an answer, mean a half-open link: drop it. A Ping answered late while events
-        keep coming, or behind an earlier action still under way, is a busy Asterisk, not a
-        dead link: dropping it then would add a reconnect
+        nothing else heard from Asterisk meanwhile, mean a half-open link: drop it. A Ping answered late while events keep
+        coming is a busy Asterisk, not a dead link: dropping it then would add a reconnect
         and a full re-read of Asterisk's state to its load (seen at twice the sustained rate:
         a drop every 9 s, each making the next more likely)."""
         silent = 0          # Pings in a row that found the link silent
@@ -607,15 +605,6 @@ class AmiClient:
                 await self._request(proto, "Ping", {}, self.ping_timeout, quiet=True)
             except AmiTimeout:
                 quiet_for = time.monotonic() - proto.last_rx
-                if proto.pending:
-                    # Asterisk runs a session's actions one after another: a Ping behind an
-                    # earlier action still under way (a Bridge waiting on a channel's lock)
-                    # waits with it. Busy, not dead: those actions time out by themselves,
-                    # and then silence counts again.
-                    silent = 0
-                    log.warning("ami.slow_ping", ping_timeout=self.ping_timeout,
-                                last_heard=round(quiet_for, 3), actions_under_way=len(proto.pending))
-                    continue
                 if quiet_for < self.ping_timeout:
                     silent = 0
                     log.warning("ami.slow_ping", ping_timeout=self.ping_timeout,

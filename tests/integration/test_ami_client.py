@@ -231,27 +231,6 @@ async def test_a_busy_asterisk_that_answers_ping_late_but_sends_events_keeps_its
     assert len(ids(logs, "ami.half_open")) == 1 and c.states == [True, False, True]
 
 
-async def test_a_ping_behind_an_action_still_under_way_is_a_busy_asterisk_not_a_dead_link(
-        server, make_client, logs):
-    """Asterisk runs a session's actions in turn: a Ping queued behind a Bridge that waits on
-    a channel's lock is answered late, with nothing else said meanwhile. Seen under overload:
-    the link dropped as half-open twice, a reconnect answered in half a second, and each
-    reconnect re-read 2,000 channels. While an action is under way the link is kept; once it
-    has timed out, silence counts again and a dead link is still dropped."""
-    c = make_client(ping_interval=0.1, ping_timeout=0.2, action_timeout=2.0)
-    await asyncio.wait_for(c.start(), GUARD)
-    first = server.connections[0]
-    first.unanswered.update({"ping", "bridge"})
-    slow = asyncio.ensure_future(c.action("Bridge", Channel1="a", Channel2="b"))
-    await wait_until(lambda: len(ids(logs, "ami.slow_ping")) >= 3)
-    assert not ids(logs, "ami.half_open") and c.states == [True]    # busy: kept
-    assert [e for e in logs if e["event"] == "ami.slow_ping"][0]["actions_under_way"] == 1
-    with pytest.raises(AmiTimeout):
-        await slow                                                   # the Bridge gives up...
-    await wait_until(lambda: c.connected and len(server.logins) == 2)    # ... then: dropped
-    assert len(ids(logs, "ami.half_open")) == 1 and c.states == [True, False, True]
-
-
 async def test_bad_login_logged_and_retried_with_backoff(server, make_client, logs):
     server.secret = "other"
     c = make_client(reconnect_min=0.01, reconnect_max=0.08)
