@@ -7,11 +7,11 @@ every error a remote party can cause is one log line with a stable event name.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
+from acd.netaddr import address_in, networks
 from agi.protocol import (
     MAX_HEADER_LINE,
     AgiArgumentError,
@@ -202,7 +202,7 @@ class FastAgiServer:
         self.host = host
         self._port = port
         self.routes = dict(routes)
-        self.allow = [ipaddress.ip_network(a, strict=False) for a in allow]
+        self.allow = networks(allow)
         self.max_sessions = max_sessions
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
@@ -237,13 +237,7 @@ class FastAgiServer:
         self._log.info("agi.stopped")
 
     def _allowed(self, host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.allow)
+        return address_in(host, self.allow)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")

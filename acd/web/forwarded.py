@@ -7,24 +7,11 @@ client is the nearest address in ``X-Forwarded-For`` that is not itself a truste
 """
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from aiohttp import web
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def networks(items: Sequence[str]) -> tuple[Network, ...]:
-    """``web.trusted_proxies`` as networks (an address alone is a network of one).
-    ValueError names a bad item."""
-    out = []
-    for item in items:
-        try:
-            out.append(ipaddress.ip_network(str(item).strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or network") from None
-    return tuple(out)
+from acd.netaddr import address_in, networks
 
 
 class Forwarded:
@@ -32,15 +19,7 @@ class Forwarded:
         self.trusted = networks(trusted)
 
     def _is_trusted(self, address: str | None) -> bool:
-        if not self.trusted or not address:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.trusted)
+        return address_in(address, self.trusted)
 
     def address(self, request: web.Request) -> str:
         """The client's address: the peer's, or through trusted proxies the nearest one

@@ -7,7 +7,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from acd.web.auth import Auth
-from acd.web.forwarded import Forwarded, networks
+from acd.netaddr import networks
+from acd.web.forwarded import Forwarded
 
 
 def req(peer: str, **headers: str) -> web.Request:
