@@ -4,6 +4,7 @@ unfiltered session that sees everything."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from acd.ami.client import AmiClient
 from acd.runtime.ami_in import AMI_EVENTS
@@ -19,12 +20,32 @@ async def _client(cfg, event_filter=None):
     return client, seen
 
 
-async def test_a_filtered_session_gets_only_the_events_it_asked_for(asterisk, test_config):
-    everything, all_seen = await _client(test_config)
-    filtered, got = await _client(test_config, AMI_EVENTS)
+@contextlib.asynccontextmanager
+async def _sessions(cfg):
+    """An unfiltered session and one with the server's filter (its login events dropped):
+    (everything, all_seen, got)."""
+    everything, all_seen = await _client(cfg)
+    filtered, got = await _client(cfg, AMI_EVENTS)
     await asyncio.sleep(0.2)
     del got[:]                   # the logins' own events (FullyBooted...) come before filters
     try:
+        yield everything, all_seen, got
+        await asyncio.sleep(0.3)     # anything filtered wrongly would have come by now
+    finally:
+        await filtered.close()
+        await everything.close()
+
+
+async def _until(events, name: str, count: int) -> None:
+    """Until ``count`` events named ``name`` are in ``events`` (10 s at most)."""
+    for _ in range(400):
+        if sum(e.name == name for e in events) >= count:
+            return
+        await asyncio.sleep(0.025)
+
+
+async def test_a_filtered_session_gets_only_the_events_it_asked_for(asterisk, test_config):
+    async with _sessions(test_config) as (everything, all_seen, got):
         # A Local channel pair: one side runs UserEvent twice (ours and another), the other
         # plays a goodbye and hangs up: Newchannel, Newexten, VarSet, UserEvent, Hangup...
         await everything.action(
@@ -33,14 +54,7 @@ async def test_a_filtered_session_gets_only_the_events_it_asked_for(asterisk, te
         await everything.action(
             "Originate", Channel="Local/hangup@acd-dest", Application="UserEvent",
             Data="SomethingElse,Call: x-filter", Async="true")
-        for _ in range(400):
-            if sum(e.name == "Hangup" for e in got) >= 4:
-                break
-            await asyncio.sleep(0.025)
-        await asyncio.sleep(0.3)     # anything filtered wrongly would have come by now
-    finally:
-        await filtered.close()
-        await everything.close()
+        await _until(got, "Hangup", 4)
     wanted = {e if isinstance(e, str) else e[0] for e in AMI_EVENTS}
     names = {e.name for e in got}
     all_names = {e.name for e in all_seen}
@@ -59,23 +73,12 @@ async def test_holding_bridge_leaves_and_states_but_ringing_are_filtered_out(ast
     """A channel that waits in a holding bridge (BridgeWait) and hangs up there: the filtered
     session hears it enter (a leg's "up") and hang up, but neither its leaving the holding
     bridge nor its state changes other than Ringing; the unfiltered session hears all."""
-    everything, all_seen = await _client(test_config)
-    filtered, got = await _client(test_config, AMI_EVENTS)
-    await asyncio.sleep(0.2)
-    del got[:]
-    try:
+    async with _sessions(test_config) as (everything, all_seen, got):
         # Local/s@acd-agent: its ;2 side waits in [acd-agent]'s holding bridge; the ;1 side
         # waits half a second and hangs up, which ends the ;2 side in the bridge.
         await everything.action("Originate", Channel="Local/s@acd-agent", Application="Wait",
                                 Data="0.5", Async="true")
-        for _ in range(400):
-            if sum(e.name == "Hangup" for e in got) >= 2:
-                break
-            await asyncio.sleep(0.025)
-        await asyncio.sleep(0.3)     # anything filtered wrongly would have come by now
-    finally:
-        await filtered.close()
-        await everything.close()
+        await _until(got, "Hangup", 2)
 
     def holding(events, name):
         return [e for e in events if e.name == name
@@ -95,11 +98,7 @@ async def test_only_failed_originates_and_our_legs_hangup_requests_come_through(
     channel), a hangup request only for channels whose uniqueid starts with ``acd-`` (our
     legs): every caller's and phone's hangup requests and every answered Originate stay in
     Asterisk."""
-    everything, all_seen = await _client(test_config)
-    filtered, got = await _client(test_config, AMI_EVENTS)
-    await asyncio.sleep(0.2)
-    del got[:]
-    try:
+    async with _sessions(test_config) as (everything, all_seen, got):
         for uid in ("acd-filter-1", "other-filter-1"):
             await everything.action("Originate", Channel="Local/s@acd-agent", Application="Wait",
                                     Data="5", Async="true", ChannelId=uid,
@@ -107,22 +106,12 @@ async def test_only_failed_originates_and_our_legs_hangup_requests_come_through(
         await everything.action("Originate", Channel="PJSIP/no-such-endpoint",
                                 Application="Wait", Data="1", Async="true",
                                 ChannelId="acd-filter-failed")
-        for _ in range(400):
-            if sum(e.name == "OriginateResponse" for e in all_seen) >= 3:
-                break
-            await asyncio.sleep(0.025)
+        await _until(all_seen, "OriginateResponse", 3)
         channels = {e.fields.get("Uniqueid"): e.fields.get("Channel") for e in all_seen
                     if e.name == "Newchannel"}
         for uid in ("acd-filter-1", "other-filter-1"):
             await everything.action("Hangup", Channel=channels[uid])
-        for _ in range(400):
-            if sum(e.name == "Hangup" for e in got) >= 4:
-                break
-            await asyncio.sleep(0.025)
-        await asyncio.sleep(0.3)     # anything filtered wrongly would have come by now
-    finally:
-        await filtered.close()
-        await everything.close()
+        await _until(got, "Hangup", 4)
 
     def of(events, name):
         return [(e.fields.get("Uniqueid"), e.fields.get("Response")) for e in events
