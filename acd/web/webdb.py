@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import selectinload
 
+from acd.reports.export import csv_cell as _csv_cell
 from acd.store.models import (AgentHiddenCall, AgentStateChange, AuditEntry, Call, CallEvent,
                               CallNote, WebSession, WebUser)
 
@@ -329,17 +329,6 @@ class WebDb:
 CSV_FIELDS = ("uniqueid", "arrived_at", "answered_at", "ended_at", "caller_number", "caller_name",
               "did", "skill_group", "agent_id", "end_reason", "verification",
               "verification_method", "key_trail")
-
-
-def _csv_cell(value: Any) -> str:
-    """A cell a spreadsheet will not run: text starting with = + - @ (or a tab, a carriage
-    return) gets a leading apostrophe. Caller names and numbers are caller-controlled."""
-    text = "" if value is None else str(value)
-    if re.fullmatch(r"[+-]?[0-9][0-9.]*", text):      # a plain number, e.g. +8613800138000
-        return text
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
 
 
 def calls_csv(calls: list[dict[str, Any]]) -> str:
