@@ -14,6 +14,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from acd.runtime.ami_in import AMI_EVENTS
 from acd.asterisk import dialplan as dp
 from acd.config import Config, core_groups, phone_grace
 from acd.core import Acd
+from acd.memberships import reconcile, with_members
 from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
 from acd.store.writer import QueuedStore, spill_path_for
@@ -38,6 +40,8 @@ from agi.server import FastAgiServer
 
 #: At stop, how long AMI actions already under way may take before the link is closed.
 STOP_GRACE_SECONDS = 2.0
+#: How often the history reports' facts are brought up to date in the background.
+REPORT_INDEX_SECONDS = 30.0
 
 
 def customer_dial(cfg: Config) -> str:
@@ -79,6 +83,7 @@ class Server:
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
     _hashing: asyncio.Future | None = None    # the web passwords argon2 hashes behind
+    _indexing: asyncio.Future | None = None   # the history reports' facts, kept up to date
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -88,11 +93,13 @@ class Server:
         await migrate_async(cfg.database_url)
         log.info("app.migrated")
         self.store = Store(cfg.database_url)
+        cfg = self.cfg = await members_in_force(self.store, cfg, log)
         # Web logins: the users table at once; the passwords argon2 has to hash (new users,
         # changed passwords: 0.1 s or more each) are hashed behind, while a pending user logs
         # in with the configured password. Nothing at start grows with the number of users.
         from acd.web.pages import web_context
         self.web_ctx = await web_context(cfg, self.store, defer=True)
+        self.web_ctx.on_cfg = self._config_changed
         log.info("app.users_ready", **self.web_ctx.auth.synced)
         if self.web_ctx.auth.synced.get("pending"):
             self._hashing = asyncio.ensure_future(self._hash_passwords())
@@ -144,6 +151,7 @@ class Server:
                                  header_timeout=cfg.agi.header_timeout,
                                  command_timeout=cfg.agi.command_timeout)
         await self.agi.start()
+        self._indexing = asyncio.ensure_future(self._index_reports())
         # Connect in the background: Asterisk may come up after us; the client keeps trying.
         self._ami_task = asyncio.ensure_future(self._start_ami())
 
@@ -171,6 +179,29 @@ class Server:
         log.info("app.passwords_hashed", hashed=made,
                  took=round(time.monotonic() - started, 3))
 
+    def _config_changed(self, cfg: Config) -> None:
+        """The configuration in force changed while running (memberships on the page)."""
+        self.cfg = cfg
+
+    async def _index_reports(self) -> None:
+        """The history reports' facts, brought up to date every REPORT_INDEX_SECONDS, behind
+        the calls (a report brings them up to date too before it is read)."""
+        from acd.web.reports_api import sl_seconds
+        log = acdlog.get_logger(component="reports")
+        assert self.store is not None
+        while True:
+            try:
+                done = await self.store.index_reports(sl_seconds(self.cfg))
+                if done["calls"] or done["states"]:
+                    log.debug("reports.indexed", **done)
+                if done["more"]:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:        # a locked database: next time
+                log.warning("reports.index_failed", error=str(e)[:200])
+            await asyncio.sleep(REPORT_INDEX_SECONDS)
+
     async def _start_ami(self) -> None:
         assert self.ami is not None
         try:
@@ -184,6 +215,9 @@ class Server:
     async def stop(self) -> None:
         if self.http:
             await self.http.cleanup()
+        if self._indexing is not None:
+            self._indexing.cancel()
+            await asyncio.gather(self._indexing, return_exceptions=True)
         if self._hashing is not None:       # the rest are hashed at the next start
             self._hashing.cancel()
             await asyncio.gather(self._hashing, return_exceptions=True)
@@ -205,6 +239,19 @@ class Server:
         if self.store:
             await self.store.close()
         self._stopped.set()
+
+
+async def members_in_force(store: Store, cfg: Config, log: Any) -> Config:
+    """``cfg`` with the skill-group memberships in force: config.yaml's seed, the page's
+    changes, the file's later edits (acd.memberships), written back to the store."""
+    file_groups = {g.name: dict(g.members or {}) for g in cfg.groups}
+    found = reconcile(file_groups, [a.id for a in cfg.agents], await store.member_rows())
+    if found.upserts or found.deletes:
+        await store.write_members(found.upserts, found.deletes,
+                                  at=datetime.now(timezone.utc), by="config.yaml")
+    for note in found.notes:
+        log.info("config.members_from_file", change=note)
+    return with_members(cfg, found.members)
 
 
 async def serve(cfg: Config, ready: Any = None) -> None:

@@ -1,6 +1,7 @@
 """The ``acd`` command: run the server, manage Asterisk, check config, migrate the database.
 
-    acd run                      Asterisk up (unless --no-asterisk), then the server; Ctrl-C stops both
+    acd run                      Asterisk up (unless --no-asterisk), then the server; Ctrl-C stops
+                                 both (Asterisk only if this run started it; --keep-asterisk: never)
     acd asterisk provision       build the managed Asterisk root once (shows progress)
     acd asterisk up|down|status  start, stop, show the project's Asterisk
     acd asterisk logs [-n N]     the tail of Asterisk's log
@@ -198,7 +199,7 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
     admin = next((u for u in cfg.web.users if u.role == "admin"), None)
     web_admin = f"{admin.username} / {admin.password}" if admin else "(no admin in web.users)"
     return f"""
-  ACD server is running.  Ctrl-C stops it{' and Asterisk' if asterisk_where else ''}.
+  ACD server is running.  Ctrl-C stops it{' and Asterisk' if asterisk_where and 'stays up' not in asterisk_where else ''}.
 
   Hotline        dial {cfg.hotline.number} (a softphone registered below can call it)
   Web pages      http://{cfg.http.host}:{http_port}/   admin login: {web_admin}
@@ -230,8 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     where = ""
     if not args.no_asterisk:
         ast = _asterisk(cfg)
+        running_before = bool(ast.pid())
         ast.up()
         where = f"{ast.install.version}, {ast.where()}; logs: acd asterisk logs"
+        if running_before or args.keep_asterisk:
+            ast = None      # not ours to stop: its calls go on while the server restarts
+            where += "; stays up when the server stops"
     try:
         asyncio.run(serve(cfg, ready=lambda s: print(banner(cfg, secrets_file, s.http_port, where),
                                                      file=sys.stderr, flush=True)))
@@ -249,6 +254,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="start Asterisk and the server in the foreground")
     r.add_argument("--no-asterisk", action="store_true", help="use an Asterisk started elsewhere")
+    r.add_argument("--keep-asterisk", action="store_true",
+                   help="leave Asterisk (and its calls) running when the server stops, so that "
+                        "running this again restarts the server alone")
     r.set_defaults(func=cmd_run)
     a = sub.add_parser("asterisk", help="the project's Asterisk")
     a.add_argument("action", choices=["provision", "up", "down", "status", "logs", "render", "rx"])

@@ -231,6 +231,7 @@ class GroupConfig:
     ring_timeout: float = 15.0
     wrapup_seconds: float = 0.0
     service_level_seconds: float = 20.0
+    service_level_target: float = 0.8     # the share to answer within it (reports' staffing)
     no_answer_break: bool = True
     retry_seconds: float = 5.0
     min_level: int = 0

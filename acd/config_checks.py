@@ -204,6 +204,7 @@ def _check_groups(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
 #: A skill group's numbers: "above 0" or "0 or more" (the core checks them too, but its
 #: message names only the group; these name the key and its line).
 _GROUP_NUMBERS = {"ring_timeout": ">0", "wrapup_seconds": ">=0", "service_level_seconds": ">=0",
+                  "service_level_target": ">0",
                   "retry_seconds": ">0", "min_level": ">=0", "max_wait": ">0",
                   "max_queue_length": ">=0", "familiar_seconds": ">=0", "familiar_window": ">=0",
                   "announce_every": ">0", "expected_handle_time": ">0"}
@@ -218,6 +219,8 @@ def _check_group_numbers(g: Any, k: str, bad: Bad) -> None:
             if value is not None and (value <= 0 if rule == ">0" else value < 0):
                 bad(f"{prefix}.{name}", f"{'above 0' if rule == '>0' else '0 or more'}, not {value}")
     check(g, k, _GROUP_NUMBERS)
+    if g.service_level_target >= 1:
+        bad(f"{k}.service_level_target", f"a share below 1 (0.8: 80%), not {g.service_level_target}")
     for j, w in enumerate(g.widen):
         check(w, f"{k}.widen[{j}]", _WIDEN_NUMBERS)
     if g.callback is not None:

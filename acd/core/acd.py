@@ -19,6 +19,7 @@ parts, each a layer on the one below (none imports this module):
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
@@ -413,6 +414,46 @@ class Acd(CallControl, Restore):
         if g is None:
             raise UnknownGroup(group)
         g.open = bool(is_open)
+        return self._settle(now)
+
+    def set_member(self, group: str, agent_id: str, level: int | None,
+                   now: float) -> list[Decision]:
+        """Membership changed while running (the admin page): ``agent_id`` joins ``group``
+        at skill ``level``, changes level, or leaves it (``level`` None). Only routing
+        changes: a call the agent is on goes on (they leave the group after it), and an
+        idle member added is offered the group's waiting callers at once."""
+        self._begin()
+        g = self._groups.get(group)
+        if g is None:
+            raise UnknownGroup(group)
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int)
+                                  or level < 0):
+            raise ValueError(f"a skill level is a whole number of 0 or more, not {level!r}")
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            if level is None:
+                return self._settle(now)
+            agent = self._agents[agent_id] = Agent(agent_id)
+        if agent.available:                  # out of every idle index, back in below
+            for idle, lv, entry in agent.indexed:
+                idle.remove(lv, entry)
+            agent.indexed.clear()
+            agent.available = False
+        members = dict(g.cfg.members)
+        if level is None:
+            if agent.groups.pop(group, None) is not None:
+                g.agent_counts[agent.state] -= 1
+                members.pop(agent_id, None)
+                g.member_index.pop(agent_id, None)
+        else:
+            if group not in agent.groups:
+                g.agent_counts[agent.state] += 1
+                g.member_index[agent_id] = max(g.member_index.values(), default=-1) + 1
+            agent.groups[group] = level
+            members[agent_id] = level
+            g.idle.ensure_level(level)
+        g.cfg = replace(g.cfg, members=members)
+        self._sync_available(agent)          # idle and reachable: indexed again, and matched
         return self._settle(now)
 
     def remember_contact(self, caller_number: str, agent_id: str, at: float) -> None:

@@ -120,6 +120,13 @@ class IdleAgents:
     def add(self, level: int, entry: Entry) -> None:
         self._by_level[level].add(entry)
 
+    def ensure_level(self, level: int) -> None:
+        """A skill level that may hold agents from now on (a member added live)."""
+        if level not in self._by_level:
+            self._by_level[level] = SortedList()
+            self._levels_desc = sorted(self._by_level, reverse=True)
+            self._by_level = {lv: self._by_level[lv] for lv in self._levels_desc}
+
     def remove(self, level: int, entry: Entry) -> None:
         self._by_level[level].remove(entry)
 

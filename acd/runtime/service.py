@@ -336,6 +336,14 @@ class AcdRuntime:
         return self._act(agent_id, lambda now: self.acd.set_agent_state(agent_id, state, now,
                                                                         reason))
 
+    def set_member(self, group: str, agent_id: str, level: int | None) -> None:
+        """Membership changed on the admin page: routing follows at once (acd.core)."""
+        self._endpoint(agent_id)
+        if not self.ready.is_set():
+            raise UserError("acd.starting", "The ACD is still taking up its state from "
+                                            "Asterisk and the database; try again in a moment.")
+        self.apply(self.acd.set_member(group, agent_id, level, self.clock()))
+
     def end_wrapup(self, agent_id: str) -> dict[str, Any]:
         return self._act(agent_id, lambda now: self.acd.end_wrapup(agent_id, now))
 

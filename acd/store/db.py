@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
@@ -17,13 +17,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, func, make_url, or_, select
+from sqlalchemy import (Connection, Engine, create_engine, event, func, make_url, or_, select,
+                        tuple_)
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
+from acd.reports.indexer import index_agent_time, index_calls
 from acd.store import writes
+from acd.memberships import Row as MemberRow
 from acd.store.models import (AgentPending, AgentStateChange, Call, CallEvent, CallLeg,
-                              Recording)
+                              GroupMember, Recording)
 from acd.store.writes import Outcome
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -314,6 +317,42 @@ class Store:
                        "hold_seconds": round(r[3] or 0.0, 3),
                        "wrapup_seconds": round(r[4] or 0.0, 3)} for r in rows}
 
+    async def index_reports(self, sl_seconds: Mapping[str, float], *,
+                            max_batches: int = 50) -> dict[str, int]:
+        """Bring the report facts up to date (acd.reports.indexer), a batch per transaction
+        on the write connection; at most ``max_batches`` of each kind in one go. Returns
+        how many entries were taken and whether more remain."""
+        calls = states = 0
+        more = False
+        for _ in range(max_batches):
+            n = await self._on_write_connection(index_calls, sl_seconds)
+            calls += n
+            if n == 0:
+                break
+        else:
+            more = True
+        for _ in range(max_batches):
+            n = await self._on_write_connection(index_agent_time)
+            states += n
+            if n == 0:
+                break
+        else:
+            more = True
+        return {"calls": calls, "states": states, "more": int(more)}
+
+    # --- skill-group memberships (acd.memberships) -----------------------------------------
+
+    async def member_rows(self) -> list[MemberRow]:
+        async with self.session() as s:
+            return [MemberRow(r.skill_group, r.agent_id, r.level, r.seeded)
+                    for r in await s.scalars(select(GroupMember).order_by(GroupMember.id))]
+
+    async def write_members(self, upserts: Sequence[Any], deletes: Sequence[tuple[str, str]],
+                            *, at: datetime, by: str) -> None:
+        """Insert or replace the rows ``upserts`` (acd.memberships.Row), delete ``deletes``,
+        in one transaction."""
+        await self._write(_write_members, list(upserts), list(deletes), at, by)
+
     # --- reads -----------------------------------------------------------------------------
 
     async def get_call(self, uniqueid: str) -> dict[str, Any] | None:
@@ -327,6 +366,33 @@ class Store:
                                    .order_by(CallLeg.id))
             out["legs"] = [_leg_dict(r) for r in legs]
             return out
+
+    async def calls_between(self, since: datetime, until: datetime,
+                            limit: int) -> list[dict[str, Any]]:
+        """The calls that arrived in [since, until), oldest first, with timeline and legs
+        (at most ``limit``)."""
+        async with self.session() as s:
+            calls = list(await s.scalars(
+                select(Call).where(Call.arrived_at >= since, Call.arrived_at < until)
+                .order_by(Call.id).limit(limit).options(selectinload(Call.key_trail),
+                                                        selectinload(Call.events))))
+            legs: dict[int, list[dict[str, Any]]] = {}
+            for i in range(0, len(calls), 500):
+                ids = [c.id for c in calls[i:i + 500]]
+                for r in await s.scalars(select(CallLeg).where(CallLeg.call_id.in_(ids))
+                                         .order_by(CallLeg.id)):
+                    legs.setdefault(r.call_id, []).append(_leg_dict(r))
+            return [{**_call_dict(c), "legs": legs.get(c.id, [])} for c in calls]
+
+    async def agent_state_rows(self, since: datetime, until: datetime,
+                               limit: int) -> list[dict[str, Any]]:
+        """Every agent's state changes in [since, until), in order (at most ``limit``)."""
+        async with self.session() as s:
+            rows = await s.scalars(select(AgentStateChange)
+                                   .where(AgentStateChange.at >= since, AgentStateChange.at < until)
+                                   .order_by(AgentStateChange.id).limit(limit))
+            return [{"agent_id": r.agent_id, "state": r.state, "reason": r.reason,
+                     "at": _utc(r.at), "previous": r.previous} for r in rows]
 
     async def recent_calls(self, limit: int = 20) -> list[dict[str, Any]]:
         async with self.session() as s:
@@ -431,6 +497,18 @@ class Store:
                 "verified_by_method": methods,
                 "handle_time": {"verified": hv, "not_verified": hu,
                                 "verified_shorter_by_seconds": diff}}
+
+
+def _write_members(conn: Connection, upserts: list[Any], deletes: list[tuple[str, str]],
+                   at: datetime, by: str) -> None:
+    t = GroupMember.__table__
+    keys = deletes + [(r.group, r.agent) for r in upserts]
+    for i in range(0, len(keys), 400):          # one statement however many agents
+        conn.execute(t.delete().where(tuple_(t.c.skill_group, t.c.agent_id).in_(keys[i:i + 400])))
+    if upserts:
+        conn.execute(t.insert(), [{"skill_group": r.group, "agent_id": r.agent, "level": r.level,
+                                   "seeded": r.seeded, "updated_at": at, "updated_by": by[:40]}
+                                  for r in upserts])
 
 
 def _aware(dt: datetime) -> datetime:

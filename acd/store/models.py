@@ -225,3 +225,134 @@ class Recording(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(String(200))
     paused: Mapped[list] = mapped_column(JSON, default=list)   # [[from, to or null], ...] s
+
+
+# --- history reports (migration 0008): facts kept beside the records -----------------------
+
+class ReportDirty(Base):
+    """A call whose report facts must be made again (it ended, a wrap-up or a rating came).
+    The same call may be listed more than once; the indexer takes each once."""
+
+    __tablename__ = "report_dirty"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(Integer, index=True)
+
+
+class ReportOffer(Base):
+    """One entry of a call into a skill group's queue, with its outcome (acd.reports.facts)."""
+
+    __tablename__ = "report_offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    bucket: Mapped[int] = mapped_column(Integer, index=True)   # UNIX s, 15-minute UTC start
+    skill_group: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    wait: Mapped[float] = mapped_column(Float)
+    agent_id: Mapped[str | None] = mapped_column(String(40))
+    within_sl: Mapped[int] = mapped_column(Integer)
+    talk: Mapped[float] = mapped_column(Float)
+    hold: Mapped[float] = mapped_column(Float)
+    wrapup: Mapped[float] = mapped_column(Float)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    verified: Mapped[int] = mapped_column(Integer)
+    callback: Mapped[int] = mapped_column(Integer)
+
+
+class ReportLeg(Base):
+    """One agent's part of a call, with the transfers and consults they gave in it."""
+
+    __tablename__ = "report_legs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    bucket: Mapped[int] = mapped_column(Integer, index=True)
+    agent_id: Mapped[str] = mapped_column(String(40))
+    skill_group: Mapped[str] = mapped_column(String(64), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    talk: Mapped[float] = mapped_column(Float)
+    hold: Mapped[float] = mapped_column(Float)
+    wrapup: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(32))
+    transfers_given: Mapped[int] = mapped_column(Integer)
+    consults_given: Mapped[int] = mapped_column(Integer)
+
+
+class ReportSum(Base):
+    """The offers of a 15-minute bucket added up per skill group, dialled number or answering
+    agent (``dim``: group, number, agent): made again from ``report_offers`` for each bucket
+    the indexer touches, so a report over a year reads thousands of rows, not millions."""
+
+    __tablename__ = "report_sums"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(64))
+    offered: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)
+    abandoned: Mapped[int] = mapped_column(Integer)
+    overflowed: Mapped[int] = mapped_column(Integer)
+    sent: Mapped[int] = mapped_column(Integer)
+    callbacks: Mapped[int] = mapped_column(Integer)
+    within_sl: Mapped[int] = mapped_column(Integer)
+    answer_wait: Mapped[float] = mapped_column(Float)
+    wait: Mapped[float] = mapped_column(Float)
+    wait_max: Mapped[float] = mapped_column(Float)
+    talk: Mapped[float] = mapped_column(Float)
+    hold: Mapped[float] = mapped_column(Float)
+    wrapup: Mapped[float] = mapped_column(Float)
+    ratings: Mapped[int] = mapped_column(Integer)
+    satisfied: Mapped[int] = mapped_column(Integer)
+    verified: Mapped[int] = mapped_column(Integer)
+
+
+class ReportAgentTime(Base):
+    """Seconds an agent spent in a state (break and meeting: with the reason) in a bucket."""
+
+    __tablename__ = "report_agent_time"
+
+    agent_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
+class ReportAgentOpen(Base):
+    """Each agent's current state as far as the indexer has read: counted when it ends."""
+
+    __tablename__ = "report_agent_open"
+
+    agent_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[float] = mapped_column(Float)      # UNIX s
+
+
+class ReportMark(Base):
+    """How far the indexer has read a table (``agent_state_changes``: the last row id)."""
+
+    __tablename__ = "report_marks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class GroupMember(Base):
+    """A skill-group membership in force (migration 0009; acd.memberships): seeded from
+    config.yaml, changed on the admin page. ``level`` None: removed on the page."""
+
+    __tablename__ = "group_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    skill_group: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str] = mapped_column(String(40))
+    level: Mapped[int | None] = mapped_column(Integer)
+    seeded: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str] = mapped_column(String(40), default="")

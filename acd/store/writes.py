@@ -20,7 +20,7 @@ from sqlalchemy import Connection, bindparam, exc as sa_exc, func, insert, selec
 from sqlalchemy.sql.elements import BindParameter
 
 from acd.store.models import (AgentPending, AgentStateChange, Call, CallEvent, CallLeg,
-                               KeyPress, Recording)
+                               KeyPress, Recording, ReportDirty)
 
 #: Caller-controlled text is kept, but only this much of it.
 MAX_TEXT = 256
@@ -39,6 +39,7 @@ _ADD_CALL = insert(_calls)
 _ADD_EVENT = insert(_events)
 _ADD_STATE = insert(_states)
 _ADD_PENDING = insert(_pending)
+_REPORT_DIRTY = insert(ReportDirty.__table__)
 
 
 def _typed(name: str, column: Any) -> BindParameter:
@@ -108,6 +109,11 @@ def _event(conn: Connection, cid: int, kind: str, at: datetime, detail: dict[str
     conn.execute(_ADD_EVENT, {"call_id": cid, "at": at, "kind": kind, "detail": detail})
 
 
+def _report_again(conn: Connection, cid: int) -> None:
+    """The call's report facts are to be made (again): see acd.reports.indexer."""
+    conn.execute(_REPORT_DIRTY, {"call_id": cid})
+
+
 # --- the writes (the Store's methods of the same names) ------------------------------------
 
 def call_arrived(conn: Connection, *, uniqueid: str, channel: str, caller_number: str,
@@ -149,6 +155,7 @@ def call_ended(conn: Connection, uniqueid: str, *, reason: str, at: datetime) ->
     if conn.execute(_END, {"cid": cid, "end_reason": reason, "ended_at": at}).rowcount == 0:
         return False
     _event(conn, cid, "ended", at, {"reason": reason})
+    _report_again(conn, cid)
     return True
 
 
@@ -196,6 +203,7 @@ def call_rating(conn: Connection, uniqueid: str, rating: int, *, at: datetime) -
     cid = call_id(conn, uniqueid)
     conn.execute(_CALL_BY_ID, {"cid": cid, "rating": int(rating), "rated_at": at})
     _event(conn, cid, "rated", at, {"rating": int(rating)})
+    _report_again(conn, cid)
 
 
 def call_leg(conn: Connection, uniqueid: str, *, agent_id: str, role: str,
@@ -210,8 +218,9 @@ def call_leg(conn: Connection, uniqueid: str, *, agent_id: str, role: str,
 
 def call_leg_wrapup(conn: Connection, uniqueid: str, agent_id: str, seconds: float) -> None:
     """The agent's wrap-up after their (newest) leg of the call."""
-    conn.execute(_WRAPUP, {"cid": call_id(conn, uniqueid), "agent": agent_id,
-                           "wrapup_seconds": float(seconds)})
+    cid = call_id(conn, uniqueid)
+    conn.execute(_WRAPUP, {"cid": cid, "agent": agent_id, "wrapup_seconds": float(seconds)})
+    _report_again(conn, cid)
 
 
 def set_verification(conn: Connection, uniqueid: str, *, result: str, method: str | None,

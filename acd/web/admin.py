@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy import delete, func, select
 
 from acd.errors import UserError
+from acd.memberships import version
 from acd.store.models import WebSession, WebUser
 from acd.web.auth import AUDIT
 from acd.web.webdb import calls_csv
@@ -81,7 +82,11 @@ class AdminRoutes:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
-        self.cfg = ctx.cfg
+
+    @property
+    def cfg(self) -> Any:
+        """The configuration in force (memberships change while running)."""
+        return self.ctx.cfg
 
     async def agents(self, _request: web.Request) -> web.Response:
         live = self.ctx.runtime.agents() if self.ctx.runtime is not None else {}
@@ -100,7 +105,8 @@ class AdminRoutes:
     async def groups(self, _request: web.Request) -> web.Response:
         live = self.ctx.runtime.queues() if self.ctx.runtime is not None else {}
         return web.json_response({"groups": [
-            {**_plain(g), "members": dict(g.members or {}), "live": live.get(g.name)}
+            {**_plain(g), "members": dict(g.members or {}),
+             "members_version": version(dict(g.members or {})), "live": live.get(g.name)}
             for g in self.cfg.groups]})
 
     def _filters(self, request: web.Request) -> dict[str, Any]:
@@ -123,7 +129,7 @@ class AdminRoutes:
         return web.json_response({"calls": rows})
 
     async def calls_export(self, request: web.Request) -> web.Response:
-        rows = await self.ctx.webdb.find_calls(**self._filters(request))
+        rows = await self.ctx.webdb.find_calls(**self._filters(request), with_legs=True)
         return web.Response(text=calls_csv(rows), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": 'attachment; filename="calls.csv"'})
 
@@ -275,8 +281,15 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("get", "/metrics"): ("Prometheus text format", "supervisor, or the metrics bearer token", {}),
     ("get", "/api/calls"): ("Recent calls with key trail and timeline", "supervisor", {}),
     ("get", "/api/calls/{uniqueid}"): ("One call", "supervisor", {}),
-    ("get", "/api/admin/agents"): ("Configured agents: groups, skill levels, live state", "admin", {}),
-    ("get", "/api/admin/groups"): ("Configured skill groups with their live queue", "admin", {}),
+    ("get", "/api/admin/agents"): ("Configured agents: groups, skill levels, live state",
+                                   "supervisor", {}),
+    ("get", "/api/admin/groups"): ("Skill groups with their members in force, members_version "
+                                   "and live queue", "supervisor", {}),
+    ("put", "/api/admin/groups/{group}/members/{agent}"): (
+        "Add an agent to a group or change their level {level, version}; refused with "
+        "admin.conflict if the group changed since members_version", "supervisor", {}),
+    ("delete", "/api/admin/groups/{group}/members/{agent}"): (
+        "Take an agent out of a group (?version=); after their current call", "supervisor", {}),
     ("get", "/api/admin/calls"): ("Call records with filters", "admin", {"parameters": _CALL_FILTERS}),
     ("get", "/api/admin/calls.csv"): ("Call records with filters, as CSV", "admin",
                                       {"parameters": _CALL_FILTERS}),
@@ -295,6 +308,16 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("post", "/api/flows/reload"): ("Load and check the flow files now; a broken file's working "
                                     "version keeps serving", "admin", {}),
     ("get", "/api/flows/{name}/graph"): ("The picture of a serving flow (SVG)", "admin", {}),
+    ("get", "/api/reports/history"): (
+        "History report by interval: ?since=&until= (dates), by (15m, 30m, 60m, day, week, "
+        "month), dimension (group, agent, number), key, tz, short_abandon", "supervisor", {}),
+    ("get", "/api/reports/history.csv"): ("The history report as CSV (same query)",
+                                          "supervisor", {}),
+    ("get", "/api/reports/history.xlsx"): ("The history report as XLSX (same query)",
+                                           "supervisor", {}),
+    ("get", "/api/reports/queue_log"): (
+        "The calls and agent states of ?since=&until= (at most 31 days) as Asterisk's "
+        "queue_log lines", "supervisor", {}),
     ("get", "/api/reports/verification"): ("?since=&until=: share of calls verified in the IVR, "
                                            "handle time verified against not verified",
                                            "supervisor", {}),

@@ -77,6 +77,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("*", "/api/auth/*", ANY),
     ("GET", "/agent", AGENT),
     ("GET", "/supervisor", SUPERVISOR),
+    ("GET", "/reports", SUPERVISOR),
     ("GET", "/admin", ADMIN),
     ("GET", "/metrics", METRICS),
     # an agent's own things: their page, call control, recent calls and notes
@@ -105,7 +106,11 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/api/reports/*", SUPERVISOR),
     ("*", "/api/monitor", SUPERVISOR),        # listen, whisper, barge (not agents)
     ("*", "/api/monitor/*", SUPERVISOR),
-    # administration
+    # administration: supervisors see agents and groups and move agents between groups
+    ("GET", "/api/admin/agents", SUPERVISOR),
+    ("GET", "/api/admin/groups", SUPERVISOR),
+    ("PUT", "/api/admin/groups/{group}/members/{agent}", SUPERVISOR),
+    ("DELETE", "/api/admin/groups/{group}/members/{agent}", SUPERVISOR),
     ("*", "/api/admin/*", ADMIN),
     ("*", "/api/flows", ADMIN),
     ("*", "/api/flows/*", ADMIN),

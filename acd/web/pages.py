@@ -30,7 +30,7 @@ from acd.web.webdb import NOTE_LIMIT, WebDb
 STATIC = Path(__file__).resolve().parent / "static"
 HOMES = {"agent": "/agent", "supervisor": "/supervisor", "admin": "/admin"}
 PAGES = {"/login": "login.html", "/agent": "agent.html", "/supervisor": "supervisor.html",
-         "/admin": "admin.html"}
+         "/admin": "admin.html", "/reports": "reports.html"}
 _UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -89,6 +89,8 @@ class WebContext:
     runtime: Any = None
     clock: Callable[[], float] = time.time
     webdb: WebDb = field(init=False)
+    #: told when the configuration in force changes while running (memberships)
+    on_cfg: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
         self.webdb = WebDb(self.store)
@@ -155,9 +157,12 @@ class PageRoutes:
     """The handlers of the pages and of the agent page's and the wall board's routes, over
     the pages' context."""
 
+    @property
+    def cfg(self) -> Any:
+        return self.ctx.cfg
+
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
-        self.cfg = ctx.cfg
         origins = sorted({f"{urlsplit(p.url).scheme}://{urlsplit(p.url).netloc}"
                           for p in self.cfg.web.side_panels})
         self.frame_src = " ".join(origins) or "'none'"     # the side panels' sites
@@ -329,13 +334,15 @@ async def _static_headers(request: web.Request, handler: Any) -> web.StreamRespo
 def add_web(app: web.Application, ctx: WebContext) -> None:
     """The pages, the static files, /api/auth/*, the agent's recent calls, notes and screen
     pop, the statistics and /metrics, and the admin API (:mod:`acd.web.admin`)."""
-    from acd.web import admin
+    from acd.web import admin, members_api, reports_api
     routes = PageRoutes(ctx)
     _add(app, routes.page_routes())
     app.router.add_static("/static", STATIC, append_version=False)
     ctx.auth.add_routes(app, HOMES)
     _add(app, routes.routes())
     admin.add_routes(app, ctx)
+    reports_api.add_routes(app, ctx)
+    members_api.add_routes(app, ctx)
     app.middlewares.append(_static_headers)
 
 

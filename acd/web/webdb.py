@@ -34,13 +34,24 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
+def _wait(c: Call) -> float | None:
+    """Seconds from the first entry into a queue to the first answer (or to the end)."""
+    queued = next((e.at for e in c.events if e.kind == "queued"), None)
+    if queued is None:
+        return None
+    until = next((e.at for e in c.events if e.kind == "answered"), None) or c.ended_at
+    if until is None:
+        return None
+    return round(max(0.0, (_aware(until) - _aware(queued)).total_seconds()), 1)
+
+
 def call_summary(c: Call) -> dict[str, Any]:
     """A call as lists show it (no timeline)."""
     agent = None
     for e in c.events:
         if e.kind == "answered" and isinstance(e.detail, dict) and e.detail.get("agent"):
             agent = e.detail["agent"]
-    return {"uniqueid": c.uniqueid, "caller_number": c.caller_number,
+    return {"wait_seconds": _wait(c), "rating": c.rating, "uniqueid": c.uniqueid, "caller_number": c.caller_number,
             "caller_name": c.caller_name, "did": c.did, "skill_group": c.skill_group,
             "verification": c.verification, "verification_method": c.verification_method,
             "arrived_at": _iso(c.arrived_at), "answered_at": _iso(c.answered_at),
@@ -270,7 +281,9 @@ class WebDb:
                          group: str | None = None, agent: str | None = None,
                          end_reason: str | None = None, number: str | None = None,
                          verification: str | None = None, limit: int = 100,
-                         offset: int = 0) -> list[dict[str, Any]]:
+                         offset: int = 0, with_legs: bool = False) -> list[dict[str, Any]]:
+        """Call records, newest first; ``with_legs``: also each agent's part (talk, hold,
+        wrap-up) and the agents' notes, as the export has them."""
         async with self._s() as s:
             q = select(Call)
             if since is not None:
@@ -287,9 +300,34 @@ class WebDb:
                 q = q.where(or_(Call.caller_number == number, Call.did == number))
             if verification:
                 q = q.where(Call.verification == verification)
-            rows = await s.scalars(q.order_by(Call.id.desc()).limit(limit).offset(offset)
-                                   .options(selectinload(Call.key_trail), selectinload(Call.events)))
-            return [call_summary(c) for c in rows]
+            rows = list(await s.scalars(q.order_by(Call.id.desc()).limit(limit).offset(offset)
+                                        .options(selectinload(Call.key_trail),
+                                                 selectinload(Call.events))))
+            out = [call_summary(c) for c in rows]
+            if not with_legs or not rows:
+                return out
+            legs: dict[int, list[CallLeg]] = {}
+            for g in await s.scalars(select(CallLeg).where(CallLeg.call_id.in_([c.id for c in rows]))
+                                     .order_by(CallLeg.id)):
+                legs.setdefault(g.call_id, []).append(g)
+            notes: dict[str, list[CallNote]] = {}
+            for n in await s.scalars(select(CallNote).where(
+                    CallNote.call_uniqueid.in_([c.uniqueid for c in rows])).order_by(CallNote.id)):
+                notes.setdefault(n.call_uniqueid, []).append(n)
+            for c, row in zip(rows, out):
+                mine = legs.get(c.id, [])
+                row["talk_seconds"] = round(sum(g.talk_seconds for g in mine), 1)
+                row["hold_seconds"] = round(sum(g.hold_seconds for g in mine), 1)
+                row["wrapup_seconds"] = round(sum(g.wrapup_seconds or 0.0 for g in mine), 1)
+                row["legs"] = [{"agent_id": g.agent_id, "role": g.role, "reason": g.reason,
+                                "talk_seconds": round(g.talk_seconds, 1),
+                                "hold_seconds": round(g.hold_seconds, 1),
+                                "wrapup_seconds": (None if g.wrapup_seconds is None
+                                                   else round(g.wrapup_seconds, 1))}
+                               for g in mine]
+                row["notes"] = [{"agent_id": n.agent_id, "text": n.text}
+                                for n in notes.get(c.uniqueid, [])]
+            return out
 
     # --- rows for the statistics ---------------------------------------------------------------
 
@@ -328,7 +366,8 @@ class WebDb:
 
 CSV_FIELDS = ("uniqueid", "arrived_at", "answered_at", "ended_at", "caller_number", "caller_name",
               "did", "skill_group", "agent_id", "end_reason", "verification",
-              "verification_method", "key_trail")
+              "verification_method", "key_trail", "wait_seconds", "talk_seconds",
+              "hold_seconds", "wrapup_seconds", "rating", "legs", "notes")
 
 
 def calls_csv(calls: list[dict[str, Any]]) -> str:
@@ -338,5 +377,11 @@ def calls_csv(calls: list[dict[str, Any]]) -> str:
     for c in calls:
         row = dict(c)
         row["key_trail"] = " ".join(k["keys"] for k in c.get("key_trail", []))
+        # one agent's part per line within the cell: agent, role, talk/hold/wrap-up, why it ended
+        row["legs"] = "\n".join(
+            f"{g['agent_id']} {g['role']} talk {g['talk_seconds']} hold {g['hold_seconds']} "
+            f"wrapup {g['wrapup_seconds'] if g['wrapup_seconds'] is not None else '-'} "
+            f"{g['reason']}" for g in c.get("legs") or [])
+        row["notes"] = "\n".join(f"{n['agent_id']}: {n['text']}" for n in c.get("notes") or [])
         w.writerow([_csv_cell(row.get(f)) for f in CSV_FIELDS])
     return buf.getvalue()

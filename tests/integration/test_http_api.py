@@ -3,6 +3,7 @@
 The runtime here is a thin stand-in over the REAL ACD core (no Asterisk): it checks the HTTP
 layer's mapping of requests, errors and live events. The real runtime on real calls is tested
 in tests/asterisk."""
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -32,6 +33,8 @@ class CoreRuntime:
         self.hub = hub
         self.now = 1000.0
         self.known = {"1001", "1002"}
+        self.ready = asyncio.Event()
+        self.ready.set()
 
     def _run(self, decisions):
         for d in decisions:
@@ -72,6 +75,10 @@ class CoreRuntime:
         self._check(agent_id)
         self._run(self.core.end_wrapup(agent_id, self.now))
         return self.agent(agent_id)
+
+    def set_member(self, group, agent_id, level):
+        self._check(agent_id)
+        self._run(self.core.set_member(group, agent_id, level, self.now))
 
 
 @pytest.fixture

@@ -1,0 +1,181 @@
+"""Keeps the report facts up to date with the records, behind the calls (never on their path).
+
+The store's writes list a call in ``report_dirty`` when it ends, when a wrap-up ends after
+it and when a rating comes; :func:`index_calls` makes the facts of those calls again from
+their records (delete, then insert: doing it twice gives the same rows). Agents' state rows
+are read once, in order, past a mark (:func:`index_agent_time`): each row closes the span
+its agent's previous row opened. Both run on the store's write connection in a transaction
+each, a batch at a time, from the server's background task and before a report is read
+(:meth:`acd.store.db.Store.index_reports`).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Connection, case, delete, func, insert, literal, select, update
+
+from acd.reports.facts import CallInput, call_facts, state_spans
+from acd.store.models import (AgentStateChange, Call, CallEvent, CallLeg, ReportAgentOpen,
+                              ReportAgentTime, ReportDirty, ReportLeg, ReportMark, ReportOffer,
+                              ReportSum)
+
+_calls, _events, _legs = Call.__table__, CallEvent.__table__, CallLeg.__table__
+_dirty, _offers, _rlegs = ReportDirty.__table__, ReportOffer.__table__, ReportLeg.__table__
+_states, _time = AgentStateChange.__table__, ReportAgentTime.__table__
+_open, _marks = ReportAgentOpen.__table__, ReportMark.__table__
+_sums = ReportSum.__table__
+SATISFIED_AT = 4
+#: report_sums' dimensions: the report_offers column each adds up by.
+SUM_DIMS = {"group": _offers.c.skill_group, "number": _offers.c.number,
+            "agent": _offers.c.agent_id}
+
+STATES_MARK = "agent_state_changes"
+
+
+def _ts(dt: datetime | None) -> float | None:
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def index_calls(conn: Connection, sl_seconds: Mapping[str, float], limit: int = 200) -> int:
+    """Make the facts of up to ``limit`` listed calls; the number of list entries taken."""
+    with conn.begin():
+        rows = conn.execute(select(_dirty.c.id, _dirty.c.call_id).order_by(_dirty.c.id)
+                            .limit(limit)).all()
+        if not rows:
+            return 0
+        ids = sorted({r.call_id for r in rows})
+        calls = {r.id: r for r in conn.execute(
+            select(_calls.c.id, _calls.c.did, _calls.c.end_reason, _calls.c.rating,
+                   _calls.c.verification, _calls.c.direction).where(_calls.c.id.in_(ids)))}
+        events: dict[int, list[tuple[str, float, Mapping[str, Any]]]] = {i: [] for i in ids}
+        for e in conn.execute(select(_events.c.call_id, _events.c.kind, _events.c.at,
+                                     _events.c.detail)
+                              .where(_events.c.call_id.in_(ids)).order_by(_events.c.id)):
+            events[e.call_id].append((e.kind, _ts(e.at) or 0.0, e.detail or {}))
+        legs: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        for g in conn.execute(select(_legs).where(_legs.c.call_id.in_(ids))
+                              .order_by(_legs.c.id)):
+            legs[g.call_id].append({
+                "agent_id": g.agent_id, "role": g.role, "started_at": _ts(g.started_at),
+                "ended_at": _ts(g.ended_at), "talk_seconds": g.talk_seconds,
+                "hold_seconds": g.hold_seconds, "wrapup_seconds": g.wrapup_seconds,
+                "reason": g.reason})
+        touched = {b for (b,) in conn.execute(select(_offers.c.bucket).distinct()
+                                              .where(_offers.c.call_id.in_(ids)))}
+        conn.execute(delete(_offers).where(_offers.c.call_id.in_(ids)))
+        conn.execute(delete(_rlegs).where(_rlegs.c.call_id.in_(ids)))
+        offer_rows: list[dict[str, Any]] = []
+        leg_rows: list[dict[str, Any]] = []
+        for cid in ids:
+            c = calls.get(cid)
+            if c is None or c.end_reason is None:
+                continue        # gone, or not over yet: listed again when it ends
+            offers, call_legs = call_facts(
+                CallInput(did=c.did or "", end_reason=c.end_reason, rating=c.rating,
+                          verification=c.verification, events=events[cid], legs=legs[cid]),
+                sl_seconds)
+            offer_rows += [{
+                "call_id": cid, "seq": o.seq, "bucket": o.bucket, "skill_group": o.group,
+                "number": o.number[:64], "outcome": o.outcome, "wait": o.wait,
+                "agent_id": o.agent, "within_sl": int(o.within_sl), "talk": o.talk,
+                "hold": o.hold, "wrapup": o.wrapup, "rating": o.rating,
+                "verified": int(o.verified), "callback": int(o.callback)} for o in offers]
+            leg_rows += [{
+                "call_id": cid, "seq": g.seq, "bucket": g.bucket, "agent_id": g.agent[:40],
+                "skill_group": g.group[:64], "role": g.role[:16], "talk": g.talk,
+                "hold": g.hold, "wrapup": g.wrapup, "reason": g.reason[:32],
+                "transfers_given": g.transfers_given, "consults_given": g.consults_given}
+                for g in call_legs]
+        if offer_rows:
+            conn.execute(insert(_offers), offer_rows)
+        refresh_sums(conn, touched | {r["bucket"] for r in offer_rows})
+        if leg_rows:
+            conn.execute(insert(_rlegs), leg_rows)
+        conn.execute(delete(_dirty).where(_dirty.c.id <= rows[-1].id,
+                                          _dirty.c.call_id.in_(ids)))
+    return len(rows)
+
+
+def refresh_sums(conn: Connection, buckets: set[int] | None) -> None:
+    """Make ``report_sums`` again for these buckets (None: all) from ``report_offers``."""
+    o = _offers
+    answered = o.c.outcome == "answered"
+    for start in range(0, len(buckets), 500) if buckets is not None else (0,):
+        chunk = sorted(buckets)[start:start + 500] if buckets is not None else None
+        where = [o.c.bucket.in_(chunk)] if chunk is not None else []
+        conn.execute(delete(_sums).where(_sums.c.bucket.in_(chunk)) if chunk is not None
+                     else delete(_sums))
+        for dim, column in SUM_DIMS.items():
+            q = (select(o.c.bucket, literal(dim), column, func.count(),
+                        func.sum(case((answered, 1), else_=0)),
+                        func.sum(case((o.c.outcome == "abandoned", 1), else_=0)),
+                        func.sum(case((o.c.outcome == "overflow", 1), else_=0)),
+                        func.sum(case((o.c.outcome == "sent", 1), else_=0)),
+                        func.sum(o.c.callback), func.sum(o.c.within_sl),
+                        func.sum(case((answered, o.c.wait), else_=0.0)), func.sum(o.c.wait),
+                        func.max(o.c.wait), func.sum(o.c.talk), func.sum(o.c.hold),
+                        func.sum(o.c.wrapup), func.count(o.c.rating),
+                        func.sum(case((o.c.rating >= SATISFIED_AT, 1), else_=0)),
+                        func.sum(o.c.verified))
+                 .where(*where, column.is_not(None)).group_by(o.c.bucket, column))
+            conn.execute(insert(_sums).from_select(
+                ["bucket", "dim", "key", "offered", "answered", "abandoned", "overflowed",
+                 "sent", "callbacks", "within_sl", "answer_wait", "wait", "wait_max", "talk",
+                 "hold", "wrapup", "ratings", "satisfied", "verified"], q))
+        if buckets is None:
+            break
+
+
+def index_agent_time(conn: Connection, limit: int = 2000) -> int:
+    """Read up to ``limit`` agent state rows past the mark; the number read."""
+    with conn.begin():
+        mark = conn.execute(select(_marks.c.value).where(_marks.c.name == STATES_MARK)).scalar()
+        rows = conn.execute(select(_states.c.id, _states.c.agent_id, _states.c.state,
+                                   _states.c.reason, _states.c.at)
+                            .where(_states.c.id > (mark or 0)).order_by(_states.c.id)
+                            .limit(limit)).all()
+        if not rows:
+            return 0
+        agents = sorted({r.agent_id for r in rows})
+        opens = {r.agent_id: (r.state, r.reason, r.at) for r in conn.execute(
+            select(_open).where(_open.c.agent_id.in_(agents)))}
+        added: dict[tuple[str, int, str, str], float] = {}
+        for r in rows:
+            at = _ts(r.at) or 0.0
+            prev = opens.get(r.agent_id)
+            if prev is not None and at > prev[2]:
+                for bucket, state, reason, secs in state_spans(prev[0], prev[1], prev[2], at):
+                    key = (r.agent_id, bucket, state, reason[:256])
+                    added[key] = added.get(key, 0.0) + secs
+            opens[r.agent_id] = (r.state, r.reason or "", at)
+        if added:
+            keys = list(added)
+            have = {(t.agent_id, t.bucket, t.state, t.reason) for t in conn.execute(
+                select(_time.c.agent_id, _time.c.bucket, _time.c.state, _time.c.reason)
+                .where(_time.c.agent_id.in_(agents),
+                       _time.c.bucket.in_(sorted({k[1] for k in keys}))))}
+            new = [{"agent_id": k[0], "bucket": k[1], "state": k[2], "reason": k[3],
+                    "seconds": added[k]} for k in keys if k not in have]
+            if new:
+                conn.execute(insert(_time), new)
+            for k in keys:
+                if k in have:
+                    conn.execute(update(_time).where(
+                        _time.c.agent_id == k[0], _time.c.bucket == k[1], _time.c.state == k[2],
+                        _time.c.reason == k[3]).values(seconds=_time.c.seconds + added[k]))
+        conn.execute(delete(_open).where(_open.c.agent_id.in_(agents)))
+        conn.execute(insert(_open), [{"agent_id": a, "state": s, "reason": why, "at": at}
+                                     for a, (s, why, at) in opens.items() if a in agents])
+        last = rows[-1].id
+        if mark is None:
+            conn.execute(insert(_marks), {"name": STATES_MARK, "value": last})
+        else:
+            conn.execute(update(_marks).where(_marks.c.name == STATES_MARK).values(value=last))
+    return len(rows)
+
+
+__all__ = ["index_calls", "index_agent_time", "refresh_sums", "STATES_MARK"]
