@@ -27,7 +27,7 @@ from typing import Any
 from acd.tools import load, load_calls, server_api
 from acd import log as acdlog
 from acd.errors import UserError
-from bench import core_bench, memory, overload, report, startup
+from bench import core_bench, memory, overload, report, reports_bench, startup
 from bench import instance as inst
 from bench.measures import (AQ, HOTLINES, NUMBERS, OURS, Bench, RunResult, agent_free_latencies,
                             arm_order, idle_agent_latencies, ours_breakdown,
@@ -38,7 +38,7 @@ from bench.stats import cdf, summary
 RESULTS = inst.PROJECT / "bench" / "results"
 DOCS = inst.PROJECT / "docs"
 MEASURES = ("idle", "free", "ivr", "throughput", "overload", "pop", "profile", "recording", "core",
-            "memory", "startup")
+            "memory", "startup", "reports")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class Plan:
     rec_rate: float = 10.0           # measure "recording": calls/s, the group recorded or not
     rec_seconds: float = 45.0        # ... each run this long
     rec_chunks: int = 2              # ... this many runs of each, alternating
+    report_calls: int = 1_000_000    # measure 9: history reports over this many calls
 
 
 FULL = Plan("full", phones=100, talk=2.0, idle_chunks=4, idle_calls=50, idle_rate=2.0,
@@ -86,7 +87,8 @@ QUICK = Plan("quick", phones=40, talk=2.0, idle_chunks=1, idle_calls=15, idle_ra
              pop_seconds=15.0, pages=300,
              profile_seconds=10.0, profile_rate=5.0, core_cycles=500, mem_agents=1000,
              mem_callers=2000, startup_agents=300, startup_small=0, overload_seconds=15.0,
-             recovery_seconds=10.0, rec_rate=5.0, rec_seconds=10.0, rec_chunks=1)
+             recovery_seconds=10.0, rec_rate=5.0, rec_seconds=10.0, rec_chunks=1,
+             report_calls=50_000)
 TALK_CAP = 10.0                      # exponential talk times are cut at this many seconds
 TALK_MIN = 1.0                       # ... and start at this many (nobody hangs up at once)
 
@@ -432,6 +434,12 @@ class Runner:
         self.results["startup"] = await startup.measure(agents=p.startup_agents,
                                                         small=p.startup_small, say=say)
 
+    # ---------------------------------------------------------------- 9
+    async def reports(self) -> None:
+        n = self.plan.report_calls
+        say(f"(9) history reports over {n:,} calls (SQLite), and the indexer's rate")
+        self.results["reports"] = await reports_bench.measure(calls=n, say=say)
+
     # ---------------------------------------------------------------- all
     async def run(self) -> None:
         real = {"idle", "free", "ivr", "throughput", "overload", "pop", "profile",
@@ -458,6 +466,8 @@ class Runner:
             await self.memory()
         if self.want("startup"):
             await self.startup()
+        if self.want("reports"):
+            await self.reports()
 
 
 async def recordings_made(folder: Path, before: set[Path], expected: int,

@@ -252,6 +252,16 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     add(8, "`acd run` ready in under 5 s with 1,000 agents and their web users; a restart's "
            "time does not grow with the agents", *startup_target(m.get("startup") or {}))
 
+    rp = m.get("reports") or {}
+    if rp.get("reports"):
+        slowest = rp.get("slowest_calls_seconds", rp.get("slowest_seconds"))
+        add("15", f"(issue 15) a history report over {rp.get('calls'):,} calls answers in under 2 s",
+            slowest is not None and slowest < 2.0,
+            f"slowest group report {slowest} s (an agent report over a year, with "
+            f"{rp.get('agent_time_rows', 0):,} rows of time in states: "
+            f"{rp.get('slowest_seconds')} s); the indexer makes "
+            f"{_get(rp, 'indexer', 'calls_per_second')} calls' facts a second")
+
     add(9, "supervisor views as throttled deltas, built only for subscribers (a behaviour)",
         None, "proved by tests/unit/test_board_deltas.py and "
               "tests/integration/test_supervisor_ws.py")
@@ -479,6 +489,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     _section_overload(L, m)
     _section_memory(L, m)
     _section_startup(L, m)
+    _section_reports(L, m)
     _section_gaps(L, results)
     return "\n".join(L) + "\n"
 
@@ -786,6 +797,26 @@ def _section_startup(L: list[str], m: dict[str, Any]) -> None:
                   f"{_get(size, 'second', 'logged_in') or '–'} agents logged in over the API in "
                   f"{_get(size, 'second', 'login_seconds') or '–'} s; the restart found "
                   f"{_get(size, 'restart', 'logged_in') or '–'} logged in.", ""]
+
+
+def _section_reports(L: list[str], m: dict[str, Any]) -> None:
+    x = m.get("reports")
+    if not x or not x.get("reports"):
+        return
+    L += ["## History reports (issue 15's scale target)", "",
+          f"A SQLite store holding a year of report facts: {x['calls']:,} calls' offers, "
+          f"{x['legs']:,} agents' legs, {x['agent_time_rows']:,} rows of agents' time in states "
+          "(5 groups, 50 agents; bench/reports_bench.py). Each report is the API's own code, "
+          "timed twice (the first read from disk, the second from the page cache).", "",
+          _row("report", "first (s)", "again (s)", "rows", "calls counted"),
+          _row("---", "---", "---", "---", "---")]
+    for name, r in x["reports"].items():
+        L.append(_row(name, r["seconds"][0], r["seconds"][1], f"{r['rows']:,}",
+                      f"{r['counted']:,}"))
+    ix = x.get("indexer") or {}
+    L += ["", f"The indexer made the facts of {ix.get('calls', 0):,} calls written as the "
+              f"runtime writes them in {ix.get('seconds')} s: {ix.get('calls_per_second')} "
+              "calls a second, on the store's write thread, behind the calls.", ""]
 
 
 def _section_gaps(L: list[str], results: dict[str, Any]) -> None:
