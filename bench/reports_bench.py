@@ -48,8 +48,8 @@ REPORTS = (
 )
 
 
-def _facts(calls: int, rng: random.Random) -> tuple[list[dict], list[dict], list[dict]]:
-    days = 364
+def _facts(calls: int, rng: random.Random,
+           days: int = 364) -> tuple[list[dict], list[dict], list[dict]]:
     per_day = calls // days
     offers, legs = [], []
     cid = 0
@@ -143,7 +143,7 @@ def _bulk(conn: Any, offers: list, legs: list, times: list) -> None:
         refresh_sums(conn, None)          # as the indexer keeps them
 
 
-async def measure(*, calls: int = 1_000_000, indexed: int = 20_000,
+async def measure(*, calls: int = 1_000_000, indexed: int = 20_000, days: int = 364,
                   say: Callable[[str], None] = print) -> dict[str, Any]:
     rng = random.Random(20261204)
     with tempfile.TemporaryDirectory(prefix="acd-reports-") as tmp:
@@ -152,7 +152,7 @@ async def measure(*, calls: int = 1_000_000, indexed: int = 20_000,
         store = Store(url)
         try:
             t = time.perf_counter()
-            offers, legs, times = _facts(calls, rng)
+            offers, legs, times = _facts(calls, rng, days)
             say(f"  {len(offers):,} offers, {len(legs):,} legs, {len(times):,} agent-time rows "
                 f"generated in {time.perf_counter() - t:.1f} s")
             t = time.perf_counter()
