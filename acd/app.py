@@ -148,6 +148,7 @@ class Server:
                   "survey": SurveyScript(ivr_store)}
         self.agi = FastAgiServer(cfg.agi.host, cfg.agi.port, routes,
                                  allow=cfg.agi.allow, max_sessions=cfg.agi.max_sessions,
+                                 max_pending_per_address=cfg.agi.max_pending_per_address,
                                  header_timeout=cfg.agi.header_timeout,
                                  command_timeout=cfg.agi.command_timeout)
         await self.agi.start()
@@ -190,17 +191,16 @@ class Server:
         log = acdlog.get_logger(component="reports")
         assert self.store is not None
         while True:
+            await asyncio.sleep(REPORT_INDEX_SECONDS)     # not during the start
             try:
-                done = await self.store.index_reports(sl_seconds(self.cfg))
+                while (done := await self.store.index_reports(sl_seconds(self.cfg)))["more"]:
+                    await asyncio.sleep(0)
                 if done["calls"] or done["states"]:
                     log.debug("reports.indexed", **done)
-                if done["more"]:
-                    continue
             except asyncio.CancelledError:
                 raise
             except Exception as e:        # a locked database: next time
                 log.warning("reports.index_failed", error=str(e)[:200])
-            await asyncio.sleep(REPORT_INDEX_SECONDS)
 
     async def _start_ami(self) -> None:
         assert self.ami is not None
