@@ -77,6 +77,8 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     assert await caller.bridged(m) == "1001"
     await expect(page.locator("#agent-state")).to_have_text("talking", timeout=MS)
     await expect(page.locator("#call-status")).to_contain_text("talking")
+    status = await page.locator("#call-status").text_content()
+    assert caller.uniqueid not in status and caller.caller_num in status   # no internal id
     await expect(page.locator("#call-actions button[data-action=hold]")).to_be_enabled()
     await expect(page.locator("#call-actions button[data-action=resume]")).to_be_disabled()
     await expect(agent_row.locator("td[data-f=state]")).to_contain_text("talking", timeout=MS)

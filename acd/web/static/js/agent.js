@@ -103,6 +103,10 @@ function inputs() {
   return { target: $("target").value.trim(), number: $("dial-number").value.trim() };
 }
 
+function callerLabel(c) {
+  return (c.pop && c.pop.caller_number) || c.ring.caller_number || "unknown";
+}
+
 function renderBar() {
   const call = S.calls.get(S.selected);
   const state = S.agent && S.agent.state;
@@ -111,7 +115,8 @@ function renderBar() {
     b.disabled = why !== null || S.busy;
     b.title = why || "";
   }
-  setText("call-status", call ? "Call " + call.id + ": " + call.status : "");
+  // the caller, not the call's internal id
+  setText("call-status", call ? "Call with " + callerLabel(call) + ": " + call.status : "");
   const rec = recordingText(call);
   setText("recording-status", rec).classList.toggle("paused", rec === "Recording paused");
 }
@@ -120,7 +125,7 @@ function renderTabs() {
   const tabs = clear($("call-tabs"));
   for (const id of S.order) {
     const c = S.calls.get(id);
-    const label = (c.pop && c.pop.caller_number) || c.ring.caller_number || "unknown";
+    const label = callerLabel(c);
     tabs.append(h("button", { type: "button", role: "tab", "aria-selected": id === S.selected ? "true" : "false",
       dataset: { call: id }, on: { click: () => select(id) } }, h("bdi", { class: "caller-text" }, label), " · ", c.status));
   }
