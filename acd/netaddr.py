@@ -20,18 +20,32 @@ def networks(items: Iterable[str]) -> tuple[Network, ...]:
     return tuple(out)
 
 
-def address_in(address: str | None, nets: Sequence[Network]) -> bool:
-    """Whether ``address`` (a zone suffix allowed; an IPv4-mapped IPv6 address as its IPv4
-    address) is in one of ``nets``. Not an address: False."""
-    if not address or not nets:
-        return False
+def _ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address without its zone suffix, an IPv4-mapped IPv6 address as its IPv4 address;
+    not an address: None."""
+    if not address:
+        return None
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return any(ip in net for net in nets)
+    return ip
 
 
-__all__ = ["Network", "networks", "address_in"]
+def address_in(address: str | None, nets: Sequence[Network]) -> bool:
+    """Whether ``address`` (a zone suffix allowed; an IPv4-mapped IPv6 address as its IPv4
+    address) is in one of ``nets``. Not an address: False."""
+    ip = _ip(address)
+    return ip is not None and any(ip in net for net in nets)
+
+
+def canonical(address: str) -> str:
+    """One spelling per address, for counting by address: ``::ffff:10.0.0.1`` and ``10.0.0.1``
+    alike, IPv6 compressed, no zone. Not an address: unchanged."""
+    ip = _ip(address)
+    return str(ip) if ip is not None else address
+
+
+__all__ = ["Network", "networks", "address_in", "canonical"]

@@ -1,17 +1,25 @@
 """A small FastAGI server: one asyncio task per Asterisk connection, routed by script name.
 
-Safe on an open network: peers outside ``allow`` are dropped at once, sessions past
-``max_sessions`` are refused, the header block is bounded in time, line length and count, and
-every error a remote party can cause is one log line with a stable event name.
+Safe on an open network: peers outside ``allow`` are dropped at once; the header block is
+bounded in time, line length and count; connections past ``max_sessions`` are refused. A
+connection that has not yet sent a valid header is a stranger: at most
+``max_pending_per_address`` of them per address, and strangers (oldest first) are closed to
+make room for a new connection, never an established session. Every error a remote party can
+cause has a stable event name; a stray connection's is logged through :mod:`agi.strays`, so a
+scan writes a bounded number of lines.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import structlog
 
-from acd.netaddr import address_in, networks
+from acd.netaddr import address_in, canonical, networks
+from agi.pending import Pending
 from agi.protocol import (
     MAX_HEADER_LINE,
     AgiArgumentError,
@@ -27,6 +35,7 @@ from agi.protocol import (
     format_command,
     is_hangup_line,
 )
+from agi.strays import StrayLog
 
 __all__ = [
     "AgiArgumentError", "AgiCommandError", "AgiError", "AgiHangup", "AgiProtocolError",
@@ -44,6 +53,21 @@ Handler = Callable[["AgiSession"], Awaitable[None]]
 
 def _logger():
     return structlog.get_logger(component="agi")
+
+
+def _iso(t: float) -> str:
+    """Seconds since the epoch as the log's own timestamps are written (ISO 8601, UTC)."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One accepted connection, as the admission rules see it."""
+
+    task: asyncio.Task
+    address: str                        # canonical, for counting by address
+    peer: str                           # address:port, as logged
+    closed_for: str | None = None       # the setting it was closed to make room for, if it was
 
 
 def _digit(result: str | None) -> str | None:
@@ -198,16 +222,24 @@ class AgiSession:
 class FastAgiServer:
     def __init__(self, host: str, port: int, routes: Mapping[str, Handler], *,
                  allow: Sequence[str] = ("127.0.0.1", "::1"), max_sessions: int = 200,
-                 header_timeout: float = 5.0, command_timeout: float = 30.0):
+                 max_pending_per_address: int = 16, header_timeout: float = 2.0,
+                 command_timeout: float = 30.0, stray_log_interval: float = 10.0):
         self.host = host
         self._port = port
         self.routes = dict(routes)
         self.allow = networks(allow)
+        if max_sessions < 1 or max_pending_per_address < 1:
+            raise ValueError("max_sessions and max_pending_per_address must be at least 1")
         self.max_sessions = max_sessions
+        self.max_pending_per_address = max_pending_per_address
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()          # every admitted connection, for stop()
+        self._admitted: set[_Connection] = set()        # ... less those closed to make room
+        self._pending: Pending[_Connection] = Pending()  # ... of which still without a header
+        self._strays = StrayLog(stray_log_interval)
+        self._summary_timer: asyncio.TimerHandle | None = None
         self._log = _logger()
 
     @property
@@ -234,6 +266,7 @@ class FastAgiServer:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+        self._log_summaries(final=True)
         self._log.info("agi.stopped")
 
     def _allowed(self, host: str) -> bool:
@@ -242,40 +275,99 @@ class FastAgiServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        conn = _Connection(asyncio.current_task(), canonical(peername[0]) if peername else "?",
+                           peer)
         log = self._log.bind(peer=peer)
-        task = asyncio.current_task()
         try:
             if not peername or not self._allowed(peername[0]):
-                log.warning("agi.peer_refused")
+                self._stray(log, conn, "agi.peer_refused")
                 return
-            if len(self._tasks) >= self.max_sessions:
-                log.warning("agi.too_many_sessions", max_sessions=self.max_sessions)
+            if not self._admit(conn):
+                self._stray(log, conn, "agi.too_many_sessions", max_sessions=self.max_sessions)
                 return
-            self._tasks.add(task)
-            await self._session(reader, writer, log)
+            await self._session(reader, writer, log, conn)
         except asyncio.CancelledError:
             # Not re-raised: this is the connection's top-level task, and Python 3.11's
             # start_server callback logs a spurious error for a task that ends cancelled.
-            log.info("agi.session_cancelled")
+            if conn.closed_for is not None:
+                self._stray(log, conn, "agi.pending_evicted", limit=conn.closed_for)
+            else:
+                log.info("agi.session_cancelled")
         except Exception:                       # never let one connection disturb the server
             log.exception("agi.internal_error")
         finally:
-            self._tasks.discard(task)
+            self._pending.discard(conn)
+            self._admitted.discard(conn)
+            self._tasks.discard(conn.task)
             await self._close(writer)
 
-    async def _session(self, reader, writer, log) -> None:
+    # ---- admission: strangers make room, established sessions never do
+
+    def _admit(self, conn: _Connection) -> bool:
+        """Room for ``conn``, made by closing strangers (connections without a valid header
+        yet), oldest first: its address's oldest past ``max_pending_per_address``, anyone's
+        oldest past ``max_sessions``. False: every slot is an established session."""
+        if self._pending.count(conn.address) >= self.max_pending_per_address:
+            self._close_to_make_room(self._pending.oldest(conn.address),
+                                     "agi.max_pending_per_address")
+        if len(self._admitted) >= self.max_sessions:
+            stranger = self._pending.oldest()
+            if stranger is None:
+                return False
+            self._close_to_make_room(stranger, "agi.max_sessions")
+        self._admitted.add(conn)
+        self._pending.add(conn.address, conn)
+        self._tasks.add(conn.task)
+        return True
+
+    def _close_to_make_room(self, conn: _Connection, limit: str) -> None:
+        """Counted no more, and cancelled (its own task logs it and closes the socket)."""
+        conn.closed_for = limit
+        self._pending.discard(conn)
+        self._admitted.discard(conn)
+        conn.task.cancel()
+
+    # ---- stray connections: one line at once, then a summary per interval
+
+    def _stray(self, log, conn: _Connection, error: str, **fields) -> None:
+        if self._strays.note(conn.address, error, time.time(), {"peer": conn.peer, **fields}):
+            log.warning(error, **fields)
+        if self._summary_timer is None:
+            self._schedule_summaries()
+
+    def _schedule_summaries(self) -> None:
+        due = self._strays.next_due()
+        if due is not None:
+            self._summary_timer = asyncio.get_running_loop().call_later(
+                max(0.0, due - time.time()), self._log_summaries)
+
+    def _log_summaries(self, final: bool = False) -> None:
+        """The summary lines of the intervals that are over (all of them if ``final``)."""
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        for s in self._strays.flush(time.time(), final):
+            self._log.warning("agi.stray_summary", peer=s.address, error=s.error, count=s.count,
+                              first=_iso(s.first), example=s.example)
+        if not final:
+            self._schedule_summaries()
+
+    # ---- one session
+
+    async def _session(self, reader, writer, log, conn: _Connection) -> None:
         try:
             async with asyncio.timeout(self.header_timeout):
                 request = await self._read_headers(reader)
         except TimeoutError:
-            log.warning("agi.header_timeout", timeout=self.header_timeout)
+            self._stray(log, conn, "agi.header_timeout", timeout=self.header_timeout)
             return
         except AgiProtocolError as exc:
-            log.warning(exc.id, detail=str(exc))
+            self._stray(log, conn, exc.id, detail=str(exc))
             return
         except ConnectionError as exc:
-            log.warning("agi.connection_error", detail=repr(exc))
+            self._stray(log, conn, "agi.connection_error", detail=repr(exc))
             return
+        self._pending.discard(conn)             # an AGI session now: never closed to make room
         log = log.bind(script=request.script, channel=request.channel, uniqueid=request.uniqueid)
         handler = self.routes.get(request.script)
         if handler is None:

@@ -1,7 +1,8 @@
 """The foundation's fault checks, end to end: the real Asterisk and the whole server.
 
 * Junk on the FastAGI port (connect-and-close, a garbage line, oversize headers, a sender that
-  never finishes its headers) is one clear log line each, and a real call right after is served.
+  never finishes its headers) is one clear log line each (the same error again from the same
+  address: counted in a summary line), and a real call right after is served.
 * The AMI link cut while an action is pending: the caller fails at once, the client reconnects
   by itself, and the action is never sent again (seen at a proxy, and counted in Asterisk).
 * A half-open AMI link (nothing comes back, nothing is closed): the Ping watchdog replaces it.
@@ -155,13 +156,12 @@ async def test_junk_on_the_agi_port_is_logged_and_a_real_call_is_still_served(se
         entry = await wait_log(logs, "agi.too_many_headers", many.name)
         assert entry["log_level"] == "warning" and "more than" in entry["detail"]
 
+        # The same error from the same address again: no line of its own, a summary later.
         endless = await Peer.connect(port, good + b"agi_callerid: " + b"9" * 200_000)
         await endless.closed_by_server()
-        entry = await wait_log(logs, "agi.header_too_long", endless.name)
-        assert entry["log_level"] == "warning"
 
-        # A slow sender: half a header block, then nothing. It stays open while a real call
-        # is served.
+        # A slow sender: half a header block, then nothing. It is open while a real call
+        # is placed.
         slow = await Peer.connect(port, b"agi_network: yes\nagi_request: agi://127.0.0.1/ivr\n")
 
         number = f"1390000{next(_numbers):04d}"
@@ -175,12 +175,18 @@ async def test_junk_on_the_agi_port_is_logged_and_a_real_call_is_still_served(se
         assert entry["timeout"] == server.cfg.agi.header_timeout
         await slow.closed_by_server()
 
+        # The summary of the interval (10 s after the first oversize line) counts the second.
+        entry = await wait_log(logs, "agi.stray_summary", "127.0.0.1")
+        assert entry["log_level"] == "warning"
+        assert (entry["error"], entry["count"]) == ("agi.header_too_long", 1)
+        assert entry["example"]["peer"] == endless.name
+
         # One line each, nothing else about these connections.
         peers = {p.name for p in (bare, junk, long_line, many, endless, slow)}
         about = [e["event"] for e in logs if e.get("peer") in peers]
         assert sorted(about) == sorted(["agi.header_eof", "agi.bad_header", "agi.header_too_long",
-                                        "agi.too_many_headers", "agi.header_too_long",
-                                        "agi.header_timeout"]), about
+                                        "agi.too_many_headers", "agi.header_timeout"]), about
+        assert [e for e in logs if e["event"] == "agi.stray_summary"] == [entry]
         assert not [e for e in logs if e["event"] in ("agi.internal_error", "agi.handler_error")]
     for p in (bare, junk, long_line, many, endless, slow):
         p.close()
