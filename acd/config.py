@@ -89,7 +89,10 @@ class AgiConfig:
     port: int = 4573
     allow: tuple[str, ...] = ("127.0.0.1", "::1")
     max_sessions: int = 200
-    header_timeout: float = 5.0
+    # Connections that have not yet sent a valid header, per address; past it the address's
+    # oldest is closed. Asterisk sends its header right after connecting: it never has many.
+    max_pending_per_address: int = 16
+    header_timeout: float = 2.0     # Asterisk's header follows its connect within milliseconds
     command_timeout: float = 30.0
 
 

@@ -81,6 +81,7 @@ def _check_timeouts(cfg: Any, bad: Bad) -> None:
                      ("agi.header_timeout", cfg.agi.header_timeout),
                      ("agi.command_timeout", cfg.agi.command_timeout),
                      ("agi.max_sessions", cfg.agi.max_sessions),
+                     ("agi.max_pending_per_address", cfg.agi.max_pending_per_address),
                      ("overload.max_lag_ms", cfg.overload.max_lag_ms),
                      ("hotline.agi_retry_seconds", cfg.hotline.agi_retry_seconds),
                      ("asterisk.start_timeout", cfg.asterisk.start_timeout),
