@@ -214,8 +214,10 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
 
     # The supervisor forces a state and logs the agent out; the agent's page follows.
     await board.select_option("#agents tr[data-agent='1001'] select", "break")
+    await board.fill("#agents tr[data-agent='1001'] input.force-reason", "coaching <b>now</b>")
     await board.click("#agents tr[data-agent='1001'] button.force")
     await expect(page.locator("#agent-state")).to_have_text("break", timeout=MS)
+    assert srv.runtime.agent("1001")["reason"] == "coaching <b>now</b>"   # the supervisor's
     await board.click("#agents tr[data-agent='1001'] button.logout-agent")
     await expect(page.locator("#agent-state")).to_have_text("offline", timeout=MS)
     await expect(agent_row.locator("td[data-f=state]")).to_contain_text("offline", timeout=MS)

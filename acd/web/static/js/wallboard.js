@@ -120,6 +120,8 @@ function renderAgents() {
   for (const [id, a] of Object.entries((B.board && B.board.agents) || {})) {
     const pick = h("select", { "aria-label": "force state of " + id },
       ...["idle", "busy", "break", "meeting"].map((s) => h("option", { value: s }, s)));
+    const why = h("input", { type: "text", class: "force-reason", maxlength: "100",
+      placeholder: "reason", "aria-label": "reason for " + id });
     const tr = h("tr", { dataset: { agent: id } },
       h("td", {}, (a.name || id) + " (" + id + ")"),
       h("td", { dataset: { f: "state" } }),
@@ -128,8 +130,8 @@ function renderAgents() {
       h("td", { class: "num", dataset: { f: "talk_time" } }, fmtDuration(a.talk_time)),
       h("td", { class: "num", dataset: { f: "wrapup_time" } }, fmtDuration(a.wrapup_time)),
       h("td", { class: "num", dataset: { f: "occupancy" } }, fmtPercent(a.occupancy)),
-      h("td", {}, pick,
-        h("button", { type: "button", class: "force", on: { click: () => force(id, pick.value) } }, "Force"),
+      h("td", {}, pick, why,
+        h("button", { type: "button", class: "force", on: { click: () => force(id, pick.value, why.value) } }, "Force"),
         h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out")),
       h("td", { dataset: { f: "monitor" } },
         ...["listen", "whisper", "barge"].map((mode) => h("button", {
@@ -238,9 +240,10 @@ function onMessage(msg, send) {
   }
 }
 
-async function force(agent, state) {
+async function force(agent, state, reason) {
   const base = "/api/agents/" + encodeURIComponent(agent);
-  const r = await api("POST", base + "/state", { state, reason: "set by supervisor" });
+  // the supervisor's reason when given; the agent's page and the records show it
+  const r = await api("POST", base + "/state", { state, reason: reason.trim() || "set by supervisor" });
   msg(r, "State of " + agent + " set to " + state + (r.ok && r.data.pending ? " (pending: after the call)" : "") + ".");
 }
 
