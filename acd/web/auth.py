@@ -753,10 +753,19 @@ class Auth:
         app.router.add_get("/api/auth/me", me)
 
 
+def pages_for(user: dict[str, Any]) -> list[str]:
+    """The pages (not the API) this user may open, from RULES: where a login may go next."""
+    return [pattern for method, pattern, access in RULES
+            if method == "GET" and pattern.count("/") == 1 and pattern not in ("/", "/login",
+                                                                           "/static")
+            and access != METRICS and allowed(access, user, None)]
+
+
 def _me(session: dict[str, Any], homes: dict[str, str]) -> dict[str, Any]:
     return {"username": session["username"], "role": session["role"],
             "agent_id": session["agent_id"], "csrf": session["csrf"],
-            "expires_at": session["expires_at"].isoformat(), "home": homes.get(session["role"], "/")}
+            "expires_at": session["expires_at"].isoformat(), "home": homes.get(session["role"], "/"),
+            "pages": pages_for(session)}
 
 
 def _forbidden_page(role: str, path: str, home: str) -> web.Response:

@@ -18,5 +18,8 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
   }
   const next = nextPath();
   const home = r.data.home || "/";
-  location.assign(next && next.startsWith(home) ? next : home);
+  // back to the page asked for, if the role may open it (the reports page, a bookmark)
+  const pages = r.data.pages || [];
+  const ok = next && (next.startsWith(home) || pages.includes(next.split(/[?#]/)[0]));
+  location.assign(ok ? next : home);
 });
