@@ -42,9 +42,13 @@ class ReportRoutes:
             request.query, default_tz=cfg.web.timezone,
             known={"group": [g.name for g in cfg.groups], "agent": [a.id for a in cfg.agents]},
             group_tz={g.name: g.timezone for g in cfg.groups})
-        await self.ctx.store.index_reports(sl_seconds(cfg))
+        done = await self.ctx.store.index_reports(sl_seconds(cfg))
         async with self.ctx.store.session() as s:
-            return await history.report(s, req, groups=_settings(cfg), now=self.ctx.clock())
+            rep = await history.report(s, req, groups=_settings(cfg), now=self.ctx.clock())
+        # after an upgrade of a large database the background indexer may still be making
+        # the facts of older calls: the report says so instead of looking complete
+        rep["complete"] = not done["more"]
+        return rep
 
     async def history(self, request: web.Request) -> web.Response:
         return web.json_response(await self._report(request))

@@ -69,6 +69,7 @@ async def test_history_json_csv_and_xlsx_agree(web):
     r = await sup.get(web.url(f"/api/reports/history?{q}"))
     assert r.status == 200
     rep = await r.json()
+    assert rep["complete"] is True
     [sales] = rep["totals"]
     assert (sales["key"], sales["offered"], sales["answered"], sales["abandoned"]) == (
         "sales", 3, 2, 1)

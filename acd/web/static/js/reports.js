@@ -127,7 +127,8 @@ function render(rep, qs) {
   const by = { "15m": "15 minutes", "30m": "30 minutes", "60m": "hour" }[rep.by] || rep.by;
   setText("report-what", "Per " + NOUN[rep.dimension] + " by " + by + ", " + bound(rep.since) +
     " until " + bound(rep.until) + " (not included), time zone " + rep.timezone +
-    (rep.short_abandon ? ", short abandon " + rep.short_abandon + " s" : ""));
+    (rep.short_abandon ? ", short abandon " + rep.short_abandon + " s" : "") +
+    (rep.complete === false ? ". Older calls are still being added to the reports: run it again in a minute." : ""));
   $("csv-link").href = "/api/reports/history.csv?" + qs;
   $("xlsx-link").href = "/api/reports/history.xlsx?" + qs;
   $("downloads").hidden = false;
