@@ -271,6 +271,9 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ("get", "/api/agents/{agent}/pop/{uniqueid}"): ("The screen pop of a call at this agent",
                                                     "the agent", {}),
     ("get", "/api/agents/{agent}/directory"): ("Look a customer up (?q=)", "the agent", {}),
+    ("get", "/api/agents/{agent}/targets"): ("Transfer and consult targets: the other agents "
+                                             "with their state, the groups with callers "
+                                             "waiting and agents free", "the agent", {}),
     ("get", "/api/queues"): ("Per skill group: live queue and counters since start", "supervisor", {}),
     ("get", "/api/supervisor/ws"): ("WebSocket: the board of queues and agents, then its "
                                     "changes (delta); {\"type\": \"resync\"} asks for the "

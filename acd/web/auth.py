@@ -87,6 +87,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("*", "/api/agents/{agent}/recent/*", SELF_ONLY),
     ("GET", "/api/agents/{agent}/pop/*", SELF_ONLY),
     ("GET", "/api/agents/{agent}/directory", SELF_ONLY),
+    ("GET", "/api/agents/{agent}/targets", SELF_ONLY),
     ("GET", "/api/agents/{agent}", AGENT_SELF),
     ("GET", "/api/agents/{agent}/ws", AGENT_SELF),
     ("POST", "/api/agents/{agent}/login", AGENT_SELF),

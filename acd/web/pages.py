@@ -256,6 +256,21 @@ class PageRoutes:
         found = await self.ctx.customer(q if re.fullmatch(r"\+?[0-9 ()-]{3,40}", q) else "", q)
         return web.json_response({"customer": found})
 
+    async def targets(self, request: web.Request) -> web.Response:
+        """Where the agent may transfer or consult: the other agents with their state (and
+        whether their phone can ring now), the skill groups with callers waiting and agents
+        free. No callers' numbers: an agent sees the floor, not others' callers."""
+        rt = self.ctx.need_runtime()
+        me = request.match_info["agent"]
+        names = {a.id: a.name or a.id for a in self.cfg.agents}
+        agents = [{"agent_id": a, "name": names.get(a, a), "state": v.get("state", "offline"),
+                   "can_ring": v.get("state") == "idle" and bool(v.get("reachable"))
+                   and not v.get("phone_in_use")}
+                  for a, v in sorted(rt.agents().items()) if a != me]
+        groups = [{"name": g, "waiting": q.get("waiting", 0), "free": q.get("available", 0)}
+                  for g, q in sorted(rt.queues().items())]
+        return web.json_response({"agents": agents, "groups": groups})
+
     async def wallboard(self, _request: web.Request) -> web.Response:
         return web.json_response(await self.ctx.board())
 
@@ -284,6 +299,7 @@ class PageRoutes:
             ("put", "/api/agents/{agent}/recent/{uniqueid}/note", self.note),
             ("get", "/api/agents/{agent}/pop/{uniqueid}", self.pop),
             ("get", "/api/agents/{agent}/directory", self.directory),
+            ("get", "/api/agents/{agent}/targets", self.targets),
             ("get", "/api/stats/wallboard", self.wallboard),
             ("get", "/api/stats/definitions", self.definitions),
             ("get", "/metrics", self.metrics),

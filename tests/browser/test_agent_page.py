@@ -277,6 +277,15 @@ async def test_consult_from_the_page_return_then_complete(web_server, agents, am
     await expect(page.locator("#call-status")).to_contain_text("talking", timeout=MS)
     await expect(bar.locator("button[data-action=consult-complete]")).to_be_disabled()
 
+    # the picker lists the others with their state, and the groups with their queues
+    await page.focus("#target")
+    bob_option = page.locator("#target-list option[value='1002']")
+    await expect(bob_option).to_have_count(1, timeout=MS)
+    assert "idle" in await bob_option.get_attribute("label")
+    await expect(page.locator("#target-list option[value='1001']")).to_have_count(0)
+    await page.select_option("#target-kind", "group")
+    await expect(page.locator("#target-list option[value='sales']")).to_have_count(1, timeout=MS)
+    assert "waiting" in await page.locator("#target-list option[value='sales']").get_attribute("label")
     await page.select_option("#target-kind", "agent")
     await page.fill("#target", "1002")
     m = mark(ami)

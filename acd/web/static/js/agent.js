@@ -107,6 +107,24 @@ function callerLabel(c) {
   return (c.pop && c.pop.caller_number) || c.ring.caller_number || "unknown";
 }
 
+// The transfer / consult picker: the other agents with their state, or the groups with
+// callers waiting and agents free (a list under the box; typing still works).
+async function loadTargets() {
+  const r = await api("GET", "/api/agents/" + encodeURIComponent(S.agentId) + "/targets");
+  if (!r.ok) return;
+  const list = clear($("target-list"));
+  if ($("target-kind").value === "group") {
+    for (const g of r.data.groups) {
+      list.append(h("option", { value: g.name, label: g.name + " · " + g.waiting + " waiting, " + g.free + " free" }));
+    }
+  } else {
+    for (const a of r.data.agents) {
+      list.append(h("option", { value: a.agent_id,
+        label: a.name + " (" + a.agent_id + ") · " + a.state + (a.can_ring ? "" : a.state === "idle" ? ", phone cannot ring" : "") }));
+    }
+  }
+}
+
 function renderBar() {
   const call = S.calls.get(S.selected);
   const state = S.agent && S.agent.state;
@@ -413,6 +431,8 @@ async function start() {
   for (const b of document.querySelectorAll("#state-buttons button")) b.addEventListener("click", () => setState(b.dataset.state));
   for (const b of document.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(b.dataset.action));
   for (const id of ["target", "dial-number"]) $(id).addEventListener("input", renderBar);
+  $("target").addEventListener("focus", loadTargets);
+  $("target-kind").addEventListener("change", loadTargets);
   $("ws-note").addEventListener("input", saveWorkspace);
   $("ws-lookup").addEventListener("input", saveWorkspace);
   $("ws-lookup-go").addEventListener("click", lookup);
