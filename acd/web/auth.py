@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import html
 import json
 import os
 import secrets
@@ -45,6 +44,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from acd import log as acdlog
 from acd.errors import UserError
+from acd.web.forbidden import forbidden_page, wants_html
 from acd.web.forwarded import Forwarded
 from acd.web.request import json_object
 
@@ -597,15 +597,15 @@ class Auth:
 
         user = await self.session_of(request)
         if user is None:
-            if request.method == "GET" and not is_ws and _wants_html(request):
+            if request.method == "GET" and not is_ws and wants_html(request):
                 raise web.HTTPFound(f"/login?next={_quote_next(request.path_qs)}")
             return _json_error("auth.required", "Log in first (no session, or it expired).", 401)
         request[USER] = user
         if not allowed(access, user, agent_in_path):
             if changing:
                 await self._audit(request, user, 403, {"refused": "auth.forbidden"})
-            if request.method == "GET" and not is_ws and _wants_html(request):
-                return _forbidden_page(user["role"], request.path, self.homes.get(user["role"], "/"))
+            if request.method == "GET" and not is_ws and wants_html(request):
+                return forbidden_page(user["role"], request.path, self.homes.get(user["role"], "/"))
             return _json_error("auth.forbidden",
                                f"The role {user['role']} may not use {request.method} {canonical}.", 403)
         if is_ws and not self._same_origin(request):
@@ -767,28 +767,6 @@ def _me(session: dict[str, Any], homes: dict[str, str]) -> dict[str, Any]:
             "agent_id": session["agent_id"], "csrf": session["csrf"],
             "expires_at": session["expires_at"].isoformat(), "home": homes.get(session["role"], "/"),
             "pages": pages_for(session)}
-
-
-def _forbidden_page(role: str, path: str, home: str) -> web.Response:
-    """A page (not JSON) for a browser that opened a page its role may not see, with the
-    way back to the user's own page. Nothing of the request is shown unescaped."""
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Not for your role</title>
-<link rel="stylesheet" href="/static/app.css"></head>
-<body><main class="page-error"><h1>This page is not for your role</h1>
-<p>You are logged in as {html.escape(role)}; <code>{html.escape(path)}</code> is for other
-roles (error <code>auth.forbidden</code>).</p>
-<p><a id="home" href="{html.escape(home, quote=True)}">Back to your page</a></p></main>
-</body></html>
-"""
-    resp = web.Response(text=body, content_type="text/html", status=403)
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'self'"
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _wants_html(request: web.Request) -> bool:
-    return not request.path.startswith("/api/") and request.path != "/metrics"
 
 
 def _quote_next(path: str) -> str:
