@@ -1,5 +1,7 @@
-// The admin page: call records with filters and CSV, directory import, flows, agents, users, audit.
+// The admin page: call records with filters and CSV, directory import, flows, agents, skill
+// group members (members.js), users, audit.
 import { api, clear, fmtTime, h, loadSession } from "/static/js/common.js";
+import { mountMembers } from "/static/js/members.js";
 
 const $ = (id) => document.getElementById(id);
 const REASONS = ["caller_hangup", "agent_hangup", "abandoned", "overflow", "closed", "no_agents",
@@ -123,7 +125,8 @@ async function start() {
   $("call-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadCalls(); });
   $("import").addEventListener("click", importCsv);
   $("flows-reload").addEventListener("click", reloadFlows);
-  await Promise.all([loadCalls(), loadFlows(), loadAgents(), loadUsers(), loadAudit()]);
+  await Promise.all([loadCalls(), loadFlows(), loadAgents(), loadUsers(), loadAudit(),
+    mountMembers($("members"), $("members-msg"), { onChange: () => { loadAgents(); loadAudit(); } })]);
 }
 
 start();

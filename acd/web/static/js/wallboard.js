@@ -1,7 +1,9 @@
 // The supervisor wall board: live queues and agents (WebSocket: the ACD core's board, then
 // only its changes), today's figures and 15-minute intervals (from the call records), actions
-// on agents. Text is only ever set as text: nothing a caller controls is parsed as HTML.
+// on agents, the skill groups' members (members.js). Text is only ever set as text: nothing a
+// caller controls is parsed as HTML.
 import { api, append, clear, fmtDuration, fmtPercent, h, liveSocket, loadSession, setText } from "/static/js/common.js";
+import { mountMembers } from "/static/js/members.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const B = { board: null, live: null, seq: 0, resyncing: false, offset: 0, loading: false,
@@ -293,6 +295,7 @@ function msg(r, okText) {
 
 async function start() {
   await loadSession(["supervisor", "admin"]);
+  mountMembers($("members"), $("members-msg"), { onChange: boardAfterChange });
   await loadBoard();
   liveSocket("/api/supervisor/ws", onMessage, (st, opened) => {
     const el = $("conn"); el.textContent = st; el.className = "status " + st;
