@@ -64,6 +64,9 @@ class MemberRoutes:
                 raise UserError("admin.conflict", f"{group_name}'s members were changed "
                                                   "meanwhile: reload and try again")
             before = members.get(agent_id)
+            if level is None and before is None:     # nothing to take out: nothing written
+                raise UserError("admin.not_member", f"{agent_id[:40]} is not a member of "
+                                                    f"{group_name}")
             rt = self.ctx.runtime
             if rt is not None and not rt.ready.is_set():
                 raise UserError("acd.starting", "The ACD is still taking up its state; try "

@@ -67,6 +67,14 @@ async def test_bad_changes_have_stable_ids_and_agents_may_not(web):
             (URL.format(agent="1001"), {"level": 1}, 400, "admin.version_needed")):
         r = await sup.put(web.url(url), json=body)
         assert r.status == status and (await r.json())["error"] == error, (url, body)
+    r = await sup.delete(web.url(URL.format(agent="1002") + f"?version={v}"))
+    assert r.status == 200
+    _, v_after = await _version(sup, web)
+    r = await sup.delete(web.url(URL.format(agent="1002") + f"?version={v_after}"))
+    assert r.status == 404 and (await r.json())["error"] == "admin.not_member"
+    r = await sup.put(web.url(URL.format(agent="1002")), json={"level": 3, "version": v_after})
+    assert r.status == 200
+    _, v = await _version(sup, web)
     r = await sup.put(web.url(URL.format(agent="1001")), data="not json",
                       headers={"Content-Type": "application/json"})
     assert r.status == 400
