@@ -111,3 +111,14 @@ class TestCaller:
         return await self.ami.events.wait_for(
             lambda e: e.name == "Hangup" and field(e, "Channel") == self.hotline_channel,
             what="the hotline leg's hangup")
+
+
+async def until(pred: Callable[[], object], what: str, timeout: float = WAIT):
+    """Poll ``pred`` until it returns something true; fail after ``timeout`` (a bound only)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (result := pred()):
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.02)
+    return result

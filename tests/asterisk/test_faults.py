@@ -22,24 +22,13 @@ from structlog.testing import capture_logs
 
 from acd.ami.client import AmiClient, AmiDisconnected, AmiError
 from acd.app import Server
-from tests.asterisk.calls import WAIT, EventLog, TestCaller, field as evfield
+from tests.asterisk.calls import WAIT, EventLog, TestCaller, field as evfield, until
 from tests.asterisk.proxies import AmiProxy, proxied_client
 
 _numbers = itertools.count(1)
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-async def until(pred: Callable[[], object], what: str, timeout: float = WAIT):
-    """Poll ``pred`` until it returns something true; fail after ``timeout`` (a bound only)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (result := pred()):
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
-    return result
-
 
 def since(log: EventLog) -> Callable[[object], bool]:
     """A predicate true for events that arrive after this call."""

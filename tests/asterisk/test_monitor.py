@@ -33,6 +33,7 @@ from acd.errors import UserError
 from tests.asterisk.acd_fixtures import (Agents, Caller, acd_config, after, field,  # noqa: F401
                                          mark, serving, stored)
 from tests.asterisk.audio import goertzel, span
+from tests.asterisk.calls import until
 from tests.asterisk.phones import SoftPhone
 from tests.web_login import login
 
@@ -250,7 +251,8 @@ async def test_monitoring_refusals_and_the_api(mon_server, ami):
             await caller.hangup()
             await after(ami, m, lambda e: e.name == "Hangup" and field(
                 e, "Channel").startswith(f"PJSIP/{SUP_PHONE}-"), "the supervisor's leg gone")
-            await srv.runtime.quiesce()
+            # the runtime reads the same Hangup on its own AMI link: wait for it there
+            await until(lambda: srv.runtime.monitoring(SUP) is None, "the monitoring ended")
             async with s.get("/api/monitor") as r:
                 assert (await r.json())["monitoring"] is None
             async with s.delete("/api/monitor") as r:
