@@ -30,14 +30,15 @@ from acd.core.agent_states import MANUAL_STATES, AgentEvent, AgentState
 from acd.core.agents import Agent
 from acd.core.calls import (CALLBACK_STATES, OFFERABLE_STATES, Call, CallEvent, CallEventKind,
                             CallState)
-from acd.core.config import GroupConfig
+from acd.core.config import GroupConfig, validate_groups
 from acd.core.control import CallControl
 from acd.core.decisions import BridgeCall, CancelRing, Decision, DialCustomer, Notify
 from acd.core.engine import SendReason
-from acd.core.errors import (CallbackDisabled, CallbackNumberMissing,
-                             NotAManualState, UnknownCall, UnknownGroup)
-from acd.core.groups import GroupStats
+from acd.core.errors import (AgentLoggedIn, CallbackDisabled, CallbackNumberMissing,
+                             GroupHasCalls, NotAManualState, UnknownCall, UnknownGroup)
+from acd.core.groups import Group, GroupStats
 from acd.core.restore import Restore
+from acd.core.routing import IdleAgents, Strategy
 from acd.core.timers import (QUEUE_TIMERS, T_ANNOUNCE, T_CB_EXPIRE, T_CB_RETRY, T_FAMILIAR,
                              T_MAXWAIT, T_OBRING, T_PHONE, T_RETRY, T_RING, T_WIDEN, T_WRAPUP,
                              T_XFER, split_key, timer_key)
@@ -423,6 +424,10 @@ class Acd(CallControl, Restore):
         changes: a call the agent is on goes on (they leave the group after it), and an
         idle member added is offered the group's waiting callers at once."""
         self._begin()
+        self._set_member(group, agent_id, level)
+        return self._settle(now)
+
+    def _set_member(self, group: str, agent_id: str, level: int | None) -> None:
         g = self._groups.get(group)
         if g is None:
             raise UnknownGroup(group)
@@ -432,7 +437,7 @@ class Acd(CallControl, Restore):
         agent = self._agents.get(agent_id)
         if agent is None:
             if level is None:
-                return self._settle(now)
+                return
             agent = self._agents[agent_id] = Agent(agent_id)
         if agent.available:                  # out of every idle index, back in below
             for idle, lv, entry in agent.indexed:
@@ -454,6 +459,60 @@ class Acd(CallControl, Restore):
             g.idle.ensure_level(level)
         g.cfg = replace(g.cfg, members=members)
         self._sync_available(agent)          # idle and reachable: indexed again, and matched
+
+    def configure_groups(self, groups: Iterable[GroupConfig], now: float) -> list[Decision]:
+        """Skill groups changed while running (the admin page): new groups come (with no
+        members: see :meth:`set_member`), the others take their new settings (a new wrap-up
+        applies from the next call on, a new ring timeout from the next ring, a new strategy
+        from the next offer), and groups left out go, if no call is homed there
+        (``group.has_calls``). Members are kept as they are."""
+        self._begin()
+        wanted = list(groups)
+        gone = [n for n in self._groups if n not in {g.name for g in wanted}]
+        for name in gone:
+            if self._groups[name].calls:
+                raise GroupHasCalls(name, len(self._groups[name].calls))
+        kept = [replace(g, members=dict(self._groups[g.name].cfg.members)
+                        if g.name in self._groups else {}) for g in wanted]
+        validate_groups(kept)
+        for name in gone:
+            for agent_id in list(self._groups[name].cfg.members):
+                self._set_member(name, agent_id, None)
+            del self._groups[name]
+        for cfg in kept:
+            g = self._groups.get(cfg.name)
+            if g is None:
+                self._groups[cfg.name] = Group(cfg=cfg, open=cfg.open, member_index={},
+                                               idle=IdleAgents(Strategy(cfg.strategy), []),
+                                               aht=cfg.expected_handle_time)
+                continue
+            same_strategy = Strategy(g.cfg.strategy) is Strategy(cfg.strategy)
+            g.cfg = cfg
+            if same_strategy:
+                continue
+            members = [self._agents[a] for a in cfg.members if a in self._agents]
+            for agent in members:              # out of every idle index, back in below
+                for idle, lv, entry in agent.indexed:
+                    idle.remove(lv, entry)
+                agent.indexed.clear()
+                agent.available = False
+            g.idle = IdleAgents(Strategy(cfg.strategy), list(cfg.members.values()))
+            for agent in members:
+                self._sync_available(agent)
+        return self._settle(now)
+
+    def forget_agent(self, agent_id: str, now: float) -> list[Decision]:
+        """An agent removed on the admin page: out of every group, and forgotten. Only a
+        logged-out agent (``agent.logged_in``)."""
+        self._begin()
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return self._settle(now)
+        if agent.state is not AgentState.OFFLINE:
+            raise AgentLoggedIn(agent_id, agent.state.value)
+        for name in list(agent.groups):
+            self._set_member(name, agent_id, None)
+        self._agents.pop(agent_id, None)
         return self._settle(now)
 
     def remember_contact(self, caller_number: str, agent_id: str, at: float) -> None:

@@ -37,6 +37,20 @@ class ConfigInvalid(AcdError):
         super().__init__("core.config_invalid", message)
 
 
+class GroupHasCalls(AcdError):
+    def __init__(self, group: str, calls: int) -> None:
+        super().__init__("group.has_calls", f"Skill group {group!r} has {calls} call(s) "
+                                            "waiting or connected: it can go once they end.")
+        self.group = group
+
+
+class AgentLoggedIn(AcdError):
+    def __init__(self, agent_id: str, state: str) -> None:
+        super().__init__("agent.logged_in", f"Agent {agent_id!r} is logged in ({state}): "
+                                            "log them out first.")
+        self.agent_id = agent_id
+
+
 class RestoreInvalid(AcdError):
     def __init__(self, message: str) -> None:
         super().__init__("core.restore_invalid", message)

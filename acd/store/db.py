@@ -7,6 +7,7 @@ revision and is run at start-up.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,9 @@ from sqlalchemy.orm import selectinload
 
 from acd.reports.indexer import index_agent_time, index_calls
 from acd.store import writes
+from acd.admin_config import Row as EntryRow
 from acd.memberships import Row as MemberRow
-from acd.store.models import (AgentPending, AgentStateChange, Call, CallEvent, CallLeg,
+from acd.store.models import (AdminEntry, AgentPending, AgentStateChange, Call, CallEvent, CallLeg,
                               GroupMember, Recording)
 from acd.store.writes import Outcome
 
@@ -353,6 +355,18 @@ class Store:
         in one transaction."""
         await self._write(_write_members, list(upserts), list(deletes), at, by)
 
+    async def entry_rows(self) -> list[EntryRow]:
+        """The agents, groups and users in force (acd.admin_config), oldest first."""
+        async with self.session() as s:
+            return [EntryRow(r.kind, r.key, _json_or_none(r.doc), _json_or_none(r.seeded))
+                    for r in await s.scalars(select(AdminEntry).order_by(AdminEntry.id))]
+
+    async def write_entries(self, upserts: Sequence[Any], deletes: Sequence[tuple[str, str]],
+                            *, at: datetime, by: str) -> None:
+        """Insert or replace the rows ``upserts`` (acd.admin_config.Row), delete ``deletes``,
+        in one transaction (a replaced row keeps its place in the order)."""
+        await self._write(_write_entries, list(upserts), list(deletes), at, by)
+
     # --- reads -----------------------------------------------------------------------------
 
     async def get_call(self, uniqueid: str) -> dict[str, Any] | None:
@@ -509,6 +523,28 @@ def _write_members(conn: Connection, upserts: list[Any], deletes: list[tuple[str
         conn.execute(t.insert(), [{"skill_group": r.group, "agent_id": r.agent, "level": r.level,
                                    "seeded": r.seeded, "updated_at": at, "updated_by": by[:40]}
                                   for r in upserts])
+
+
+def _write_entries(conn: Connection, upserts: list[Any], deletes: list[tuple[str, str]],
+                   at: datetime, by: str) -> None:
+    t = AdminEntry.__table__
+    for kind, key in deletes:
+        conn.execute(t.delete().where(t.c.kind == kind, t.c.key == key))
+    for r in upserts:
+        values = {"doc": _json_text(r.doc), "seeded": _json_text(r.seeded), "updated_at": at,
+                  "updated_by": by[:40]}
+        done = conn.execute(t.update().where(t.c.kind == r.kind, t.c.key == r.key)
+                            .values(**values))
+        if not done.rowcount:
+            conn.execute(t.insert().values(kind=r.kind, key=r.key, **values))
+
+
+def _json_text(doc: Any) -> str | None:
+    return None if doc is None else json.dumps(doc, sort_keys=True, ensure_ascii=False)
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _aware(dt: datetime) -> datetime:

@@ -356,3 +356,19 @@ class GroupMember(Base):
     seeded: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_by: Mapped[str] = mapped_column(String(40), default="")
+
+
+class AdminEntry(Base):
+    """An agent, skill group or web user in force (migration 0010; acd.admin_config): seeded
+    from config.yaml, changed on the admin page. ``doc`` (JSON) None: removed on the page;
+    ``seeded``: the entry as the file gave it when last seeded (None: made on the page)."""
+
+    __tablename__ = "admin_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    doc: Mapped[str | None] = mapped_column(Text)
+    seeded: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str] = mapped_column(String(40), default="")
