@@ -5,17 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast setup setup-test flow-tools asterisk browser asterisk-down clean distclean
+.PHONY: run test test-fast setup setup-test flow-tools asterisk browser postgresql asterisk-down clean distclean
 
 run: setup asterisk
 	$(BIN)/acd run
 
 # Every tier, fastest first; the real-Asterisk tier is never skipped.
-test: setup-test asterisk browser
+test: setup-test asterisk browser postgresql
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration tests/asterisk tests/browser
 
 # Pure and loopback tiers only (no Asterisk): a quick check while editing.
-test-fast: setup-test
+test-fast: setup-test postgresql
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/integration
 
 # Benchmarks beside Asterisk's app_queue, on real calls (bench/; about 40 minutes; not part of
@@ -67,6 +67,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "[setup] installing Debian's chromium for the browser tests (apt-get)"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
+
+# Debian's PostgreSQL server programs for the tests that run on PostgreSQL too (tests/postgres.py
+# starts a server of its own in a temporary folder; nothing runs as a system service for them).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { echo "[setup] installing Debian's postgresql for the database tests (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }; }
 
 # IVR flows: Graphviz draws them (acd flows graph), espeak-ng speaks text prompts (Mandarin:
 # voice cmn), sox converts recordings to 8 kHz; a CJK font for the pictures' Chinese text.

@@ -6,6 +6,9 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from acd.store.db import migrate_async
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
 
