@@ -10,6 +10,9 @@ import zipfile
 from datetime import datetime, timedelta, timezone
 
 from tests.integration.test_web_api import web  # noqa: F401  (the fixture)
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 T0 = datetime.now(timezone.utc).replace(hour=9, minute=0, second=0, microsecond=0) \
     - timedelta(days=1)

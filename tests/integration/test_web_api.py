@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from acd import config as configmod
 from acd.runtime.channels import Channels
 from acd.runtime.monitor import Monitors
-from acd.store.db import Store, migrate_async
+from acd.store.db import Store
 from acd.web.api import make_app
 from acd.web.auth import Auth, users_from_config
 from acd.web.hub import Hub
@@ -26,6 +26,9 @@ from acd.web.pages import WebContext
 from acd.web.webdb import WebDb
 from tests.integration.test_http_api import CoreRuntime
 from tests.web_login import FAST_PASSWORDS, login, password_of
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 WS_HEADERS = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
@@ -96,7 +99,7 @@ class Web:
 
 
 @pytest.fixture
-async def web(tmp_path):
+async def web(tmp_path, db_url):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({
         "agents": [{"id": "1001", "name": "Alice"}, {"id": "1002", "name": "Bob"}],
         "groups": [{"name": "sales", "members": {"1001": 5, "1002": 3}}],
@@ -106,9 +109,7 @@ async def web(tmp_path):
                 "side_panels": [{"title": "Orders",
                                  "url": "https://erp.example/orders?customer={customer_id}&n={caller_number}"}]}}))
     cfg, _ = configmod.with_secrets(configmod.load(tmp_path / "config.yaml", environ={}))
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    store = Store(url)
+    store = Store(db_url)
     hub = Hub()
     rt = Runtime(hub)
     clock = Clock()

@@ -7,6 +7,9 @@ import pytest
 from acd.errors import UserError
 from acd.reports import history
 from acd.reports.facts import BUCKET, CallInput, call_facts, state_spans
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)      # a Monday, 10:00 in Berlin
 SL = {"sales": 20.0, "support": 30.0}
