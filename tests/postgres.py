@@ -36,7 +36,7 @@ def bin_dir() -> Path:
                        "`make test` installs Debian's postgresql package")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -71,7 +71,7 @@ class PgServer:
     def start(self) -> None:
         """Start (or start again, on the same port once it has one)."""
         for attempt in range(5):
-            port = self.port or _free_port()
+            port = self.port or free_port()
             opts = (f"-c listen_addresses=127.0.0.1 -p {port} "
                     f"-c unix_socket_directories={self.root} -c fsync=off "
                     f"-c full_page_writes=off -c max_connections=200")

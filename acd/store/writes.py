@@ -80,8 +80,19 @@ _TRANSIENT_TEXT = ("database is locked", "database table is locked", "database i
                    "connection", "server closed", "terminating", "timeout")
 
 
+#: PostgreSQL's SQLSTATEs (classes by their first two characters) that pass by themselves:
+#: the connection (08), too many connections or a full disk (53), the server shutting down
+#: or starting up (57P01-57P03), a serialization failure or deadlock (40001, 40P01), a lock
+#: not free (55P03).
+_TRANSIENT_SQLSTATE = ("08", "53", "57P01", "57P02", "57P03", "40001", "40P01", "55P03")
+
+
 def is_transient(error: BaseException) -> bool:
     """True for store errors that pass by themselves: locked, full, I/O, connection lost."""
+    state = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(
+        error, "sqlstate", None)        # asyncpg's own, and SQLAlchemy's wrapping of it
+    if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATE):
+        return True
     if getattr(error, "connection_invalidated", False):
         return True                     # SQLAlchemy: the connection was lost (a server DB)
     if isinstance(error, (sa_exc.TimeoutError, ConnectionError, TimeoutError)):

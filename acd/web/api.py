@@ -71,10 +71,12 @@ async def errors_middleware(request: web.Request, handler):  # noqa: ANN001
         return await handler(request)
     except UserError as e:
         return error(e.id, e.message)
-    except sa_exc.SQLAlchemyError as e:
+    except (sa_exc.SQLAlchemyError, ConnectionError) as e:
+        # ConnectionError: a database server that refuses connections (asyncpg raises it
+        # unwrapped while PostgreSQL is down); the AMI client's errors are its own.
         if not is_transient(e):     # a bug stays a bug (500, logged by aiohttp)
             raise
-        return error("store.unavailable", "The database is locked or full right now; "
+        return error("store.unavailable", "The database is locked, full or away right now; "
                                           "try again in a moment.")
     except web.HTTPRequestEntityTooLarge:
         return _too_large()        # a chunked body that grew past the limit
