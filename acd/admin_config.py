@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from acd import config as configmod
 from acd.config import AgentConfig, Config, ConfigError, GroupConfig, WebUserConfig
-from acd.config_checks import check_values
+from acd.config_checks import check_entries
 
 AGENT, GROUP, USER = "agent", "group", "user"
 KINDS = (AGENT, GROUP, USER)
@@ -146,22 +146,24 @@ def config_with(cfg: Config, entries: Mapping[str, Mapping[str, Doc]],
     def bad(key: str, msg: str) -> NoReturn:
         raise ConfigError(key, SOURCE, msg)
 
-    check_values(new, bad)
+    check_entries(new, bad)
     return new
 
 
 _INDEXED = re.compile(r"^(agents|groups|web\.users)\[(\d+)\]\.?")
 
 
-def field_of(error_key: str, cfg: Config, kind: str, key: str) -> str:
+def field_of(error_key: str, entries: Mapping[str, Mapping[str, Doc]], kind: str,
+             key: str) -> str:
     """A config error's key (``agents[7].name``) as the page's field (``name``) when it is about
-    the entry at hand; else as it is (another entry's rule, e.g. a group that names it)."""
+    the entry at hand (``entries`` as given to :func:`config_with`); else as it is (another
+    entry's rule, e.g. a group that names it)."""
     m = _INDEXED.match(error_key)
     if not m or m.group(1) != SECTION[kind]:
         return error_key
-    items = {AGENT: cfg.agents, GROUP: cfg.groups, USER: cfg.web.users}[kind]
+    keys = list(entries[kind])
     i = int(m.group(2))
-    if i < len(items) and getattr(items[i], KEY[kind]) == key:
+    if i < len(keys) and keys[i] == key:
         return error_key[m.end():] or KEY[kind]
     return error_key
 

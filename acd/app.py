@@ -26,6 +26,8 @@ from acd.runtime.ami_in import AMI_EVENTS
 from acd.asterisk import dialplan as dp
 from acd.config import Config, core_groups, phone_grace
 from acd.core import Acd
+from acd.admin_config import config_with, entries_of, reconcile as reconcile_entries
+from acd.asterisk.live import LiveConf
 from acd.memberships import reconcile, with_members
 from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
@@ -56,6 +58,12 @@ def outbound_caller_id(cfg: Config) -> str:
     return cid if not cid or cid.endswith(">") else f"<{cid}>"
 
 
+def ami_client(cfg: Config) -> AmiClient:
+    return AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
+                     action_timeout=cfg.ami.action_timeout, ping_interval=cfg.ami.ping_interval,
+                     ping_timeout=cfg.ami.ping_timeout, event_filter=AMI_EVENTS)
+
+
 def recordings_spool(cfg: Config, log: Any) -> tuple[str, Path] | None:
     """Where MixMonitor writes (as Asterisk sees it, as we see it): the spool of our
     Asterisk instance; None (recordings fail, calls go on) when no Asterisk is set up here."""
@@ -84,6 +92,8 @@ class Server:
     _ami_task: asyncio.Future | None = None
     _hashing: asyncio.Future | None = None    # the web passwords argon2 hashes behind
     _indexing: asyncio.Future | None = None   # the history reports' facts, kept up to date
+    asterisk_conf: LiveConf | None = None     # Asterisk's rendered configuration, kept in step
+    _asterisk_sync: asyncio.Future | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -93,7 +103,9 @@ class Server:
         await migrate_async(cfg.database_url)
         log.info("app.migrated")
         self.store = Store(cfg.database_url)
-        cfg = self.cfg = await members_in_force(self.store, cfg, log)
+        file_cfg = cfg
+        cfg = self.cfg = await members_in_force(self.store, await entries_in_force(
+            self.store, cfg, log), log)
         # Web logins: the users table at once; the passwords argon2 has to hash (new users,
         # changed passwords: 0.1 s or more each) are hashed behind, while a pending user logs
         # in with the configured password. Nothing at start grows with the number of users.
@@ -105,11 +117,7 @@ class Server:
             self._hashing = asyncio.ensure_future(self._hash_passwords())
         self.hub = Hub()
 
-        self.ami = AmiClient(cfg.ami.host, cfg.ami.port, cfg.ami.username, cfg.ami.secret,
-                             action_timeout=cfg.ami.action_timeout,
-                             ping_interval=cfg.ami.ping_interval,
-                             ping_timeout=cfg.ami.ping_timeout,
-                             event_filter=AMI_EVENTS)
+        self.ami = ami_client(cfg)
         self.ami.on_connection(self._ami_connection)
         self.runtime = AcdRuntime(
             Acd(core_groups(cfg), rng=self.rng or random.Random(),
@@ -128,6 +136,7 @@ class Server:
             supervisor_phones={u.username: u.phone for u in cfg.web.users if u.phone},
             rng=self.rng)
         self.runtime.attach()
+        self._keep_asterisk_in_step(file_cfg)
         # Writes a previous stop could not make (the database locked or full) go first.
         self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.path(cfg.data_dir))
         self.runtime.writer.replay(self.store)
@@ -157,6 +166,7 @@ class Server:
         self._ami_task = asyncio.ensure_future(self._start_ami())
 
         self.web_ctx.runtime = self.runtime
+        self.web_ctx.asterisk_conf = self.asterisk_conf
         app = make_app(store=self.store, ami=self.ami, agi=self.agi, cfg=cfg,
                        runtime=self.runtime, hub=self.hub, flows=self.flows, web_ctx=self.web_ctx)
         self.http = web.AppRunner(app, access_log=None)
@@ -183,6 +193,25 @@ class Server:
     def _config_changed(self, cfg: Config) -> None:
         """The configuration in force changed while running (memberships on the page)."""
         self.cfg = cfg
+
+    def _keep_asterisk_in_step(self, file_cfg: Config) -> None:
+        self.asterisk_conf = LiveConf.for_config(self.cfg, self.ami, acdlog.get_logger(
+            component="asterisk"))
+        if asterisk_differs(file_cfg, self.cfg):  # made on the page: rendered before calls
+            self._asterisk_sync = asyncio.ensure_future(self._sync_asterisk())
+
+    async def _sync_asterisk(self) -> None:
+        """At a start with agents, users or group numbers made on the admin page: Asterisk
+        (rendered by ``acd run`` from config.yaml) gets them once the AMI link is up."""
+        assert self.ami is not None and self.asterisk_conf is not None
+        log = acdlog.get_logger(component="asterisk")
+        while not self.ami.connected:
+            await asyncio.sleep(0.2)
+        try:
+            done = await self.asterisk_conf.apply(self.cfg, dialplan=True)
+            log.info("asterisk.entries_from_database", result=done)
+        except Exception as e:  # noqa: BLE001 - Asterisk away: its next start renders
+            log.warning("asterisk.render_failed", error=str(e)[:200])
 
     async def _index_reports(self) -> None:
         """The history reports' facts, brought up to date every REPORT_INDEX_SECONDS, behind
@@ -215,9 +244,10 @@ class Server:
     async def stop(self) -> None:
         if self.http:
             await self.http.cleanup()
-        if self._indexing is not None:
-            self._indexing.cancel()
-            await asyncio.gather(self._indexing, return_exceptions=True)
+        for task in (self._indexing, self._asterisk_sync):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._hashing is not None:       # the rest are hashed at the next start
             self._hashing.cancel()
             await asyncio.gather(self._hashing, return_exceptions=True)
@@ -239,6 +269,28 @@ class Server:
         if self.store:
             await self.store.close()
         self._stopped.set()
+
+
+async def entries_in_force(store: Store, cfg: Config, log: Any) -> Config:
+    """``cfg`` with the agents, groups and web users in force: config.yaml's seed, the admin
+    page's changes, the file's later edits (acd.admin_config), written back to the store."""
+    found = reconcile_entries(entries_of(cfg), await store.entry_rows())
+    if found.upserts or found.deletes:
+        await store.write_entries(found.upserts, found.deletes,
+                                  at=datetime.now(timezone.utc), by="config.yaml")
+    for note in found.notes:
+        log.info("config.entries_from_file", change=note)
+    return config_with(cfg, found.entries)
+
+
+def asterisk_differs(file_cfg: Config, cfg: Config) -> bool:
+    """Whether Asterisk, rendered from ``file_cfg``, lacks something of ``cfg`` (endpoints,
+    names, passwords, group numbers)."""
+    def seen(c: Config) -> tuple:
+        return ([(a.id, a.name, a.password) for a in c.agents],
+                [(u.phone, u.phone_password) for u in c.web.users if u.phone],
+                [(g.name, g.number) for g in c.groups if g.number])
+    return seen(file_cfg) != seen(cfg)
 
 
 async def members_in_force(store: Store, cfg: Config, log: Any) -> Config:

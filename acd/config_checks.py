@@ -38,6 +38,16 @@ def check_values(cfg: Any, bad: Bad) -> None:
     _check_secrets(cfg, bad)
 
 
+def check_entries(cfg: Any, bad: Bad) -> None:
+    """The checks of agents, groups and web users, and of what names them (the admin page's
+    changes: the servers' sections are as the file gave them)."""
+    agent_ids = _check_agents(cfg, bad)
+    _check_groups(cfg, bad, agent_ids)
+    _check_flows(cfg, bad)
+    _check_web(cfg, bad, agent_ids)
+    _check_secrets(cfg, bad)
+
+
 def _check_servers(cfg: Any, bad: Bad) -> None:
     """Asterisk, AMI, FastAGI, HTTP, the hotline and logging: ports, addresses, timeouts."""
     for key, port in (("asterisk.sip_port", cfg.asterisk.sip_port), ("ami.port", cfg.ami.port),

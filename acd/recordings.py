@@ -19,6 +19,7 @@ import wave
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from acd.errors import UserError
 
@@ -128,5 +129,14 @@ def free_bytes(folder: Path) -> int | None:
         return None
 
 
-__all__ = ["record_share", "recording_name", "finish", "Finished", "stored_file",
+__all__ = ["group_share", "record_share", "recording_name", "finish", "Finished", "stored_file",
            "free_bytes", "BYTES_PER_SECOND", "RATE", "CHANNELS", "WIDTH"]
+
+
+def group_share(group: Any) -> float:
+    """A group's share of recorded calls (its ``record`` setting; none if unreadable: the
+    config check refuses such a value before it gets here)."""
+    try:
+        return record_share(getattr(group, "record", "none"))
+    except ValueError:
+        return 0.0

@@ -547,6 +547,11 @@ class Acd(CallControl, Restore):
         g = self._groups.get(group or "")
         return float(g.cfg.wrapup_seconds) if g is not None else 0.0
 
+    def group_calls(self, group: str) -> int:
+        """The live calls homed in ``group`` (waiting, ringing, connected, held, callbacks)."""
+        g = self._groups.get(group)
+        return len(g.calls) if g is not None else 0
+
     def call_state(self, call_id: str) -> str | None:
         """The call's state (as :meth:`call_info` gives it: ``waiting``, ``ended``...), live
         or recently ended; None if the core does not know the call."""

@@ -30,6 +30,13 @@ class Phones:
         self._phone_of: dict[str, str] = {}               # and back: Uniqueid -> endpoint
         self._logs: list[list[PhoneEvent]] = []           # seen while a channel list is read
 
+    def set_endpoints(self, endpoints: Mapping[str, str]) -> None:
+        """Agents created or removed while running: their phones are watched, or no more."""
+        self.endpoints = dict(endpoints)
+        self.agent_of = {ep: a for a, ep in self.endpoints.items()}
+        for ep in [e for e in self.contacts if e not in self.agent_of]:
+            del self.contacts[ep]
+
     # ---- contacts
     def contact_status(self, endpoint: str, uri: str, status: str) -> bool | None:
         """A ContactStatus event: the endpoint's reachability from its contacts now, or

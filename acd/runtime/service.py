@@ -49,7 +49,8 @@ from acd.core import (Acd, AcdError, Announce, BridgeCall, BridgeConsult, Bridge
                       StartTimer)
 from acd.errors import UserError
 from acd.hours import ServiceHours
-from acd.recordings import record_share, recording_name
+from acd.recordings import group_share as _share, recording_name
+from acd.runtime.reconfigure import reconfigure
 from acd.runtime import ami_in as f
 from acd.runtime.ami_out import AmiOut
 from acd.runtime.channels import AGENT_LEG, Bridges, Channels
@@ -69,15 +70,6 @@ RECONCILE_ATTEMPTS = 30    # a reconcile that cannot read Asterisk yet (booting)
 RECONCILE_RETRY_SECONDS = 1.0
 #: Decisions that change nothing the supervisors see (no snapshot is pushed for them).
 _UNSEEN = (StartTimer, CancelTimer, Announce, RecordLeg, RecordLegWrapup)
-
-
-def _share(group: Any) -> float:
-    """A group's share of recorded calls (its ``record`` setting; none if unreadable: the
-    config check refuses such a value before it gets here)."""
-    try:
-        return record_share(getattr(group, "record", "none"))
-    except ValueError:
-        return 0.0
 
 
 class AcdRuntime:
@@ -343,6 +335,10 @@ class AcdRuntime:
             raise UserError("acd.starting", "The ACD is still taking up its state from "
                                             "Asterisk and the database; try again in a moment.")
         self.apply(self.acd.set_member(group, agent_id, level, self.clock()))
+
+    def reconfigure(self, cfg: Any) -> None:
+        """Agents, groups, supervisors' phones changed on the admin page (reconfigure.py)."""
+        reconfigure(self, cfg)
 
     def end_wrapup(self, agent_id: str) -> dict[str, Any]:
         return self._act(agent_id, lambda now: self.acd.end_wrapup(agent_id, now))

@@ -530,13 +530,17 @@ def _write_entries(conn: Connection, upserts: list[Any], deletes: list[tuple[str
     t = AdminEntry.__table__
     for kind, key in deletes:
         conn.execute(t.delete().where(t.c.kind == kind, t.c.key == key))
+    have = {(k, v) for k, v in conn.execute(select(t.c.kind, t.c.key))} if upserts else set()
+    new = []
     for r in upserts:
         values = {"doc": _json_text(r.doc), "seeded": _json_text(r.seeded), "updated_at": at,
                   "updated_by": by[:40]}
-        done = conn.execute(t.update().where(t.c.kind == r.kind, t.c.key == r.key)
-                            .values(**values))
-        if not done.rowcount:
-            conn.execute(t.insert().values(kind=r.kind, key=r.key, **values))
+        if (r.kind, r.key) in have:
+            conn.execute(t.update().where(t.c.kind == r.kind, t.c.key == r.key).values(**values))
+        else:
+            new.append({"kind": r.kind, "key": r.key, **values})
+    if new:                                     # a first start: one statement for them all
+        conn.execute(t.insert(), new)
 
 
 def _json_text(doc: Any) -> str | None:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy import delete, func, select
 
+from acd import admin_config as ac
 from acd.errors import UserError
 from acd.memberships import version
 from acd.store.models import WebSession, WebUser
@@ -88,8 +89,15 @@ class AdminRoutes:
         """The configuration in force (memberships change while running)."""
         return self.ctx.cfg
 
+    async def _origins(self, kind: str) -> dict[str, str]:
+        """Each entry's origin: "config.yaml" (seeded from the file) or "admin page"."""
+        rows = await self.ctx.store.entry_rows()
+        return {r.key: "config.yaml" if r.seeded is not None else "admin page"
+                for r in rows if r.kind == kind}
+
     async def agents(self, _request: web.Request) -> web.Response:
         live = self.ctx.runtime.agents() if self.ctx.runtime is not None else {}
+        origins = await self._origins(ac.AGENT)
         out = []
         for a in self.cfg.agents:
             groups = {g.name: (g.members or {})[a.id] for g in self.cfg.groups
@@ -99,14 +107,19 @@ class AdminRoutes:
                         "web_user": a.id, "state": snap.get("state", "offline"),
                         "reachable": snap.get("reachable", False),
                         "phone_in_use": snap.get("phone_in_use", False),
-                        "pending": snap.get("pending")})
+                        "pending": snap.get("pending"),
+                        "version": ac.version(ac.doc_of(ac.AGENT, a)),
+                        "origin": origins.get(a.id, "config.yaml")})
         return web.json_response({"agents": out})
 
     async def groups(self, _request: web.Request) -> web.Response:
         live = self.ctx.runtime.queues() if self.ctx.runtime is not None else {}
+        origins = await self._origins(ac.GROUP)
         return web.json_response({"groups": [
             {**_plain(g), "members": dict(g.members or {}),
-             "members_version": version(dict(g.members or {})), "live": live.get(g.name)}
+             "members_version": version(dict(g.members or {})), "live": live.get(g.name),
+             "version": ac.version(ac.doc_of(ac.GROUP, g)),
+             "origin": origins.get(g.name, "config.yaml")}
             for g in self.cfg.groups]})
 
     def _filters(self, request: web.Request) -> dict[str, Any]:
@@ -171,9 +184,18 @@ class AdminRoutes:
             counts = dict((await s.execute(
                 select(WebSession.username, func.count(WebSession.id))
                 .where(WebSession.expires_at > now).group_by(WebSession.username))).all())
-        return web.json_response({"users": [
-            {"username": u.username, "role": u.role, "agent_id": u.agent_id,
-             "sessions": counts.get(u.username, 0)} for u in rows]})
+        configured = {u.username: u for u in self.cfg.web.users}
+        origins = await self._origins(ac.USER)
+        out = []
+        for u in rows:
+            item = {"username": u.username, "role": u.role, "agent_id": u.agent_id,
+                    "sessions": counts.get(u.username, 0)}
+            c = configured.get(u.username)
+            if c is not None:        # supervisors and admins (agents: /api/admin/agents)
+                item.update(phone=c.phone, version=ac.version(ac.doc_of(ac.USER, c)),
+                            origin=origins.get(u.username, "config.yaml"))
+            out.append(item)
+        return web.json_response({"users": out})
 
     async def end_sessions(self, request: web.Request) -> web.Response:
         name = request.match_info["username"]
@@ -293,6 +315,26 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
         "admin.conflict if the group changed since members_version", "supervisor", {}),
     ("delete", "/api/admin/groups/{group}/members/{agent}"): (
         "Take an agent out of a group (?version=); after their current call", "supervisor", {}),
+    ("post", "/api/admin/agents"): (
+        "Create an agent {id, name}: their SIP and web passwords are made and shown once "
+        "(secrets); their phone can register at once", "admin", {}),
+    ("put", "/api/admin/agents/{key}"): (
+        "Change an agent {version, name, new_secrets: [password, web_password]}", "admin", {}),
+    ("delete", "/api/admin/agents/{key}"): (
+        "Remove a logged-out agent (?version=) and their memberships", "admin", {}),
+    ("post", "/api/admin/groups"): (
+        "Create a skill group {name, and any setting of groups[] in config.yaml}", "admin", {}),
+    ("put", "/api/admin/groups/{key}"): (
+        "Change a group's settings {version, ...}: from its next call on", "admin", {}),
+    ("delete", "/api/admin/groups/{key}"): (
+        "Remove a group with no calls (?version=)", "admin", {}),
+    ("post", "/api/admin/users"): (
+        "Create a supervisor or admin {username, role, phone}; password shown once", "admin", {}),
+    ("put", "/api/admin/users/{key}"): (
+        "Change a web user {version, role, phone, new_secrets: [password, phone_password]}",
+        "admin", {}),
+    ("delete", "/api/admin/users/{key}"): ("Remove a web user (?version=); their sessions end",
+                                           "admin", {}),
     ("get", "/api/admin/calls"): ("Call records with filters", "admin", {"parameters": _CALL_FILTERS}),
     ("get", "/api/admin/calls.csv"): ("Call records with filters, as CSV", "admin",
                                       {"parameters": _CALL_FILTERS}),

@@ -91,6 +91,9 @@ class WebContext:
     webdb: WebDb = field(init=False)
     #: told when the configuration in force changes while running (memberships)
     on_cfg: Callable[[Any], None] | None = None
+    #: Asterisk's rendered configuration, kept in step (acd.asterisk.live.LiveConf; None:
+    #: no Asterisk managed here)
+    asterisk_conf: Any = None
 
     def __post_init__(self) -> None:
         self.webdb = WebDb(self.store)
@@ -350,7 +353,7 @@ async def _static_headers(request: web.Request, handler: Any) -> web.StreamRespo
 def add_web(app: web.Application, ctx: WebContext) -> None:
     """The pages, the static files, /api/auth/*, the agent's recent calls, notes and screen
     pop, the statistics and /metrics, and the admin API (:mod:`acd.web.admin`)."""
-    from acd.web import admin, members_api, reports_api
+    from acd.web import admin, entries_api, members_api, reports_api
     routes = PageRoutes(ctx)
     _add(app, routes.page_routes())
     app.router.add_static("/static", STATIC, append_version=False)
@@ -359,6 +362,7 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
     admin.add_routes(app, ctx)
     reports_api.add_routes(app, ctx)
     members_api.add_routes(app, ctx)
+    entries_api.add_routes(app, ctx)
     app.middlewares.append(_static_headers)
 
 

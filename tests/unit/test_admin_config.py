@@ -47,7 +47,8 @@ def test_config_with_checks_by_the_files_rules_and_keeps_members():
     with pytest.raises(ConfigError) as err:
         ac.config_with(base, entries)
     assert err.value.id == "config.invalid" and "agents[2].id" in err.value.message
-    assert ac.field_of(err.value.key, base, "agent", "x y") == "agents[2].id"   # not in base
+    assert ac.field_of(err.value.key, entries, "agent", "x y") == "id"
+    assert ac.field_of(err.value.key, entries, "agent", "1001") == "agents[2].id"
     del entries["agent"]["x y"]
     entries["group"]["vip"] = {**ac.doc_of("group", GroupConfig("vip")), "wrapup_seconds": 5}
     new = ac.config_with(base, entries)
