@@ -59,13 +59,19 @@ def db_kind(request):
     return getattr(request, "param", "sqlite")
 
 
+def pg_database(request) -> str:
+    """The URL of a fresh, migrated PostgreSQL database (a copy of the session's template);
+    callable from any fixture, async ones included (``db_url`` is async: not from those)."""
+    server = request.getfixturevalue("pg_server")
+    return server.url(server.new_database(template=postgres.TEMPLATE))
+
+
 @pytest.fixture
 async def db_url(request, db_kind, tmp_path):
     """A migrated database of the test's own: a SQLite file in its folder, or a fresh
     PostgreSQL database copied from the migrated template."""
     if db_kind == "postgresql":
-        server = request.getfixturevalue("pg_server")
-        return server.url(server.new_database(template=postgres.TEMPLATE))
+        return pg_database(request)
     url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
     await migrate_async(url)
     return url

@@ -27,6 +27,7 @@ from acd.ami.events import AmiEvent
 from acd.app import Server
 from acd.asterisk.runner import Asterisk
 from tests.asterisk.calls import field, talk_entered
+from tests.conftest import pg_database
 from tests.asterisk.phones import SoftPhone
 
 WAIT = 20.0
@@ -81,10 +82,12 @@ def acd_config(asterisk, test_config) -> configmod.Config:
 
 
 @contextlib.asynccontextmanager
-async def serving(cfg: configmod.Config, tmp_path) -> AsyncIterator[Server]:
-    """Our server on ``cfg``, on a fresh database, ready (state taken up); stopped after."""
-    cfg = replace(cfg, database=replace(cfg.database,
-                                        url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
+async def serving(cfg: configmod.Config, tmp_path,
+                  url: str | None = None) -> AsyncIterator[Server]:
+    """Our server on ``cfg``, on a fresh database (``url``, or a SQLite file in
+    ``tmp_path``), ready (state taken up); stopped after."""
+    cfg = replace(cfg, database=replace(
+        cfg.database, url=url or f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
     srv = Server(cfg, rng=random.Random(RANDOM_SEED))
     await srv.start()
     try:
@@ -95,9 +98,11 @@ async def serving(cfg: configmod.Config, tmp_path) -> AsyncIterator[Server]:
 
 
 @pytest.fixture
-async def acd_server(acd_config, tmp_path):
-    """Our server with the test groups, on a fresh database, ready (state taken up)."""
-    async with serving(acd_config, tmp_path) as srv:
+async def acd_server(acd_config, tmp_path, request, db_kind):
+    """Our server with the test groups, on a fresh database, ready (state taken up); on
+    PostgreSQL for a test marked for both databases (tests/conftest.py)."""
+    url = pg_database(request) if db_kind == "postgresql" else None
+    async with serving(acd_config, tmp_path, url) as srv:
         yield srv
 
 

@@ -17,7 +17,7 @@ from acd.ami.client import AmiClient
 from acd.app import Server
 from acd.asterisk.runner import Asterisk
 
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, pg_database
 from tests.asterisk.calls import EventLog
 
 # Ports apart from `make run`'s defaults, so tests can run beside a running server.
@@ -89,10 +89,12 @@ def asterisk(test_config) -> Asterisk:
 
 
 @pytest.fixture
-async def server(asterisk, test_config, tmp_path):
-    """Our server, on a fresh database per test."""
-    cfg = replace(test_config, database=replace(test_config.database,
-                                                url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
+async def server(asterisk, test_config, tmp_path, request, db_kind):
+    """Our server, on a fresh database per test (PostgreSQL for a test marked for both
+    databases: tests/conftest.py)."""
+    url = (pg_database(request) if db_kind == "postgresql"
+           else f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}")
+    cfg = replace(test_config, database=replace(test_config.database, url=url))
     srv = Server(cfg)
     await srv.start()
     yield srv

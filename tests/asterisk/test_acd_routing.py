@@ -9,8 +9,10 @@ import pytest
 from tests.asterisk.acd_fixtures import (RANDOM_SEED, Caller, acd_config, acd_server,  # noqa: F401
                                          after, agents, kinds, mark, stored)
 from tests.asterisk.calls import field
+from tests.conftest import BOTH_DATABASES
 
 
+@BOTH_DATABASES
 async def test_caller_reaches_an_idle_reachable_agent_and_the_screen_pops_while_ringing(
         acd_server, agents, ami):
     srv = acd_server

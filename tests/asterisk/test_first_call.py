@@ -1,6 +1,9 @@
 """The first real call: a SIP caller dials the hotline, the FastAGI IVR answers and plays a
 prompt, the caller keys in digits as RFC 4733 events, and the call with its key trail is stored."""
 from tests.asterisk.calls import TestCaller, field
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 
 async def test_call_reaches_ivr_and_key_trail_is_stored(server, ami):
