@@ -19,6 +19,7 @@ from acd.errors import UserError
 from agi.flows.registry import FlowRegistry
 from agi.flows.runner import FlowRunner
 from agi.protocol import AgiHangup, AgiRequest
+from tests.conftest import BOTH_DATABASES
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)     # Monday 10:00 in Shanghai
 
@@ -384,6 +385,7 @@ async def test_reload_and_watch_take_a_change(tmp_path):
 
 # --------------------------------------------------------------------------- the directory
 
+@BOTH_DATABASES
 async def test_directory_import_and_lookups(store):
     rows = parse_csv("customer_number,name,phone,id_number\n"
                      "C1,Li Lei,+86 139-1111-2222,11010519491231002x\n"
@@ -415,6 +417,7 @@ def test_csv_problems_name_the_line_and_nothing_is_imported(text, message):
     assert e.value.message.startswith(message)
 
 
+@BOTH_DATABASES
 async def test_verification_report_share_and_handle_time(store):
     async def call(uid, verification, talk):
         await store.call_arrived(uniqueid=uid, channel="c", caller_number="1", caller_name="",

@@ -9,6 +9,7 @@ import structlog
 from acd import config as configmod
 from acd.app import members_in_force
 from acd.memberships import Row, reconcile, version
+from tests.conftest import BOTH_DATABASES
 
 FILE = {"sales": {"a": 1, "b": 2}, "support": {"b": 1}}
 AGENTS = ("a", "b", "c")
@@ -53,6 +54,7 @@ def test_the_version_tells_changes_apart():
     assert version({"a": 1}) != version({"a": 2}) != version({})
 
 
+@BOTH_DATABASES
 async def test_a_change_survives_a_restart_and_a_file_edit_wins(store):
     cfg = configmod.Config(
         agents=(configmod.AgentConfig(id="a"), configmod.AgentConfig(id="b")),

@@ -15,10 +15,13 @@ from acd.core import Acd
 from acd.errors import UserError
 from acd.runtime import AcdRuntime
 from acd.runtime import recorder as recmod
-from acd.store.db import Store, migrate_async
+from acd.store.db import Store
 from acd.web import stats as statsmod
 from acd.web.hub import Hub
 from tests.unit.test_runtime import AGENTS, Clock, Env, FakeAmi, start
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 GROUPS = (
     configmod.GroupConfig(name="sales", number="7101", members={"1001": 1, "1002": 1},
@@ -28,10 +31,8 @@ GROUPS = (
 
 
 @pytest.fixture
-async def renv(tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    store = Store(url)
+async def renv(tmp_path, db_url):
+    store = Store(db_url)
     ami = FakeAmi()
     clock = Clock()
     (tmp_path / "spool").mkdir()
