@@ -7,7 +7,9 @@
     acd asterisk logs [-n N]     the tail of Asterisk's log
     acd asterisk render          write the rendered configuration only
     acd asterisk rx 'COMMAND'    one Asterisk CLI command
-    acd phone AGENT [--dial N]   a real softphone (baresip) registered as AGENT; auto-answers
+    acd phone AGENT [--dial N]   a real softphone (baresip) registered as AGENT; auto-answers, or
+                                 --answer manual / --answer-after S; keys: a, h, digits, q
+    acd call NUMBER [--dtmf D]   a caller's phone (baresip, not an agent) calling NUMBER
     acd load --number N --rate R real calls at a rate into Asterisk, real agent phones answering
     acd config check             load and validate the configuration, print it (secrets hidden)
     acd db upgrade               migrate the database to the newest schema
@@ -110,66 +112,53 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-#: baresip's reasons for a call's end, as a person would say them (its ECONNRESET text is
-#: how it reports an ordinary BYE from the other side: no error).
-CALL_END_REASONS = {"connection reset by peer": "hung up by the other side"}
-
-
 def phone_event_text(ev: dict) -> str:
-    """One line of ``acd phone``'s output for a call event of baresip."""
-    param = str(ev.get("param", "") or "")
-    if ev.get("type") == "CALL_CLOSED":
-        param = CALL_END_REASONS.get(param.strip().lower(), param)
-    kind = str(ev.get("type", "")).lower().replace("_", " ")
-    return f"{kind}: {ev.get('peeruri', '')} {param}".rstrip()
+    """One line of `acd phone`'s output for a call event of baresip."""
+    from acd.tools.phone_session import event_text
+    return event_text(ev)
 
 
-def cmd_phone(args: argparse.Namespace) -> int:
-    """Register baresip as an agent's phone; optionally dial a number and key in digits."""
+def _phone_root(cfg: configmod.Config) -> Path:
     from acd.asterisk.provision import resolve
-    from acd.tools.softphone import PhoneError, SoftPhone
-    cfg = _load(args)
-    agent = next((a for a in cfg.agents if a.id == args.agent), None)
-    if agent is None:
-        raise UserError("agent.unknown", f"no agent {args.agent!r} in {cfg.source} "
-                        f"(known: {', '.join(a.id for a in cfg.agents) or 'none'})")
     install = resolve(cfg.asterisk.mode, cfg.path(cfg.asterisk.root), build=False)
-    root = install.root if install.root is not None else cfg.path(cfg.asterisk.root)
-    host, port = cfg.asterisk.sip_host, cfg.asterisk.sip_port
+    return install.root if install.root is not None else cfg.path(cfg.asterisk.root)
+
+
+def _run_phone(phone, first_line: str, *, manual: bool, dial: str | None = None,
+               dtmf: str | None = None, dtmf_delay: float = 0.0) -> int:
+    """Start ``phone``, print ``first_line`` and the keys, optionally dial and key in digits,
+    then print its call events and act on keys (acd/tools/phone_session.py)."""
+    from acd.tools import phone_session
+    from acd.tools.softphone import PhoneError
+
+    def say(line: str) -> None:
+        print(line, flush=True)
 
     async def main() -> int:
         # SIGTERM (e.g. from `timeout`) ends the phone like Ctrl-C: it hangs up and unregisters.
         me = asyncio.current_task()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
-        phone = SoftPhone(agent.id, agent.password, host, port, root=root, tone_seconds=600)
         try:
             await phone.start()
         except PhoneError as e:
             raise UserError("phone.failed", str(e)) from None
-        print(f"registered as agent {agent.id} at {host}:{port}; auto-answers. Ctrl-C ends.",
-              flush=True)
         try:
-            if args.dial:
-                call = await phone.dial(f"sip:{args.dial}@{host}:{port}")
+            say(first_line)
+            say(phone_session.KEYS_HELP + " (Ctrl-C ends)")
+            if dial:
+                call = await phone.dial(f"sip:{dial}@{phone.registrar_host}:{phone.registrar_port}")
                 try:
                     await phone.wait_established(call)
-                except PhoneError as e:      # refused (403: a number agents may not call)
+                except PhoneError as e:      # refused (403: a number this phone may not call)
                     raise UserError("phone.call_refused", f"{e} (an agent's phone may call the "
                                     "hotline, the skill groups' and the IVR flows' numbers)"
                                     ) from None
-                print(f"call to {args.dial} established", flush=True)
-                if args.dtmf:
-                    await asyncio.sleep(args.dtmf_delay)  # let the prompt start: a person waits too
-                    await phone.send_dtmf(args.dtmf)
-                    print(f"keyed {args.dtmf}", flush=True)
-            seen = 0
-            while True:
-                ev = await phone.wait_event(("CALL_INCOMING", "CALL_ESTABLISHED", "CALL_CLOSED"),
-                                            timeout=10**6, since=seen)
-                seen = phone.events.index(ev) + 1
-                print(phone_event_text(ev), flush=True)
-                if args.dial and ev["type"] == "CALL_CLOSED":
-                    return 0
+                say(f"call to {dial} established")
+                if dtmf:
+                    await asyncio.sleep(dtmf_delay)  # let the prompt start: a person waits too
+                    await phone.send_dtmf(dtmf)
+                    say(f"keyed {dtmf}")
+            return await phone_session.run(phone, manual=manual, end_with_call=bool(dial), say=say)
         finally:
             await phone.stop()
 
@@ -177,6 +166,53 @@ def cmd_phone(args: argparse.Namespace) -> int:
         return asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
+
+
+def cmd_phone(args: argparse.Namespace) -> int:
+    """Register baresip as an agent's phone; optionally dial a number and key in digits."""
+    from acd.tools.softphone import SoftPhone
+    cfg = _load(args)
+    agent = next((a for a in cfg.agents if a.id == args.agent), None)
+    if agent is None:
+        raise UserError("agent.unknown", f"no agent {args.agent!r} in {cfg.source} "
+                        f"(known: {', '.join(a.id for a in cfg.agents) or 'none'})")
+    if args.answer == "manual" and args.answer_after:
+        raise UserError("cli.usage", "--answer-after is for --answer auto (a manual phone is "
+                        "answered with the a key)")
+    if args.answer_after < 0:
+        raise UserError("cli.usage", "--answer-after takes seconds, 0 or more")
+    host, port = cfg.asterisk.sip_host, cfg.asterisk.sip_port
+    phone = SoftPhone(agent.id, agent.password, host, port, answer=args.answer,
+                      answer_delay=args.answer_after, root=_phone_root(cfg), tone_seconds=600)
+    how = ("rings until you press a" if args.answer == "manual" else
+           f"answers {args.answer_after:g} s after the ring" if args.answer_after else "auto-answers")
+    return _run_phone(phone, f"registered as agent {agent.id} at {host}:{port}; {how}.",
+                      manual=args.answer == "manual", dial=args.dial, dtmf=args.dtmf,
+                      dtmf_delay=args.dtmf_delay)
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    """A caller's phone: call a number as a customer (never an agent: it does not register)."""
+    import re
+
+    from acd.tools.softphone import SoftPhone
+    cfg = _load(args)
+    a = cfg.asterisk
+    if not (a.loopback_trunk or a.local_callers):
+        raise UserError("call.no_caller_endpoint", f"calls from this machine reach the hotline "
+                        f"only with asterisk.local_callers: true in {cfg.source}")
+    if not re.fullmatch(r"\+?[0-9]{1,20}", args.caller):
+        raise UserError("call.bad_caller", f"--from {args.caller!r}: a phone number (digits, "
+                        "an optional leading +)")
+    taken = {ag.id for ag in cfg.agents} | {u.phone for u in cfg.web.users if u.phone}
+    if args.caller in taken:
+        raise UserError("call.bad_caller", f"--from {args.caller}: that is an agent's or a "
+                        "supervisor's phone; a caller needs a number of their own")
+    phone = SoftPhone(args.caller, "", a.sip_host, a.sip_port, answer="manual", register=False,
+                      root=_phone_root(cfg), tone_seconds=600, tone_hz=args.tone_hz)
+    return _run_phone(phone, f"calling {args.number} as caller {args.caller} "
+                      f"(a customer, not an agent) via {a.sip_host}:{a.sip_port}",
+                      manual=False, dial=args.number, dtmf=args.dtmf, dtmf_delay=args.dtmf_delay)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -271,7 +307,19 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("--dial", help="call this number (e.g. the hotline)")
     ph.add_argument("--dtmf", help="then key in these digits (e.g. 13800138000#)")
     ph.add_argument("--dtmf-delay", type=float, default=3.0, help="seconds before keying")
+    ph.add_argument("--answer", choices=["auto", "manual"], default="auto",
+                    help="auto: answer by itself; manual: ring until the a key")
+    ph.add_argument("--answer-after", type=float, default=0.0, metavar="SECONDS",
+                    help="with --answer auto: ring this long first (to watch the screen pop)")
     ph.set_defaults(func=cmd_phone)
+    ca = sub.add_parser("call", help="a caller's phone: call a number as a customer (not an agent)")
+    ca.add_argument("number", help="the number to call (e.g. the hotline, 7000)")
+    ca.add_argument("--from", dest="caller", default="13800138000",
+                    help="the caller's number (default 13800138000)")
+    ca.add_argument("--dtmf", help="once connected, key in these digits (e.g. 1 for the menu)")
+    ca.add_argument("--dtmf-delay", type=float, default=3.0, help="seconds before keying")
+    ca.add_argument("--tone-hz", type=float, default=440.0, help="the tone the caller sends")
+    ca.set_defaults(func=cmd_call)
     lo = sub.add_parser("load", help="the load generator: real calls at a rate, real agent phones")
     from acd.tools.load import add_arguments as add_load_arguments
     add_load_arguments(lo)

@@ -50,6 +50,9 @@ class AsteriskConfig:
     rtp_start: int = 20000
     rtp_end: int = 20999
     loopback_trunk: bool = False    # an endpoint for Asterisk to call itself (tests, load)
+    # Calls from sip_host itself that are no agent's reach the hotline as a customer's
+    # (`acd call`: a caller's phone for demos and trying it out); the loopback trunk does too.
+    local_callers: bool = False
     start_timeout: float = 60.0
     # Agents' phones: Asterisk asks each registered phone every qualify_seconds (SIP OPTIONS)
     # and counts it unreachable after qualify_timeout without an answer. A phone that dies

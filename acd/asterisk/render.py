@@ -107,6 +107,9 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
         for u in cfg.web.users if u.phone)
     vals["loopback_trunk"] = (fill((template_dir / "pjsip_loopback.part").read_text(), vals,
                                    "pjsip_loopback.part") if cfg.asterisk.loopback_trunk else "")
+    if cfg.asterisk.loopback_trunk or cfg.asterisk.local_callers:   # acd-caller: `acd call`
+        vals["loopback_trunk"] += fill((template_dir / "pjsip_caller.part").read_text(), vals,
+                                       "pjsip_caller.part")
     group_part = (template_dir / "extensions_group.part").read_text()
     vals["group_numbers"] = "".join(
         fill(group_part, {**vals, "group_name": _conf_value(g.name, f"group {g.name} name"),

@@ -27,6 +27,13 @@ Facts about baresip 1.1.0 this relies on:
   address"); the address 127.0.0.1 is accepted and the SDP then offers 127.0.0.1.
 * ``sndcode DIGITS`` (a command only while a call is up) queues RFC 4733 events; each digit
   lasts at least 9 packets (180 ms) and is ended before the next.
+* Its RTP and RTCP sockets are bound to 0.0.0.0 whatever the config says (``net_interface``,
+  ``sip_listen`` and ``rtp_ports`` do not change it: stream.c binds "all interfaces"), and so is
+  its DNS client's socket. The phone is therefore started with a small preloaded library
+  (``loopback_bind.c``, compiled here once with the system's C compiler) that binds a socket
+  asked for the wildcard address to loopback instead; ``ss -uanp`` then shows every socket of
+  baresip on 127.0.0.1.
+* An account with ``regint=0`` never registers: a phone that only calls out (a caller).
 """
 from __future__ import annotations
 
@@ -55,6 +62,10 @@ WAIT = 20.0
 PORT_TRIES = 3
 #: A person answers no sooner than this after the ring starts (``answer()`` keeps to it).
 ANSWER_AFTER = 0.3
+
+#: The loopback shim inside the root, as baresip sees it, and its source beside this file.
+SHIM_INSIDE = "/usr/local/lib/acd/loopback_bind.so"
+SHIM_SOURCE = Path(__file__).with_name("loopback_bind.c")
 
 _names = itertools.count(1)
 _live: set[subprocess.Popen] = set()
@@ -119,6 +130,25 @@ def _free_ports() -> tuple[int, int]:
     raise PhoneError("no free ports on 127.0.0.1 for a phone")
 
 
+def build_shim(root: Path) -> Path:
+    """Compile ``loopback_bind.c`` into the root (once; again when the source is newer)."""
+    out = root / SHIM_INSIDE.lstrip("/")
+    if out.exists() and out.stat().st_mtime >= SHIM_SOURCE.stat().st_mtime:
+        return out
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise PhoneError("no C compiler (cc) to build the phones' loopback shim: "
+                         "install Debian's gcc (make run does)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(SHIM_SOURCE)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PhoneError(f"building the phones' loopback shim failed:\n{done.stderr}")
+    os.replace(tmp, out)     # atomic: phones started meanwhile see the old one or the new one
+    return out
+
+
 def write_tone(path: Path, seconds: float, hz: float = 440.0, rate: int = 8000) -> None:
     """An 8 kHz, 16 bit, mono WAV with a quiet sine tone."""
     period = [struct.pack("<h", int(4000 * math.sin(2 * math.pi * hz * i / rate))) for i in range(rate)]
@@ -168,12 +198,12 @@ class SoftPhone:
                  registrar_port: int = 5060, answer: str = "auto", answer_delay: float = 0,
                  *, name: str | None = None, root: Path = ROOT, tone_seconds: int = 300,
                  sip_trace: bool = False, tone_hz: float = 440.0,
-                 keep_heard: bool = False) -> None:
+                 keep_heard: bool = False, register: bool = True) -> None:
         if answer not in ("auto", "manual"):
             raise ValueError("answer is 'auto' or 'manual'")
         for what, v, bad in (("user", user, ' \t\r\n;<>"@:,'), ("password", password, ' \t\r\n;<>"'),
                              ("registrar_host", registrar_host, ' \t\r\n;<>"@')):
-            if not v or any(c in bad for c in v):
+            if (not v and (what != "password" or register)) or any(c in bad for c in v):
                 raise ValueError(f"{what} {v!r} cannot go into a baresip account line")
         self.user = user
         self.password = password
@@ -181,6 +211,7 @@ class SoftPhone:
         self.registrar_port = registrar_port
         self.answer_mode = answer
         self.answer_delay = answer_delay
+        self.registers = register   # False: a caller's phone, which never registers
         self.name = name or f"{user}-{os.getpid()}-{next(_names)}"
         self.root = Path(root)
         self.tone_seconds = tone_seconds
@@ -214,7 +245,10 @@ class SoftPhone:
         return f"sip:{self.user}@{self.registrar_host}:{self.registrar_port}"
 
     def account_line(self) -> str:
-        params = [f"auth_pass={self.password}", f"answermode={self.answer_mode}"]
+        params = [f"auth_pass={self.password}"] if self.password else []
+        params.append(f"answermode={self.answer_mode}")
+        if not self.registers:
+            params.append("regint=0")
         if self.answer_mode == "auto" and self.answer_delay:
             params.append(f"answerdelay={int(self.answer_delay * 1000)}")
         return f"<{self.aor}>;" + ";".join(params)
@@ -230,7 +264,10 @@ class SoftPhone:
         for attempt in range(1, PORT_TRIES + 1):
             try:
                 await self._launch(timeout)
-                await self.register(timeout)
+                if self.registers:
+                    await self.register(timeout)
+                else:
+                    await self.command("uanew", self.account_line())
                 return
             except PhoneError as e:
                 await self.stop()
@@ -243,6 +280,7 @@ class SoftPhone:
     async def _launch(self, timeout: float) -> None:
         if not (self.root / "usr" / "bin" / "baresip").exists():
             raise PhoneError(f"no baresip in {self.root} (is the managed Asterisk root built?)")
+        build_shim(self.root)
         _sweep(self.dir.parent.parent)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
@@ -255,7 +293,7 @@ class SoftPhone:
         log = open(self.dir / "output.log", "wb")
         try:
             self._proc = subprocess.Popen(
-                ["chroot", str(self.root), "baresip", "-4", "-v", *(["-s"] if self.sip_trace else []),
+                ["chroot", str(self.root), "env", f"LD_PRELOAD={SHIM_INSIDE}", "baresip", "-4", "-v", *(["-s"] if self.sip_trace else []),
                  "-f", self.inside],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent)

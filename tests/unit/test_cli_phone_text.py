@@ -12,7 +12,7 @@ def test_a_hangup_by_the_other_side_reads_as_one_not_as_a_socket_error():
 
 def test_other_events_and_reasons_are_shown_as_they_come():
     assert phone_event_text({"type": "CALL_INCOMING", "peeruri": "sip:x@h"}) == \
-        "call incoming: sip:x@h"
+        "ringing: call from sip:x@h"
     assert phone_event_text({"type": "CALL_CLOSED", "peeruri": "sip:x@h",
                              "param": "486 Busy Here"}) == "call closed: sip:x@h 486 Busy Here"
 
