@@ -1,7 +1,8 @@
-"""The store writer's batches on a real SQLite file: what one turn finds waiting is written in
-ONE transaction (commits counted on the writes' engine), in order; a bad write in the middle
-is skipped and logged while the others land; a database locked by another connection makes
-the batch wait and retry, then everything lands; flush markers, the backlog's counts, spill
+"""The store writer's batches on a real SQLite file and on a real PostgreSQL server: what one
+turn finds waiting is written in ONE transaction (commits counted on the writes' engine), in
+order; a bad write in the middle is skipped and logged while the others land; a database
+away (SQLite locked by another connection, PostgreSQL's server stopped) makes the batch wait
+and retry, then everything lands; flush markers, the backlog's counts, spill
 and replay keep their meaning. And the Core writes do what the ORM ones did."""
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ import asyncio
 import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from acd.store import db as dbmod
-from acd.store.db import Store, migrate_async
+from acd.store.db import Store, sqlite_file
 from acd.store.writer import StoreWriter
+from tests.conftest import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 WAIT = 30.0            # ends a stuck test; never measures speed
@@ -38,16 +44,55 @@ class Commits:
 
 
 @pytest.fixture
-async def store(tmp_path, monkeypatch):
+async def store(db_url, monkeypatch):
     # A short busy timeout: a try under another connection's lock gives up quickly.
     monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 50)
-    path = tmp_path / "acd.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    await migrate_async(url)
-    s = Store(url)
-    s.path = str(path)
+    s = Store(db_url)
     yield s
     await s.close()
+
+
+class Outage:
+    """The database away for the store's writes until :meth:`end`: a SQLite file locked by
+    another connection (``BEGIN EXCLUSIVE``), or the PostgreSQL server stopped (``pg_ctl
+    stop -m fast``; started again on the same port)."""
+
+    def __init__(self, store: Store, pg: Any) -> None:
+        self.store, self.pg = store, pg
+        self.held: sqlite3.Connection | None = None
+        self.on = False
+
+    async def begin(self) -> "Outage":
+        if self.pg is not None:
+            await asyncio.to_thread(self.pg.stop, "fast")
+        else:
+            self.held = sqlite3.connect(sqlite_file(self.store.url), isolation_level=None)
+            self.held.execute("BEGIN EXCLUSIVE")
+        self.on = True
+        return self
+
+    async def end(self) -> None:
+        if not self.on:
+            return
+        self.on = False
+        if self.pg is not None:
+            await asyncio.to_thread(self.pg.start)
+        else:
+            self.held.execute("COMMIT")
+            self.held.close()
+
+    def says(self, error: str | None) -> bool:
+        """The writer's last error is this outage's."""
+        if self.pg is None:
+            return error == "database is locked"
+        return bool(error) and ("connect" in error.lower() or "closed" in error.lower())
+
+
+@pytest.fixture
+async def outage(store, db_kind, request):
+    o = Outage(store, request.getfixturevalue("pg_server") if db_kind == "postgresql" else None)
+    yield o
+    await o.end()
 
 
 @pytest.fixture
@@ -95,10 +140,14 @@ async def assert_whole(store: Store, uid: str) -> None:
         (30.0, 12.5)]
 
 
-def rows(store: Store, sql: str) -> list[tuple]:
+async def rows(store: Store, sql: str) -> list[tuple]:
     """What another connection sees committed."""
-    with sqlite3.connect(store.path) as con:
-        return con.execute(sql).fetchall()
+    engine = create_async_engine(store.url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+    finally:
+        await engine.dispose()
 
 
 async def test_the_writes_waiting_at_a_turn_are_committed_in_one_transaction_in_order(
@@ -111,9 +160,9 @@ async def test_the_writes_waiting_at_a_turn_are_committed_in_one_transaction_in_
     for i in range(10):
         await assert_whole(store, f"c{i}")
     # The rows in the order submitted (a call's events never before the call row).
-    assert [r[0] for r in rows(store, "SELECT uniqueid FROM calls ORDER BY id")] == [
+    assert [r[0] for r in await rows(store, "SELECT uniqueid FROM calls ORDER BY id")] == [
         f"c{i}" for i in range(10)]
-    assert [r[0] for r in rows(store, "SELECT call_uniqueid FROM agent_state_changes"
+    assert [r[0] for r in await rows(store, "SELECT call_uniqueid FROM agent_state_changes"
                                       " ORDER BY id")] == [f"c{i}" for i in range(10)]
 
 
@@ -173,18 +222,18 @@ async def test_a_bad_write_in_the_middle_of_a_batch_is_skipped_and_logged_the_ot
         ("nobody", "queued", "error"), ("c1", "call_rating", "error")]
     assert [type(e["exc_info"]) for e in failed] == [LookupError, ValueError]
     assert [e["event"] for e in logs] == ["store.write_failed"] * 2
+    # Each bad one rolls its try back; the writes before it are committed without it, the
+    # rest follows in the next turn: c1, then (the rating alone, nothing to commit) c2.
+    # (Counted before the reads: on PostgreSQL they share the engine, and end in a rollback.)
+    assert (counted.commits, counted.rollbacks) == (2, 2)
     await assert_whole(store, "c1")
     await assert_whole(store, "c2")
     assert (await store.get_call("c1"))["rating"] is None
-    # Each bad one rolls its try back; the writes before it are committed without it, the
-    # rest follows in the next turn: c1, then (the rating alone, nothing to commit) c2.
-    assert (counted.commits, counted.rollbacks) == (2, 2)
 
 
-async def test_a_database_locked_by_another_connection_holds_the_batch_until_released(
-        store, writer):
-    held = sqlite3.connect(store.path, isolation_level=None)
-    held.execute("BEGIN EXCLUSIVE")
+async def test_a_database_away_holds_the_batch_until_it_is_back(store, writer, outage):
+    """SQLite locked by another connection, or the PostgreSQL server stopped."""
+    await outage.begin()
     try:
         with structlog.testing.capture_logs() as logs:
             submit_call(writer, store, "c1", 1)
@@ -196,19 +245,19 @@ async def test_a_database_locked_by_another_connection_holds_the_batch_until_rel
             await asyncio.wait_for(seen(), WAIT)
             submit_call(writer, store, "c3", 3)     # after the outage began: after c1, c2
             st = writer.status()
-            assert (st["pending"], st["written"], st["last_error"]) == (
-                36, 0, "database is locked")
+            assert (st["pending"], st["written"]) == (36, 0) and outage.says(
+                st["last_error"]), st
             assert [m for m, _, _ in writer.queued("c2")][:2] == ["call_arrived", "call_event"]
-            held.execute("COMMIT")
+            await outage.end()
             await asyncio.wait_for(writer.drain(), WAIT)
     finally:
-        held.close()
+        await outage.end()
     assert [e["event"] for e in logs] == ["store.write_retrying", "store.write_recovered"]
     assert logs[0]["call"] == "c1" and logs[0]["pending"] == 24 and logs[1]["waited"] == 36
     assert writer.written == 36 and writer.failed == 0
     for uid in ("c1", "c2", "c3"):
         await assert_whole(store, uid)
-    assert [r[0] for r in rows(store, "SELECT uniqueid FROM calls ORDER BY id")] == [
+    assert [r[0] for r in await rows(store, "SELECT uniqueid FROM calls ORDER BY id")] == [
         "c1", "c2", "c3"]
 
 
@@ -228,21 +277,20 @@ async def test_a_flush_returns_once_the_writes_before_it_are_committed(store, wr
     busy.set()
     assert await flushed is True
     # What another connection sees then: every write before the marker.
-    assert ("c1",) in rows(store, "SELECT uniqueid FROM calls")
-    assert rows(store, "SELECT count(*) FROM key_presses k JOIN calls c ON c.id = k.call_id"
+    assert ("c1",) in await rows(store, "SELECT uniqueid FROM calls")
+    assert await rows(store, "SELECT count(*) FROM key_presses k JOIN calls c ON c.id = k.call_id"
                        " WHERE c.uniqueid = 'c1'") == [(3,)]
     await asyncio.wait_for(writer.drain(), WAIT)
     assert await writer.flush() is True             # nothing waiting: at once
-    await assert_whole(store, "c2")
     # c1, the bad one and c2 were one batch with the marker inside: the bad one rolled the
     # first try back, c1 was committed (the marker then resolved), c2 followed.
     assert (counted.commits, counted.rollbacks) == (2, 1)
+    await assert_whole(store, "c2")
     assert writer.failed == 1 and writer.written == 25
 
 
-async def test_the_backlog_counts_follow_batches_and_markers(store, writer):
-    held = sqlite3.connect(store.path, isolation_level=None)
-    held.execute("BEGIN EXCLUSIVE")
+async def test_the_backlog_counts_follow_batches_and_markers(store, writer, outage):
+    await outage.begin()
     try:
         submit_call(writer, store, "c1", 1)
         writer.submit("agent_state", store.agent_state, "1002", "idle", reason="", at=AT,
@@ -257,8 +305,7 @@ async def test_the_backlog_counts_follow_batches_and_markers(store, writer):
         assert writer.queued("1002") == [] and writer.queued("c9") == []
         assert await asyncio.wait_for(marker, WAIT) is False   # the outage ends the wait
     finally:
-        held.execute("COMMIT")
-        held.close()
+        await outage.end()
     await asyncio.wait_for(writer.drain(), WAIT)
     assert writer.status()["pending"] == 0 and writer.queued("c1") == []
     assert writer._by_call == {} and writer._count == 0       # nothing left behind
@@ -270,7 +317,7 @@ async def test_writes_that_are_not_the_stores_are_awaited_alone_in_their_place(s
     seen: list[tuple] = []
 
     async def elsewhere() -> None:         # not a store method: between two batches
-        seen.append(tuple(rows(store, "SELECT uniqueid FROM calls")))
+        seen.append(tuple(await rows(store, "SELECT uniqueid FROM calls")))
     submit_call(writer, store, "c1", 1)
     writer.submit("other", elsewhere)
     submit_call(writer, store, "c2", 2)
@@ -279,7 +326,7 @@ async def test_writes_that_are_not_the_stores_are_awaited_alone_in_their_place(s
     assert counted.commits == 2 and writer.written == 25
 
 
-async def test_a_batch_failing_as_a_whole_is_written_one_by_one(tmp_path):
+async def test_a_batch_failing_as_a_whole_is_written_one_by_one(db_url):
     class Broken(Store):
         fails = 1
 
@@ -288,9 +335,7 @@ async def test_a_batch_failing_as_a_whole_is_written_one_by_one(tmp_path):
                 self.fails -= 1
                 raise RuntimeError("a bug in the batch")
             return await super().write_batch(items)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
-    await migrate_async(url)
-    store = Broken(url)
+    store = Broken(db_url)
     writer = StoreWriter()
     writer.start()
     try:
@@ -306,13 +351,12 @@ async def test_a_batch_failing_as_a_whole_is_written_one_by_one(tmp_path):
         await store.close()
 
 
-async def test_a_stop_under_the_lock_spills_and_a_replay_writes_them_in_one_batch(
-        store, tmp_path):
+async def test_a_stop_during_an_outage_spills_and_a_replay_writes_them_in_one_batch(
+        store, tmp_path, outage):
     spill = tmp_path / "acd.db.backlog.jsonl"
     writer = StoreWriter(first_delay=0.01, max_delay=0.05, spill=spill)
     writer.start()
-    held = sqlite3.connect(store.path, isolation_level=None)
-    held.execute("BEGIN EXCLUSIVE")
+    await outage.begin()
     try:
         submit_call(writer, store, "s1", 1)
 
@@ -322,8 +366,7 @@ async def test_a_stop_under_the_lock_spills_and_a_replay_writes_them_in_one_batc
         await asyncio.wait_for(seen(), WAIT)
         await writer.stop(timeout=0.05)
     finally:
-        held.execute("COMMIT")
-        held.close()
+        await outage.end()
     lines = [json.loads(x) for x in spill.read_text().splitlines()]
     assert len(lines) == 12 and lines[0]["method"] == "call_arrived"
     assert await store.get_call("s1") is None
