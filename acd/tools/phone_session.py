@@ -24,7 +24,7 @@ from acd.tools.softphone import PhoneError, SoftPhone
 DIGITS = "0123456789*#"
 KEYS_HELP = "keys: a answer, h hang up, 0-9 * # send as DTMF, q quit"
 #: Events worth a line, in baresip's names.
-SHOWN = ("CALL_INCOMING", "CALL_RINGING", "CALL_ESTABLISHED", "CALL_CLOSED")
+SHOWN = ("CALL_INCOMING", "CALL_RINGING", "CALL_ESTABLISHED", "CALL_DTMF_START", "CALL_CLOSED")
 #: baresip's reasons for a call's end, as a person would say them (its ECONNRESET text is
 #: how it reports an ordinary BYE from the other side: no error).
 CALL_END_REASONS = {"connection reset by peer": "hung up by the other side"}
@@ -38,6 +38,8 @@ def event_text(ev: dict, manual: bool = False) -> str:
         param = CALL_END_REASONS.get(param.strip().lower(), param)
     if kind == "CALL_INCOMING":
         return f"ringing: call from {ev.get('peeruri', '')}" + (" (press a to answer)" if manual else "")
+    if kind == "CALL_DTMF_START":
+        return f"the other side keyed {param}"
     if kind == "CALL_RINGING":
         return f"ringing at the other end: {ev.get('peeruri', '')}"
     return f"{kind.lower().replace('_', ' ')}: {ev.get('peeruri', '')} {param}".rstrip()
