@@ -20,7 +20,7 @@ from tests.asterisk.acd_fixtures import (WAIT, Caller, Watch, acd_config,  # noq
                                          acd_server, after, agents, kinds, mark)
 from tests.asterisk.calls import field, talk_entered
 from tests.asterisk.phones import SoftPhone
-from tests.conftest import PROJECT
+from tests.conftest import BOTH_DATABASES, PROJECT
 from tests.web_login import login, password_of
 
 
@@ -125,10 +125,11 @@ def dump(*servers) -> None:
                     print(name, json.dumps(line))
 
 
+@BOTH_DATABASES
 async def test_killed_server_drops_nobody_and_serves_in_the_original_order(
-        acd_config, ami, tmp_path):
+        acd_config, ami, tmp_path, db_url):
     cfg = acd_config
-    db = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
+    db = db_url
     config_path = tmp_path / "config.yaml"
     write_config(cfg, config_path, db, tmp_path / "data")
     api = f"http://{cfg.http.host}:{cfg.http.port}/api"
