@@ -1,7 +1,8 @@
-// The admin page: call records with filters and CSV, directory import, flows, agents, skill
-// group members (members.js), users, audit.
+// The admin page: call records with filters and CSV, directory import, flows, agents, groups
+// and users (entries.js), skill group members (members.js), audit.
 import { api, clear, fmtTime, h, loadSession } from "/static/js/common.js";
-import { mountMembers } from "/static/js/members.js";
+import { load as loadEntries, mountEntries } from "/static/js/entries.js";
+import { mountMembers, reloadMembers } from "/static/js/members.js";
 
 const $ = (id) => document.getElementById(id);
 const REASONS = ["caller_hangup", "agent_hangup", "abandoned", "overflow", "closed", "no_agents",
@@ -87,28 +88,6 @@ async function reloadFlows() {
   showFlows(r); loadAudit();
 }
 
-async function loadAgents() {
-  const r = await api("GET", "/api/admin/agents");
-  const body = clear($("agents").tBodies[0]);
-  for (const a of (r.ok && r.data.agents) || []) {
-    body.append(h("tr", {}, h("td", {}, a.agent_id), h("td", {}, a.name),
-      h("td", {}, Object.entries(a.groups).map(([g, l]) => g + " (" + l + ")").join(", ")), h("td", {}, a.state)));
-  }
-}
-
-async function loadUsers() {
-  const r = await api("GET", "/api/admin/users");
-  const body = clear($("users").tBodies[0]);
-  for (const u of (r.ok && r.data.users) || []) {
-    body.append(h("tr", {}, h("td", {}, u.username), h("td", {}, u.role), h("td", {}, u.agent_id || ""),
-      h("td", { class: "num" }, u.sessions),
-      h("td", {}, h("button", { type: "button", on: { click: async () => {
-        const x = await api("POST", "/api/admin/users/" + encodeURIComponent(u.username) + "/logout");
-        msg("users-msg", x, "Sessions of " + u.username + " ended."); loadUsers(); loadAudit();
-      } } }, "End sessions"))));
-  }
-}
-
 async function loadAudit() {
   const r = await api("GET", "/api/admin/audit?limit=50");
   const body = clear($("audit").tBodies[0]);
@@ -125,8 +104,9 @@ async function start() {
   $("call-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadCalls(); });
   $("import").addEventListener("click", importCsv);
   $("flows-reload").addEventListener("click", reloadFlows);
-  await Promise.all([loadCalls(), loadFlows(), loadAgents(), loadUsers(), loadAudit(),
-    mountMembers($("members"), $("members-msg"), { onChange: () => { loadAgents(); loadAudit(); } })]);
+  await Promise.all([loadCalls(), loadFlows(), loadAudit(),
+    mountEntries({ onChange: () => { reloadMembers(); loadAudit(); } }),
+    mountMembers($("members"), $("members-msg"), { onChange: () => { loadEntries(); loadAudit(); } })]);
 }
 
 start();

@@ -146,6 +146,11 @@ async function refreshStates() {
   }
 }
 
+// The groups and agents read again (after agents or groups were made or removed elsewhere).
+export async function reloadMembers() {
+  if (M.root) await load();
+}
+
 // Mount the panel in root (messages in msg); onChange runs after each change the server
 // took (or refused as changed meanwhile), e.g. to show other tables again.
 export async function mountMembers(root, msg, { onChange } = {}) {
