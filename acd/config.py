@@ -46,6 +46,9 @@ class AsteriskConfig:
     instance: str = "main"          # names the folder of rendered config, logs and spool
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
+    # Asterisk's own web server, for the browser phone's SIP over WebSocket (ws://host:port/ws);
+    # on sip_host (loopback by default).
+    http_port: int = 8088
     media_address: str = "127.0.0.1"  # the address Asterisk offers for RTP
     rtp_start: int = 20000
     rtp_end: int = 20999
@@ -208,6 +211,7 @@ class AgentConfig:
     name: str = ""
     password: str = ""              # empty: generated once into <data_dir>/secrets.yaml
     web_password: str = ""          # the agent page's login (user = id); empty: generated
+    phone: str = "sip"              # the phone the agent page offers first: sip | browser
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def _check_servers(cfg: Any, bad: Bad) -> None:
     """Asterisk, AMI, FastAGI, HTTP, the hotline and logging: ports, addresses, timeouts."""
     for key, port in (("asterisk.sip_port", cfg.asterisk.sip_port), ("ami.port", cfg.ami.port),
                       ("agi.port", cfg.agi.port), ("http.port", cfg.http.port),
+                      ("asterisk.http_port", cfg.asterisk.http_port),
                       ("asterisk.rtp_start", cfg.asterisk.rtp_start),
                       ("asterisk.rtp_end", cfg.asterisk.rtp_end)):
         if not 0 < port < 65536:
@@ -125,6 +126,8 @@ def _check_agents(cfg: Any, bad: Bad) -> set[str]:
             bad(f"agents[{i}].id", f"{agent.id!r} is reserved")
         if any(c in agent.name for c in '";[]\\') or any(ord(c) < 32 for c in agent.name):
             bad(f"agents[{i}].name", "no quotes, ';', brackets, backslashes or control characters")
+        if agent.phone not in ("sip", "browser"):
+            bad(f"agents[{i}].phone", f"{agent.phone!r}: sip (a SIP phone) or browser (the agent page)")
         seen.add(agent.id)
     return seen
 

@@ -85,6 +85,7 @@ def config_data(s: BenchSetup) -> dict[str, Any]:
         "hotline": {"number": OURS_HOTLINE, "agi_retry_seconds": 1, "agi_retry_count": 30},
         "asterisk": {"instance": "bench", "root": str(PROJECT / ".cache" / "asterisk-root"),
                      "sip_port": s.sip_port, "rtp_start": s.rtp_start, "rtp_end": s.rtp_end,
+                     "http_port": s.sip_port + 28,   # its web server (WebSocket SIP): 25088
                      "loopback_trunk": True},
         "ami": {"port": s.ami_port},
         "agi": {"port": s.agi_port, "max_sessions": 2000},

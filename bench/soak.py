@@ -98,6 +98,7 @@ def setup_config(s: SoakSetup) -> configmod.Config:
         "hotline": {"number": "7800", "agi_retry_seconds": 1, "agi_retry_count": 30},
         "asterisk": {"instance": s.instance, "root": str(PROJECT / ".cache" / "asterisk-root"),
                      "sip_port": s.sip_port, "rtp_start": s.rtp_start, "rtp_end": s.rtp_end,
+                     "http_port": s.sip_port + 28,   # its web server (WebSocket SIP): 26088
                      "loopback_trunk": True},
         "ami": {"port": s.ami_port},
         "agi": {"port": s.agi_port},

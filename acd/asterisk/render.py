@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
         "ami_permit": "127.0.0.1/255.255.255.255" if ami.host.startswith("127.") else f"{ami.host}/255.255.255.255",
         "sip_host": a.sip_host,
         "sip_port": str(a.sip_port),
+        "http_port": str(a.http_port),
         "media_address": a.media_address,
         "rtp_start": str(a.rtp_start),
         "rtp_end": str(a.rtp_end),
@@ -86,20 +88,26 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
 
 
 def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
-           extra: dict[str, str] | None = None) -> list[Path]:
+           extra: dict[str, str] | None = None,
+           browser: Mapping[str, str] | None = None) -> list[Path]:
     """Write every rendered file into the instance's etc folder; returns the files written.
-    ``extra`` sets template values that only a caller knows (the benchmarks' app_queue arm)."""
+    ``extra`` sets template values that only a caller knows (the benchmarks' app_queue arm).
+    ``browser``: agent id -> the password issued to the web session whose page is that
+    agent's phone now (acd.web.browser_phone); their endpoint is a WebRTC one with it."""
     vals = values(cfg, layout)
     vals.update(extra or {})
+    browser = browser or {}
     agent_part = (template_dir / "pjsip_agent.part").read_text()
     vals["agents"] = "".join(
         fill(agent_part, {**vals, "agent_id": ag.id,
                           "agent_name": _conf_value(ag.name or ag.id, f"agent {ag.id} name").replace('"', "'"),
-                          "agent_password": _conf_value(ag.password, f"agent {ag.id} password")},
+                          "endpoint_defaults": "browser-defaults" if ag.id in browser else "agent-defaults",
+                          "agent_password": _conf_value(browser.get(ag.id) or ag.password,
+                                                        f"agent {ag.id} password")},
              "pjsip_agent.part")
         for ag in cfg.agents) + "".join(
         # a supervisor's phone (listen, whisper, barge) is an endpoint as an agent's is
-        fill(agent_part, {**vals, "agent_id": u.phone,
+        fill(agent_part, {**vals, "agent_id": u.phone, "endpoint_defaults": "agent-defaults",
                           "agent_name": f"Supervisor {u.username}",
                           "agent_password": _conf_value(u.phone_password,
                                                         f"web user {u.username} phone_password")},

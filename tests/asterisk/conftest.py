@@ -26,7 +26,7 @@ TEST_CONFIG = {
     "data_dir": "data",
     "hotline": {"number": "7000", "agi_retry_seconds": 1, "agi_retry_count": 30},
     "asterisk": {"instance": "test", "root": str(PROJECT / ".cache" / "asterisk-root"),
-                 "sip_port": 15060, "rtp_start": 21000, "rtp_end": 21999, "loopback_trunk": True},
+                 "sip_port": 15060, "http_port": 18088, "rtp_start": 21000, "rtp_end": 21999, "loopback_trunk": True},
     "ami": {"port": 15038, "ping_interval": 2, "ping_timeout": 2},
     "agi": {"port": 14573},
     "http": {"port": 18080},
@@ -43,6 +43,7 @@ def _slot_config(slot: int) -> dict:
         a = cfg["asterisk"]
         a["instance"] = f"test{slot}"
         a["sip_port"] += 10 * slot
+        a["http_port"] += 10 * slot
         a["rtp_start"] += 1000 * slot
         a["rtp_end"] += 1000 * slot
         for key in ("ami", "agi", "http"):

@@ -1,0 +1,55 @@
+"""Asterisk's side of the browser phone, as rendered: its web server on the SIP address only,
+the WebSocket SIP transport, and an agent's endpoint turned WebRTC (with the password issued
+to their web session) while their page is their phone."""
+from dataclasses import replace
+
+from acd import config as configmod
+from acd.asterisk.render import Layout, render
+from tests.conftest import PROJECT
+
+
+def _render(tmp_path, browser=None, **asterisk):
+    cfg = configmod.load(PROJECT / "config.yaml", environ={})
+    cfg = replace(cfg, data_dir=str(tmp_path / "data"), asterisk=replace(cfg.asterisk, **asterisk))
+    cfg = configmod.with_secrets(cfg)[0]
+    files = render(cfg, Layout(inside="/srv/acd/x", host=tmp_path / "out"), browser=browser)
+    return cfg, {p.name: p.read_text() for p in files}
+
+
+def _section(text: str, header: str) -> str:
+    start = text.index(header)
+    end = text.find("\n[", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def test_http_server_on_the_sip_address_and_port_from_config(tmp_path):
+    _cfg, text = _render(tmp_path, sip_host="127.0.0.1", http_port=18555)
+    http = text["http.conf"]
+    assert "enabled = yes" in http and "bindaddr = 127.0.0.1" in http and "bindport = 18555" in http
+    assert "enablestatic = no" in http
+    ws = _section(text["pjsip.conf"], "[transport-ws]")
+    assert "protocol = ws" in ws
+    # the WebSocket modules are loaded; ARI (the web server's other user) is not
+    assert "res_pjsip_transport_websocket.so" not in text["modules.conf"]
+    assert "res_http_websocket.so" not in text["modules.conf"]
+    assert "noload = res_ari.so" in text["modules.conf"]
+    assert "icesupport = yes" in text["rtp.conf"] and "stunaddr =\n" in text["rtp.conf"] + "\n"
+
+
+def test_a_browser_phone_is_the_agents_own_endpoint_made_webrtc(tmp_path):
+    cfg, plain = _render(tmp_path)
+    first, second = cfg.agents[0], cfg.agents[1]
+    cfg, text = _render(tmp_path, browser={first.id: "issued-to-the-session"})
+    pjsip = text["pjsip.conf"]
+    assert f"[{first.id}](browser-defaults)" in pjsip           # same name: the ACD rings it
+    assert _section(pjsip, f"[{first.id}]\ntype = auth").count("password = issued-to-the-session") == 1
+    assert f"password = {first.password}" not in pjsip          # the SIP phone's is not in force
+    assert f"[{second.id}](agent-defaults)" in pjsip and f"password = {second.password}" in pjsip
+    browser = _section(pjsip, "[browser-defaults](!)")
+    for line in ("webrtc = yes", "transport = transport-ws", "allow = opus,ulaw,alaw",
+                 "media_address = 127.0.0.1", "bind_rtp_to_media_address = yes",
+                 "context = acd-agents"):
+        assert line in browser, line
+    # and without it, the agent's endpoint is the SIP phone's again
+    assert f"[{first.id}](agent-defaults)" in plain["pjsip.conf"]
+    assert "webrtc" not in _section(plain["pjsip.conf"], "[agent-defaults](!)")
