@@ -36,6 +36,9 @@ class LiveConf:
     def __init__(self, layout: Layout | None, ami: Any, log: Any) -> None:
         self.layout, self.ami, self.log = layout, ami, log
         self._lock = asyncio.Lock()        # one render and reload at a time
+        #: agent id -> the SIP password issued to the web session whose page is that agent's
+        #: phone now (render's ``browser``): every render keeps them, whoever asks for it
+        self.browser: dict[str, str] = {}
 
     @classmethod
     def for_config(cls, cfg: Config, ami: Any, log: Any) -> "LiveConf":
@@ -49,6 +52,15 @@ class LiveConf:
             layout = None                   # never rendered here: an Asterisk elsewhere
         return cls(layout, ami, log)
 
+    async def set_browser(self, cfg: Config, agent_id: str, password: str | None) -> str:
+        """The agent's page becomes their phone with ``password`` (None: it no longer is):
+        rendered and pjsip reloaded, as :meth:`apply`."""
+        if password is None:
+            self.browser.pop(agent_id, None)
+        else:
+            self.browser[agent_id] = password
+        return await self.apply(cfg)
+
     @property
     def managed(self) -> bool:
         return self.layout is not None
@@ -61,7 +73,8 @@ class LiveConf:
             return "not_managed"
         async with self._lock:
             layout = self.layout
-            written: list[Path] = await asyncio.to_thread(render, cfg, layout)
+            written: list[Path] = await asyncio.to_thread(
+                lambda: render(cfg, layout, browser=dict(self.browser)))
             self.log.info("asterisk.rendered", files=len(written))
             if not getattr(self.ami, "connected", False):
                 return "asterisk_down"
