@@ -249,8 +249,9 @@ def banner(cfg: configmod.Config, secrets_file: Path, http_port: int, asterisk_w
       user / auth user  one of:
 {agents}
       password          in {secrets_file} (agent_<id>_password)
-  or, with the project's own softphone, in another terminal:
-      .venv/bin/acd phone {cfg.agents[0].id if cfg.agents else 'AGENT'} --dial {cfg.hotline.number} --dtmf 1 --dtmf-delay 6
+  or, with the project's own softphones, each in another terminal (README: Quick start):
+      .venv/bin/acd phone {cfg.agents[-1].id if cfg.agents else 'AGENT'} --answer manual      an agent's phone; a answers
+      .venv/bin/acd call {cfg.hotline.number} --dtmf 1 --dtmf-delay 6      a customer calling the hotline
 """
 
 

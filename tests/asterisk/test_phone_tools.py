@@ -139,7 +139,8 @@ async def test_a_caller_rings_an_agent_who_answers_with_a_key_all_media_on_loopb
 
     # The agent's phone rings and stays ringing: the ACD shows the agent ringing meanwhile.
     ringing = await agents.wait_state("1002", "ringing", since)
-    assert "(press a to answer)" in await agent.line(r"^ringing: call from ")
+    assert await agent.line(r"^ringing: call from ") == \
+        "ringing: call from sip:13800138000@127.0.0.1 (press a to answer)"   # as the README says
     leg = await after(ami, at, lambda e: e.name == "Newstate" and field(e, "Channel").startswith(
         "PJSIP/1002-") and field(e, "ChannelStateDesc") == "Ringing", "agent 1002's phone ringing")
     agent_channel = field(leg, "Channel")

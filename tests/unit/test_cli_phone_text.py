@@ -26,6 +26,10 @@ def test_the_banner_and_the_readme_give_the_same_first_call():
     project = Path(__file__).resolve().parents[2]
     cfg = configmod.load(project / "config.yaml", environ={})
     text = banner(cfg, Path("data/secrets.yaml"), cfg.http.port, "")
-    [command] = [line.strip() for line in text.splitlines() if "acd phone" in line]
-    assert command in (project / "README.md").read_text()
-    assert "--dial 7000 --dtmf 1 " in command
+    lines = [line.strip() for line in text.splitlines() if "acd phone" in line or "acd call" in line]
+    commands = [line.split("  ")[0] for line in lines]
+    assert len(commands) == 2
+    for command in commands:
+        assert command in (project / "README.md").read_text()
+    assert any(c.endswith("acd call 7000 --dtmf 1 --dtmf-delay 6") for c in commands)
+    assert any(c.endswith("acd phone 1002 --answer manual") for c in commands)
