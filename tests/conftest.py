@@ -1,5 +1,6 @@
 """Shared test setup. Tiers, fastest first: tests/unit (pure), tests/integration (real servers
 on loopback, fake peers), tests/asterisk (real Asterisk, real SIP; marker ``asterisk``)."""
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def pg_server():
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+async def own_pg():
+    """A PostgreSQL server of the test's own with an empty database ``acd``, for a test
+    that stops and starts it (tests/postgres.py); removed after."""
+    server = await asyncio.to_thread(postgres.started)
+    try:
+        await asyncio.to_thread(server.psql, "CREATE DATABASE acd")
+        yield server
+    finally:
+        await asyncio.to_thread(server.close)
 
 
 @pytest.fixture

@@ -24,17 +24,6 @@ from tests.web_login import login, password_of
 WAIT = 30.0            # ends a stuck test; never measures speed
 
 
-@pytest.fixture
-async def pg():
-    """A PostgreSQL server of this test's own: it is stopped and started again here."""
-    server = await asyncio.to_thread(postgres.started)
-    try:
-        await asyncio.to_thread(server.psql, "CREATE DATABASE acd")
-        yield server
-    finally:
-        await asyncio.to_thread(server.close)
-
-
 async def _server(tmp_path, url: str) -> tuple[Server, FakeAmi]:  # noqa: ANN001
     ami = await FakeAmi(secret="fake-ami-secret-1").start()
     _play_asterisk(ami)
@@ -70,7 +59,8 @@ async def _until(check, what: str) -> Any:  # noqa: ANN001
         await asyncio.sleep(0.1)           # polling the health route, bounded
 
 
-async def test_postgresql_stopped_under_the_server_loses_nothing(pg, tmp_path):
+async def test_postgresql_stopped_under_the_server_loses_nothing(own_pg, tmp_path):
+    pg = own_pg
     srv, ami = await _server(tmp_path, pg.url("acd"))
     base = f"http://127.0.0.1:{srv.http_port}"
     try:
