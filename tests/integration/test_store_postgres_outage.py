@@ -158,3 +158,22 @@ async def test_postgresqls_own_errors_are_told_apart(pg_server):
     assert [is_transient(e) for e in seen] == [False, False, True, True], seen
     assert [getattr(getattr(e, "orig", None), "sqlstate", None) for e in seen[:2]] == [
         "23505", "42601"]
+
+
+async def test_a_read_after_a_quiet_restart_of_postgresql_just_works(own_pg):
+    """The server restarted while nothing was written (at night, say): the store's pooled
+    connections are dead, and the next read finds that out before using one (a ping at
+    checkout) instead of failing a page's request."""
+    from acd.store.db import Store, migrate_async
+
+    url = own_pg.url("acd")
+    await migrate_async(url)
+    store = Store(url)
+    try:
+        assert await store.recent_calls() == []          # a connection now in the pool
+        await asyncio.to_thread(own_pg.stop, "fast")
+        await asyncio.to_thread(own_pg.start)
+        assert await store.recent_calls() == []
+        assert await store.latest_agent_states() == {}
+    finally:
+        await store.close()
