@@ -1,8 +1,10 @@
 // The admin page: call records with filters and CSV, directory import, flows, agents, groups
 // and users (entries.js), skill group members (members.js), audit.
+import { showCall } from "/static/js/calldetail.js";
 import { api, clear, fmtTime, h, loadSession } from "/static/js/common.js";
 import { load as loadEntries, mountEntries } from "/static/js/entries.js";
 import { mountMembers, reloadMembers } from "/static/js/members.js";
+import { serverPager } from "/static/js/pager.js";
 
 const $ = (id) => document.getElementById(id);
 const REASONS = ["caller_hangup", "agent_hangup", "abandoned", "overflow", "closed", "no_agents",
@@ -20,18 +22,28 @@ function query() {
   return p.toString();
 }
 
-async function loadCalls() {
+// The calls, a page at a time (newest first); "Details" opens the call's record under it.
+async function fetchCalls(offset, limit) {
   const q = query();
   $("csv-link").href = "/api/admin/calls.csv" + (q ? "?" + q : "");
-  const r = await api("GET", "/api/admin/calls" + (q ? "?" + q : ""));
+  const r = await api("GET", "/api/admin/calls?" + (q ? q + "&" : "") + "limit=" + limit + "&offset=" + offset);
   msg("calls-msg", r, "");
+  return r.ok ? r.data.calls : null;
+}
+
+function showCalls(calls) {
   const body = clear($("calls").tBodies[0]);
-  for (const c of (r.ok && r.data.calls) || []) {
-    body.append(h("tr", {}, h("td", {}, fmtTime(c.arrived_at)), h("td", {}, c.caller_number), h("td", {}, c.caller_name),
+  for (const c of calls) {
+    const detail = h("tr", { class: "call-detail", hidden: "" }, h("td", { colspan: "10" }));
+    body.append(h("tr", { dataset: { call: c.uniqueid } }, h("td", {}, fmtTime(c.arrived_at)), h("td", {}, c.caller_number), h("td", {}, c.caller_name),
       h("td", {}, c.skill_group || ""), h("td", {}, c.agent_id || ""), h("td", {}, c.end_reason || "in progress"),
       h("td", {}, c.verification || ""), h("td", {}, (c.key_trail || []).map((k) => k.keys).join(" ")),
       h("td", { class: "recordings" }, h("button", { type: "button", dataset: { call: c.uniqueid },
-        on: { click: (ev) => showRecordings(ev.currentTarget.parentElement, c.uniqueid) } }, "Recordings"))));
+        on: { click: (ev) => showRecordings(ev.currentTarget.parentElement, c.uniqueid) } }, "Recordings")),
+      h("td", {}, h("button", { type: "button", class: "call-details", on: { click: () => {
+        detail.hidden = !detail.hidden;
+        if (!detail.hidden) showCall(detail.firstChild, c.uniqueid);
+      } } }, "Details"))), detail);
   }
 }
 
@@ -88,14 +100,23 @@ async function reloadFlows() {
   showFlows(r); loadAudit();
 }
 
-async function loadAudit() {
-  const r = await api("GET", "/api/admin/audit?limit=50");
+async function fetchAudit(offset, limit) {
+  const r = await api("GET", "/api/admin/audit?limit=" + limit + "&offset=" + offset);
+  return r.ok ? r.data.entries : null;
+}
+
+function showAudit(entries) {
   const body = clear($("audit").tBodies[0]);
-  for (const e of (r.ok && r.data.entries) || []) {
+  for (const e of entries) {
     body.append(h("tr", {}, h("td", {}, fmtTime(e.at)), h("td", {}, e.username + (e.role ? " (" + e.role + ")" : "")),
       h("td", {}, e.action), h("td", {}, e.target), h("td", { class: "num" }, e.status), h("td", {}, JSON.stringify(e.detail))));
   }
 }
+
+const calls = serverPager($("calls-pager"), fetchCalls, showCalls);
+const audit = serverPager($("audit-pager"), fetchAudit, showAudit);
+const loadCalls = () => calls.first();
+const loadAudit = () => audit.first();
 
 async function start() {
   await loadSession(["admin"]);

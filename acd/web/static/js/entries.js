@@ -5,6 +5,7 @@
 // config.yaml are marked: a later edit of the file wins for what it changes.
 // Text is only ever set as text: nothing from the server is parsed as HTML.
 import { api, clear, h } from "/static/js/common.js";
+import { localPager } from "/static/js/pager.js";
 
 const E = { msgs: {}, onChange: null, kind: "agents" };
 const $ = (id) => document.getElementById(id);
@@ -178,13 +179,20 @@ function userRow(u) {
       } } }, "Remove")));
 }
 
+const pagers = {};
+function pagerOf(table, row) {
+  if (!pagers[table]) {
+    pagers[table] = localPager($(table + "-pager"), (rows) => clear($(table).tBodies[0]).append(...rows.map(row)));
+  }
+  return pagers[table];
+}
+
 export async function load() {
   const [a, g, u] = await Promise.all([api("GET", "/api/admin/agents"), api("GET", "/api/admin/groups"),
     api("GET", "/api/admin/users")]);
-  clear($("agents").tBodies[0]).append(...((a.ok && a.data.agents) || []).map(agentRow));
-  clear($("groups").tBodies[0]).append(...((g.ok && g.data.groups) || []).map(groupRow));
-  clear($("users").tBodies[0]).append(...((u.ok && u.data.users) || [])
-    .filter((x) => x.version).map(userRow));
+  pagerOf("agents", agentRow).set((a.ok && a.data.agents) || []);
+  pagerOf("groups", groupRow).set((g.ok && g.data.groups) || []);
+  pagerOf("users", userRow).set(((u.ok && u.data.users) || []).filter((x) => x.version));
 }
 
 function formBody(form) {
