@@ -550,3 +550,36 @@ def test_restore_a_held_call_and_a_consult(make_sim):
     with pytest.raises(AcdError) as exc:
         core.restore_control("nope", 22, held=True)
     assert exc.value.id == "core.restore_invalid"
+
+
+# --- memberships changed mid-transfer (issue 15's bad input) ----------------------------------
+
+def test_members_taken_out_mid_transfer_keep_the_transfer_and_leave_after(talking):
+    """The agent transferring and the agent being rung both taken out of the call's group
+    while the target rings: the transfer goes on and completes as if nothing changed; after
+    it neither gets the group's calls; the caller's record and the legs are whole."""
+    sim = talking
+    sim.do("transfer", "a", to_agent="b", at=20)
+    assert state(sim, "b") == "ringing"
+    sim.do("set_member", "g", "a", None, at=21)
+    sim.do("set_member", "g", "b", None, at=21)
+    assert sim.core.control_info("k1")["transfer"]["target_agent"] == "b"
+    out = sim.do("agent_answered", "k1", "b", at=25)
+    assert of(out, BridgeTarget) == [BridgeTarget("k1", "b")]
+    assert (state(sim, "a"), state(sim, "b")) == ("wrapup", "talking")
+    out = sim.do("caller_hung_up", "k1", at=40)
+    assert of(out, RecordLeg) == [RecordLeg("k1", "b", "transfer", 25, 40, 15, 0,
+                                            "caller_hangup")]
+    sim.advance(50)
+    out = sim.do("call_arrived", "k2", "13900139000", "g", at=60)
+    assert [d.agent_id for d in of(out, RingAgent)] == ["c"]      # the one member left
+
+
+def test_a_group_transfer_to_a_group_the_agent_just_left(talking):
+    """An agent taken out of group h while a caller is being transferred to h is not offered
+    that caller; another member of h is."""
+    sim = talking
+    sim.do("set_member", "h", "b", None, at=19)
+    out = sim.do("transfer", "a", to_group="h", at=20)
+    rung = [d.agent_id for d in of(out, RingTarget)] + [d.agent_id for d in of(out, RingAgent)]
+    assert rung == ["c"]
