@@ -9,6 +9,7 @@ from __future__ import annotations
 from acd.runtime.telephony import cid_text as _cid_text
 from acd.web.pages import caller_region
 from agi.flows.runner import MAX_TRAIL_PER_NODE, TRUNCATED
+from tests.conftest import BOTH_DATABASES
 from tests.unit.test_flows_runner import (FakeDirectory, FakeSession, Registry,  # noqa: F401
                                           runner, trail)
 
@@ -39,6 +40,7 @@ CHECK = """
 """
 
 
+@BOTH_DATABASES
 async def test_a_key_flood_in_a_looping_menu_keeps_a_bounded_key_trail(tmp_path, store):
     reg = Registry(tmp_path, loop=LOOP)
     s = FakeSession(["9" * 200, "1"])
@@ -64,6 +66,7 @@ async def test_a_300_digit_number_in_the_identity_check_is_a_wrong_entry_never_l
     assert [c[1] for c in s.commands if c[0] == "STREAM FILE"][-1] == "vm-goodbye"
 
 
+@BOTH_DATABASES
 async def test_a_number_of_the_right_length_is_still_looked_up(tmp_path, store):
     reg = Registry(tmp_path, check=CHECK)
     d = FakeDirectory({("phone", "13912345678"): "C-1"})
