@@ -152,6 +152,8 @@ class WebUserConfig:
     phone: str = ""                 # a SIP phone to listen, whisper and barge from (its user
                                     # name, registered like an agent's); empty: none
     phone_password: str = ""        # its SIP password; empty: generated into secrets.yaml
+    groups: tuple[str, ...] = ()    # a supervisor's skill groups: the memberships they may
+                                    # change (empty: every group)
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,8 @@ class AdminRoutes:
                     "sessions": counts.get(u.username, 0)}
             c = configured.get(u.username)
             if c is not None:        # supervisors and admins (agents: /api/admin/agents)
-                item.update(phone=c.phone, version=ac.version(ac.doc_of(ac.USER, c)),
+                item.update(phone=c.phone, groups=list(c.groups),
+                            version=ac.version(ac.doc_of(ac.USER, c)),
                             origin=origins.get(u.username, "config.yaml"))
             out.append(item)
         return web.json_response({"users": out})

@@ -28,7 +28,7 @@ STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
           "monitor.no_phone": 409, "monitor.no_call": 409, "monitor.none": 409,
           "monitor.bad_mode": 400, "admin.conflict": 409, "admin.not_member": 404, "report.too_large": 413,
           "admin.exists": 409, "user.unknown": 404, "group.has_calls": 409,
-          "agent.logged_in": 409, "config.invalid": 400}
+          "agent.logged_in": 409, "config.invalid": 400, "auth.not_your_group": 403}
 WS_MAX_MESSAGE = 4096
 MAX_BODY = 64 * 1024         # a request body; larger ones are refused (413 http.too_large)
 #: Routes that read their body as a stream, with their own limit (the customer CSV import).

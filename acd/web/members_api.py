@@ -40,6 +40,17 @@ class MemberRoutes:
         if not any(a.id == agent_id for a in self.ctx.cfg.agents):
             raise UserError("agent.unknown", f"There is no agent {agent_id[:40]!r}.")
 
+    def _may_change(self, request: web.Request, group_name: str) -> None:
+        """A supervisor with ``groups`` in their entry changes those groups' members only."""
+        user = request.get(USER) or {}
+        if user.get("role") != "supervisor":
+            return
+        entry = next((u for u in self.ctx.cfg.web.users
+                      if u.username == user.get("username")), None)
+        if entry is not None and entry.groups and group_name not in entry.groups:
+            raise UserError("auth.not_your_group", f"{group_name[:64]} is not one of your "
+                                                   f"skill groups ({', '.join(entry.groups)})")
+
     async def put(self, request: web.Request) -> web.Response:
         body = await json_object(request)
         level = body.get("level")
@@ -53,6 +64,7 @@ class MemberRoutes:
     async def _change(self, request: web.Request, level: int | None,
                       seen: Any) -> web.Response:
         group_name, agent_id = request.match_info["group"], request.match_info["agent"]
+        self._may_change(request, group_name)
         async with self._lock:
             group = self._group(group_name)
             self._agent(agent_id)

@@ -157,6 +157,36 @@ async def test_agents_groups_users_from_the_api_in_force_at_once_and_after_a_res
                 "username": "1003", "password": made["secrets"]["web_password"]})
             assert r.status == 401
 
+            # a supervisor who manages one group changes that group's members only
+            users = {u["username"]: u for u in
+                     (await (await admin.get("/api/admin/users")).json())["users"]}
+            r = await admin.put("/api/admin/users/sup", json={
+                "version": users["sup"]["version"], "groups": ["nope"]})
+            got = await r.json()
+            assert (r.status, got["error"]) == (400, "config.invalid") and "groups" in \
+                got["message"], got
+            r = await admin.put("/api/admin/users/sup", json={
+                "version": users["sup"]["version"], "groups": ["vip"]})
+            assert r.status == 200, await r.text()
+            groups = {g["name"]: g for g in
+                      (await (await sup.get("/api/admin/groups")).json())["groups"]}
+            r = await sup.put("/api/admin/groups/sales/members/1001",
+                              json={"level": 3, "version": groups["sales"]["members_version"]})
+            assert (r.status, (await r.json())["error"]) == (403, "auth.not_your_group")
+            r = await sup.put("/api/admin/groups/vip/members/1001",
+                              json={"level": 3, "version": groups["vip"]["members_version"]})
+            assert r.status == 200, await r.text()
+            r = await admin.put("/api/admin/groups/sales/members/1001",   # admins: any group
+                                json={"level": 3, "version": groups["sales"]["members_version"]})
+            assert r.status == 200, await r.text()
+            # a group a supervisor manages cannot go while they name it
+            groups = {g["name"]: g for g in
+                      (await (await admin.get("/api/admin/groups")).json())["groups"]}
+            r = await admin.delete(f"/api/admin/groups/vip?version={groups['vip']['version']}")
+            got = await r.json()
+            assert (r.status, got["error"]) == (400, "config.invalid"), got
+            assert "web.users" in got["message"]
+
             # a supervisor made on the page; the file's supervisor removed on the page
             r = await admin.post("/api/admin/users", json={"username": "sup2",
                                                            "role": "supervisor"})
@@ -173,9 +203,10 @@ async def test_agents_groups_users_from_the_api_in_force_at_once_and_after_a_res
                             and e["status"] == 201)
             assert made_row["username"] == "admin"
             assert made_row["detail"]["before"] is None
-            assert made_row["detail"]["after"] == {"id": "1003", "name": "Carol",
-                                                   "has_password": True,
-                                                   "has_web_password": True}
+            after = made_row["detail"]["after"]
+            assert (after["id"], after["name"], after["has_password"],
+                    after["has_web_password"]) == ("1003", "Carol", True, True)
+            assert "password" not in after and "web_password" not in after
             changed = next(e for e in entries if e["target"] == "/api/admin/groups/sales" and e["action"].startswith("PUT")
                            and e["status"] == 200)
             assert (changed["detail"]["before"]["wrapup_seconds"],

@@ -157,13 +157,16 @@ function userRow(u) {
     ["supervisor", "admin"].map((r) => h("option", { value: r, selected: r === u.role }, r)));
   const phone = h("input", { value: u.phone || "", maxlength: "40", placeholder: "phone (to listen)",
     "aria-label": "phone of " + u.username });
+  const groups = h("input", { value: (u.groups || []).join(", "), maxlength: "400",
+    placeholder: "all groups", class: "user-groups", "aria-label": "skill groups " + u.username + " manages" });
   const path = "/api/admin/users/" + enc(u.username);
   return h("tr", { dataset: { user: u.username } },
-    h("td", {}, u.username), h("td", {}, role), h("td", {}, phone), h("td", {}, origin(u)),
+    h("td", {}, u.username), h("td", {}, role), h("td", {}, phone), h("td", {}, groups), h("td", {}, origin(u)),
     h("td", { class: "num" }, u.sessions),
     h("td", { class: "actions" },
       h("button", { type: "button", class: "save", on: { click: () => send("PUT", path,
-        { version: u.version, role: role.value, phone: phone.value.trim() }, "User " + u.username + " saved.",
+        { version: u.version, role: role.value, phone: phone.value.trim(),
+          groups: groups.value.split(",").map((x) => x.trim()).filter(Boolean) }, "User " + u.username + " saved.",
         "user " + u.username) } }, "Save"),
       h("button", { type: "button", class: "new-password", on: { click: () => send("PUT", path,
         { version: u.version, new_secrets: ["password"] }, "New password for " + u.username + ".",
