@@ -124,3 +124,45 @@ async def test_calls_answered_since_login_for_every_agent_in_one_read(store):
             ("1004", "idle", "offline")]:
         await store.agent_state(agent, state, reason="", at=next(at), previous=previous)
     assert await store.answered_since_login() == {"1001": 2, "1002": 1, "1003": 1}
+
+
+async def test_legs_totals_queue_log_reads_recordings_and_admin_entries(store):
+    """The reads the pages and reports make, and the admin entries' round trip."""
+    from acd.admin_config import Row
+
+    t = [T0 + timedelta(seconds=i) for i in range(60)]
+    await store.call_arrived(uniqueid="7.1", channel="c", caller_number="1", caller_name="",
+                             did="7101", at=t[0])
+    await store.call_leg("7.1", agent_id="1001", role="answer", started_at=t[1], ended_at=t[11],
+                         talk=8.5, hold=1.5, reason="transferred")
+    await store.call_leg("7.1", agent_id="1002", role="transfer", started_at=t[11],
+                         ended_at=t[31], talk=20, hold=0, reason="caller_hangup")
+    await store.call_leg_wrapup("7.1", "1002", 4.25)
+    await store.agent_state("1001", "talking", reason="", at=t[1], previous="ringing")
+    assert [(g["agent_id"], g["role"], g["wrapup_seconds"])
+            for g in await store.call_legs("7.1")] == [("1001", "answer", None),
+                                                       ("1002", "transfer", 4.25)]
+    assert await store.agent_totals() == {
+        "1001": {"legs": 1, "talk_seconds": 8.5, "hold_seconds": 1.5, "wrapup_seconds": 0.0},
+        "1002": {"legs": 1, "talk_seconds": 20.0, "hold_seconds": 0.0, "wrapup_seconds": 4.25}}
+    assert list(await store.agent_totals(since=t[20])) == ["1002"]
+    calls = await store.calls_between(t[0], t[1], 10)
+    assert [(c["uniqueid"], len(c["legs"])) for c in calls] == [("7.1", 2)]
+    assert await store.calls_between(t[1], t[2], 10) == []
+    assert [r["state"] for r in await store.agent_state_rows(t[0], t[2], 10)] == ["talking"]
+
+    await store.recording_started("7.1", agent_id="1001", name="rec-7-1", at=t[1])
+    await store.recording_finished("rec-7-1", status="done", at=t[11], path="r/rec-7-1.wav",
+                                   seconds=10.0, size=160000, sha256="0" * 64)
+    rec = (await store.recordings("7.1"))[0]
+    await store.recording_deleted(rec["id"], at=t[40], by="admin")
+    assert [r["status"] for r in await store.recordings(status="deleted")] == ["deleted"]
+    assert (await store.recording(rec["id"]))["error"] == "deleted by admin"
+
+    await store.write_entries([Row("agent", "1009", {"id": "1009", "name": "Zoë"}, None),
+                               Row("group", "sales", None, {"name": "sales"})], [],
+                              at=t[50], by="admin")
+    await store.write_entries([Row("agent", "1009", {"id": "1009", "name": "Zoe"}, None)],
+                              [("group", "sales")], at=t[51], by="admin")
+    assert [(r.kind, r.key, r.doc) for r in await store.entry_rows()] == [
+        ("agent", "1009", {"id": "1009", "name": "Zoe"})]
