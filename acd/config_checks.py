@@ -286,6 +286,9 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
             elif u.phone in phones:
                 bad(f"web.users[{i}].phone", f"{u.phone!r} is another user's phone")
             phones.add(u.phone)
+        for g in u.groups:
+            if g not in {x.name for x in cfg.groups}:
+                bad(f"web.users[{i}].groups", f"{g!r} is no skill group")
         if u.phone_password and not u.phone:
             bad(f"web.users[{i}].phone_password", "a phone password without a phone: set phone too")
         elif u.phone_password and (len(u.phone_password) < 8
@@ -294,9 +297,6 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
     for i, a in enumerate(cfg.agents):
         if a.web_password and len(a.web_password) < 8:
             bad(f"agents[{i}].web_password", "at least 8 characters")
-        for g in u.groups:
-            if g not in {x.name for x in cfg.groups}:
-                bad(f"web.users[{i}].groups", f"{g!r} is no skill group")
     for i, panel in enumerate(w.side_panels):
         if not panel.title or len(panel.title) > 40:
             bad(f"web.side_panels[{i}].title", "a title of 1 to 40 characters")
