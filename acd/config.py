@@ -181,6 +181,13 @@ class WebConfig:
                                     # Secure anyway when the client came over HTTPS
     trusted_proxies: tuple[str, ...] = ()   # reverse proxies (addresses, networks) whose
                                     # X-Forwarded-For / -Proto are believed
+    # The wall board: with wallboard_mask_callers, a waiting caller's number shows only its
+    # last wallboard_caller_digits digits (0: none); red when a group's service level today is
+    # under wallboard_service_level_target or its longest wait is over wallboard_longest_wait_alert.
+    wallboard_mask_callers: bool = True
+    wallboard_caller_digits: int = 4
+    wallboard_service_level_target: float = 0.8
+    wallboard_longest_wait_alert: float = 60.0
     users: tuple[WebUserConfig, ...] = (WebUserConfig(username="admin", role="admin"),)
     side_panels: tuple[SidePanelConfig, ...] = ()
 

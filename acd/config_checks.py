@@ -253,6 +253,13 @@ def _check_web(cfg: Any, bad: Bad, agent_ids: set[str]) -> None:
     for key in ("websockets_per_session", "websockets_per_address"):
         if getattr(w, key) < 1:
             bad(f"web.{key}", f"at least 1, not {getattr(w, key)}")
+    if w.wallboard_caller_digits < 0:
+        bad("web.wallboard_caller_digits", f"0 (none) or more, not {w.wallboard_caller_digits}")
+    if not 0 <= w.wallboard_service_level_target <= 1:
+        bad("web.wallboard_service_level_target", f"a share from 0 to 1 (0.8: 80 %), not "
+            f"{w.wallboard_service_level_target}")
+    if w.wallboard_longest_wait_alert <= 0:
+        bad("web.wallboard_longest_wait_alert", f"seconds, above 0, not {w.wallboard_longest_wait_alert}")
     for i, item in enumerate(w.trusted_proxies):
         try:
             ipaddress.ip_network(str(item).strip(), strict=False)

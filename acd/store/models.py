@@ -372,3 +372,15 @@ class AdminEntry(Base):
     seeded: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_by: Mapped[str] = mapped_column(String(40), default="")
+
+
+class HaLease(Base):
+    """The leader's lease (migration 0011; acd.leader): who holds it, the fencing token,
+    when it expires (the database server's clock, epoch seconds)."""
+
+    __tablename__ = "ha_lease"
+
+    name: Mapped[str] = mapped_column(String(16), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    token: Mapped[int] = mapped_column(Integer)
+    expires: Mapped[float] = mapped_column(Float)

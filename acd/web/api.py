@@ -13,11 +13,13 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import exc as sa_exc
 
 from acd.asterisk.dialplan import MONITOR_MODES
+from acd.config import WebConfig
 from acd.errors import UserError
 from acd.store.writer import is_transient
 from acd.web.auth import USER
 from acd.web.hub import SNAPSHOT
 from acd.web.request import json_object
+from acd.web.stats import mask_board
 
 STATUS = {"http.bad_request": 400, "http.too_large": 413, "http.not_found": 404,
           "call.not_found": 404,
@@ -231,29 +233,38 @@ class ApiRoutes:
         page sends ``{"type": "resync"}`` for the whole board again (a gap in ``seq``)."""
         rt = self.need_runtime()
         pages = getattr(rt, "pages", None)
+        web_cfg = getattr(self.cfg, "web", None) or WebConfig()
+        # waiting callers' numbers, masked (-1: shown whole)
+        digits = web_cfg.wallboard_caller_digits if web_cfg.wallboard_mask_callers else -1
+
+        def shape(msg: dict[str, Any]) -> dict[str, Any]:
+            return mask_board(msg, digits)
         if pages is not None and hasattr(pages, "board_snapshot"):
-            return await self._stream(request, "supervisor", pages.board_snapshot)
+            return await self._stream(request, "supervisor", pages.board_snapshot, shape)
         return await self._stream(request, "supervisor",
-                                  lambda: {"queues": rt.queues(), "agents": rt.agents()})
+                                  lambda: {"queues": rt.queues(), "agents": rt.agents()}, shape)
 
     async def _stream(self, request: web.Request, topic: str,
-                      snapshot: Callable[[], dict[str, Any]]) -> web.WebSocketResponse:
+                      snapshot: Callable[[], dict[str, Any]],
+                      shape: Callable[[dict[str, Any]], dict[str, Any]] = dict
+                      ) -> web.WebSocketResponse:
         """Snapshot first, then every live event of the topic, in order. The snapshot is
         built after subscribing (nothing published in between is lost) and carries the
-        topic's last ``seq``; the page may ask for another one (``{"type": "resync"}``)."""
+        topic's last ``seq``; the page may ask for another one (``{"type": "resync"}``).
+        ``shape``: each message as this page may see it (a copy: the hub's is shared)."""
         if self.hub is None:
             raise UserError("acd.unavailable", "the ACD is not running")
         sub = self.hub.subscribe(topic)
         try:
-            first = self._snapshot(topic, snapshot)  # raises (agent.unknown) before the upgrade
+            first = shape(self._snapshot(topic, snapshot))  # raises (agent.unknown) before the upgrade
             ws = web.WebSocketResponse(heartbeat=20, max_msg_size=WS_MAX_MESSAGE)
             await ws.prepare(request)
             await ws.send_json(first)
 
             async def forward() -> None:
                 while (msg := await sub.get()) is not None:
-                    await ws.send_json(self._snapshot(topic, snapshot) if msg is SNAPSHOT
-                                       else msg)
+                    await ws.send_json(shape(self._snapshot(topic, snapshot) if msg is SNAPSHOT
+                                             else msg))
                 # Cut off (too slow) or shutting down: the page reconnects for a snapshot.
                 await ws.close(code=4000 if sub.overflowed else 1001,
                                message=b"resync" if sub.overflowed else b"going away")

@@ -77,6 +77,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("*", "/api/auth/*", ANY),
     ("GET", "/agent", AGENT),
     ("GET", "/supervisor", SUPERVISOR),
+    ("GET", "/wallboard", SUPERVISOR),           # the same board (?tv=1: a big screen)
     ("GET", "/reports", SUPERVISOR),
     ("GET", "/admin", ADMIN),
     ("GET", "/metrics", METRICS),

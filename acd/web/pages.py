@@ -30,6 +30,7 @@ from acd.web.webdb import NOTE_LIMIT, WebDb
 STATIC = Path(__file__).resolve().parent / "static"
 HOMES = {"agent": "/agent", "supervisor": "/supervisor", "admin": "/admin"}
 PAGES = {"/login": "login.html", "/agent": "agent.html", "/supervisor": "supervisor.html",
+         "/wallboard": "supervisor.html",          # the same board; ?tv=1 for a big screen
          "/admin": "admin.html", "/reports": "reports.html"}
 _UNIQUEID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -118,6 +119,11 @@ class WebContext:
                                  names={a.id: a.name or a.id for a in self.cfg.agents})
         writer = getattr(rt, "writer", None)
         out["store_writes"] = writer.status() if writer is not None else None
+        w = self.cfg.web        # the wall board's colours and the waiting callers' numbers
+        out["thresholds"] = {"service_level_target": w.wallboard_service_level_target,
+                             "longest_wait_alert": w.wallboard_longest_wait_alert,
+                             "caller_digits": w.wallboard_caller_digits
+                             if w.wallboard_mask_callers else None}
         return out
 
     async def customer(self, number: str = "", customer_number: str = "") -> dict[str, Any] | None:

@@ -244,6 +244,47 @@ def wallboard(*, queues: Mapping[str, Mapping[str, Any]], agents: Mapping[str, M
             "intervals": intervals, "definitions": DEFINITIONS}
 
 
+# --- the waiting callers' numbers on the board ------------------------------------------------
+
+MASK = "•"     # a bullet for each hidden character
+
+
+def mask_number(number: Any, digits: int) -> str:
+    """A caller's number as the wall board shows it: the last ``digits`` characters, the rest
+    as bullets (at least half of it hidden); ``digits`` -1: the whole number, 0: none."""
+    text = "" if number is None else str(number)
+    if digits < 0 or not text:
+        return text
+    keep = min(digits, len(text) // 2)
+    return MASK * (len(text) - keep) + (text[len(text) - keep:] if keep else "")
+
+
+def _masked_calls(calls: Any, digits: int) -> Any:
+    if isinstance(calls, list):
+        return [{**c, "caller_number": mask_number(c.get("caller_number"), digits)}
+                if isinstance(c, dict) else c for c in calls]
+    if isinstance(calls, dict):
+        return {k: ({**c, "caller_number": mask_number(c.get("caller_number"), digits)}
+                    if isinstance(c, dict) else c) for k, c in calls.items()}
+    return calls
+
+
+def mask_board(msg: Mapping[str, Any], digits: int) -> dict[str, Any]:
+    """A supervisors' board message (the whole board, or a delta) with the waiting callers'
+    numbers masked (:func:`mask_number`); the message itself is left as it was (the hub
+    hands the same one to every page)."""
+    out = dict(msg)
+    if digits < 0:
+        return out
+    if isinstance(out.get("queues"), dict):
+        out["queues"] = {name: ({**q, "calls": _masked_calls(q["calls"], digits)}
+                                if isinstance(q, dict) and "calls" in q else q)
+                         for name, q in out["queues"].items()}
+    if "calls" in out:
+        out["calls"] = _masked_calls(out["calls"], digits)
+    return out
+
+
 # --- Prometheus text format -------------------------------------------------------------------
 
 def _label(v: str) -> str:

@@ -1,7 +1,8 @@
 // The supervisor wall board: live queues and agents (WebSocket: the ACD core's board, then
 // only its changes), today's figures and 15-minute intervals (from the call records), actions
 // on agents, the skill groups' members (members.js). Text is only ever set as text: nothing a
-// caller controls is parsed as HTML.
+// caller controls is parsed as HTML. The waiting callers' numbers come masked by the server
+// (web.wallboard_caller_digits). /wallboard?tv=1: the big screen (large type, no controls).
 import { api, append, clear, fmtDuration, fmtPercent, h, liveSocket, loadSession, setText } from "/static/js/common.js";
 import { mountMembers } from "/static/js/members.js";
 
@@ -9,6 +10,13 @@ const SVG = "http://www.w3.org/2000/svg";
 const B = { board: null, live: null, seq: 0, resyncing: false, offset: 0, loading: false,
   again: false, groupRows: new Map(), agentRows: new Map() };
 const $ = (id) => document.getElementById(id);
+const TV = new URLSearchParams(location.search).get("tv") === "1";
+const limits = () => (B.board && B.board.thresholds) || {};
+// Past a threshold: the longest wait over longest_wait_alert, the service level under target.
+const waitAlert = (sec) => limits().longest_wait_alert > 0 && sec > limits().longest_wait_alert;
+const slAlert = (sl) => sl !== null && sl !== undefined && typeof limits().service_level_target === "number"
+  && sl < limits().service_level_target;
+const PAUSES = ["break", "meeting", "busy"];
 
 function svg(tag, attrs, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -34,20 +42,71 @@ function liveFrom(snap) {
   for (const [name, q] of Object.entries(snap.queues || {})) {
     const { calls, ...rest } = q;
     live.queues.set(name, rest);
-    for (const c of calls || []) live.calls.set(c.call_id, { ...c, group: name });
+    for (const c of calls || []) live.calls.set(c.call_id, withSince({ ...c, group: name }));
   }
   for (const [id, a] of Object.entries(snap.agents || {})) live.agents.set(id, a);
   return live;
 }
 
+// A waiting call's wait counts on from when the message came (``waited`` is as of then).
+function withSince(c) {
+  return { ...c, since: serverNow() - (c.waited || 0) };
+}
+
 function applyDelta(msg) {
   for (const kind of ["queues", "agents", "calls"]) {
     for (const [k, v] of Object.entries(msg[kind] || {})) {
-      if (v === null) B.live[kind].delete(k); else B.live[kind].set(k, v);
+      if (v === null) B.live[kind].delete(k);
+      else B.live[kind].set(k, kind === "calls" ? withSince(v) : v);
     }
   }
   for (const name of Object.keys(msg.queues || {})) fillGroup(name);
   for (const id of Object.keys(msg.agents || {})) fillAgent(id);
+  if (msg.calls) renderWaiting();
+  if (msg.agents) renderPauses();
+}
+
+// Who is waiting, longest first: the number as the server masked it, the group, the place in
+// its queue, the priority, ringing or waiting, and for how long.
+function renderWaiting() {
+  const body = clear($("waiting").tBodies[0]);
+  const calls = B.live ? [...B.live.calls.values()] : [];
+  calls.sort((a, b) => a.since - b.since);
+  for (const c of calls) {
+    const waited = serverNow() - c.since;
+    body.append(h("tr", { dataset: { call: c.call_id }, class: waitAlert(waited) ? "alert" : null },
+      h("td", { class: "caller" }, c.caller_number || "unknown"),
+      h("td", {}, c.group || ""),
+      h("td", { class: "num" }, c.position === undefined ? "" : c.position),
+      h("td", { class: "num" }, c.priority === undefined ? "" : c.priority),
+      h("td", {}, c.state || ""),
+      h("td", { class: "num", dataset: { f: "waited", since: String(c.since) } }, fmtDuration(waited))));
+  }
+  setText("waiting-count", calls.length ? "(" + calls.length + ")" : "");
+  $("waiting-none").hidden = calls.length > 0;
+}
+
+// Agents on a break, in a meeting or busy: the reason they gave and for how long.
+function renderPauses() {
+  const list = clear($("pauses"));
+  const rows = [];
+  for (const [id, a] of Object.entries((B.board && B.board.agents) || {})) {
+    const l = B.live ? (B.live.agents.get(id) || {}) : a;
+    const state = l.state || a.state;
+    if (!PAUSES.includes(state)) continue;
+    const since = typeof l.since === "number" && l.since > 0 ? l.since : null;
+    rows.push({ id, name: a.name || id, state, reason: l.reason || "", since });
+  }
+  rows.sort((x, y) => (x.since || 0) - (y.since || 0));
+  for (const r of rows) {
+    list.append(h("li", { dataset: { agent: r.id } },
+      h("span", { class: "state-badge state-" + r.state }, r.state), " ",
+      r.name + " (" + r.id + ")", " ",
+      h("span", { class: "why" }, r.reason || "no reason given"), " ",
+      h("span", { class: "num", dataset: { f: "paused", since: r.since === null ? "" : String(r.since) } },
+        r.since === null ? "" : fmtDuration(serverNow() - r.since))));
+  }
+  $("pauses-none").hidden = rows.length > 0;
 }
 
 const serverNow = () => Date.now() / 1000 + B.offset;
@@ -64,6 +123,7 @@ function fillGroup(name) {
   const wait = cell("longest_wait");
   wait.dataset.since = longest > 0 && q.longest_wait !== undefined ? String(serverNow() - longest) : "";
   setText(wait, fmtDuration(longest));
+  wait.classList.toggle("alert", waitAlert(longest));
   setText(cell("agents"), agentsByState(q.agents || g.agents,
     q.idle_no_phone !== undefined ? q.idle_no_phone : g.idle_no_phone));
   setText(cell("callbacks_pending"), q.callbacks !== undefined ? q.callbacks : g.callbacks_pending);
@@ -81,14 +141,15 @@ function renderGroups() {
       h("td", { class: "num", dataset: { f: "offered" } }, g.offered),
       h("td", { class: "num", dataset: { f: "answered" } }, g.answered),
       h("td", { class: "num", dataset: { f: "abandoned" } }, g.abandoned),
-      h("td", { class: "num", dataset: { f: "answer_rate" } }, fmtPercent(g.answer_rate)),
-      h("td", { class: "num", dataset: { f: "abandon_rate" } }, fmtPercent(g.abandon_rate)),
-      h("td", { class: "num", dataset: { f: "service_level" } }, fmtPercent(g.service_level)),
+      h("td", { class: "num wide", dataset: { f: "answer_rate" } }, fmtPercent(g.answer_rate)),
+      h("td", { class: "num wide", dataset: { f: "abandon_rate" } }, fmtPercent(g.abandon_rate)),
+      h("td", { class: "num" + (slAlert(g.service_level) ? " alert" : ""), dataset: { f: "service_level" },
+        title: "target " + fmtPercent(limits().service_level_target) }, fmtPercent(g.service_level)),
       h("td", { class: "num", dataset: { f: "asa" } }, fmtDuration(g.asa)),
-      h("td", { class: "num", dataset: { f: "aht" } }, fmtDuration(g.aht)),
-      h("td", { class: "num", dataset: { f: "callbacks_pending" } }),
-      h("td", { class: "num", dataset: { f: "satisfaction" } }, fmtPercent(g.satisfaction)),
-      h("td", { class: "num", dataset: { f: "verified_share" } }, fmtPercent(g.verified_share)));
+      h("td", { class: "num wide", dataset: { f: "aht" } }, fmtDuration(g.aht)),
+      h("td", { class: "num wide", dataset: { f: "callbacks_pending" } }),
+      h("td", { class: "num wide", dataset: { f: "satisfaction" } }, fmtPercent(g.satisfaction)),
+      h("td", { class: "num wide", dataset: { f: "verified_share" } }, fmtPercent(g.verified_share)));
     B.groupRows.set(name, tr);
     body.append(tr);
     fillGroup(name);
@@ -104,7 +165,9 @@ function fillAgent(id) {
   const since = typeof l.since === "number" && l.since > 0 ? l.since : null;
   const pending = B.live ? l.pending : a.pending;
   const cell = (f) => tr.querySelector(`td[data-f="${f}"]`);
+  const reason = B.live ? l.reason : a.reason;
   append(clear(cell("state")), [h("span", { class: "state-badge state-" + state }, state),
+    reason && state !== "offline" ? h("span", { class: "reason" }, reason) : "",
     pending ? " → " + pending : ""]);
   const inState = cell("in_state");
   inState.dataset.since = since === null ? "" : String(since);
@@ -130,12 +193,12 @@ function renderAgents() {
       h("td", { class: "num", dataset: { f: "in_state" } }),
       h("td", { class: "num", dataset: { f: "calls_handled" } }, a.calls_handled),
       h("td", { class: "num", dataset: { f: "talk_time" } }, fmtDuration(a.talk_time)),
-      h("td", { class: "num", dataset: { f: "wrapup_time" } }, fmtDuration(a.wrapup_time)),
-      h("td", { class: "num", dataset: { f: "occupancy" } }, fmtPercent(a.occupancy)),
-      h("td", {}, pick, why,
+      h("td", { class: "num wide", dataset: { f: "wrapup_time" } }, fmtDuration(a.wrapup_time)),
+      h("td", { class: "num wide", dataset: { f: "occupancy" } }, fmtPercent(a.occupancy)),
+      h("td", { class: "ctl" }, pick, why,
         h("button", { type: "button", class: "force", on: { click: () => force(id, pick.value, why.value) } }, "Force"),
         h("button", { type: "button", class: "logout-agent", on: { click: () => logoutAgent(id) } }, "Log out")),
-      h("td", { dataset: { f: "monitor" } },
+      h("td", { class: "ctl", dataset: { f: "monitor" } },
         ...["listen", "whisper", "barge"].map((mode) => h("button", {
           type: "button", class: "monitor-" + mode, title: mode + " on " + id + "'s call",
           on: { click: () => monitor(id, mode) } }, mode[0].toUpperCase() + mode.slice(1)))));
@@ -145,34 +208,53 @@ function renderAgents() {
   }
 }
 
+// One chart a group: offered, answered and abandoned side by side per 15 minutes, the service
+// level as a line. Each 15 minutes gets SLOT px (a day was once squeezed into 240 px), the
+// newest end in view; on the big screen only the last TV_SLOTS, fitted to the panel.
+const SLOT = 24, TV_SLOTS = 16;
 function renderCharts() {
   const box = clear($("charts"));
   const intervals = (B.board && B.board.intervals) || {};
-  for (const [name, rows] of Object.entries(intervals)) {
-    const W = 384, H = 150, pad = 18;
-    const n = Math.max(rows.length, 1);
+  let shown = 0;
+  let groups = Object.entries(intervals);
+  if (TV) {     // the big screen: the groups with calls in the hours shown (else the first two)
+    const busy = groups.filter(([, all]) => all.slice(-TV_SLOTS).some((r) => r.offered > 0));
+    groups = busy.length ? busy : groups.slice(0, 2);
+  }
+  for (const [name, all] of groups) {
+    const rows = TV ? all.slice(-TV_SLOTS) : all;
+    shown = Math.max(shown, rows.length);
+    const n = Math.max(rows.length, 1), left = 34, H = 200, top = 12, bottom = 22;
+    const W = left + n * SLOT + 8;
     const max = Math.max(1, ...rows.map((r) => r.offered));
-    const bw = (W - pad) / n;
-    const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H + 10}`, role: "img", "aria-label": "group " + name });
+    const y = (v) => H - bottom - (v / max) * (H - top - bottom);
+    const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-label": "group " + name, ...(TV ? {} : { width: W, height: H }) });
     chart.append(svg("title", {}, "Group " + name + ": offered, answered, abandoned per 15 minutes"));
-    const y = (v) => H - pad - (v / max) * (H - 2 * pad);
+    for (const v of new Set([0, Math.round(max / 2), max])) {   // the scale: 0, half, the most
+      chart.append(svg("line", { class: "grid", x1: left, x2: W - 4, y1: y(v), y2: y(v) }));
+      chart.append(svg("text", { x: left - 4, y: y(v) + 4, "text-anchor": "end" }, v));
+    }
     rows.forEach((r, i) => {
-      const x = pad + i * bw;
-      for (const [cls, v, off] of [["offered", r.offered, 0], ["answered", r.answered, bw / 3], ["abandoned", r.abandoned, 2 * bw / 3]]) {
-        if (!v) continue;
-        chart.append(svg("rect", { class: cls, x: x + off, y: y(v), width: Math.max(bw / 3 - 0.5, 0.5), height: H - pad - y(v) },
+      const x = left + i * SLOT + 2, bw = (SLOT - 4) / 3;
+      [["offered", r.offered], ["answered", r.answered], ["abandoned", r.abandoned]].forEach(([cls, v], k) => {
+        if (!v) return;
+        chart.append(svg("rect", { class: cls, x: x + k * bw, y: y(v), width: bw - 0.5, height: H - bottom - y(v) },
           svg("title", {}, cls + " " + v)));
-      }
-      if (i % 8 === 0) {
-        const t = new Date(r.start * 1000);
-        chart.append(svg("text", { x, y: H + 6 }, String(t.getHours()).padStart(2, "0") + ":" + String(t.getMinutes()).padStart(2, "0")));
+      });
+      const t = new Date(r.start * 1000);
+      if (t.getMinutes() === 0) {                  // every hour
+        chart.append(svg("text", { x, y: H - 6 }, String(t.getHours()).padStart(2, "0") + ":00"));
       }
     });
-    const pts = rows.map((r, i) => r.service_level === null ? null : `${pad + i * bw + bw / 2},${pad + (1 - r.service_level) * (H - 2 * pad)}`).filter(Boolean);
+    const pts = rows.map((r, i) => r.service_level === null ? null
+      : `${left + i * SLOT + SLOT / 2},${top + (1 - r.service_level) * (H - top - bottom)}`).filter(Boolean);
     if (pts.length) chart.append(svg("polyline", { class: "sl", points: pts.join(" ") }));
-    chart.append(svg("text", { x: 2, y: 10 }, "max " + max));
-    box.append(h("figure", { dataset: { group: name } }, h("figcaption", {}, name), chart));
+    const scroll = h("div", { class: "chart-scroll" }, chart);
+    box.append(h("figure", { dataset: { group: name } }, h("figcaption", {}, name), scroll));
+    scroll.scrollLeft = scroll.scrollWidth;      // the newest 15 minutes in view
   }
+  setText("charts-span", TV ? "(the last " + (shown * 15 / 60) + " h)" : "");
 }
 
 function renderDefinitions() {
@@ -185,7 +267,7 @@ function renderDefinitions() {
 function render() {
   if (!B.board) return;
   setText("day", "today since " + new Date(B.board.day_start).toLocaleString() + " (" + B.board.timezone + ")");
-  renderGroups(); renderAgents(); renderCharts(); renderStore();
+  renderGroups(); renderAgents(); renderCharts(); renderStore(); renderWaiting(); renderPauses();
 }
 
 // Records waiting to be written (the database locked or full): the calls go on, the records
@@ -229,6 +311,7 @@ function onMessage(msg, send) {
     B.resyncing = false;
     for (const name of B.groupRows.keys()) fillGroup(name);
     for (const id of B.agentRows.keys()) fillAgent(id);
+    renderWaiting(); renderPauses();
     boardAfterChange();
   } else if (msg.type === "delta" && B.live) {
     if (msg.seq <= B.seq) return;            // already in the snapshot
@@ -294,20 +377,25 @@ function msg(r, okText) {
 }
 
 async function start() {
+  if (TV) document.body.classList.add("tv");
   await loadSession(["supervisor", "admin"]);
-  mountMembers($("members"), $("members-msg"), { onChange: boardAfterChange });
+  if (!TV) mountMembers($("members"), $("members-msg"), { onChange: boardAfterChange });
   await loadBoard();
   liveSocket("/api/supervisor/ws", onMessage, (st, opened) => {
     const el = $("conn"); el.textContent = st; el.className = "status " + st;
     if (opened) el.dataset.opened = String(opened);      // how often it (re)connected
   });
   setInterval(() => {         // times in state and longest waits count on between changes
-    for (const td of document.querySelectorAll('td[data-f="in_state"], td[data-f="longest_wait"]')) {
+    for (const td of document.querySelectorAll('td[data-f="in_state"], td[data-f="longest_wait"], td[data-f="waited"], span[data-f="paused"]')) {
       const since = parseFloat(td.dataset.since);
-      if (!isNaN(since)) td.textContent = fmtDuration(serverNow() - since);
+      if (isNaN(since)) continue;
+      td.textContent = fmtDuration(serverNow() - since);
+      if (td.dataset.f === "longest_wait") td.classList.toggle("alert", waitAlert(serverNow() - since));
+      if (td.dataset.f === "waited") td.parentElement.classList.toggle("alert", waitAlert(serverNow() - since));
     }
   }, 1000);
   setInterval(loadBoard, 15000);
+  if (TV) return;           // no controls on the big screen
   for (const b of $("monitor-bar").querySelectorAll("button[data-mode]")) {
     b.addEventListener("click", () => monitorMode(b.dataset.mode));
   }
