@@ -27,7 +27,8 @@ KEYS_HELP = "keys: a answer, h hang up, 0-9 * # send as DTMF, q quit"
 SHOWN = ("CALL_INCOMING", "CALL_RINGING", "CALL_ESTABLISHED", "CALL_DTMF_START", "CALL_CLOSED")
 #: baresip's reasons for a call's end, as a person would say them (its ECONNRESET text is
 #: how it reports an ordinary BYE from the other side: no error).
-CALL_END_REASONS = {"connection reset by peer": "hung up by the other side"}
+CALL_END_REASONS = {"connection reset by peer": "hung up by the other side",
+                    "connection reset by user": "hung up here"}
 
 
 def event_text(ev: dict, manual: bool = False) -> str:
@@ -38,6 +39,8 @@ def event_text(ev: dict, manual: bool = False) -> str:
         param = CALL_END_REASONS.get(param.strip().lower(), param)
     if kind == "CALL_INCOMING":
         return f"ringing: call from {ev.get('peeruri', '')}" + (" (press a to answer)" if manual else "")
+    if kind == "CALL_ESTABLISHED":      # its param is the peer's URI again
+        return f"call established: {ev.get('peeruri', '')}"
     if kind == "CALL_DTMF_START":
         return f"the other side keyed {param}"
     if kind == "CALL_RINGING":

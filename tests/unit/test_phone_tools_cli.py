@@ -61,3 +61,13 @@ def test_a_manual_phone_says_how_to_answer():
     ev = {"type": "CALL_INCOMING", "peeruri": "sip:13800138000@127.0.0.1"}
     assert event_text(ev, manual=True) == \
         "ringing: call from sip:13800138000@127.0.0.1 (press a to answer)"
+
+
+def test_lines_for_an_answer_and_a_hangup_here_read_as_a_person_says_them():
+    peer = "sip:13800138000@127.0.0.1"
+    assert event_text({"type": "CALL_ESTABLISHED", "peeruri": peer, "param": peer}) == \
+        f"call established: {peer}"
+    assert event_text({"type": "CALL_CLOSED", "peeruri": peer, "param": "Connection reset by user"}) == \
+        f"call closed: {peer} hung up here"
+    assert event_text({"type": "CALL_DTMF_START", "peeruri": peer, "param": "5"}) == \
+        "the other side keyed 5"
