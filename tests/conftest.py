@@ -76,7 +76,9 @@ def pg_database(request) -> str:
     """The URL of a fresh, migrated PostgreSQL database (a copy of the session's template);
     callable from any fixture, async ones included (``db_url`` is async: not from those)."""
     server = request.getfixturevalue("pg_server")
-    return server.url(server.new_database(template=postgres.TEMPLATE))
+    name = server.new_database(template=postgres.TEMPLATE)
+    request.addfinalizer(lambda: server.drop_database(name))     # ~8 MB each otherwise
+    return server.url(name)
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ class PgServer:
         self.data = self.root / "data"
         self.port = 0
         self._names = itertools.count(1)
+        self._version = 0
         self._as_user: list[str] = []
         if os.geteuid() == 0:                     # the server refuses root: run as USER
             pw = pwd.getpwnam(USER)
@@ -106,9 +107,20 @@ class PgServer:
     def new_database(self, template: str | None = None) -> str:
         """A fresh, empty database (or a copy of ``template``); its name."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        self.psql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else
-                                                  " TEMPLATE template0"))
+        # FILE_COPY (PostgreSQL 15+): a copy of the files, about 6 times faster here than
+        # the default WAL_LOG, which writes the whole template to the WAL.
+        strategy = " STRATEGY FILE_COPY" if self.version() >= 150000 else ""
+        self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template or "template0"}"{strategy}')
         return name
+
+    def version(self) -> int:
+        if not self._version:
+            self._version = int(self.psql("SHOW server_version_num").strip())
+        return self._version
+
+    def drop_database(self, name: str) -> None:
+        """Drop a test's database, ending its connections (a store left open included)."""
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
         try:

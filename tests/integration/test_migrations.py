@@ -34,7 +34,9 @@ def empty_url(request, db_kind, tmp_path):
     """A database with no tables at all."""
     if db_kind == "postgresql":
         server = request.getfixturevalue("pg_server")
-        return server.url(server.new_database())
+        name = server.new_database()
+        request.addfinalizer(lambda: server.drop_database(name))
+        return server.url(name)
     return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
 
 
