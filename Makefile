@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast setup setup-test flow-tools asterisk browser postgresql asterisk-down clean distclean
+.PHONY: run test test-fast setup setup-test flow-tools page-libs asterisk browser postgresql asterisk-down clean distclean
 
 run: setup asterisk
 	$(BIN)/acd run
@@ -39,7 +39,7 @@ soak: setup asterisk
 
 # `make run` installs what runs; `make test` adds the test tools (pytest, hypothesis,
 # Playwright) on top.
-setup: $(STAMP) flow-tools
+setup: $(STAMP) flow-tools page-libs
 
 setup-test: setup $(TEST_STAMP)
 
@@ -56,6 +56,19 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 	@echo "[setup] installing the test tools (pip)"
 	@$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	@touch $(TEST_STAMP)
+
+# The pages' browser libraries (JsSIP, the agent page's browser phone) from the npm registry, at
+# the versions and integrity hashes of package-lock.json, into node_modules/ (never committed;
+# our server serves them to the pages as they are: no build step).
+page-libs: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "[setup] installing Debian's npm for the pages' libraries (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }; }
+	@echo "[setup] installing the pages' libraries: JsSIP (npm ci, pinned in package-lock.json)"
+	@npm ci --ignore-scripts --no-audit --no-fund --progress=true
+	@touch $@
 
 # Asterisk 20+ from the PATH, or the managed Asterisk 22 root (built once, ~1 min, shows progress);
 # a C compiler for the test and demo phones' loopback shim (acd/tools/loopback_bind.c).
@@ -97,4 +110,4 @@ clean: asterisk-down
 # Also removes the managed Asterisk root and the virtual environment (not data/).
 distclean: clean
 	-@test -x $(BIN)/python && $(BIN)/python -c 'from pathlib import Path; from acd.asterisk.provision import release_mounts; [release_mounts(p) for p in Path(".cache").glob("asterisk-root*") if p.is_dir()]'
-	rm -rf --one-file-system .cache $(VENV)
+	rm -rf --one-file-system .cache $(VENV) node_modules
