@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 #: The user the server runs as when the tests run as root.
@@ -140,15 +139,3 @@ def started() -> PgServer:
         raise
     return server
 
-
-def wait_until_up(server: PgServer, timeout: float = 30) -> None:
-    """Until the server takes connections (after ``start``, pg_ctl -w has waited already)."""
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            server.psql("SELECT 1")
-            return
-        except subprocess.CalledProcessError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.2)

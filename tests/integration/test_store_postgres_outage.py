@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 
 from acd import config as configmod
