@@ -23,6 +23,7 @@ from sqlalchemy import (Connection, Engine, create_engine, event, func, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import selectinload
 
+from acd.errors import UserError
 from acd.reports.indexer import index_agent_time, index_calls
 from acd.store import writes
 from acd.admin_config import Row as EntryRow
@@ -61,12 +62,33 @@ def migrate(url: str) -> None:
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "heads")
+    try:
+        command.upgrade(alembic_config(url), "heads")
+    except Exception as e:  # noqa: BLE001 - a database that is not there: said plainly
+        plain = _unreachable(url, e)
+        if plain is None:
+            raise
+        raise plain from e
     if path is not None:
         # WAL from the start (it stays with the file): readers never wait for a writer,
         # so another process's write lock holds back writes only, never reads.
         with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)) as con:
             con.execute("PRAGMA journal_mode=WAL")
+
+
+def _unreachable(url: str, error: BaseException) -> UserError | None:
+    """A database server the start cannot reach or log in to, or its driver missing, as an
+    error for a person (None: anything else, a bug stays a bug). No password in it."""
+    where = make_url(url).render_as_string(hide_password=True)
+    if isinstance(error, ModuleNotFoundError) and error.name == "asyncpg":
+        return UserError("store.driver_missing", f"{where} needs asyncpg, the postgresql "
+                                                 "extra: pip install -e '.[postgresql]'")
+    state = getattr(getattr(error, "orig", None), "sqlstate", None) or getattr(
+        error, "sqlstate", None)
+    if isinstance(error, OSError) or (isinstance(state, str) and state.startswith(
+            ("08", "28", "3D", "57P03"))):   # connection, login, no such database, starting
+        return UserError("store.unreachable", f"cannot reach the database {where}: {error}")
+    return None
 
 
 async def migrate_async(url: str) -> None:

@@ -176,3 +176,31 @@ async def test_a_read_after_a_quiet_restart_of_postgresql_just_works(own_pg):
         assert await store.latest_agent_states() == {}
     finally:
         await store.close()
+
+
+async def test_a_database_the_start_cannot_reach_is_said_plainly(pg_server, monkeypatch):
+    """No server at the address, no such database, no driver: a stable error id and the
+    URL without its password, not a traceback."""
+    import sys
+
+    from acd.errors import UserError
+    from acd.store.db import migrate_async
+
+    port = postgres.free_port()
+    cases = [(f"postgresql+asyncpg://acd:s3cret@127.0.0.1:{port}/acd", "store.unreachable"),
+             (pg_server.url("no_such_database"), "store.unreachable")]
+    for url, error_id in cases:
+        try:
+            await migrate_async(url)
+        except UserError as e:
+            assert e.id == error_id and "s3cret" not in e.message, e.message
+            assert "127.0.0.1" in e.message, e.message
+        else:
+            raise AssertionError(f"{url}: migrated")
+    monkeypatch.setitem(sys.modules, "asyncpg", None)        # as if not installed
+    try:
+        await migrate_async(pg_server.url("postgres"))
+    except UserError as e:
+        assert e.id == "store.driver_missing" and "[postgresql]" in e.message, e.message
+    else:
+        raise AssertionError("migrated without asyncpg")
