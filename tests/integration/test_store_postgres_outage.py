@@ -204,3 +204,48 @@ async def test_a_database_the_start_cannot_reach_is_said_plainly(pg_server, monk
         assert e.id == "store.driver_missing" and "[postgresql]" in e.message, e.message
     else:
         raise AssertionError("migrated without asyncpg")
+
+
+async def test_a_server_stopped_while_postgresql_is_down_writes_its_backlog_at_the_next_start(
+        own_pg, tmp_path):
+    import structlog
+
+    from acd.store.writer import spill_path_for
+
+    url = own_pg.url("acd")
+    srv, ami = await _server(tmp_path, url)
+    spill = spill_path_for(srv.cfg.database_url, tmp_path / "data")   # beside config.yaml
+    try:
+        srv.runtime.login("1001")
+        await srv.runtime.quiesce()
+        await asyncio.to_thread(own_pg.stop, "fast")
+        srv.runtime.set_state("1001", "break", "coffee")
+        srv.runtime.login("1002")
+
+        async def failing() -> bool:
+            return srv.runtime.writer.status()["failing"]
+        await _until(failing, "the writer seeing PostgreSQL gone")
+        srv.runtime.writer.stop_wait = 0.3
+        with structlog.testing.capture_logs() as logs:
+            await srv.stop()
+        spilled = [e for e in logs if e["event"] == "store.writes_spilled"]
+        assert [(e["pending"], e["spill"]) for e in spilled] == [(2, str(spill))]
+    finally:
+        await ami.stop()
+        if srv.store is not None:
+            await srv.store.close()
+
+    await asyncio.to_thread(own_pg.start)
+    srv, ami = await _server(tmp_path, url)         # the next start, PostgreSQL back
+    try:
+        assert not spill.exists()
+        await srv.runtime.quiesce()
+        rows = await srv.store.agent_states("1001")
+        assert [(r["state"], r["reason"]) for r in rows] == [("idle", "login"),
+                                                             ("break", "coffee")]
+        assert [r["state"] for r in await srv.store.agent_states("1002")] == ["idle"]
+        assert srv.runtime.agent("1001")["state"] == "break"
+        assert srv.runtime.agent("1002")["state"] == "idle"
+    finally:
+        await srv.stop()
+        await ami.stop()
