@@ -3,7 +3,8 @@
 A SQLite store of our schema (migrated by Alembic, in a temporary folder) is given a year of
 report facts for ``calls`` calls (5 skill groups, 50 agents, office hours, seeded), written
 in bulk as the indexer writes them: a short call record for each, the offers and their sums
-per bucket, the agents' legs and their time in states. Then
+per bucket, the agents' legs and their time in states, and each agent's figures by hour.
+Then
 the report API's own code (:func:`acd.reports.history.report`, on the server's async
 engine) answers the reports a manager asks for; each is timed twice (the first reads the
 file from disk, the second from the page cache). Separately, ``indexed`` calls are written
@@ -24,7 +25,7 @@ from sqlalchemy import insert
 
 from acd.reports import history
 from acd.reports.facts import BUCKET, state_spans
-from acd.reports.indexer import refresh_sums
+from acd.reports.indexer import refresh_agent_hours, refresh_sums
 from acd.store.db import Store, migrate_async
 from acd.store.models import (Call, CallEvent, CallLeg, ReportAgentTime, ReportDirty, ReportLeg,
                               ReportOffer)
@@ -141,6 +142,7 @@ def _bulk(conn: Any, offers: list, legs: list, times: list) -> None:
             for i in range(0, len(rows), 50_000):
                 conn.execute(insert(table), rows[i:i + 50_000])
         refresh_sums(conn, None)          # as the indexer keeps them
+        refresh_agent_hours(conn, span=(0, 2**31 - 1))
 
 
 async def measure(*, calls: int = 1_000_000, indexed: int = 20_000, days: int = 364,

@@ -22,8 +22,9 @@ from sqlalchemy import case, func, literal, select
 from acd.errors import UserError
 from acd.reports import erlang
 from acd.reports.facts import BUCKET, state_spans
-from acd.store.models import (ReportAgentOpen, ReportAgentTime, ReportLeg, ReportOffer,
-                              ReportSum)
+from acd.reports.indexer import AGENT_HOURS_MARK, HOUR, HOUR_SUMS, LEG_COLUMNS, STATES
+from acd.store.models import (ReportAgentHour, ReportAgentOpen, ReportAgentReason,
+                              ReportAgentTime, ReportLeg, ReportMark, ReportOffer, ReportSum)
 
 PERIODS = ("15m", "30m", "60m", "day", "week", "month")
 DIMENSIONS = ("group", "agent", "number")
@@ -466,7 +467,66 @@ async def report(session: Any, req: Request, *, groups: Mapping[str, GroupSettin
 async def _agent_cells(session: Any, req: Request, spans: list[tuple[datetime, float, float]],
                        lo: int, hi: int, now: float, add: Any, index: Any) -> None:
     """The agent dimension's sums: their legs, the ratings of the calls they answered,
-    their time in each state (the states not over yet counted up to now)."""
+    their time in each state (the states not over yet counted up to now); by hour
+    (report_agent_hours) when the intervals are whole UTC hours (:func:`_by_hours`)."""
+    if await _by_hours(session, req, lo, hi):
+        for r in await _hour_sums(session, _slot(ReportAgentHour.hour, req, spans), lo, hi,
+                                  req.keys):
+            vals = dict(zip(_HOUR_FIGURES, r[2:]))
+            vals.update(("state:" + x, secs) for x, secs
+                        in zip(STATES, r[2 + len(_HOUR_FIGURES):]) if secs)
+            add(r[0], r[1], vals)
+        for i, agent, reason, secs in await _reason_sums(
+                session, _slot(ReportAgentReason.hour, req, spans), lo, hi, req.keys):
+            add(i, agent, {"reason:" + reason: secs})
+    else:
+        await _quarter_hour_cells(session, req, spans, lo, hi, add)
+    for b, agent, state, reason, secs in await _open_spans(session, lo, hi, now, req.keys):
+        vals = {"state:" + state: secs}
+        if reason:
+            vals["reason:" + reason] = secs
+        add(index(b), agent, vals)
+
+
+_HOUR_FIGURES = (*LEG_COLUMNS, "ratings", "satisfied")
+
+
+async def _by_hours(session: Any, req: Request, lo: int, hi: int) -> bool:
+    """Whether the report may read report_agent_hours: intervals of 60 minutes or longer
+    in a zone whose offsets (and their changes) in the range are whole hours, and the table
+    made (not still being filled after an upgrade)."""
+    if req.by in ("15m", "30m") or lo % HOUR or hi % HOUR:
+        return False
+    if any(t % HOUR or o % HOUR for t, o in _offsets(ZoneInfo(req.tz), lo, hi)):
+        return False
+    mark = await session.scalar(select(ReportMark.value)
+                                .where(ReportMark.name == AGENT_HOURS_MARK))
+    return mark is None
+
+
+async def _hour_sums(session: Any, slot: Any, lo: int, hi: int,
+                     keys: tuple[str, ...]) -> list[Any]:
+    h = ReportAgentHour
+    q = (select(slot, h.agent_id, *[func.sum(getattr(h, c)) for c in HOUR_SUMS])
+         .where(h.hour >= lo, h.hour < hi))
+    if keys:
+        q = q.where(h.agent_id.in_(keys))
+    return list((await session.execute(q.group_by(slot, h.agent_id))).all())
+
+
+async def _reason_sums(session: Any, slot: Any, lo: int, hi: int,
+                       keys: tuple[str, ...]) -> list[Any]:
+    r = ReportAgentReason
+    q = select(slot, r.agent_id, r.reason, func.sum(r.seconds)).where(r.hour >= lo, r.hour < hi)
+    if keys:
+        q = q.where(r.agent_id.in_(keys))
+    return list((await session.execute(q.group_by(slot, r.agent_id, r.reason))).all())
+
+
+async def _quarter_hour_cells(session: Any, req: Request,
+                              spans: list[tuple[datetime, float, float]], lo: int, hi: int,
+                              add: Any) -> None:
+    """The agent dimension's sums from the quarter-hour facts (any interval, any zone)."""
     for r in await _leg_sums(session, _slot(ReportLeg.bucket, req, spans), lo, hi, req.keys):
         add(r[0], r[1], dict(zip(("calls_handled", "transfers_taken", "consults_taken",
                                   "transfers_given", "consults_given", "outbound",
@@ -474,11 +534,8 @@ async def _agent_cells(session: Any, req: Request, spans: list[tuple[datetime, f
     for r in await _offer_sums(session, _slot(ReportSum.bucket, req, spans), lo, hi, "agent",
                                req.keys):
         add(r[0], r[1], {"ratings": r[15], "satisfied": r[16]})
-    rows = await _time_sums(session, _slot(ReportAgentTime.bucket, req, spans), lo, hi,
-                            req.keys)
-    rows += [(index(b), a, st, why, secs) for b, a, st, why, secs
-             in await _open_spans(session, lo, hi, now, req.keys)]
-    for i, agent, state, reason, secs in rows:
+    for i, agent, state, reason, secs in await _time_sums(
+            session, _slot(ReportAgentTime.bucket, req, spans), lo, hi, req.keys):
         vals = {"state:" + state: secs}
         if reason:
             vals["reason:" + reason] = secs

@@ -10,22 +10,35 @@ each, a batch at a time, from the server's background task and before a report i
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, literal, select, update
+from sqlalchemy import (Connection, and_, case, delete, func, insert, literal, literal_column,
+                        select, union_all, update)
 
-from acd.reports.facts import CallInput, call_facts, state_spans
-from acd.store.models import (AgentStateChange, Call, CallEvent, CallLeg, ReportAgentOpen,
-                              ReportAgentTime, ReportDirty, ReportLeg, ReportMark, ReportOffer,
-                              ReportSum)
+from acd.reports.facts import BUCKET, CallInput, call_facts, state_spans
+from acd.store.models import (AgentStateChange, Call, CallEvent, CallLeg, ReportAgentHour,
+                              ReportAgentOpen, ReportAgentReason, ReportAgentTime, ReportDirty,
+                              ReportLeg, ReportMark, ReportOffer, ReportSum)
 
 _calls, _events, _legs = Call.__table__, CallEvent.__table__, CallLeg.__table__
 _dirty, _offers, _rlegs = ReportDirty.__table__, ReportOffer.__table__, ReportLeg.__table__
 _states, _time = AgentStateChange.__table__, ReportAgentTime.__table__
 _open, _marks = ReportAgentOpen.__table__, ReportMark.__table__
-_sums = ReportSum.__table__
+_sums, _hours = ReportSum.__table__, ReportAgentHour.__table__
+_reasons = ReportAgentReason.__table__
+HOUR = 3600
+#: The agent states (acd.core.agent_states.AgentState): a column each in report_agent_hours.
+STATES = ("offline", "idle", "busy", "break", "meeting", "ringing", "talking", "wrapup")
+#: report_agent_hours' leg columns, in the order :func:`refresh_agent_hours` writes them.
+LEG_COLUMNS = ("calls_handled", "transfers_taken", "consults_taken", "transfers_given",
+               "consults_given", "outbound", "talk", "hold", "wrapup")
+#: report_agent_hours' sums: the legs', the ratings', the time in each state.
+HOUR_SUMS = (*LEG_COLUMNS, "ratings", "satisfied", *[f"in_{x}" for x in STATES])
+#: The first hour of report_agent_hours still to make from the quarter-hour facts (a
+#: database from before migration 0012); no mark: all made.
+AGENT_HOURS_MARK = "agent_hours"
 SATISFIED_AT = 4
 #: report_sums' dimensions: the report_offers column each adds up by.
 SUM_DIMS = {"group": _offers.c.skill_group, "number": _offers.c.number,
@@ -66,6 +79,8 @@ def index_calls(conn: Connection, sl_seconds: Mapping[str, float], limit: int = 
                 "reason": g.reason})
         touched = {b for (b,) in conn.execute(select(_offers.c.bucket).distinct()
                                               .where(_offers.c.call_id.in_(ids)))}
+        touched_legs = {b for (b,) in conn.execute(select(_rlegs.c.bucket).distinct()
+                                                   .where(_rlegs.c.call_id.in_(ids)))}
         conn.execute(delete(_offers).where(_offers.c.call_id.in_(ids)))
         conn.execute(delete(_rlegs).where(_rlegs.c.call_id.in_(ids)))
         offer_rows: list[dict[str, Any]] = []
@@ -95,6 +110,8 @@ def index_calls(conn: Connection, sl_seconds: Mapping[str, float], limit: int = 
         refresh_sums(conn, touched | {r["bucket"] for r in offer_rows})
         if leg_rows:
             conn.execute(insert(_rlegs), leg_rows)
+        refresh_agent_hours(conn, {b - b % HOUR for b in touched | touched_legs | {
+            r["bucket"] for r in offer_rows + leg_rows}})
         conn.execute(delete(_dirty).where(_dirty.c.id <= rows[-1].id,
                                           _dirty.c.call_id.in_(ids)))
     return len(rows)
@@ -167,6 +184,7 @@ def index_agent_time(conn: Connection, limit: int = 2000) -> int:
                     conn.execute(update(_time).where(
                         _time.c.agent_id == k[0], _time.c.bucket == k[1], _time.c.state == k[2],
                         _time.c.reason == k[3]).values(seconds=_time.c.seconds + added[k]))
+            refresh_agent_hours(conn, {k[1] - k[1] % HOUR for k in keys})
         conn.execute(delete(_open).where(_open.c.agent_id.in_(agents)))
         conn.execute(insert(_open), [{"agent_id": a, "state": s, "reason": why, "at": at}
                                      for a, (s, why, at) in opens.items() if a in agents])
@@ -178,4 +196,88 @@ def index_agent_time(conn: Connection, limit: int = 2000) -> int:
     return len(rows)
 
 
-__all__ = ["index_calls", "index_agent_time", "refresh_sums", "STATES_MARK"]
+def refresh_agent_hours(conn: Connection, hours: Iterable[int] | None = None,
+                        span: tuple[int, int] | None = None) -> None:
+    """Make ``report_agent_hours`` and ``report_agent_reasons`` again for these UTC hours,
+    or the hours of ``span`` ([from, to), whole hours), from report_legs, report_sums
+    (agent) and report_agent_time."""
+    if span is not None:
+        batches: list[tuple[Any, list[Any]]] = [
+            (lambda col: and_(col >= span[0], col < span[1]),
+             [and_(t.c.hour >= span[0], t.c.hour < span[1]) for t in (_hours, _reasons)])]
+    else:
+        todo = sorted(set(hours or ()))
+        batches = []
+        for i in range(0, len(todo), 200):
+            chunk = todo[i:i + 200]
+            buckets = [h + q * BUCKET for h in chunk for q in range(HOUR // BUCKET)]
+            batches.append((lambda col, b=buckets: col.in_(b),
+                            [t.c.hour.in_(chunk) for t in (_hours, _reasons)]))
+    for where, which in batches:
+        conn.execute(delete(_hours).where(which[0]))
+        conn.execute(delete(_reasons).where(which[1]))
+        _make_hours(conn, where)
+
+
+def _hour_of(col: Any) -> Any:
+    return col - col % literal_column(str(HOUR))
+
+
+def _part(hour: Any, agent: Any, sums: Mapping[str, Any]) -> list[Any]:
+    """The columns of one source's rows: hour, agent, then every sum (0 if not this one's)."""
+    zero = {n: literal_column("0") for n in (*LEG_COLUMNS[:6], "ratings", "satisfied")}
+    return [hour.label("hour"), agent.label("agent_id"), *[
+        sums.get(n, zero.get(n, literal_column("0.0"))).label(n) for n in HOUR_SUMS]]
+
+
+def _make_hours(conn: Connection, where: Any) -> None:
+    g, t, s = _rlegs.c, _time.c, _sums.c
+    one = lambda cond: func.sum(case((cond, 1), else_=0))         # noqa: E731
+    gh, sh, th = _hour_of(g.bucket), _hour_of(s.bucket), _hour_of(t.bucket)
+    legs = select(*_part(gh, g.agent_id, {
+        "calls_handled": one(g.role.in_(("answer", "callback"))),
+        "transfers_taken": one(g.role == "transfer"), "consults_taken": one(g.role == "consult"),
+        "transfers_given": func.sum(g.transfers_given),
+        "consults_given": func.sum(g.consults_given), "outbound": one(g.role == "outbound"),
+        "talk": func.sum(g.talk), "hold": func.sum(g.hold), "wrapup": func.sum(g.wrapup)})) \
+        .where(where(g.bucket)).group_by(gh, g.agent_id)
+    rated = select(*_part(sh, s.key, {"ratings": func.sum(s.ratings),
+                                       "satisfied": func.sum(s.satisfied)})) \
+        .where(s.dim == "agent", where(s.bucket)).group_by(sh, s.key)
+    states = select(*_part(th, t.agent_id, {
+        f"in_{x}": func.sum(case((t.state == x, t.seconds), else_=0.0)) for x in STATES})) \
+        .where(where(t.bucket)).group_by(th, t.agent_id)
+    parts = union_all(legs, rated, states).subquery("parts")
+    conn.execute(insert(_hours).from_select(["hour", "agent_id", *HOUR_SUMS], select(
+        parts.c.hour, parts.c.agent_id, *[func.sum(parts.c[n]) for n in HOUR_SUMS])
+        .group_by(parts.c.hour, parts.c.agent_id)))
+    conn.execute(insert(_reasons).from_select(["hour", "agent_id", "reason", "seconds"], select(
+        th, t.agent_id, t.reason, func.sum(t.seconds))
+        .where(t.reason != "", where(t.bucket)).group_by(th, t.agent_id, t.reason)))
+
+
+def fill_agent_hours(conn: Connection, hours: int = 24) -> int:
+    """Make the next ``hours`` of report_agent_hours of a database from before migration
+    0012 (the mark's); the number of hours made, 0 once caught up (the mark removed)."""
+    with conn.begin():
+        start = conn.execute(select(_marks.c.value)
+                             .where(_marks.c.name == AGENT_HOURS_MARK)).scalar()
+        if start is None:
+            return 0
+        last = max((b for b in (
+            conn.execute(select(func.max(_rlegs.c.bucket))).scalar(),
+            conn.execute(select(func.max(_time.c.bucket))).scalar(),
+            conn.execute(select(func.max(_sums.c.bucket)).where(_sums.c.dim == "agent"))
+            .scalar()) if b is not None), default=None)
+        if last is None or start > last:
+            conn.execute(delete(_marks).where(_marks.c.name == AGENT_HOURS_MARK))
+            return 0
+        refresh_agent_hours(conn, span=(start, start + hours * HOUR))
+        conn.execute(update(_marks).where(_marks.c.name == AGENT_HOURS_MARK)
+                     .values(value=start + hours * HOUR))
+    return hours
+
+
+__all__ = ["index_calls", "index_agent_time", "refresh_sums", "refresh_agent_hours",
+           "fill_agent_hours", "STATES_MARK", "AGENT_HOURS_MARK", "STATES", "LEG_COLUMNS",
+           "HOUR_SUMS"]

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import selectinload
 
 from acd.errors import UserError
-from acd.reports.indexer import index_agent_time, index_calls
+from acd.reports.indexer import fill_agent_hours, index_agent_time, index_calls
 from acd.store import writes
 from acd.admin_config import Row as EntryRow
 from acd.memberships import Row as MemberRow
@@ -347,8 +347,9 @@ class Store:
     async def index_reports(self, sl_seconds: Mapping[str, float], *,
                             max_batches: int = 50) -> dict[str, int]:
         """Bring the report facts up to date (acd.reports.indexer), a batch per transaction
-        on the write connection; at most ``max_batches`` of each kind in one go. Returns
-        how many entries were taken and whether more remain."""
+        on the write connection; at most ``max_batches`` of each kind in one go (and of a
+        day's agent hours, for a database from before migration 0012). Returns how many
+        entries were taken and whether more remain."""
         calls = states = 0
         more = False
         for _ in range(max_batches):
@@ -365,7 +366,15 @@ class Store:
                 break
         else:
             more = True
-        return {"calls": calls, "states": states, "more": int(more)}
+        hours = 0
+        for _ in range(max_batches):      # a database from before migration 0012
+            n = await self._on_write_connection(fill_agent_hours)
+            hours += n
+            if n == 0:
+                break
+        else:
+            more = True
+        return {"calls": calls, "states": states, "hours": hours, "more": int(more)}
 
     # --- skill-group memberships (acd.memberships) -----------------------------------------
 

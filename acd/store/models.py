@@ -323,6 +323,50 @@ class ReportAgentTime(Base):
     seconds: Mapped[float] = mapped_column(Float)
 
 
+class ReportAgentHour(Base):
+    """An agent's figures in one UTC hour (migration 0012): their legs, the ratings of the
+    calls they answered and their time in each state (``in_<state>``), made again from
+    report_legs, report_sums (``dim`` agent) and report_agent_time whenever the indexer
+    touches the hour; what reports by 60 minutes, day, week or month read in zones whole
+    hours from UTC (a row per agent and hour, not per leg and quarter hour)."""
+
+    __tablename__ = "report_agent_hours"
+
+    agent_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)  # UNIX s, UTC
+    calls_handled: Mapped[int] = mapped_column(Integer, default=0)
+    transfers_taken: Mapped[int] = mapped_column(Integer, default=0)
+    consults_taken: Mapped[int] = mapped_column(Integer, default=0)
+    transfers_given: Mapped[int] = mapped_column(Integer, default=0)
+    consults_given: Mapped[int] = mapped_column(Integer, default=0)
+    outbound: Mapped[int] = mapped_column(Integer, default=0)
+    talk: Mapped[float] = mapped_column(Float, default=0.0)
+    hold: Mapped[float] = mapped_column(Float, default=0.0)
+    wrapup: Mapped[float] = mapped_column(Float, default=0.0)
+    ratings: Mapped[int] = mapped_column(Integer, default=0)
+    satisfied: Mapped[int] = mapped_column(Integer, default=0)
+    in_offline: Mapped[float] = mapped_column(Float, default=0.0)
+    in_idle: Mapped[float] = mapped_column(Float, default=0.0)
+    in_busy: Mapped[float] = mapped_column(Float, default=0.0)
+    in_break: Mapped[float] = mapped_column(Float, default=0.0)
+    in_meeting: Mapped[float] = mapped_column(Float, default=0.0)
+    in_ringing: Mapped[float] = mapped_column(Float, default=0.0)
+    in_talking: Mapped[float] = mapped_column(Float, default=0.0)
+    in_wrapup: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ReportAgentReason(Base):
+    """Seconds an agent spent with a break, meeting or busy reason in one UTC hour
+    (migration 0012), made again with :class:`ReportAgentHour`."""
+
+    __tablename__ = "report_agent_reasons"
+
+    agent_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+    reason: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+
+
 class ReportAgentOpen(Base):
     """Each agent's current state as far as the indexer has read: counted when it ends."""
 
