@@ -1,6 +1,5 @@
 """Shared test setup. Tiers, fastest first: tests/unit (pure), tests/integration (real servers
 on loopback, fake peers), tests/asterisk (real Asterisk, real SIP; marker ``asterisk``)."""
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,16 +53,22 @@ def pg_server():
         server.close()
 
 
+@pytest.fixture(scope="module")
+def _own_pg_server():
+    server = postgres.started()
+    yield server
+    server.close()
+
+
 @pytest.fixture
-async def own_pg():
-    """A PostgreSQL server of the test's own with an empty database ``acd``, for a test
-    that stops and starts it (tests/postgres.py); removed after."""
-    server = await asyncio.to_thread(postgres.started)
-    try:
-        await asyncio.to_thread(server.psql, "CREATE DATABASE acd")
-        yield server
-    finally:
-        await asyncio.to_thread(server.close)
+def own_pg(_own_pg_server):
+    """A PostgreSQL server of the test module's own (not the session's), for tests that stop
+    and start it (tests/postgres.py), with a fresh, empty database ``acd``."""
+    server = _own_pg_server
+    server.start_if_stopped()       # a test that failed while it was stopped
+    server.psql('DROP DATABASE IF EXISTS "acd" WITH (FORCE)')
+    server.psql('CREATE DATABASE "acd"')
+    return server
 
 
 @pytest.fixture

@@ -85,6 +85,12 @@ class PgServer:
             self.port = port
             return
 
+    def start_if_stopped(self) -> None:
+        status = subprocess.run([*self._as_user, str(self.bin / "pg_ctl"), "-D", str(self.data),
+                                 "status"], capture_output=True, cwd=self.root)
+        if status.returncode != 0:          # 3: not running
+            self.start()
+
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
