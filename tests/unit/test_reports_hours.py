@@ -2,14 +2,19 @@
 quarter-hour facts, across a daylight-saving change, and not used where an hour would cut a
 zone's intervals (half-hour zones, 15 and 30-minute intervals); a database from before gets
 the hours made in the background."""
+import asyncio
 import random
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, func, insert, select
+import pytest
+from alembic import command
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from acd.core.agent_states import AgentState
 from acd.reports import history
 from acd.reports.indexer import AGENT_HOURS_MARK, STATES
+from acd.store.db import Store, alembic_config
 from acd.store.models import ReportAgentHour, ReportAgentReason, ReportMark
 from tests.conftest import BOTH_DATABASES
 
@@ -29,6 +34,8 @@ async def _calls_and_states(store, rng: random.Random) -> None:
     at whole seconds (sums of whole seconds are exact in any order), on both sides of the
     change and of every quarter and half hour."""
     for n in range(90):
+        if n % 25 == 24:                  # indexed as it goes: hours made again and again
+            await store.index_reports(SL)
         arrived = START + timedelta(seconds=rng.randrange(5 * 86400))
         group, agent = rng.choice(("sales", "support")), rng.choice(KNOWN["agent"])
         uid = f"h{n}"
@@ -168,3 +175,49 @@ async def test_a_database_from_before_gets_its_hours_in_the_background(store):
 def test_every_agent_state_has_its_column():
     assert set(STATES) == {s.value for s in AgentState}
     assert {f"in_{s}" for s in STATES} <= set(ReportAgentHour.__table__.c.keys())
+
+
+@pytest.fixture
+def empty_url(request, db_kind, tmp_path):
+    if db_kind == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        name = server.new_database()
+        request.addfinalizer(lambda: server.drop_database(name))
+        return server.url(name)
+    return f"sqlite+aiosqlite:///{tmp_path / 'before.db'}"
+
+
+async def test_the_migration_marks_a_database_with_facts_for_the_background(empty_url):
+    await asyncio.to_thread(command.upgrade, alembic_config(empty_url), "0011")
+    first = int(START.timestamp()) + 2 * 900          # 06:30 UTC: its hour starts at 06:00
+    engine = create_async_engine(empty_url)
+    try:
+        async with engine.begin() as conn:
+            for b, state, reason, secs in ((first, "idle", "", 900.0),
+                                           (first + 3600, "break", "lunch", 600.0)):
+                await conn.execute(text(
+                    "INSERT INTO report_agent_time (agent_id, bucket, state, reason, seconds) "
+                    "VALUES ('1001', :b, :s, :r, :secs)"), {"b": b, "s": state, "r": reason,
+                                                            "secs": secs})
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(command.upgrade, alembic_config(empty_url), "heads")
+    store = Store(empty_url)
+    try:
+        async with store.session() as s:
+            assert await s.scalar(select(ReportMark.value).where(
+                ReportMark.name == AGENT_HOURS_MARK)) == first - 1800
+        assert (await store.index_reports(SL))["hours"] == 24
+        async with store.session() as s:
+            assert await s.scalar(select(ReportMark.value).where(
+                ReportMark.name == AGENT_HOURS_MARK)) is None
+            rows = (await s.execute(select(ReportAgentHour.hour, ReportAgentHour.in_idle,
+                                           ReportAgentHour.in_break)
+                                    .order_by(ReportAgentHour.hour))).all()
+            assert [tuple(r) for r in rows] == [(first - 1800, 900.0, 0.0),
+                                                (first + 1800, 0.0, 600.0)]
+            assert [tuple(r) for r in (await s.execute(select(
+                ReportAgentReason.hour, ReportAgentReason.reason, ReportAgentReason.seconds)))
+                .all()] == [(first + 1800, "lunch", 600.0)]
+    finally:
+        await store.close()
