@@ -194,9 +194,9 @@ async def measure(*, calls: int = 1_000_000, indexed: int = 20_000, days: int = 
                               "calls_per_second": round(taken / secs) if secs else None}
             say(f"  the indexer made the facts of {taken:,} calls in {secs:.1f} s "
                 f"({out['indexer']['calls_per_second']:,} calls/s)")
+            # the target's: every report, per group, number or agent
             out["slowest_seconds"] = max(max(r["seconds"]) for r in out["reports"].values())
-            # the target's: reports that count calls (per group or number); an agent's report
-            # also adds up their time in states (millions of rows), shown beside it
+            # the slowest per group or number, beside it
             out["slowest_calls_seconds"] = max(
                 max(out["reports"][name]["seconds"]) for name, q in REPORTS
                 if q.get("dimension") in ("group", "number"))
