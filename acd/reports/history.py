@@ -4,8 +4,10 @@ The database adds up the facts by 15-minute UTC bucket and key (one ``GROUP BY``
 table over an indexed bucket range); this module lays the buckets into the report's
 intervals in its time zone (15, 30 or 60 minutes, day, week from Monday, month; a day with a
 daylight-saving change is 23 or 25 hours long) and computes the figures from the sums, so a
-figure over a week is the week's calls, not an average of days. Every figure is defined in
-:data:`DEFINITIONS`; the columns of each dimension in :func:`columns`.
+figure over a week is the week's calls, not an average of days. An agent report by 60
+minutes, day, week or month in a zone whose offsets are whole hours reads the agents' sums
+by UTC hour instead (report_agent_hours: a quarter of the rows, the same figures). Every
+figure is defined in :data:`DEFINITIONS`; the columns of each dimension in :func:`columns`.
 """
 from __future__ import annotations
 
