@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acd.asterisk import dialplan as dp
+from acd.asterisk import ice
 from acd.config import Config
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk-conf"
@@ -69,6 +70,7 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
         "sip_port": str(a.sip_port),
         "http_port": str(a.http_port),
         "media_address": a.media_address,
+        "ice_host_candidates": ice.host_candidates(a.media_address),
         "rtp_start": str(a.rtp_start),
         "rtp_end": str(a.rtp_end),
         "qualify_seconds": str(a.qualify_seconds),

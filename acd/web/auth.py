@@ -73,6 +73,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/", PUBLIC),                       # a redirect: to the login or the user's page
     ("GET", "/login", PUBLIC),
     ("GET", "/static", PUBLIC),                 # the static folder (its canonical path)
+    ("GET", "/vendor/jssip.js", PUBLIC),        # JsSIP from node_modules (acd/web/jssip.py)
     ("POST", "/api/auth/login", PUBLIC),
     ("*", "/api/auth/*", ANY),
     ("GET", "/agent", AGENT),
@@ -89,6 +90,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/api/agents/{agent}/pop/*", SELF_ONLY),
     ("GET", "/api/agents/{agent}/directory", SELF_ONLY),
     ("GET", "/api/agents/{agent}/targets", SELF_ONLY),
+    ("*", "/api/agents/{agent}/phone", SELF_ONLY),        # the page as the phone
     ("GET", "/api/agents/{agent}", AGENT_SELF),
     ("GET", "/api/agents/{agent}/ws", AGENT_SELF),
     ("POST", "/api/agents/{agent}/login", AGENT_SELF),
@@ -360,6 +362,7 @@ class Auth:
         # Users whose password argon2 has yet to check or hash: name -> (user, stored hash).
         self._pending: dict[str, tuple[UserSpec, str | None]] = {}
         self._sessions_before: datetime | None = None   # see sync_users
+        self.session_ended: list[Callable[[str], Any]] = []   # async, given the key at logout
 
     @classmethod
     def from_config(cls, db: Any, cfg: Any, **kw: Any) -> "Auth":
@@ -551,6 +554,8 @@ class Auth:
             self._cache.pop(key, None)
             await self.db.drop_session(key)
             self._end_live(lambda k, _u: k == key)
+            for ended in self.session_ended:
+                await ended(key)
 
     def _end_live(self, which: Callable[[str, str], bool]) -> None:
         """Close the open WebSockets of ended sessions (their handlers are cancelled: the

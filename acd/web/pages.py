@@ -95,6 +95,7 @@ class WebContext:
     #: Asterisk's rendered configuration, kept in step (acd.asterisk.live.LiveConf; None:
     #: no Asterisk managed here)
     asterisk_conf: Any = None
+    browser_phones: Any = None      # acd.web.browser_phone.BrowserPhones (set with the routes)
 
     def __post_init__(self) -> None:
         self.webdb = WebDb(self.store)
@@ -152,10 +153,14 @@ class WebContext:
 
 # --- routes ----------------------------------------------------------------------------------
 
-def _security_headers(response: web.StreamResponse, frame_src: str = "'none'") -> None:
+def _security_headers(response: web.StreamResponse, frame_src: str = "'none'",
+                      connect_src: str = "") -> None:
+    """``connect_src``: another origin the page may connect to (the agent page: Asterisk's
+    WebSocket for the browser phone). Media may be a blob (the ring the page makes)."""
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self'; frame-src {frame_src}; frame-ancestors 'none'; "
+        f"media-src 'self' blob:; connect-src 'self'{' ' + connect_src if connect_src else ''}; "
+        f"frame-src {frame_src}; frame-ancestors 'none'; "
         "base-uri 'none'; form-action 'self'; object-src 'none'")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -175,11 +180,14 @@ class PageRoutes:
         origins = sorted({f"{urlsplit(p.url).scheme}://{urlsplit(p.url).netloc}"
                           for p in self.cfg.web.side_panels})
         self.frame_src = " ".join(origins) or "'none'"     # the side panels' sites
+        a = self.cfg.asterisk                               # the browser phone's SIP
+        self.sip_ws = f"ws://{a.sip_host}:{a.http_port}"
 
     def page(self, name: str):  # noqa: ANN201
         async def handler(request: web.Request) -> web.StreamResponse:
             response = web.FileResponse(STATIC / name)
-            _security_headers(response, self.frame_src)
+            _security_headers(response, self.frame_src,
+                              self.sip_ws if name == "agent.html" else "")
             return response
         return handler
 
@@ -359,7 +367,7 @@ async def _static_headers(request: web.Request, handler: Any) -> web.StreamRespo
 def add_web(app: web.Application, ctx: WebContext) -> None:
     """The pages, the static files, /api/auth/*, the agent's recent calls, notes and screen
     pop, the statistics and /metrics, and the admin API (:mod:`acd.web.admin`)."""
-    from acd.web import admin, entries_api, members_api, reports_api
+    from acd.web import admin, browser_phone, entries_api, members_api, reports_api
     routes = PageRoutes(ctx)
     _add(app, routes.page_routes())
     app.router.add_static("/static", STATIC, append_version=False)
@@ -369,6 +377,7 @@ def add_web(app: web.Application, ctx: WebContext) -> None:
     reports_api.add_routes(app, ctx)
     members_api.add_routes(app, ctx)
     entries_api.add_routes(app, ctx)
+    ctx.browser_phones = browser_phone.add_routes(app, ctx)
     app.middlewares.append(_static_headers)
 
 

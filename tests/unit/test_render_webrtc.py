@@ -4,6 +4,7 @@ to their web session) while their page is their phone."""
 from dataclasses import replace
 
 from acd import config as configmod
+from acd.asterisk import ice
 from acd.asterisk.render import Layout, render
 from tests.conftest import PROJECT
 
@@ -33,7 +34,22 @@ def test_http_server_on_the_sip_address_and_port_from_config(tmp_path):
     assert "res_pjsip_transport_websocket.so" not in text["modules.conf"]
     assert "res_http_websocket.so" not in text["modules.conf"]
     assert "noload = res_ari.so" in text["modules.conf"]
-    assert "icesupport = yes" in text["rtp.conf"] and "stunaddr =\n" in text["rtp.conf"] + "\n"
+    rtp = text["rtp.conf"]
+    assert "icesupport = yes" in rtp and "stunaddr =\n" in rtp
+    # every other address of this machine is advertised as the media address (RTP's)
+    others = [a for a in ice.local_ipv4() if a != "127.0.0.1"]
+    for a in others:
+        assert f"\n{a} => 127.0.0.1\n" in rtp, rtp
+    assert ("[ice_host_candidates]" in rtp) == bool(others)
+
+
+def test_ice_host_candidates_name_the_media_address_only():
+    assert "127.0.0.1" in ice.local_ipv4()
+    assert ice.host_candidates("127.0.0.1", ["127.0.0.1", "192.0.2.7", "10.9.8.7"]) == (
+        "[ice_host_candidates]\n192.0.2.7 => 127.0.0.1\n10.9.8.7 => 127.0.0.1\n")
+    assert ice.host_candidates("10.9.8.7", ["10.9.8.7"]) == ""     # nothing to map
+    assert ice.host_candidates("0.0.0.0", ["10.9.8.7"]) == ""      # RTP on every address
+    assert ice.host_candidates("::1", ["10.9.8.7"]) == ""
 
 
 def test_a_browser_phone_is_the_agents_own_endpoint_made_webrtc(tmp_path):

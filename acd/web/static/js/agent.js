@@ -1,5 +1,6 @@
 // The agent page: state switch, screen pop on ring, call bar, per-call workspace, recent calls.
 import { api, append, clear, fmtDuration, fmtTime, h, liveSocket, loadSession, setText } from "/static/js/common.js";
+import { askNotifications, onCall, ring, setupPhone, stopRinging } from "/static/js/phone.js";
 
 const S = {
   me: null, agentId: "", agent: null, offset: 0,           // offset: server clock - local clock (s)
@@ -91,6 +92,10 @@ function renderState() {
   for (const b of document.querySelectorAll("#state-buttons button")) {
     b.classList.toggle("current", b.dataset.state === a.state);
   }
+  // Ringing, on any phone: a banner, a sound, the tab's title, a notification
+  const call = a.call_id ? S.calls.get(a.call_id) : null;
+  if (a.state === "ringing") ring(call ? callerLabel(call) : "", call && ((call.pop && call.pop.group) || call.ring.group));
+  else stopRinging();
   tick();
 }
 
@@ -428,7 +433,11 @@ async function start() {
   S.me = await loadSession(["agent"]);
   S.agentId = S.me.agent_id;
   setText("agent-name", S.agentId);
-  for (const b of document.querySelectorAll("#state-buttons button")) b.addEventListener("click", () => setState(b.dataset.state));
+  for (const b of document.querySelectorAll("#state-buttons button")) b.addEventListener("click", () => { askNotifications(); setState(b.dataset.state); });
+  // Closing or reloading the page during a call: the browser asks first
+  window.addEventListener("beforeunload", (e) => {
+    if (onCall() || ON_A_CALL.has(S.agent && S.agent.state)) { e.preventDefault(); e.returnValue = ""; }
+  });
   for (const b of document.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(b.dataset.action));
   for (const id of ["target", "dial-number"]) $(id).addEventListener("input", renderBar);
   $("target").addEventListener("focus", loadTargets);
@@ -443,6 +452,7 @@ async function start() {
   });
   loadRecent();
   setInterval(tick, 1000);
+  await setupPhone(S.agentId, renderAll);
 }
 
 start();

@@ -1,0 +1,238 @@
+"""The agent page as the agent's phone, in a real Chromium with fake media, on real calls through
+Asterisk (JsSIP over Asterisk's WebSocket transport, WebRTC audio).
+
+The agent chooses "this browser" on the page; it registers with a password the server issued
+to that web session. A real caller on the loopback trunk rings the page: banner, sound, title,
+Answer. The agent answers on the page; audio flows both ways, told by frequency (the page's
+analyser hears the caller's tone; the caller's channel in Asterisk receives the page's fake
+microphone tone). Every ICE candidate and SDP address is loopback. The call is hung up from
+the call bar. After the logout, Asterisk refuses the issued password.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from array import array
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.asterisk.acd_fixtures import WAIT, Caller, mark
+from tests.asterisk.audio import goertzel
+from tests.asterisk.phones import PhoneError, SoftPhone, write_tone
+from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, open_as, web_password
+
+MS = int(WAIT * 1000)
+CALLER_HZ, PAGE_HZ = 440, 1000       # the caller's tone; the page's fake microphone's
+ONLY_1001 = "7108"                   # the test group "ovtarget": agent 1001 alone
+
+
+@pytest.fixture
+async def media_browser(tmp_path):
+    """Chromium with fake media: the microphone is a WAV of PAGE_HZ, permission granted
+    without a prompt; loopback addresses allowed in WebRTC (Asterisk is on 127.0.0.1)."""
+    from playwright.async_api import async_playwright
+    tone = tmp_path / "page-tone.wav"
+    write_tone(tone, 30, hz=PAGE_HZ, rate=48000)
+    pw = await async_playwright().start()
+    b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={tone}", "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=user-gesture-required"])
+    yield b
+    await b.close()
+    await pw.stop()
+
+
+async def _page_hears(page: Any) -> tuple[float, float]:
+    """(strength of CALLER_HZ, of PAGE_HZ) in what the page's analyser has of the caller."""
+    got = await page.evaluate("""() => {
+        const m = window.acdPhone.meter;
+        if (!m) return null;
+        const d = new Float32Array(m.analyser.fftSize);
+        m.analyser.getFloatTimeDomainData(d);
+        return { rate: m.ctx.sampleRate, samples: Array.from(d, (x) => Math.round(x * 32767)) };
+    }""")
+    if not got:
+        return 0.0, 0.0
+    return (goertzel(got["samples"], got["rate"], CALLER_HZ),
+            goertzel(got["samples"], got["rate"], PAGE_HZ))
+
+
+async def _caller_hears(ami, asterisk, caller: Caller, name: str, seconds: float) -> array:
+    """What the caller's channel receives for a while (MixMonitor D: received audio left)."""
+    path = asterisk.layout.host_dir("spool") / "monitor" / name
+    await ami.action("MixMonitor", Channel=caller.trunk_channel, File=name, Options="D")
+    await asyncio.sleep(seconds)
+    await ami.action("StopMixMonitor", Channel=caller.trunk_channel)
+    last = -1
+    for _ in range(100):             # until Asterisk has closed it (its size stays put)
+        size = path.stat().st_size if path.exists() else -1
+        if size > 0 and size == last:
+            break
+        last = size
+        await asyncio.sleep(0.2)
+    both = array("h", path.read_bytes())
+    return both[0::2]
+
+
+async def _agent_leg(ami) -> str:
+    """The agent's leg (PJSIP/1001-...) of the call up now."""
+    got = await ami.action("Command", Command="core show channels concise")
+    text = str(got.get("Output") or "")
+    found = re.findall(r"(PJSIP/1001-[0-9a-f]+)!", text)
+    assert found, text
+    return found[0]
+
+
+def _addresses(sdp: str) -> list[str]:
+    """Every address an SDP gives for media: c= lines and ICE candidates."""
+    found = re.findall(r"^c=IN IP[46] (\S+)", sdp, re.M)
+    found += [line.split()[4] for line in re.findall(r"^a=candidate:.*$", sdp, re.M)]
+    return found
+
+
+async def test_the_page_is_the_phone_ring_answer_audio_both_ways_loopback_only_refused_after_logout(
+        web_server, ami, asterisk, media_browser):
+    srv, base, cfg = web_server
+    agent = await open_as(media_browser, base, "1001", web_password(cfg, "1001"), "/agent")
+    page = agent.page
+    issued: list[dict[str, Any]] = []
+
+    async def on_response(resp: Any) -> None:
+        if resp.url.endswith("/api/agents/1001/phone") and resp.request.method == "POST":
+            issued.append(await resp.json())
+    page.on("response", on_response)
+
+    # the agent allowed the microphone and desktop notifications; the test keeps what the page shows in them
+    await agent.context.grant_permissions(["notifications", "microphone"], origin=base)
+    await agent.context.add_init_script("""(() => {
+        const Real = window.Notification; window.__notices = [];
+        window.Notification = class extends Real {
+            constructor(title, opts) { super(title, opts); window.__notices.push([title, opts.body]); } };
+        window.Notification.requestPermission = Real.requestPermission.bind(Real);
+        Object.defineProperty(window.Notification, "permission", { get: () => Real.permission });
+    })()""")
+    await page.reload()
+    await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+    # the agent's configured phone is offered first (agents[].phone: sip); they choose the page
+    await expect(page.locator("#phone-kind")).to_have_value("sip", timeout=MS)
+    await page.click("#state-buttons button[data-state=idle]")
+    await expect(page.locator("#agent-state")).to_have_text("idle", timeout=MS)
+    await expect(page.locator("#no-calls")).to_contain_text("your phone is not registered", timeout=MS)
+    await page.select_option("#phone-kind", "browser")
+    await expect(page.locator("#phone-status")).to_have_text("this browser is your phone", timeout=MS)
+    await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    assert len(issued) == 1 and issued[0]["phone"] == "browser", issued
+    password = issued[0]["password"]
+    assert len(password) >= 24
+    assert password not in (await page.content())            # the agent never sees it
+    assert next(a for a in cfg.agents if a.id == "1001").password != password
+    await expect(page.locator("#browser-controls")).to_be_visible()
+
+    await expect(page.locator("#no-calls")).to_be_hidden(timeout=MS)
+
+    # ---- a real caller rings the page: banner, sound, title, Answer
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001, caller_num="13912345678", tone_hz=CALLER_HZ).dial()
+    banner = page.locator("#ring-banner")
+    await expect(banner).to_be_visible(timeout=MS)
+    await expect(page.locator("#ring-caller")).to_have_text("13912345678", timeout=MS)
+    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+    await expect(page.locator("#decline")).to_be_enabled()
+    await until_true(page, "() => { const a = document.getElementById('ring-sound');"
+                           " return !a.paused && a.currentTime > 0; }", "the ring sound playing")
+    await until_true(page, "() => document.title.startsWith('☎ Ringing: 13912345678')",
+                     "the tab's title says who rings")       # (it blinks)
+    notices = await page.evaluate("() => window.__notices")
+    assert notices[-1] == ["Incoming call", "13912345678 · ovtarget"], notices
+    assert srv.runtime.agent("1001")["state"] == "ringing"
+    await agent.shot("browser-phone-ringing")
+
+    await page.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await expect(page.locator("#agent-state")).to_have_text("talking", timeout=MS)
+    await expect(banner).to_be_hidden(timeout=MS)
+    assert not await page.evaluate("() => { const a = document.getElementById('ring-sound'); return !a.paused; }")
+    assert not (await page.title()).startswith("☎")
+    await expect(page.locator("#mute")).to_be_enabled(timeout=MS)
+
+    # ---- loopback only: Asterisk's offer and the page's answer (every address and candidate),
+    # the pair ICE chose, and where Asterisk sends the page's RTP
+    sdp = await page.evaluate("""() => ({ offer: window.acdPhone.session.connection.remoteDescription.sdp,
+                                          answer: window.acdPhone.sentSdp })""")
+    for side in ("offer", "answer"):
+        addrs = _addresses(sdp[side])
+        assert addrs and all(a.startswith("127.") for a in addrs), (side, addrs, sdp[side])
+        assert ".local" not in sdp[side], sdp[side]
+    assert "a=candidate:" in sdp["answer"]
+    assert "a=fingerprint:" in sdp["offer"] and "a=ice-ufrag:" in sdp["offer"]   # DTLS, ICE
+    ice_pair = """async () => {
+        const pc = window.acdPhone.session.connection;
+        const stats = await pc.getStats();
+        let pair = null; const by = {}; const pairs = [];
+        stats.forEach((s) => { by[s.id] = s; });
+        stats.forEach((s) => { if (s.type === "candidate-pair") {
+            const p = { local: by[s.localCandidateId].address, remote: by[s.remoteCandidateId].address,
+                        state: s.state, nominated: s.nominated };
+            pairs.push(p); if (s.nominated && s.state === "succeeded") pair = p; } });
+        return { pair, pairs, ice: pc.iceConnectionState };
+    }"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not (ice := await page.evaluate(ice_pair))["pair"]:
+        assert loop.time() < deadline, ice
+        await asyncio.sleep(0.2)
+    assert ice["pair"]["local"].startswith("127.") and ice["pair"]["remote"].startswith("127."), ice
+    got = await ami.action("Getvar", Channel=await _agent_leg(ami), Variable="CHANNEL(rtp,dest)")
+    assert (got.get("Value") or "").startswith("127.0.0.1:"), got
+
+    # ---- audio both ways, by frequency
+    async def page_hears_caller() -> bool:
+        caller_hz, page_hz = await _page_hears(page)
+        return caller_hz > 100 and caller_hz > 10 * page_hz
+    await until_async(page_hears_caller, "the page's analyser hears the caller's tone")
+    heard = await _caller_hears(ami, asterisk, caller, f"browser-phone-{caller.uniqueid}.raw", 2.0)
+    part = heard[1600:]                                    # past the first 0.2 s
+    assert len(part) > 8000, len(part)
+    assert goertzel(part, 8000, PAGE_HZ) > 100, goertzel(part, 8000, PAGE_HZ)
+    assert goertzel(part, 8000, PAGE_HZ) > 10 * goertzel(part, 8000, CALLER_HZ)
+
+    # ---- hung up from the call bar
+    await page.click("#call-actions button[data-action=hangup]")
+    await caller.gone()
+    await expect(page.locator("#mute")).to_be_disabled(timeout=MS)
+    await expect(page.locator("#agent-state")).not_to_have_text("talking", timeout=MS)
+
+    # ---- the issued password works (any SIP client) while the session lives...
+    a = cfg.asterisk
+    phone = SoftPhone("1001", password, a.sip_host, a.sip_port, name="issued-before-logout")
+    await phone.start()
+    await phone.stop()
+    # ... and Asterisk refuses it once the agent has logged out
+    await page.click("#logout")
+    await page.wait_for_url(re.compile(r".*/login.*"), timeout=MS)
+    late = SoftPhone("1001", password, a.sip_host, a.sip_port, name="issued-after-logout")
+    with pytest.raises(PhoneError, match="not registered"):
+        await late.start()
+    await late.stop()
+    assert "1001" not in srv.web_ctx.browser_phones.issued
+    assert not agent.errors, agent.errors
+
+
+async def until_true(page: Any, js: str, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not await page.evaluate(js):
+        assert loop.time() < deadline, f"not within {WAIT}s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def until_async(probe: Any, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not await probe():
+        assert loop.time() < deadline, f"not within {WAIT}s: {what}"
+        await asyncio.sleep(0.2)
+
