@@ -820,6 +820,11 @@ def _section_reports(L: list[str], m: dict[str, Any]) -> None:
     L += ["", f"The indexer made the facts of {ix.get('calls', 0):,} calls written as the "
               f"runtime writes them in {ix.get('seconds')} s: {ix.get('calls_per_second')} "
               "calls a second, on the store's write thread, behind the calls.", ""]
+    run = x.get("run")
+    if run:         # measured alone, later than the rest of this page
+        L += [f"Measured alone (`{run.get('command')}`) on {run.get('generated_at')} (commit "
+              f"{str(_get(run, 'git', 'commit') or '')[:12]}), the machine's load average "
+              f"{(run.get('loadavg_end') or [None])[0]} at the end.", ""]
 
 
 def _section_gaps(L: list[str], results: dict[str, Any]) -> None:
