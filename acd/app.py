@@ -88,6 +88,7 @@ class Server:
     flows: FlowService | None = None     # IVR flows: the `ivr` route, hot reload
     web_ctx: Any = None                  # the web pages' context: logins, sessions, pages
     rng: random.Random | None = None     # drives the "random" strategy; seeded in tests
+    lease: Any = None                    # acd.leader.Lease when ha is on: held, kept, checked
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
     _hashing: asyncio.Future | None = None    # the web passwords argon2 hashes behind
@@ -103,6 +104,7 @@ class Server:
         await migrate_async(cfg.database_url)
         log.info("app.migrated")
         self.store = Store(cfg.database_url)
+        self.store.guard = self._guard
         file_cfg = cfg
         cfg = self.cfg = await members_in_force(self.store, await entries_in_force(
             self.store, cfg, log), log)
@@ -118,23 +120,9 @@ class Server:
         self.hub = Hub()
 
         self.ami = ami_client(cfg)
+        self.ami.guard = self._guard
         self.ami.on_connection(self._ami_connection)
-        self.runtime = AcdRuntime(
-            Acd(core_groups(cfg), rng=self.rng or random.Random(),
-                phone_grace=phone_grace(cfg.asterisk)), self.ami, self.store, self.hub,
-            endpoints={a.id: a.id for a in cfg.agents},   # the endpoint name is the agent id
-            names={a.id: a.name or a.id for a in cfg.agents}, groups=cfg.groups,
-            customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number,
-            outbound_caller_id=outbound_caller_id(cfg),
-            outbound_enabled=bool(cfg.outbound.dial or cfg.asterisk.loopback_trunk),
-            outbound_ring_timeout=cfg.outbound.ring_timeout,
-            outbound_dial_timeout=cfg.outbound.dial_timeout,
-            max_lag=cfg.overload.max_lag_ms / 1000,
-            max_asterisk=cfg.overload.max_asterisk_ms / 1000,
-            recordings_spool=recordings_spool(cfg, log), recordings_folder=cfg.recordings_folder,
-            recordings_keep_days=cfg.recordings.keep_days,
-            supervisor_phones={u.username: u.phone for u in cfg.web.users if u.phone},
-            rng=self.rng)
+        self.runtime = self._runtime(cfg, log)
         self.runtime.attach()
         self._keep_asterisk_in_step(file_cfg)
         # Writes a previous stop could not make (the database locked or full) go first.
@@ -160,6 +148,7 @@ class Server:
                                  max_pending_per_address=cfg.agi.max_pending_per_address,
                                  header_timeout=cfg.agi.header_timeout,
                                  command_timeout=cfg.agi.command_timeout)
+        self.agi.guard = self._guard
         await self.agi.start()
         self._indexing = asyncio.ensure_future(self._index_reports())
         # Connect in the background: Asterisk may come up after us; the client keeps trying.
@@ -177,6 +166,26 @@ class Server:
         log.info("app.started", http=f"http://{cfg.http.host}:{self.http_port}/",
                  agi=f"{cfg.agi.host}:{self.agi.port}", ami=f"{cfg.ami.host}:{cfg.ami.port}")
 
+    def _runtime(self, cfg: Config, log: Any) -> AcdRuntime:
+        """The ACD core and its runtime, over the store, AMI and the hub."""
+        assert self.store is not None and self.hub is not None
+        return AcdRuntime(
+            Acd(core_groups(cfg), rng=self.rng or random.Random(),
+                phone_grace=phone_grace(cfg.asterisk)), self.ami, self.store, self.hub,
+            endpoints={a.id: a.id for a in cfg.agents},   # the endpoint name is the agent id
+            names={a.id: a.name or a.id for a in cfg.agents}, groups=cfg.groups,
+            customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number,
+            outbound_caller_id=outbound_caller_id(cfg),
+            outbound_enabled=bool(cfg.outbound.dial or cfg.asterisk.loopback_trunk),
+            outbound_ring_timeout=cfg.outbound.ring_timeout,
+            outbound_dial_timeout=cfg.outbound.dial_timeout,
+            max_lag=cfg.overload.max_lag_ms / 1000,
+            max_asterisk=cfg.overload.max_asterisk_ms / 1000,
+            recordings_spool=recordings_spool(cfg, log), recordings_folder=cfg.recordings_folder,
+            recordings_keep_days=cfg.recordings.keep_days,
+            supervisor_phones={u.username: u.phone for u in cfg.web.users if u.phone},
+            rng=self.rng)
+
     async def _hash_passwords(self) -> None:
         log = acdlog.get_logger(component="app")
         started = time.monotonic()
@@ -189,6 +198,12 @@ class Server:
             return
         log.info("app.passwords_hashed", hashed=made,
                  took=round(time.monotonic() - started, 3))
+
+    @property
+    def _guard(self) -> Any:
+        """Before each AMI action, FastAGI session and store write: a leader past its lease
+        ends there (acd.leader); None without ha."""
+        return self.lease.check if self.lease is not None else None
 
     def _config_changed(self, cfg: Config) -> None:
         """The configuration in force changed while running (memberships on the page)."""
@@ -307,18 +322,50 @@ async def members_in_force(store: Store, cfg: Config, log: Any) -> Config:
 
 
 async def serve(cfg: Config, ready: Any = None) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly."""
-    server = Server(cfg)
-    await server.start()
-    if ready:
-        ready(server)
+    """Run until SIGINT or SIGTERM, then stop cleanly. With ``ha`` on, first wait as a
+    standby until the lease is ours (acd.leader), then lead until stopped."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    lease = server = None
     try:
+        if cfg.ha.enabled:
+            lease = await take_the_lead(cfg, stop)
+            if lease is None:
+                return                             # stopped while a standby
+        if lease is not None:
+            lease.keep()                           # renewed from now on, start included
+        server = Server(cfg, lease=lease)
+        await server.start()
+        if ready:
+            ready(server)
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await server.stop()
+        if server is not None:
+            await server.stop()
+        if lease is not None:
+            await lease.close()                    # the lease is free at once
+
+
+async def take_the_lead(cfg: Config, stop: asyncio.Event) -> Any:
+    """A standby's wait: the lease, or None if stopped first."""
+    import socket
+
+    from acd.leader import Lease
+    await migrate_async(cfg.database_url)          # the lease's table
+    node = cfg.ha.node or f"{socket.gethostname()}-{cfg.http.port}"
+    lease = Lease(cfg.database_url, node, cfg.ha.lease_seconds,
+                  acdlog.get_logger(component="ha"))
+    waiting = asyncio.ensure_future(lease.wait_to_lead())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if waiting.done():
+        stopped.cancel()
+        return lease
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await lease.close()
+    return None

@@ -100,6 +100,19 @@ class AgiConfig:
     max_pending_per_address: int = 16
     header_timeout: float = 2.0     # Asterisk's header follows its connect within milliseconds
     command_timeout: float = 30.0
+    # The FastAGI servers the dialplan tries, in order, as host:port (a leader and its
+    # standbys: ha); empty: this server's host and port alone.
+    servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """A standby server (acd.leader): servers sharing one PostgreSQL database and one
+    Asterisk; one leads (a lease in the database), the others take over when it is gone."""
+
+    enabled: bool = False
+    node: str = ""                  # this server's name in the lease; empty: host name and port
+    lease_seconds: float = 6.0      # a dead leader is replaced after at most this long
 
 
 @dataclass(frozen=True)
@@ -293,6 +306,7 @@ class Config:
     ami: AmiConfig = field(default_factory=AmiConfig)
     agi: AgiConfig = field(default_factory=AgiConfig)
     overload: OverloadConfig = field(default_factory=OverloadConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

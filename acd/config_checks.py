@@ -48,6 +48,23 @@ def check_entries(cfg: Any, bad: Bad) -> None:
     _check_secrets(cfg, bad)
 
 
+def _check_ha(cfg: Any, bad: Bad) -> None:
+    """A standby server: the FastAGI servers the dialplan tries, the lease."""
+    for i, server in enumerate(cfg.agi.servers):
+        host, _, port = str(server).rpartition(":")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            ok = 0 < int(port) < 65536
+        except ValueError:
+            ok = False
+        if not ok:
+            bad(f"agi.servers[{i}]", f"{server!r}: host:port, e.g. 127.0.0.1:4573")
+    if not 1.0 <= cfg.ha.lease_seconds <= 300:
+        bad("ha.lease_seconds", f"seconds, 1 to 300, not {cfg.ha.lease_seconds}")
+    if cfg.ha.node and not _NAME.match(cfg.ha.node):
+        bad("ha.node", "use letters, digits, '-', '_' or '.'")
+
+
 def _check_servers(cfg: Any, bad: Bad) -> None:
     """Asterisk, AMI, FastAGI, HTTP, the hotline and logging: ports, addresses, timeouts."""
     for key, port in (("asterisk.sip_port", cfg.asterisk.sip_port), ("ami.port", cfg.ami.port),
@@ -71,6 +88,7 @@ def _check_servers(cfg: Any, bad: Bad) -> None:
             ipaddress.ip_address(host)
         except ValueError:
             bad(key, f"{host!r} is not an IP address")
+    _check_ha(cfg, bad)
     for i, net in enumerate(cfg.agi.allow):
         try:
             ipaddress.ip_network(net, strict=False)

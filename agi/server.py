@@ -227,6 +227,8 @@ class FastAgiServer:
         self.host = host
         self._port = port
         self.routes = dict(routes)
+        #: called as each connection comes (acd.leader: a leader past its lease ends here)
+        self.guard: Callable[[], None] | None = None
         self.allow = networks(allow)
         if max_sessions < 1 or max_pending_per_address < 1:
             raise ValueError("max_sessions and max_pending_per_address must be at least 1")
@@ -273,6 +275,8 @@ class FastAgiServer:
         return address_in(host, self.allow)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.guard is not None:
+            self.guard()
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
         conn = _Connection(asyncio.current_task(), canonical(peername[0]) if peername else "?",

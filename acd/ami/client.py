@@ -369,6 +369,8 @@ class AmiClient:
         self._last_error: str | None = None
         self._callback_tasks: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
+        #: called before every action (acd.leader: a leader past its lease ends here)
+        self.guard: Callable[[], None] | None = None
         self._id_prefix = f"acd-{uuid.uuid4().hex[:8]}"
 
     # -- public API --------------------------------------------------------------------
@@ -441,6 +443,8 @@ class AmiClient:
 
     # -- actions -----------------------------------------------------------------------
     async def _call(self, name, fields, timeout, *, as_list):
+        if self.guard is not None:
+            self.guard()
         proto = self._proto
         if proto is None or proto.lost.done():
             log.warning("ami.not_connected", action=name)

@@ -53,6 +53,15 @@ def _conf_value(text: str, what: str) -> str:
     return text
 
 
+def agi_servers(cfg: Config) -> list[str]:
+    """The FastAGI servers the dialplan tries, in order, as host:port: ``agi.servers`` (a
+    leader and its standbys), else this server alone."""
+    if cfg.agi.servers:
+        return list(cfg.agi.servers)
+    host = cfg.agi.host if cfg.agi.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return [f"{host}:{cfg.agi.port}"]
+
+
 def values(cfg: Config, layout: Layout) -> dict[str, str]:
     a, ami, agi = cfg.asterisk, cfg.ami, cfg.agi
     return {
@@ -79,6 +88,7 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
         "registration_min": str(min(60, a.registration_seconds)),
         "agi_host": agi.host if agi.host not in ("0.0.0.0", "::") else "127.0.0.1",
         "agi_port": str(agi.port),
+        "agi_count": str(len(agi_servers(cfg))),
         "hotline_number": cfg.hotline.number,
         "agi_retry_seconds": str(cfg.hotline.agi_retry_seconds),
         "agi_retry_count": str(cfg.hotline.agi_retry_count),
@@ -120,6 +130,10 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
     if cfg.asterisk.loopback_trunk or cfg.asterisk.local_callers:   # acd-caller: `acd call`
         vals["loopback_trunk"] += fill((template_dir / "pjsip_caller.part").read_text(), vals,
                                        "pjsip_caller.part")
+    agi_part = (template_dir / "extensions_agi.part").read_text()    # the FastAGI servers
+    vals["agi_servers"] = "".join(
+        fill(agi_part, {"agi_index": str(i), "agi_server": _conf_value(a, "agi.servers")},
+             "extensions_agi.part") for i, a in enumerate(agi_servers(cfg), start=1))
     group_part = (template_dir / "extensions_group.part").read_text()
     vals["group_numbers"] = "".join(
         fill(group_part, {**vals, "group_name": _conf_value(g.name, f"group {g.name} name"),

@@ -162,6 +162,8 @@ class Store:
         self.write_engine: Engine = own or self.engine.sync_engine
         self._thread = _writes_thread() if own is not None else None
         self._conn: Connection | None = None     # the writes' connection, kept (their thread)
+        #: called before every write (acd.leader: a leader past its lease ends here)
+        self.guard: Callable[[], None] | None = None
 
     async def close(self) -> None:
         """Close the connections and end the writes' thread (a later write starts another)."""
@@ -173,6 +175,8 @@ class Store:
 
     async def _on_write_connection(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(connection, *args)`` on a connection for writes, not in a transaction."""
+        if self.guard is not None:
+            self.guard()
         if self._thread is None:
             async with self.engine.connect() as conn:
                 return await conn.run_sync(fn, *args)
