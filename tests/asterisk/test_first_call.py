@@ -3,9 +3,8 @@ prompt, the caller keys in digits as RFC 4733 events, and the call with its key 
 from tests.asterisk.calls import TestCaller, field
 from tests.conftest import BOTH_DATABASES
 
-pytestmark = BOTH_DATABASES
 
-
+@BOTH_DATABASES
 async def test_call_reaches_ivr_and_key_trail_is_stored(server, ami):
     caller = TestCaller(ami, "7000", "13800138000", "Test Caller")
     await caller.dial()
