@@ -434,9 +434,10 @@ async function start() {
   S.agentId = S.me.agent_id;
   setText("agent-name", S.agentId);
   for (const b of document.querySelectorAll("#state-buttons button")) b.addEventListener("click", () => { askNotifications(); setState(b.dataset.state); });
-  // Closing or reloading the page during a call: the browser asks first
+  // Closing or reloading the page while it carries a call (the browser phone): the browser
+  // asks first (with a SIP phone the call goes on, and the page comes back with it)
   window.addEventListener("beforeunload", (e) => {
-    if (onCall() || ON_A_CALL.has(S.agent && S.agent.state)) { e.preventDefault(); e.returnValue = ""; }
+    if (onCall()) { e.preventDefault(); e.returnValue = ""; }
   });
   for (const b of document.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(b.dataset.action));
   for (const id of ["target", "dial-number"]) $(id).addEventListener("input", renderBar);
