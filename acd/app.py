@@ -254,7 +254,17 @@ class Server:
             acdlog.get_logger(component="app").info("app.ami_not_started", error=str(e))
 
     async def _ami_connection(self, up: bool) -> None:
-        acdlog.get_logger(component="app").info("app.ami_link", up=up)
+        log = acdlog.get_logger(component="app")
+        log.info("app.ami_link", up=up)
+        index = leader_index(self.cfg)
+        if up and self.lease is not None and index:
+            # The leader says so to the dialplan: new calls come here first, not to a
+            # server that is away or frozen (whose FastAGI port may still take connections).
+            try:
+                await self.ami.action("Setvar", Variable=dp.AGI_FIRST, Value=str(index))
+                log.info("ha.dialplan_points_here", index=index)
+            except Exception as e:  # noqa: BLE001 - calls still find us, one retry later
+                log.warning("ha.dialplan_not_pointed", error=str(e)[:200])
 
     async def stop(self) -> None:
         if self.http:
@@ -319,6 +329,15 @@ async def members_in_force(store: Store, cfg: Config, log: Any) -> Config:
     for note in found.notes:
         log.info("config.members_from_file", change=note)
     return with_members(cfg, found.members)
+
+
+def leader_index(cfg: Config) -> int:
+    """This server's place (1, 2, ...) in ``agi.servers``; 0: not listed."""
+    from acd.asterisk.render import agi_servers
+    host = cfg.agi.host if cfg.agi.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    me = f"{host}:{cfg.agi.port}"
+    servers = agi_servers(cfg)
+    return servers.index(me) + 1 if me in servers else 0
 
 
 async def serve(cfg: Config, ready: Any = None) -> None:

@@ -67,11 +67,12 @@ SOUND = "ACD_SOUND"            # the goodbye of [acd-dest] hangup
 FLOW = "ACD_FLOW"              # the IVR flow to start ([acd-dest] ivr)
 TRANSFER_DIAL = "ACD_TRANSFER_DIAL"   # the dial string of [acd-transfer]
 SPY = "ACD_SPY"                # the agent's leg a supervisor's phone spies on ([acd-monitor])
+AGI_FIRST = "ACD_AGI_I"        # a global: which of agi.servers the dialplan tries first
 
 #: Every variable above: the contract test checks each is named in the dialplan or read by a
 #: FastAGI script from a channel the dialplan made.
 VARIABLES = (GROUP, PRIORITY, ENTERED, DID, BRIDGED, NEXT, QUEUE_TRIES, IVR, OWNER, HELD_AT, SURVEY,
-             CALL, AGENT, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL, SPY)
+             CALL, AGENT, ROLE, VM_BOX, SOUND, FLOW, TRANSFER_DIAL, SPY, AGI_FIRST)
 #: The queue script's AGI arguments, in order (``AGI(.../queue,${ACD_GROUP},...)``): the
 #: script gets what it needs with the request, not with one GET VARIABLE each. The DID
 #: comes last: a comma in it cannot shift the others.

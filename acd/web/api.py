@@ -160,21 +160,29 @@ class ApiRoutes:
     async def agent(self, request: web.Request) -> web.Response:
         return web.json_response(self.need_runtime().agent(request.match_info["agent"]))
 
+    async def _written(self, out: Any) -> web.Response:
+        """Answered once the change's record is written: a server that dies (or a standby
+        that takes over) right after the answer has it too."""
+        rt = self.need_runtime()
+        if hasattr(rt, "flush"):
+            await rt.flush()
+        return web.json_response(out)
+
     async def login(self, request: web.Request) -> web.Response:
-        return web.json_response(self.need_runtime().login(request.match_info["agent"]))
+        return await self._written(self.need_runtime().login(request.match_info["agent"]))
 
     async def logout(self, request: web.Request) -> web.Response:
-        return web.json_response(self.need_runtime().logout(request.match_info["agent"]))
+        return await self._written(self.need_runtime().logout(request.match_info["agent"]))
 
     async def set_state(self, request: web.Request) -> web.Response:
         data = await _body(request)
         state = _text_field(data, "state", required=True, limit=20)
         reason = _text_field(data, "reason", required=False)
-        return web.json_response(self.need_runtime().set_state(request.match_info["agent"],
-                                                               state, reason))
+        return await self._written(self.need_runtime().set_state(request.match_info["agent"],
+                                                                 state, reason))
 
     async def end_wrapup(self, request: web.Request) -> web.Response:
-        return web.json_response(self.need_runtime().end_wrapup(request.match_info["agent"]))
+        return await self._written(self.need_runtime().end_wrapup(request.match_info["agent"]))
 
     def call_control(self, action: str):  # noqa: ANN201
         """Call control on the agent's call (see CALL_ACTIONS); refusals are 409 with the

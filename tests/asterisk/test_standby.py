@@ -1,0 +1,192 @@
+"""A leader and a standby (`acd run` twice, ha on) sharing one PostgreSQL database and one
+Asterisk, as real processes:
+
+* the leader SIGKILLed with a caller talking and two waiting: the standby takes the lease and
+  leads within seconds (the figure is printed, not asserted), the talking call goes on, the
+  waiting callers are served in their order, a caller arriving afterwards reaches the new
+  leader through the dialplan's list of FastAGI servers, every record has one end;
+* the leader frozen (SIGSTOP) longer than its lease: the standby takes over and serves a new
+  caller; woken up (SIGCONT), the old leader acts no more: it ends with status 75 and says
+  why, and the call the new leader connected goes on untouched.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from acd.asterisk.runner import Asterisk
+from acd.leader import LOST_EXIT
+from acd.store.db import Store
+from tests.asterisk.acd_fixtures import WAIT, Caller, acd_config, kinds, mark  # noqa: F401
+from tests.asterisk.calls import field, talk_entered
+from tests.asterisk.phones import SoftPhone
+from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
+from tests.web_login import login, password_of
+
+pytestmark = pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+LEASE = 2.0
+
+
+def _pair(cfg, asterisk, tmp_path, db_url):
+    """Two configs on one database and one Asterisk: the second server's HTTP and FastAGI
+    one port up; the dialplan tries the first, then the second."""
+    a_agi = f"127.0.0.1:{cfg.agi.port}"
+    b_agi = f"127.0.0.1:{cfg.agi.port + 1}"
+    both = replace(cfg, agi=replace(cfg.agi, servers=(a_agi, b_agi)))
+    Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=both).up()   # the dialplan
+    procs = []
+    for node, http_port, agi_port in (("a", cfg.http.port, cfg.agi.port),
+                                      ("b", cfg.http.port + 1, cfg.agi.port + 1)):
+        c = replace(both, http=replace(both.http, port=http_port),
+                    agi=replace(both.agi, port=agi_port),
+                    ha=replace(both.ha, enabled=True, node=f"node-{node}", lease_seconds=LEASE))
+        path = tmp_path / f"config-{node}.yaml"
+        write_config(c, path, db_url, tmp_path / f"data-{node}")
+        procs.append(ServerProcess(path))
+    return procs[0], procs[1]
+
+
+@pytest.fixture
+async def restore_dialplan(asterisk, acd_config):
+    yield
+    Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=acd_config).up()
+
+
+async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
+        acd_config, asterisk, ami, tmp_path, db_url, restore_dialplan):
+    cfg = acd_config
+    first, second = _pair(cfg, asterisk, tmp_path, db_url)
+    a = cfg.asterisk
+    agent = next(x for x in cfg.agents if x.id == "1001")
+    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        await phone.start()
+        await first.start()
+        await first.wait_log("runtime.rebuilt")
+        await second.start()
+        await second.wait_log("ha.standby")
+        base_a = f"http://127.0.0.1:{cfg.http.port}"
+        admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
+        async with admin.post(f"{base_a}/api/agents/1001/login") as r:
+            assert r.status == 200
+
+        m = mark(ami)
+        talking = await Caller(ami, "7113").dial()
+        assert await talking.bridged(m) == "1001"
+        waiting = []
+        for _ in range(2):
+            c = await Caller(ami, "7113").dial()
+            await c.queued(m)
+            waiting.append(c)
+
+        killed_at = time.monotonic()
+        await first.kill()
+        rebuilt = await second.wait_log("runtime.rebuilt")
+        print(f"\nthe standby led {time.monotonic() - killed_at:.2f} s after the SIGKILL "
+              f"(lease {LEASE} s)")
+        assert (rebuilt["agents"], rebuilt["connected"], rebuilt["waiting"]) == (1, 1, 2)
+        await second.wait_log("ha.dialplan_points_here")
+
+        # the same web session at the new leader (sessions are in the database)
+        base_b = f"http://127.0.0.1:{cfg.http.port + 1}"
+        async with http.get(f"{base_b}/api/agents/1001") as r:
+            assert r.status == 200
+            assert (await r.json())["call_id"] == talking.uniqueid
+
+        # a new caller reaches the new leader straight away
+        late_m = mark(ami)
+        late = await Caller(ami, "7113").dial()
+        await late.queued(late_m)
+
+        current = talking
+        for c in [*waiting, late]:
+            m = mark(ami)
+            await current.hangup()
+            assert await c.bridged(m) == "1001"
+            current = c
+        await current.hangup()
+        for c in [talking, *waiting, late]:
+            enter = next(i for i, e in enumerate(ami.events.events)
+                         if talk_entered(e) and field(e, "Channel") == c.channel)
+            assert not c.hung_up_before(enter), f"{c.caller_num} was dropped"
+        await second.stop()
+        assert first.errors() == [] and second.errors() == []
+    finally:
+        await http.close()
+        await first.stop()
+        await second.stop()
+        await phone.stop()
+        dump(("first", first), ("second", second))
+
+    store = Store(db_url)
+    try:
+        for c in [talking, *waiting, late]:
+            k = kinds(await store.get_call(c.uniqueid))
+            assert k.count("ended") == 1 and "answered" in k, (c.caller_num, k)
+    finally:
+        await store.close()
+
+
+async def test_a_frozen_leader_woken_after_its_lease_does_nothing(
+        acd_config, asterisk, ami, tmp_path, db_url, restore_dialplan):
+    cfg = acd_config
+    first, second = _pair(cfg, asterisk, tmp_path, db_url)
+    a = cfg.asterisk
+    agent = next(x for x in cfg.agents if x.id == "1001")
+    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        await phone.start()
+        await first.start()
+        await first.wait_log("runtime.rebuilt")
+        await second.start()
+        await second.wait_log("ha.standby")
+        base_a = f"http://127.0.0.1:{cfg.http.port}"
+        admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
+        async with admin.post(f"{base_a}/api/agents/1001/login") as r:
+            assert r.status == 200
+
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGSTOP)
+        await second.wait_log("ha.dialplan_points_here")     # led, and said so to Asterisk
+        m = mark(ami)
+        caller = await Caller(ami, "7113").dial()
+        assert await caller.bridged(m) == "1001"
+
+        woke = mark(ami)
+        first.proc.send_signal(signal.SIGCONT)
+        lost = await first.wait_log("ha.lease_lost")
+        assert await asyncio.wait_for(first.proc.wait(), WAIT) == LOST_EXIT
+        assert lost["node"] == "node-a"
+        # it did nothing: the caller is still in the same call with the same agent
+        await asyncio.sleep(1.0)
+        assert not [e for e in ami.events.events[woke:]
+                    if field(e, "Channel") == caller.channel
+                    and e.name in ("Hangup", "BridgeLeave", "Newexten")]
+        m = mark(ami)
+        await caller.hangup()
+        await second.stop()
+        assert second.errors() == []
+    finally:
+        await http.close()
+        if first.proc is not None and first.proc.returncode is None:
+            first.proc.send_signal(signal.SIGCONT)
+        await first.stop()
+        await second.stop()
+        await phone.stop()
+        dump(("first", first), ("second", second))
+
+    store = Store(db_url)
+    try:
+        k = kinds(await store.get_call(caller.uniqueid))
+        assert k.count("ended") == 1 and k.count("answered") == 1, k
+    finally:
+        await store.close()
