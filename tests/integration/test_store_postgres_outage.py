@@ -179,8 +179,8 @@ async def test_a_read_after_a_quiet_restart_of_postgresql_just_works(own_pg):
 
 
 async def test_a_database_the_start_cannot_reach_is_said_plainly(pg_server, monkeypatch):
-    """No server at the address, no such database, no driver: a stable error id and the
-    URL without its password, not a traceback."""
+    """No server at the address, no such database, a login refused, no driver: a stable
+    error id and the URL without its password, not a traceback."""
     import sys
 
     from acd.errors import UserError
@@ -188,7 +188,9 @@ async def test_a_database_the_start_cannot_reach_is_said_plainly(pg_server, monk
 
     port = postgres.free_port()
     cases = [(f"postgresql+asyncpg://acd:s3cret@127.0.0.1:{port}/acd", "store.unreachable"),
-             (pg_server.url("no_such_database"), "store.unreachable")]
+             (pg_server.url("no_such_database"), "store.unreachable"),
+             (pg_server.url("postgres").replace("://acd@", "://no_such_role:s3cret@"),
+              "store.unreachable")]                               # the login refused
     for url, error_id in cases:
         try:
             await migrate_async(url)
