@@ -20,6 +20,7 @@ from pathlib import Path
 USER = "nobody"
 SUPERUSER = "acd"
 TEMPLATE = "acd_migrated"
+OWNER = "owner.pid"          # the test run's process id, in the server's folder
 
 
 def bin_dir() -> Path:
@@ -44,18 +45,21 @@ def free_port() -> int:
 class PgServer:
     """One server in its own folder. ``url(db)`` gives a SQLAlchemy asyncpg URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        """A new folder; or ``root``, the folder of a server already there (to stop it)."""
         self.bin = bin_dir()
-        self.root = Path(tempfile.mkdtemp(prefix="acd-pg-"))
+        self.root = root or Path(tempfile.mkdtemp(prefix="acd-pg-"))
         self.data = self.root / "data"
         self.port = 0
         self._names = itertools.count(1)
         self._version = 0
-        self._as_user: list[str] = []
+        self._as_user = ["runuser", "-u", USER, "--"] if os.geteuid() == 0 else []
+        if root is not None:
+            return
+        (self.root / OWNER).write_text(str(os.getpid()))    # see reap_orphans
         if os.geteuid() == 0:                     # the server refuses root: run as USER
             pw = pwd.getpwnam(USER)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-            self._as_user = ["runuser", "-u", USER, "--"]
         else:
             os.chmod(self.root, 0o700)
 
@@ -135,7 +139,22 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def reap_orphans() -> None:
+    """Stop and remove the servers of test runs that died without stopping theirs (their
+    process gone: pg_ctl's server outlives it); those of runs still going are left alone."""
+    for owner in Path(tempfile.gettempdir()).glob(f"acd-pg-*/{OWNER}"):
+        try:
+            os.kill(int(owner.read_text()), 0)
+            continue                              # its test run is still going
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        PgServer(owner.parent).close()
+
+
 def started() -> PgServer:
+    reap_orphans()
     server = PgServer()
     try:
         server.init()
