@@ -459,7 +459,7 @@ class AcdRuntime:
                     "pending": None, "pending_reason": None, "call_id": None, "groups": {},
                     "calls_answered": 0, "idle_since": None}
         out = {"agent_id": agent_id, "name": self.names.get(agent_id, agent_id),
-               "phone": endpoint, **snap}
+               "phone": endpoint, **snap, "can_dial": self.outbound_enabled}
         # The core owns the fact; until Asterisk was read, no phone counts.
         out["reachable"] = self._rebuilt and self.acd.phone_reachable(endpoint)
         call_id = snap.get("call_id")

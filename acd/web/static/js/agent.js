@@ -130,14 +130,28 @@ async function loadTargets() {
   }
 }
 
+// Only the actions the call's state allows are shown; one shown but not yet possible (a
+// target to type first) is disabled and says why. Calling out, when the server has no
+// outbound route, is not offered: the page says why instead.
+const TYPED = { target: "x", number: "x" };
 function renderBar() {
   const call = S.calls.get(S.selected);
   const state = S.agent && S.agent.state;
+  let shown = 0;
   for (const b of document.querySelectorAll("#call-actions button, button[data-action=dial]")) {
     const why = actionState(b.dataset.action, state, call, inputs());
     b.disabled = why !== null || S.busy;
     b.title = why || "";
+    if (b.dataset.action === "dial") continue;
+    b.hidden = actionState(b.dataset.action, state, call, TYPED) !== null;
+    if (!b.hidden) shown++;
   }
+  $("no-actions").hidden = shown > 0;
+  $("transfer-target").hidden = !["transfer", "consult"].some(
+    (a) => actionState(a, state, call, TYPED) === null);
+  const canDial = !S.agent || S.agent.can_dial !== false;
+  $("dial-row").hidden = !canDial;
+  $("dial-why").hidden = canDial;
   // the caller, not the call's internal id
   setText("call-status", call ? "Call with " + callerLabel(call) + ": " + call.status : "");
   const rec = recordingText(call);
