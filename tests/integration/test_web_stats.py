@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from acd.config import WebConfig
 from acd.web import stats
 from acd.web.pages import WebContext
 from tests.unit.test_runtime import T0, env, start  # noqa: F401
@@ -14,9 +15,7 @@ from tests.web_login import FAST_PASSWORDS
 
 
 class _Cfg:
-    class web:  # noqa: N801
-        timezone = "UTC"
-        side_panels = ()
+    web = WebConfig(timezone="UTC")
     groups = ()
     agents = ()
 
