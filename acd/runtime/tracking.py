@@ -276,14 +276,19 @@ class Tracker:
             return
         was = self.acd.phone_reachable(e.endpoint)
         self.set_reachable(e.endpoint, reachable)
-        if (e.status.strip().lower() == "unreachable" and was and not reachable
-                and not self.asterisk_stopping):
-            # The phone stopped answering (its qualify failed): a ring on it cannot go on; a
-            # conversation is taken back if the phone is still unreachable after the core's
+        status = e.status.strip().lower()
+        if (status == "unreachable" or (status == "removed" and _websocket(e.uri))) and (
+                was and not reachable and not self.asterisk_stopping):
+            # The phone stopped answering (its qualify failed), or a browser phone's contact
+            # went with its WebSocket (the tab closed or crashed: no BYE comes; a SIP phone's
+            # clean unregister comes after its BYE and is no loss): a ring on it cannot go on;
+            # a conversation is taken back if the phone is still unreachable after the core's
             # grace (asterisk.phone_lost_qualifies; see Acd.phone_lost).
             agent = self.phones.agent_of[e.endpoint]
-            self.log.warning("runtime.phone_lost", agent=agent, endpoint=e.endpoint, uri=e.uri)
-            self.feed("phone_lost", self.acd.phone_lost, agent, "unreachable", agent=agent)
+            cause = "unreachable" if status == "unreachable" else "unregistered"
+            self.log.warning("runtime.phone_lost", agent=agent, endpoint=e.endpoint, uri=e.uri,
+                             cause=cause)
+            self.feed("phone_lost", self.acd.phone_lost, agent, cause, agent=agent)
 
     def set_reachable(self, endpoint: str, reachable: bool, *, always: bool = False) -> None:
         """Tell the core (the one owner of the fact) when the phone's reachability changed."""
@@ -338,3 +343,8 @@ class Tracker:
 
 
 __all__ = ["Tracker", "ring_cause", "ORIGINATE_REASON", "HANGUP_CAUSE"]
+
+
+def _websocket(uri: str) -> bool:
+    """A contact registered over SIP over WebSocket (the agent page's browser phone)."""
+    return any(p.strip().lower() in ("transport=ws", "transport=wss") for p in uri.split(";")[1:])

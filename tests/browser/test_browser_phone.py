@@ -20,7 +20,9 @@ from playwright.async_api import expect
 
 from acd.asterisk import ice as ice_addresses
 
-from tests.asterisk.acd_fixtures import WAIT, Caller, mark
+from acd.config import phone_grace
+from tests.asterisk.acd_fixtures import WAIT, Caller, after, mark, waiting_in_queue
+from tests.asterisk.calls import field
 from tests.asterisk.audio import goertzel
 from tests.asterisk.phones import PhoneError, SoftPhone, write_tone
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, open_as, web_password
@@ -250,3 +252,52 @@ async def until_async(probe: Any, what: str) -> None:
         assert loop.time() < deadline, f"not within {WAIT}s: {what}"
         await asyncio.sleep(0.2)
 
+
+
+async def test_the_tab_closed_mid_call_puts_the_caller_back_at_the_front_and_the_agent_on_break(
+        web_server, ami, agents, media_browser):
+    """The browser phone dies with its tab: Asterisk drops its WebSocket contact, the ACD finds
+    the phone lost, the caller goes back to the queue ahead of the one already waiting and is
+    served by another agent; the first agent is on break, "phone lost"."""
+    srv, base, cfg = web_server
+    agent = await open_as(media_browser, base, "1001", web_password(cfg, "1001"), "/agent")
+    page = agent.page
+    # the microphone allowed (Chromium offers mDNS names, not addresses, to a page without it)
+    await agent.context.grant_permissions(["microphone"], origin=base)
+    await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+    await page.click("#state-buttons button[data-state=idle]")
+    await expect(page.locator("#agent-state")).to_have_text("idle", timeout=MS)
+    await page.select_option("#phone-kind", "browser")
+    await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    m = mark(ami)
+    first = await Caller(ami, "7101", tone_hz=CALLER_HZ).dial()
+    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+    await page.click("#answer")
+    assert await first.bridged(m) == "1001"
+
+    agents.login("1002")                               # another agent, busy for now
+    srv.runtime.set_state("1002", "busy")
+    await agents.phone("1002", answer="auto")
+    m = mark(ami)
+    later = await Caller(ami, "7101").dial()           # waits: nobody is free
+    await later.queued(m)
+
+    m1 = agents.mark("1001")
+    back = mark(ami)
+    await page.close()                                 # the tab dies: no BYE from the page
+    removed = await after(ami, back, lambda e: e.name == "ContactStatus" and field(
+        e, "EndpointName") == "1001", "1001's contact gone with its WebSocket")
+    assert field(removed, "ContactStatus") == "Removed", removed
+    # lost once the grace for a phone that may answer again is over (asterisk.qualify_*)
+    grace = phone_grace(cfg.asterisk)
+    await after(ami, back, lambda e: waiting_in_queue(e, first.channel),
+                "the caller back in the queue, music on", timeout=grace + WAIT)
+    assert [c["call_id"] for c in srv.runtime.queues()["sales"]["calls"]] == [
+        first.uniqueid, later.uniqueid]                # at the front
+    state = await agents.wait_state("1001", "break", m1)
+    assert state["reason"] == "phone lost" and state["reachable"] is False, state
+    m = mark(ami)
+    srv.runtime.set_state("1002", "idle")
+    assert await first.bridged(m) == "1002"
+    await first.hangup()
+    await later.hangup()

@@ -239,7 +239,9 @@ export async function setupPhone(agentId, onChange) {
     b.addEventListener("click", () => { if (P.session) P.session.sendDTMF(b.dataset.key, { transportType: "RFC2833" }); });
   }
   $("phone-kind").addEventListener("change", () => choose($("phone-kind").value));
-  window.addEventListener("pagehide", () => { if (P.ua) P.ua.stop(); });
+  // The page goes: unregister, but never hang up a call (no BYE): its WebSocket closes with
+  // the page, Asterisk drops the contact, and the ACD takes the caller back to the queue.
+  window.addEventListener("pagehide", () => { if (P.ua && !P.session) P.ua.stop(); });
   const r = await api("GET", "/api/agents/" + encodeURIComponent(agentId) + "/phone");
   if (!r.ok) return;
   $("phone-kind").querySelector("option[value=browser]").disabled = !r.data.browser_available;
