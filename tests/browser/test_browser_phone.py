@@ -23,6 +23,7 @@ from acd.asterisk import ice as ice_addresses
 from acd.config import phone_grace
 from tests.asterisk.acd_fixtures import WAIT, Caller, after, mark, waiting_in_queue
 from tests.asterisk.calls import field
+from tests.asterisk.control_fixtures import moh_started, moh_stopped
 from tests.asterisk.audio import goertzel
 from tests.asterisk.phones import PhoneError, SoftPhone, write_tone
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, open_as, web_password
@@ -214,6 +215,26 @@ async def test_the_page_is_the_phone_ring_answer_audio_both_ways_loopback_only_r
     assert len(part) > 8000, len(part)
     assert goertzel(part, 8000, PAGE_HZ) > 100, goertzel(part, 8000, PAGE_HZ)
     assert goertzel(part, 8000, PAGE_HZ) > 10 * goertzel(part, 8000, CALLER_HZ)
+
+    # ---- a key on the page's keypad reaches Asterisk as RFC 4733 DTMF from the agent's leg
+    m = mark(ami)
+    await page.click("#keypad button[data-key='5']")
+    await after(ami, m, lambda e: e.name == "DTMFEnd" and field(e, "Digit") == "5"
+                and field(e, "Channel").startswith("PJSIP/1001-")
+                and field(e, "Direction") == "Received", "DTMF 5 from the page")
+
+    # ---- hold and resume from the call bar: music for the caller, then the page hears them
+    bar = page.locator("#call-actions")
+    m = mark(ami)
+    await bar.locator("button[data-action=hold]").click()
+    await moh_started(ami, caller, m)
+    await expect(page.locator("#agent-state")).to_have_text("held", timeout=MS)
+    m = mark(ami)
+    await bar.locator("button[data-action=resume]").click()
+    await moh_stopped(ami, caller, m)
+    assert await caller.bridged(m) == "1001"
+    await expect(page.locator("#agent-state")).to_have_text("talking", timeout=MS)
+    await until_async(page_hears_caller, "the page hears the caller after the hold")
 
     # ---- hung up from the call bar
     await page.click("#call-actions button[data-action=hangup]")
