@@ -559,10 +559,16 @@ class Auth:
 
     def _end_live(self, which: Callable[[str, str], bool]) -> None:
         """Close the open WebSockets of ended sessions (their handlers are cancelled: the
-        connection closes and the page, reconnecting, is sent to the login)."""
+        connection closes and the page, reconnecting, is sent to the login); and tell
+        ``session_ended`` (an admin's logout of the user, a password changed)."""
+        ended = set()
         for task, (key, user, _address) in list(self._live.items()):
             if which(key, user) and task is not asyncio.current_task():
                 task.cancel()
+                ended.add(key)
+        for key in ended:
+            for callback in self.session_ended:
+                asyncio.ensure_future(callback(key))
 
     def forget_user(self, username: str) -> None:
         """Drop a user's cached sessions (their rows were deleted)."""
