@@ -7,7 +7,13 @@ Asterisk, as real processes:
   leader through the dialplan's list of FastAGI servers, every record has one end;
 * the leader frozen (SIGSTOP) longer than its lease: the standby takes over and serves a new
   caller; woken up (SIGCONT), the old leader acts no more: it ends with status 75 and says
-  why, and the call the new leader connected goes on untouched.
+  why, and the call the new leader connected goes on untouched;
+* both started at once: one leads; the old leader started again after a takeover: a standby;
+* PostgreSQL restarted under the pair: the leader keeps leading, nothing is lost, and a clean
+  stop hands over to the standby at once.
+
+Held calls and consultations across a takeover take the restart path (the new leader takes
+up its state as a restarted server does): tests/asterisk/test_call_control_restart.py.
 """
 from __future__ import annotations
 
@@ -28,11 +34,11 @@ from tests.asterisk.phones import SoftPhone
 from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
 from tests.web_login import login, password_of
 
-pytestmark = pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
+ON_POSTGRESQL = pytest.mark.parametrize("db_kind", ["postgresql"], indirect=True)
 LEASE = 2.0
 
 
-def _pair(cfg, asterisk, tmp_path, db_url):
+def _pair(cfg, asterisk, tmp_path, db_url, lease: float = LEASE):
     """Two configs on one database and one Asterisk: the second server's HTTP and FastAGI
     one port up; the dialplan tries the first, then the second."""
     a_agi = f"127.0.0.1:{cfg.agi.port}"
@@ -44,7 +50,7 @@ def _pair(cfg, asterisk, tmp_path, db_url):
                                       ("b", cfg.http.port + 1, cfg.agi.port + 1)):
         c = replace(both, http=replace(both.http, port=http_port),
                     agi=replace(both.agi, port=agi_port),
-                    ha=replace(both.ha, enabled=True, node=f"node-{node}", lease_seconds=LEASE))
+                    ha=replace(both.ha, enabled=True, node=f"node-{node}", lease_seconds=lease))
         path = tmp_path / f"config-{node}.yaml"
         write_config(c, path, db_url, tmp_path / f"data-{node}")
         procs.append(ServerProcess(path))
@@ -57,22 +63,37 @@ async def restore_dialplan(asterisk, acd_config):
     Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=acd_config).up()
 
 
+async def one_leads(x: ServerProcess, y: ServerProcess) -> tuple[ServerProcess, ServerProcess]:
+    """Both started at once: exactly one leads, the other waits. Returns (leader, standby)."""
+    def said(p: ServerProcess, event: str) -> bool:
+        return any(m.get("event") == event for m in p.lines)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if said(x, "runtime.rebuilt") and said(y, "ha.standby"):
+            return x, y
+        if said(y, "runtime.rebuilt") and said(x, "ha.standby"):
+            return y, x
+        await asyncio.sleep(0.1)
+    raise AssertionError("not one leader and one standby")
+
+
+@ON_POSTGRESQL
 async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         acd_config, asterisk, ami, tmp_path, db_url, restore_dialplan):
     cfg = acd_config
-    first, second = _pair(cfg, asterisk, tmp_path, db_url)
+    a_proc, b_proc = _pair(cfg, asterisk, tmp_path, db_url)
     a = cfg.asterisk
     agent = next(x for x in cfg.agents if x.id == "1001")
     phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
                                  cookie_jar=aiohttp.CookieJar(unsafe=True))
+    first = second = again = None
     try:
         await phone.start()
-        await first.start()
-        await first.wait_log("runtime.rebuilt")
-        await second.start()
-        await second.wait_log("ha.standby")
-        base_a = f"http://127.0.0.1:{cfg.http.port}"
+        await asyncio.gather(a_proc.start(), b_proc.start())       # both at once
+        first, second = await one_leads(a_proc, b_proc)
+        port = {id(a_proc): cfg.http.port, id(b_proc): cfg.http.port + 1}
+        base_a = f"http://127.0.0.1:{port[id(first)]}"
         admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
         async with admin.post(f"{base_a}/api/agents/1001/login") as r:
             assert r.status == 200
@@ -95,7 +116,7 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         await second.wait_log("ha.dialplan_points_here")
 
         # the same web session at the new leader (sessions are in the database)
-        base_b = f"http://127.0.0.1:{cfg.http.port + 1}"
+        base_b = f"http://127.0.0.1:{port[id(second)]}"
         async with http.get(f"{base_b}/api/agents/1001") as r:
             assert r.status == 200
             assert (await r.json())["call_id"] == talking.uniqueid
@@ -116,14 +137,21 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
             enter = next(i for i, e in enumerate(ami.events.events)
                          if talk_entered(e) and field(e, "Channel") == c.channel)
             assert not c.hung_up_before(enter), f"{c.caller_num} was dropped"
+        # the old leader started again: it is the standby now
+        again = ServerProcess(first.config_path)
+        await again.start()
+        await again.wait_log("ha.standby")
+        assert not any(m.get("event") == "runtime.rebuilt" for m in again.lines)
+        await again.stop()
         await second.stop()
-        assert first.errors() == [] and second.errors() == []
+        assert first.errors() == [] and second.errors() == [] and again.errors() == []
     finally:
         await http.close()
-        await first.stop()
-        await second.stop()
+        for p in (a_proc, b_proc, again):
+            if p is not None:
+                await p.stop()
         await phone.stop()
-        dump(("first", first), ("second", second))
+        dump(("a", a_proc), ("b", b_proc))
 
     store = Store(db_url)
     try:
@@ -134,6 +162,7 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         await store.close()
 
 
+@ON_POSTGRESQL
 async def test_a_frozen_leader_woken_after_its_lease_does_nothing(
         acd_config, asterisk, ami, tmp_path, db_url, restore_dialplan):
     cfg = acd_config
@@ -190,3 +219,64 @@ async def test_a_frozen_leader_woken_after_its_lease_does_nothing(
         assert k.count("ended") == 1 and k.count("answered") == 1, k
     finally:
         await store.close()
+
+
+async def test_postgresql_restarted_under_the_pair_loses_nothing(
+        acd_config, asterisk, ami, tmp_path, own_pg, restore_dialplan):
+    """PostgreSQL restarted (pg_ctl stop -m fast, then start) while a call ends: the leader
+    keeps its lease (the restart is shorter than the default lease's margin), the standby
+    stays a standby, the records waiting meanwhile are written once it is back."""
+    cfg = acd_config
+    first, second = _pair(cfg, asterisk, tmp_path, own_pg.url("acd"), lease=6.0)
+    a = cfg.asterisk
+    agent = next(x for x in cfg.agents if x.id == "1001")
+    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+    try:
+        await phone.start()
+        await first.start()
+        await first.wait_log("runtime.rebuilt")
+        await second.start()
+        await second.wait_log("ha.standby")
+        base_a = f"http://127.0.0.1:{cfg.http.port}"
+        admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
+        async with admin.post(f"{base_a}/api/agents/1001/login") as r:
+            assert r.status == 200
+        m = mark(ami)
+        caller = await Caller(ami, "7113").dial()
+        assert await caller.bridged(m) == "1001"
+
+        await asyncio.to_thread(own_pg.stop, "fast")
+        await caller.hangup()                        # its end waits in the leader's writer
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(own_pg.start)
+
+        store = Store(own_pg.url("acd"))
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:                              # written once the database is back
+                try:
+                    call = await store.get_call(caller.uniqueid)
+                except Exception:                    # noqa: BLE001 - still starting
+                    call = None
+                if call is not None and "ended" in kinds(call):
+                    break
+                assert time.monotonic() < deadline, "the call's end was never written"
+                await asyncio.sleep(0.2)
+            k = kinds(call)
+            assert k.count("ended") == 1 and k.count("answered") == 1, k
+        finally:
+            await store.close()
+        assert first.proc is not None and first.proc.returncode is None
+        assert not [m for m in first.lines if m.get("event") == "ha.lease_lost"]
+        assert not [m for m in second.lines if m.get("event") == "runtime.rebuilt"]
+        await first.stop()
+        await second.wait_log("runtime.rebuilt")     # a clean stop hands over at once
+        await second.stop()
+    finally:
+        await http.close()
+        await first.stop()
+        await second.stop()
+        await phone.stop()
+        dump(("first", first), ("second", second))
