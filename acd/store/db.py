@@ -351,8 +351,8 @@ class Store:
     async def index_reports(self, sl_seconds: Mapping[str, float], *,
                             max_batches: int = 50) -> dict[str, int]:
         """Bring the report facts up to date (acd.reports.indexer), a batch per transaction
-        on the write connection; at most ``max_batches`` of each kind in one go (and of a
-        day's agent hours, for a database from before migration 0012). Returns how many
+        on the write connection; at most ``max_batches`` of each kind in one go (and four
+        days of agent hours, for a database from before migration 0012). Returns how many
         entries were taken and whether more remain."""
         calls = states = 0
         more = False
@@ -371,7 +371,9 @@ class Store:
         else:
             more = True
         hours = 0
-        for _ in range(max_batches):      # a database from before migration 0012
+        # a database from before migration 0012: four days at a time, so that a report asked
+        # meanwhile (which reads the quarter hours) does not wait for many
+        for _ in range(min(max_batches, 4)):
             n = await self._on_write_connection(fill_agent_hours)
             hours += n
             if n == 0:
