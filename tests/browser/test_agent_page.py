@@ -64,6 +64,15 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     await expect(page.locator("#pop-customer")).to_contain_text("C-77", timeout=MS)
     await expect(page.locator("#pop-customer")).to_contain_text("Zhang San")
     await expect(page.locator("#pop-verification")).to_have_text("not checked")
+    # Ringing is unmistakable with a SIP phone too: the banner (no Answer: it is the phone's),
+    # the ring sound, the tab's title
+    await expect(page.locator("#ring-banner")).to_be_visible()
+    await expect(page.locator("#ring-caller")).to_have_text("13912345678")
+    await expect(page.locator("#ring-hint")).to_have_text("Answer on your phone.")
+    await expect(page.locator("#answer")).to_be_hidden()
+    assert await page.evaluate("() => !document.getElementById('ring-sound').paused")
+    await page.wait_for_function("() => document.title.startsWith('☎ Ringing: 13912345678')",
+                                 timeout=MS)                  # (it blinks)
     await expect(page.locator("#call-tabs button")).to_have_count(1)
     # the business system's page for this customer, beside the pop
     frame = page.frame_locator("#side-panel-list iframe")
@@ -76,6 +85,7 @@ async def test_screen_pop_while_ringing_answer_on_the_phone_board_follows_recent
     await phone.answer()
     assert await caller.bridged(m) == "1001"
     await expect(page.locator("#agent-state")).to_have_text("talking", timeout=MS)
+    await expect(page.locator("#ring-banner")).to_be_hidden()
     await expect(page.locator("#call-status")).to_contain_text("talking")
     status = await page.locator("#call-status").text_content()
     assert caller.uniqueid not in status and caller.caller_num in status   # no internal id
