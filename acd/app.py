@@ -10,6 +10,7 @@ Shutdown runs the same list backwards.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import time
@@ -199,6 +200,16 @@ class Server:
         log.info("app.passwords_hashed", hashed=made,
                  took=round(time.monotonic() - started, 3))
 
+    def lease_lost(self) -> None:
+        """The lease is gone (acd.leader): the records still waiting go to this node's spill
+        file (written at its next start as leader), then the process ends, acting no more."""
+        from acd.leader import LOST_EXIT
+        try:
+            if self.runtime is not None:
+                self.runtime.writer.spill_now()
+        finally:
+            os._exit(LOST_EXIT)
+
     @property
     def _guard(self) -> Any:
         """Before each AMI action, FastAGI session and store write: a leader past its lease
@@ -353,9 +364,10 @@ async def serve(cfg: Config, ready: Any = None) -> None:
             lease = await take_the_lead(cfg, stop)
             if lease is None:
                 return                             # stopped while a standby
-        if lease is not None:
-            lease.keep()                           # renewed from now on, start included
         server = Server(cfg, lease=lease)
+        if lease is not None:
+            lease.on_lost = server.lease_lost
+            lease.keep()                           # renewed from now on, start included
         await server.start()
         if ready:
             ready(server)

@@ -54,7 +54,7 @@ class Lease:
             if not url.startswith("sqlite") else create_async_engine(url)
         self.valid_until = float("-inf")
         self.token = 0
-        self._on_lost = on_lost or _exit
+        self.on_lost = on_lost or _exit       # ends the process; the server adds its spill
         self._renewing: asyncio.Task | None = None
 
     # ---- the row
@@ -100,7 +100,7 @@ class Lease:
 
     def lost(self, why: str) -> None:
         self.log.critical("ha.lease_lost", node=self.node, token=self.token, why=why)
-        self._on_lost()
+        self.on_lost()
 
     async def wait_to_lead(self, every: float = 1.0) -> None:
         """A standby's wait: try every ``every`` seconds until the lease is ours."""

@@ -252,6 +252,17 @@ class StoreWriter:
                      calls=sorted({str(w.bind["call"]) for w in left if "call" in w.bind})[:20],
                      error=self._last_error if self._failing_since is not None else None)
 
+    def spill_now(self) -> int:
+        """At once, with no await (a leader that lost its lease, just before the process
+        ends): the writes still waiting go to the spill file, for this node's next start.
+        Returns how many were saved."""
+        left = [w for w in self._pending if w.mark is None]
+        spilled = self._spill(left) if left else 0
+        if left:
+            _log().error("store.writes_spilled", pending=len(left), spilled=spilled,
+                         spill=str(self.spill) if spilled else None)
+        return spilled
+
     # ------------------------------------------------------------------ the backlog
 
     def status(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ async def test_a_renewal_that_fails_ends_the_leader(db_url):
     clock = Clock()
     a, b = lease(db_url, "node-a", clock, seconds=0.3), lease(db_url, "node-b", clock, 0.3)
     lost = asyncio.get_running_loop().create_future()
-    a._on_lost = lambda: lost.done() or lost.set_result(True)
+    a.on_lost = lambda: lost.done() or lost.set_result(True)
     try:
         assert await a.try_take()
         await asyncio.sleep(0.4)                       # expired in the database

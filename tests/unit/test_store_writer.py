@@ -210,6 +210,20 @@ async def test_stop_with_writes_waiting_spills_them_and_the_next_start_writes_th
     await again.stop()
 
 
+def test_a_leader_that_lost_its_lease_spills_at_once_what_waits(tmp_path):
+    """spill_now (acd.app's lease_lost, just before the process ends): no await, nothing
+    written to the store, everything waiting saved for this node's next start."""
+    env = Env(tmp_path)                      # never started: nothing is written meanwhile
+    env.call("c1", "queued", "ringing")
+    with structlog.testing.capture_logs() as logs:
+        assert env.writer.spill_now() == 3
+    assert env.store.rows == [] and logs[0]["event"] == "store.writes_spilled"
+    lines = [json.loads(x) for x in env.writer.spill.read_text().splitlines()]
+    assert [x["method"] for x in lines] == ["call_arrived", "call_event", "call_event"]
+    again = StoreWriter(spill=env.writer.spill)
+    assert again.replay(FakeStore()) == 3
+
+
 async def test_stop_without_a_spill_file_names_the_writes_not_made(tmp_path):
     store, writer = FakeStore(), StoreWriter(sleep=lambda s: asyncio.sleep(0))
     store.outage = LOCKED
