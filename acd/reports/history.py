@@ -452,8 +452,12 @@ async def report(session: Any, req: Request, *, groups: Mapping[str, GroupSettin
         for g, st in groups.items():
             for m in st.members:
                 member_of[m].append(g)
-        rows = await _time_sums(session, _slot(ReportAgentTime.bucket, req, spans), lo, hi,
-                                (), logged_in_only=True)
+        if await _by_hours(session, req, lo, hi):
+            rows = await _logged_in_hours(session, _slot(ReportAgentHour.hour, req, spans),
+                                          lo, hi)
+        else:
+            rows = await _time_sums(session, _slot(ReportAgentTime.bucket, req, spans), lo,
+                                    hi, (), logged_in_only=True)
         rows += [(index(b), a, st, "", secs) for b, a, st, _r, secs
                  in await _open_spans(session, lo, hi, now, ()) if st != "offline"]
         for i, agent, _state, _reason, secs in rows:
@@ -514,6 +518,17 @@ async def _hour_sums(session: Any, slot: Any, lo: int, hi: int,
     if keys:
         q = q.where(h.agent_id.in_(keys))
     return list((await session.execute(q.group_by(slot, h.agent_id))).all())
+
+
+async def _logged_in_hours(session: Any, slot: Any, lo: int,
+                           hi: int) -> list[tuple[Any, ...]]:
+    """(interval, agent, "idle", "", seconds logged in) by hour, as :func:`_time_sums`."""
+    h = ReportAgentHour
+    logged_in = [getattr(h, f"in_{x}") for x in STATES if x != "offline"]
+    q = (select(slot, h.agent_id, literal("idle"), literal(""),
+                func.sum(sum(logged_in[1:], logged_in[0])))
+         .where(h.hour >= lo, h.hour < hi).group_by(slot, h.agent_id))
+    return [tuple(r) for r in (await session.execute(q)).all()]
 
 
 async def _reason_sums(session: Any, slot: Any, lo: int, hi: int,

@@ -83,7 +83,8 @@ async def _mark(store, value: int | None) -> None:
 
 
 async def _report(store, **q):
-    req = history.request({"dimension": "agent", **q}, default_tz="UTC", known=KNOWN,
+    q.setdefault("dimension", "agent")
+    req = history.request(q, default_tz="UTC", known=KNOWN,
                           group_tz={})
     async with store.session() as s:
         rep = await history.report(s, req, groups=GROUPS, now=NOW.timestamp())
@@ -124,6 +125,20 @@ async def test_the_hours_give_the_quarter_hours_figures_across_a_change_of_time(
                            **QUERIES[1]}, default_tz="UTC", known=KNOWN, group_tz={})
     [day] = [s for s in history.intervals(req) if s[0].day == 25 and s[0].month == 10]
     assert day[2] - day[1] == 25 * 3600
+
+
+async def test_staffing_by_hour_is_the_staffing_by_quarter_hour(store):
+    """A group report by 60 minutes counts its members logged in from the hours too."""
+    await _calls_and_states(store, random.Random(18))
+    await store.index_reports(SL)
+    for tz in ("Europe/Berlin", "Asia/Kolkata"):
+        by_hours, detailed, fast = await _both(store, tz=tz, dimension="group", by="60m",
+                                               since="2026-10-23", until="2026-10-28")
+        assert fast == (tz == "Europe/Berlin")
+        assert by_hours["rows"] == detailed["rows"] and by_hours["totals"] == detailed["totals"]
+        staffed = [r["agents_logged_in"] for r in by_hours["rows"]]
+        assert len(staffed) == 2 * (5 * 24 + (1 if tz == "Europe/Berlin" else 0))
+        assert any(x != int(x) for x in staffed) and max(staffed) > 1    # parts of hours
 
 
 async def test_half_hour_zones_and_short_intervals_keep_the_quarter_hours(store):
