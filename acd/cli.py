@@ -54,6 +54,14 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
         print(f"Asterisk {inst.version}: "
               + (f"managed root {inst.root}" if inst.root else f"{inst.binary} from the PATH"))
         return 0
+    if args.action == "tls-selfsigned":
+        from acd.asterisk import tls
+        host = cfg.asterisk.sip_host
+        crt, key = tls.selfsigned(host, cfg.path(cfg.data_dir) / "tls")
+        print(f"a self-signed certificate for {host} (a lab only: browsers must be told to "
+              f"trust it):\n  {crt}\n  {key}\nin config.yaml, under asterisk:\n"
+              f"  wss_port: 8089\n  tls_cert: {crt}\n  tls_key: {key}")
+        return 0
     if args.action == "render" and args.out:
         from acd.asterisk.render import Layout, render
         for p in render(cfg, Layout(inside=args.inside, host=Path(args.out))):
@@ -296,7 +304,8 @@ def parser() -> argparse.ArgumentParser:
                         "running this again restarts the server alone")
     r.set_defaults(func=cmd_run)
     a = sub.add_parser("asterisk", help="the project's Asterisk")
-    a.add_argument("action", choices=["provision", "up", "down", "status", "logs", "render", "rx"])
+    a.add_argument("action", choices=["provision", "up", "down", "status", "logs", "render", "rx",
+                                      "tls-selfsigned"])
     a.add_argument("command", nargs="*", help="for rx: the CLI command")
     a.add_argument("-n", "--lines", type=int, default=50)
     a.add_argument("--out", help="for render: write into this folder instead (e.g. a Docker volume)")

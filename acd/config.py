@@ -49,6 +49,11 @@ class AsteriskConfig:
     # Asterisk's own web server, for the browser phone's SIP over WebSocket (ws://host:port/ws);
     # on sip_host (loopback by default).
     http_port: int = 8088
+    # The same over TLS (wss://host:wss_port/ws) with the admin's certificate, for pages on
+    # other machines (an https page may not open ws://): 0 is off (acd.asterisk.tls).
+    wss_port: int = 0
+    tls_cert: str = ""              # PEM; relative paths: to the configuration's folder
+    tls_key: str = ""
     media_address: str = "127.0.0.1"  # the address Asterisk offers for RTP
     rtp_start: int = 20000
     rtp_end: int = 20999

@@ -74,6 +74,11 @@ def _check_servers(cfg: Any, bad: Bad) -> None:
                       ("asterisk.rtp_end", cfg.asterisk.rtp_end)):
         if not 0 < port < 65536:
             bad(key, f"{port} is not a port number (1-65535)")
+    if cfg.asterisk.wss_port and not (0 < cfg.asterisk.wss_port < 65536):
+        bad("asterisk.wss_port", f"{cfg.asterisk.wss_port} is not a port number (0: off)")
+    if cfg.asterisk.wss_port and not (cfg.asterisk.tls_cert and cfg.asterisk.tls_key):
+        bad("asterisk.tls_cert", "wss_port needs tls_cert and tls_key (acd asterisk "
+                                 "tls-selfsigned makes a pair for a lab)")
     if cfg.asterisk.rtp_end <= cfg.asterisk.rtp_start:
         bad("asterisk.rtp_end", "must be above asterisk.rtp_start")
     if cfg.asterisk.mode not in ("auto", "system", "managed"):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acd.asterisk import dialplan as dp
-from acd.asterisk import ice
+from acd.asterisk import ice, tls
 from acd.config import Config
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "asterisk-conf"
@@ -149,6 +149,7 @@ def render(cfg: Config, layout: Layout, template_dir: Path = TEMPLATE_DIR,
         for n in sorted(cfg.flows.numbers or {}) if n != cfg.hotline.number)
     for sub in ("etc", "run", "log", "spool", "db", "spool/recordings"):
         layout.host_dir(sub).mkdir(parents=True, exist_ok=True)
+    vals["http_tls"], vals["wss_transport"] = tls.http_block(cfg, layout)   # wss: off or on
     etc = layout.host_dir("etc")
     os.chmod(etc, 0o700)  # the AMI secret and SIP passwords are in here
     written = []

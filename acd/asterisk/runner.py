@@ -189,7 +189,10 @@ class Asterisk:
         for what, host, port, kind in (("SIP", self.cfg.asterisk.sip_host, self.cfg.asterisk.sip_port, socket.SOCK_DGRAM),
                                        ("AMI", self.cfg.ami.host, self.cfg.ami.port, socket.SOCK_STREAM),
                                        ("HTTP (SIP over WebSocket)", self.cfg.asterisk.sip_host,
-                                        self.cfg.asterisk.http_port, socket.SOCK_STREAM)):
+                                        self.cfg.asterisk.http_port, socket.SOCK_STREAM),
+                                       ("HTTPS (wss)", self.cfg.asterisk.sip_host,
+                                        self.cfg.asterisk.wss_port or self.cfg.asterisk.http_port,
+                                        socket.SOCK_STREAM)):
             s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Asterisk does: TIME_WAIT is no owner
             try:

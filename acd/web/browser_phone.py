@@ -90,7 +90,7 @@ class BrowserPhones:
         self.log.info("browser_phone.issued", agent=agent_id, asterisk=done,
                       replaced=old is not None)
         a = self.ctx.cfg.asterisk
-        return {"phone": "browser", "ws_url": f"ws://{a.sip_host}:{a.http_port}/ws",
+        return {"phone": "browser", "ws_url": sip_websocket(a),
                 "uri": f"sip:{agent_id}@{a.sip_host}", "username": agent_id,
                 "password": issued.password, "display_name": agent.name or agent_id,
                 "asterisk": done}
@@ -146,6 +146,13 @@ class BrowserPhones:
         return web.Response(text=self._script, content_type="application/javascript",
                             headers={"Cache-Control": "no-cache",
                                      "X-Content-Type-Options": "nosniff"})
+
+
+def sip_websocket(a: Any) -> str:
+    """Asterisk's SIP over WebSocket URL for the pages: wss when asterisk.wss_port is set."""
+    if a.wss_port:
+        return f"wss://{a.sip_host}:{a.wss_port}/ws"
+    return f"ws://{a.sip_host}:{a.http_port}/ws"
 
 
 def add_routes(app: web.Application, ctx: Any) -> BrowserPhones:

@@ -180,8 +180,8 @@ class PageRoutes:
         origins = sorted({f"{urlsplit(p.url).scheme}://{urlsplit(p.url).netloc}"
                           for p in self.cfg.web.side_panels})
         self.frame_src = " ".join(origins) or "'none'"     # the side panels' sites
-        a = self.cfg.asterisk                               # the browser phone's SIP
-        self.sip_ws = f"ws://{a.sip_host}:{a.http_port}"
+        from acd.web.browser_phone import sip_websocket     # the browser phone's SIP
+        self.sip_ws = sip_websocket(self.cfg.asterisk).removesuffix("/ws")
 
     def page(self, name: str):  # noqa: ANN201
         async def handler(request: web.Request) -> web.StreamResponse:

@@ -36,7 +36,8 @@ ONLY_1001 = "7108"                   # the test group "ovtarget": agent 1001 alo
 @pytest.fixture
 async def media_browser(tmp_path):
     """Chromium with fake media: the microphone is a WAV of PAGE_HZ, permission granted
-    without a prompt; loopback addresses allowed in WebRTC (Asterisk is on 127.0.0.1)."""
+    without a prompt; loopback addresses allowed in WebRTC (Asterisk is on 127.0.0.1); the
+    lab's self-signed certificate accepted (wss)."""
     from playwright.async_api import async_playwright
     tone = tmp_path / "page-tone.wav"
     write_tone(tone, 30, hz=PAGE_HZ, rate=48000)
@@ -44,7 +45,8 @@ async def media_browser(tmp_path):
     b = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS + [
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={tone}", "--allow-loopback-in-peer-connection",
-        "--autoplay-policy=user-gesture-required"])
+        "--autoplay-policy=user-gesture-required",
+        "--ignore-certificate-errors"])            # the wss test's self-signed certificate
     yield b
     await b.close()
     await pw.stop()
@@ -322,3 +324,57 @@ async def test_the_tab_closed_mid_call_puts_the_caller_back_at_the_front_and_the
     assert await first.bridged(m) == "1002"
     await first.hangup()
     await later.hangup()
+
+
+@pytest.fixture
+async def wss_server(asterisk, browser_config, tmp_path):
+    """Asterisk with wss on (a self-signed certificate from `acd asterisk tls-selfsigned`'s
+    code), and our server with that configuration; the session's Asterisk is put back after."""
+    import random
+    from dataclasses import replace
+
+    from acd.app import Server
+    from acd.asterisk import tls
+    from acd.asterisk.runner import Asterisk
+    from tests.asterisk.acd_fixtures import RANDOM_SEED
+    crt, key = tls.selfsigned("127.0.0.1", tmp_path / "tls")
+    a = browser_config.asterisk
+    cfg = replace(browser_config, asterisk=replace(a, wss_port=a.http_port + 1, tls_cert=str(crt),
+                                                   tls_key=str(key)),
+                  database=replace(browser_config.database,
+                                   url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
+    Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=cfg).up()
+    srv = Server(cfg, rng=random.Random(RANDOM_SEED))
+    try:
+        await srv.start()
+        await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
+        yield srv, f"http://127.0.0.1:{srv.http_port}", cfg
+    finally:
+        await srv.stop()
+        Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=browser_config).up()
+
+
+async def test_over_wss_with_the_admins_certificate(wss_server, ami, media_browser):
+    """asterisk.wss_port: the page registers over wss (TLS, the certificate given) and takes
+    a call as over ws."""
+    srv, base, cfg = wss_server
+    agent = await open_as(media_browser, base, "1001", web_password(cfg, "1001"), "/agent")
+    page = agent.page
+    await agent.context.grant_permissions(["microphone"], origin=base)
+    issued: list[dict[str, Any]] = []
+
+    async def on_response(resp: Any) -> None:
+        if resp.url.endswith("/api/agents/1001/phone") and resp.request.method == "POST":
+            issued.append(await resp.json())
+    page.on("response", on_response)
+    await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+    await page.click("#state-buttons button[data-state=idle]")
+    await page.select_option("#phone-kind", "browser")
+    await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    assert issued[0]["ws_url"] == f"wss://127.0.0.1:{cfg.asterisk.wss_port}/ws", issued
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001, tone_hz=CALLER_HZ).dial()
+    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+    await page.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await caller.hangup()

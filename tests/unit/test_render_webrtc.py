@@ -3,9 +3,12 @@ the WebSocket SIP transport, and an agent's endpoint turned WebRTC (with the pas
 to their web session) while their page is their phone."""
 from dataclasses import replace
 
+import pytest
+
 from acd import config as configmod
 from acd.asterisk import ice
 from acd.asterisk.render import Layout, render
+from acd.errors import UserError
 from tests.conftest import PROJECT
 
 
@@ -69,3 +72,31 @@ def test_a_browser_phone_is_the_agents_own_endpoint_made_webrtc(tmp_path):
     # and without it, the agent's endpoint is the SIP phone's again
     assert f"[{first.id}](agent-defaults)" in plain["pjsip.conf"]
     assert "webrtc" not in _section(plain["pjsip.conf"], "[agent-defaults](!)")
+
+
+def test_wss_with_the_admins_certificate_copied_where_asterisk_reads_it(tmp_path):
+    from acd.asterisk import tls
+    _cfg, plain = _render(tmp_path / "a")
+    assert "tlsenable" not in plain["http.conf"] and "transport-wss" not in plain["pjsip.conf"]
+    crt, key = tls.selfsigned("127.0.0.1", tmp_path / "tls")
+    assert crt.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    _cfg, text = _render(tmp_path / "b", wss_port=18555, tls_cert=str(crt), tls_key=str(key))
+    http = text["http.conf"]
+    for line in ("tlsenable = yes", "tlsbindaddr = 127.0.0.1:18555",
+                 "tlscertfile = /srv/acd/x/etc/http-tls.crt",
+                 "tlsprivatekey = /srv/acd/x/etc/http-tls.key"):
+        assert line in http, line
+    assert (tmp_path / "b" / "out" / "etc" / "http-tls.crt").read_bytes() == crt.read_bytes()
+    assert "protocol = wss" in _section(text["pjsip.conf"], "[transport-wss]")
+    with pytest.raises(UserError) as e:
+        _render(tmp_path / "c", wss_port=18555, tls_cert=str(tmp_path / "none.crt"),
+                tls_key=str(key))
+    assert e.value.id == "asterisk.tls_missing"
+
+
+def test_wss_port_needs_a_certificate_and_a_key(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("asterisk: {wss_port: 8089}\n")
+    with pytest.raises(configmod.ConfigError) as e:
+        configmod.load(path, environ={})
+    assert "asterisk.tls_cert" in str(e.value)
