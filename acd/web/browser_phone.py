@@ -17,8 +17,8 @@ milliseconds at the rate agents log in and keeps calls and other registrations (
 in astdb).
 
 One page is the agent's phone at a time: a second tab (or a second login) that asks gets a new
-password, and the first tab's phone is refused at its next registration (its contact is
-replaced at once: the AOR keeps one contact).
+password, its registration replaces the first tab's contact (the AOR keeps one), and the
+agent's pages hear it on their live socket: the first tab stops its phone and says so.
 """
 from __future__ import annotations
 
@@ -74,7 +74,15 @@ class BrowserPhones:
         return await conf.set_browser(self.ctx.cfg, agent_id,
                                       issued.password if issued else None)
 
-    async def issue(self, agent_id: str, session: dict[str, Any]) -> dict[str, Any]:
+    def _tell_pages(self, agent_id: str, phone: str, page: str) -> None:
+        """The agent's pages hear which page is the phone now: another that was stops its
+        phone and says so (never two pages believing they are the phone)."""
+        runtime = getattr(self.ctx, "runtime", None)
+        hub = getattr(runtime, "hub", None)
+        if hub is not None:
+            hub.publish(f"agent:{agent_id}", {"type": "phone", "phone": phone, "page": page})
+
+    async def issue(self, agent_id: str, session: dict[str, Any], page: str = "") -> dict[str, Any]:
         agent = self._agent(agent_id)
         if self.live is None:
             await self._apply(agent_id)             # raises phone.not_managed
@@ -89,6 +97,7 @@ class BrowserPhones:
         done = await self._apply(agent_id)
         self.log.info("browser_phone.issued", agent=agent_id, asterisk=done,
                       replaced=old is not None)
+        self._tell_pages(agent_id, "browser", page)
         a = self.ctx.cfg.asterisk
         return {"phone": "browser", "ws_url": sip_websocket(a),
                 "uri": f"sip:{agent_id}@{a.sip_host}", "username": agent_id,
@@ -135,9 +144,11 @@ class BrowserPhones:
         if phone not in PHONES:
             raise UserError("phone.bad_choice", "phone: sip or browser")
         request[AUDIT] = {"phone": phone}
+        page = str(body.get("page") or "")[:64]          # which page of the agent's asks
         if phone == "browser":
-            return web.json_response(await self.issue(agent_id, request[USER]))
-        await self.release(agent_id, request[USER].get("key"))
+            return web.json_response(await self.issue(agent_id, request[USER], page))
+        if await self.release(agent_id, request[USER].get("key")):
+            self._tell_pages(agent_id, "sip", page)
         return web.json_response({"phone": "sip"})
 
     async def script(self, _request: web.Request) -> web.Response:

@@ -378,3 +378,34 @@ async def test_over_wss_with_the_admins_certificate(wss_server, ami, media_brows
     await page.click("#answer")
     assert await caller.bridged(m) == "1001"
     await caller.hangup()
+
+
+async def test_a_second_tab_that_takes_the_phone_is_said_on_the_first(web_server, ami,
+                                                                      media_browser):
+    """One page is the agent's phone at a time: a second tab that takes it replaces the
+    first's registration, and the first stops its phone and says so (not silently)."""
+    srv, base, cfg = web_server
+    agent = await open_as(media_browser, base, "1001", web_password(cfg, "1001"), "/agent")
+    first = agent.page
+    await agent.context.grant_permissions(["microphone"], origin=base)
+    await expect(first.locator("#conn")).to_have_text("live", timeout=MS)
+    await first.click("#state-buttons button[data-state=idle]")
+    await first.select_option("#phone-kind", "browser")
+    await expect(first.locator("#phone-status")).to_have_text("this browser is your phone", timeout=MS)
+    second = await agent.context.new_page()               # the same login, another tab
+    await second.goto(base + "/agent")
+    await expect(second.locator("#conn")).to_have_text("live", timeout=MS)
+    await expect(second.locator("#phone-kind")).to_have_value("browser", timeout=MS)   # it asks too
+    await expect(second.locator("#phone-status")).to_have_text("this browser is your phone", timeout=MS)
+    await expect(first.locator("#phone-status")).to_have_text("another tab or window is your phone now",
+                                                              timeout=MS)
+    await expect(first.locator("#phone-kind")).to_have_value("sip")
+    assert await first.evaluate("() => window.acdPhone.ua === null")
+    # the phone is the second tab's: a call rings there, not on the first
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001).dial()
+    await expect(second.locator("#answer")).to_be_enabled(timeout=MS)
+    await expect(first.locator("#answer")).to_be_hidden()
+    await second.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await caller.hangup()

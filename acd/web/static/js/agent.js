@@ -1,6 +1,6 @@
 // The agent page: state switch, screen pop on ring, call bar, per-call workspace, recent calls.
 import { api, append, clear, fmtDuration, fmtTime, h, liveSocket, loadSession, setText } from "/static/js/common.js";
-import { askNotifications, onCall, ring, setupPhone, stopRinging } from "/static/js/phone.js";
+import { askNotifications, onCall, phoneMoved, ring, setupPhone, stopRinging } from "/static/js/phone.js";
 
 const S = {
   me: null, agentId: "", agent: null, offset: 0,           // offset: server clock - local clock (s)
@@ -419,6 +419,7 @@ function onMessage(msg) {
     renderAll();
     return;
   }
+  if (msg.type === "phone") { phoneMoved(msg); return; }
   if (msg.type === "ring") {
     saveWorkspace();
     ensureCall(msg.call_id, msg, "ringing");

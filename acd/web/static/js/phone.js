@@ -4,7 +4,7 @@
 import { api, setText } from "/static/js/common.js";
 
 const $ = (id) => document.getElementById(id);
-const P = { agentId: "", ua: null, session: null, kind: "sip", stream: null, meter: null,
+const P = { pageId: (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)), agentId: "", ua: null, session: null, kind: "sip", stream: null, meter: null,
             ringing: false, title: "", blink: null, notice: null, onChange: () => {} };
 
 // --- the ring (any phone) ---------------------------------------------------------------
@@ -136,6 +136,7 @@ function endSession() {
   if (P.meter) { P.meter.ctx.close(); P.meter = null; }
   $("level").value = 0;
   controls();
+  if (P.moved) { const msg = P.moved; P.moved = null; phoneMoved(msg); }
 }
 
 const LOOPBACK = /^(127\.|::1$)/;
@@ -174,7 +175,7 @@ function incoming(session) {
 }
 
 async function startBrowser() {
-  const r = await api("POST", "/api/agents/" + encodeURIComponent(P.agentId) + "/phone", { phone: "browser" });
+  const r = await api("POST", "/api/agents/" + encodeURIComponent(P.agentId) + "/phone", { phone: "browser", page: P.pageId });
   if (!r.ok) { status((r.data.message || "refused") + (r.data.error ? " [" + r.data.error + "]" : ""), "error"); return false; }
   status("connecting…");
   await loadJsSIP();
@@ -207,9 +208,24 @@ async function choose(kind) {
     if (!P.ua && !(await startBrowser())) { P.kind = "sip"; $("phone-kind").value = "sip"; }
   } else if (P.ua) {
     stopBrowser();               // and the server takes the page's SIP password back
-    await api("POST", "/api/agents/" + encodeURIComponent(P.agentId) + "/phone", { phone: "sip" });
+    await api("POST", "/api/agents/" + encodeURIComponent(P.agentId) + "/phone", { phone: "sip", page: P.pageId });
     status("");
   }
+  controls();
+}
+
+export function phoneMoved(msg) {
+  // the server says which of the agent's pages is the phone now: if another, this one stops
+  if (msg.page === P.pageId || !P.ua) return;
+  if (P.session) {                 // never drop the call this page carries: after it
+    P.moved = msg;
+    status("another tab or window is your phone after this call", "error");
+    return;
+  }
+  stopBrowser();
+  P.kind = "sip";
+  $("phone-kind").value = "sip";
+  status(msg.phone === "browser" ? "another tab or window is your phone now" : "your SIP phone is your phone again", "error");
   controls();
 }
 
