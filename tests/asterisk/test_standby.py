@@ -1,9 +1,10 @@
 """A leader and a standby (`acd run` twice, ha on) sharing one PostgreSQL database and one
 Asterisk, as real processes:
 
-* the leader SIGKILLed with a caller talking and two waiting: the standby takes the lease and
-  leads within seconds (the figure is printed, not asserted), the talking call goes on, the
-  waiting callers are served in their order, a caller arriving afterwards reaches the new
+* the leader SIGKILLed with a caller talking, two waiting and one ringing an agent: the
+  standby takes the lease and leads within seconds (the figure is printed, not asserted),
+  the talking call goes on, the ringing caller is answered by that agent, the agents' states
+  match Asterisk, the waiting callers are served in their order, a caller arriving afterwards reaches the new
   leader through the dialplan's list of FastAGI servers, every record has one end;
 * the leader frozen (SIGSTOP) longer than its lease: the standby takes over and serves a new
   caller; woken up (SIGCONT), the old leader acts no more: it ends with status 75 and says
@@ -63,6 +64,16 @@ async def restore_dialplan(asterisk, acd_config):
     Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=acd_config).up()
 
 
+async def until_state(http: aiohttp.ClientSession, base: str, agent: str, state: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        async with http.get(f"{base}/api/agents/{agent}") as r:
+            if r.status == 200 and (await r.json())["state"] == state:
+                return
+        assert time.monotonic() < deadline, f"agent {agent} never {state}"
+        await asyncio.sleep(0.1)
+
+
 async def one_leads(x: ServerProcess, y: ServerProcess) -> tuple[ServerProcess, ServerProcess]:
     """Both started at once: exactly one leads, the other waits. Returns (leader, standby)."""
     def said(p: ServerProcess, event: str) -> bool:
@@ -85,11 +96,15 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
     a = cfg.asterisk
     agent = next(x for x in cfg.agents if x.id == "1001")
     phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
+    bob = next(x for x in cfg.agents if x.id == "1002")
+    slow = SoftPhone("1002", bob.password, a.sip_host, a.sip_port, answer="auto",
+                     answer_delay=8)                  # rings through the takeover
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
                                  cookie_jar=aiohttp.CookieJar(unsafe=True))
     first = second = again = None
     try:
         await phone.start()
+        await slow.start()
         await asyncio.gather(a_proc.start(), b_proc.start())       # both at once
         first, second = await one_leads(a_proc, b_proc)
         port = {id(a_proc): cfg.http.port, id(b_proc): cfg.http.port + 1}
@@ -106,20 +121,35 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
             c = await Caller(ami, "7113").dial()
             await c.queued(m)
             waiting.append(c)
+        # a third caller rings agent 1002 (group sales: 1001 is busy) through the takeover
+        async with admin.post(f"{base_a}/api/agents/1002/login") as r:
+            assert r.status == 200
+        rm = mark(ami)
+        ringing = await Caller(ami, "7101").dial()
+        await until_state(http, base_a, "1002", "ringing")
 
         killed_at = time.monotonic()
         await first.kill()
         rebuilt = await second.wait_log("runtime.rebuilt")
         print(f"\nthe standby led {time.monotonic() - killed_at:.2f} s after the SIGKILL "
               f"(lease {LEASE} s)")
-        assert (rebuilt["agents"], rebuilt["connected"], rebuilt["waiting"]) == (1, 1, 2)
+        assert (rebuilt["agents"], rebuilt["connected"]) == (2, 1)
         await second.wait_log("ha.dialplan_points_here")
+        assert await ringing.bridged(rm) == "1002"           # the ringing caller is served
 
         # the same web session at the new leader (sessions are in the database)
         base_b = f"http://127.0.0.1:{port[id(second)]}"
         async with http.get(f"{base_b}/api/agents/1001") as r:
             assert r.status == 200
-            assert (await r.json())["call_id"] == talking.uniqueid
+            got = await r.json()
+            assert (got["state"], got["call_id"]) == ("talking", talking.uniqueid)
+        async with http.get(f"{base_b}/api/agents/1002") as r:
+            got = await r.json()
+            assert (got["state"], got["call_id"]) == ("talking", ringing.uniqueid)
+        async with http.get(f"{base_b}/api/queues") as r:
+            queue = (await r.json())["queues"]["restart"]
+        assert [c["call_id"] for c in queue["calls"]] == [c.uniqueid for c in waiting]
+        await ringing.hangup()
 
         # a new caller reaches the new leader straight away
         late_m = mark(ami)
@@ -151,11 +181,12 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
             if p is not None:
                 await p.stop()
         await phone.stop()
+        await slow.stop()
         dump(("a", a_proc), ("b", b_proc))
 
     store = Store(db_url)
     try:
-        for c in [talking, *waiting, late]:
+        for c in [talking, *waiting, late, ringing]:
             k = kinds(await store.get_call(c.uniqueid))
             assert k.count("ended") == 1 and "answered" in k, (c.caller_num, k)
     finally:
