@@ -31,6 +31,7 @@ from acd.leader import LOST_EXIT
 from acd.store.db import Store
 from tests.asterisk.acd_fixtures import WAIT, Caller, acd_config, kinds, mark  # noqa: F401
 from tests.asterisk.calls import field, talk_entered
+from tests.asterisk.control_fixtures import moh_started, moh_stopped
 from tests.asterisk.phones import SoftPhone
 from tests.asterisk.test_acd_restart import ServerProcess, dump, write_config
 from tests.web_login import login, password_of
@@ -44,7 +45,11 @@ def _pair(cfg, asterisk, tmp_path, db_url, lease: float = LEASE):
     one port up; the dialplan tries the first, then the second."""
     a_agi = f"127.0.0.1:{cfg.agi.port}"
     b_agi = f"127.0.0.1:{cfg.agi.port + 1}"
-    both = replace(cfg, agi=replace(cfg.agi, servers=(a_agi, b_agi)))
+    # Both servers' secrets in the file they share: generated ones would differ per data
+    # folder (the README says to share data/secrets.yaml, or to give them in the config).
+    agents = tuple(replace(x, web_password=x.web_password or f"web-{x.id}-password")
+                   for x in cfg.agents)
+    both = replace(cfg, agents=agents, agi=replace(cfg.agi, servers=(a_agi, b_agi)))
     Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=both).up()   # the dialplan
     procs = []
     for node, http_port, agi_port in (("a", cfg.http.port, cfg.agi.port),
@@ -99,12 +104,17 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
     bob = next(x for x in cfg.agents if x.id == "1002")
     slow = SoftPhone("1002", bob.password, a.sip_host, a.sip_port, answer="auto",
                      answer_delay=8)                  # rings through the takeover
+    carol = next(x for x in cfg.agents if x.id == "1003")
+    holder = SoftPhone("1003", carol.password, a.sip_host, a.sip_port, answer="auto")
+    agent_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                       cookie_jar=aiohttp.CookieJar(unsafe=True))
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
                                  cookie_jar=aiohttp.CookieJar(unsafe=True))
     first = second = again = None
     try:
         await phone.start()
         await slow.start()
+        await holder.start()
         await asyncio.gather(a_proc.start(), b_proc.start())       # both at once
         first, second = await one_leads(a_proc, b_proc)
         port = {id(a_proc): cfg.http.port, id(b_proc): cfg.http.port + 1}
@@ -116,6 +126,17 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         m = mark(ami)
         talking = await Caller(ami, "7113").dial()
         assert await talking.bridged(m) == "1001"
+        # agent 1003 puts a caller on hold (the agent's own session: call control)
+        async with admin.post(f"{base_a}/api/agents/1003/login") as r:
+            assert r.status == 200
+        hm = mark(ami)
+        held = await Caller(ami, "7112").dial()
+        assert await held.bridged(hm) == "1003"
+        c3 = await login(agent_http, "1003", "web-1003-password", base=base_a)
+        hm = mark(ami)
+        async with c3.post(f"{base_a}/api/agents/1003/call/hold") as r:
+            assert r.status == 200 and (await r.json())["control"]["state"] == "held"
+        await moh_started(ami, held, hm)
         waiting = []
         for _ in range(2):
             c = await Caller(ami, "7113").dial()
@@ -133,7 +154,7 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         rebuilt = await second.wait_log("runtime.rebuilt")
         print(f"\nthe standby led {time.monotonic() - killed_at:.2f} s after the SIGKILL "
               f"(lease {LEASE} s)")
-        assert (rebuilt["agents"], rebuilt["connected"]) == (2, 1)
+        assert (rebuilt["agents"], rebuilt["connected"], rebuilt["held"]) == (3, 1, 1)
         await second.wait_log("ha.dialplan_points_here")
         assert await ringing.bridged(rm) == "1002"           # the ringing caller is served
 
@@ -146,6 +167,15 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         async with http.get(f"{base_b}/api/agents/1002") as r:
             got = await r.json()
             assert (got["state"], got["call_id"]) == ("talking", ringing.uniqueid)
+        async with http.get(f"{base_b}/api/agents/1003") as r:
+            got = await r.json()
+            assert (got["state"], got["control"]["state"], got["call_id"]) == (
+                "talking", "held", held.uniqueid)
+        hm = mark(ami)                                # resumed at the new leader
+        async with c3.post(f"{base_b}/api/agents/1003/call/resume") as r:
+            assert r.status == 200 and (await r.json())["control"]["state"] == "talking"
+        await moh_stopped(ami, held, hm)
+        await held.hangup()
         async with http.get(f"{base_b}/api/queues") as r:
             queue = (await r.json())["queues"]["restart"]
         assert [c["call_id"] for c in queue["calls"]] == [c.uniqueid for c in waiting]
@@ -177,18 +207,22 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         assert first.errors() == [] and second.errors() == [] and again.errors() == []
     finally:
         await http.close()
+        await agent_http.close()
         for p in (a_proc, b_proc, again):
             if p is not None:
                 await p.stop()
         await phone.stop()
         await slow.stop()
+        await holder.stop()
         dump(("a", a_proc), ("b", b_proc))
 
     store = Store(db_url)
     try:
-        for c in [talking, *waiting, late, ringing]:
+        for c in [talking, *waiting, late, ringing, held]:
             k = kinds(await store.get_call(c.uniqueid))
             assert k.count("ended") == 1 and "answered" in k, (c.caller_num, k)
+        k = kinds(await store.get_call(held.uniqueid))
+        assert k.index("hold") < k.index("restored") < k.index("resume") < k.index("ended")
     finally:
         await store.close()
 
