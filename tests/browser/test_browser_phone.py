@@ -165,6 +165,13 @@ async def test_the_page_is_the_phone_ring_answer_audio_both_ways_loopback_only_r
     assert not await page.evaluate("() => { const a = document.getElementById('ring-sound'); return !a.paused; }")
     assert not (await page.title()).startswith("☎")
     await expect(page.locator("#mute")).to_be_enabled(timeout=MS)
+    # the microphone and the speaker to choose from (the browser's devices, named now that
+    # the microphone is allowed), and the agent's own level moving with the page's tone
+    await until_true(page, "() => [...document.querySelectorAll('#mic option')]"
+                           ".some((o) => o.value && o.textContent.length > 1)", "a microphone listed")
+    await expect(page.locator("#speaker")).to_be_attached()
+    await until_true(page, "() => document.getElementById('mic-level').value > 0.01",
+                     "the agent's own level")
     # closing the tab now would drop the call: the browser asks first (the test says stay)
     asked: list[str] = []
     page.on("dialog", lambda d: asked.append(d.type))
@@ -409,3 +416,51 @@ async def test_a_second_tab_that_takes_the_phone_is_said_on_the_first(web_server
     await second.click("#answer")
     assert await caller.bridged(m) == "1001"
     await caller.hangup()
+
+
+async def _browser_agent(browser: Any, base: str, cfg: Any, agent_id: str) -> Any:
+    """Agent ``agent_id`` logged in on a page of their own that is their phone, idle."""
+    user = await open_as(browser, base, agent_id, web_password(cfg, agent_id), "/agent")
+    await user.context.grant_permissions(["microphone"], origin=base)
+    page = user.page
+    await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+    await page.click("#state-buttons button[data-state=idle]")
+    await page.select_option("#phone-kind", "browser")
+    await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
+                                                             timeout=MS)
+    await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    return user
+
+
+async def test_a_transfer_from_one_browser_agent_to_another_all_from_the_pages(
+        web_server, ami, media_browser):
+    """Two agents whose pages are their phones: the first answers on the page and transfers
+    the caller to the second from the call bar; the second's page rings and answers; the
+    caller talks with the second, who hangs up from the call bar."""
+    srv, base, cfg = web_server
+    alice = await _browser_agent(media_browser, base, cfg, "1001")
+    bob = await _browser_agent(media_browser, base, cfg, "1002")
+    a, b = alice.page, bob.page
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001, tone_hz=CALLER_HZ).dial()
+    await expect(a.locator("#answer")).to_be_enabled(timeout=MS)
+    await a.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await expect(a.locator("#agent-state")).to_have_text("talking", timeout=MS)
+
+    m = mark(ami)
+    await a.select_option("#target-kind", "agent")
+    await a.fill("#target", "1002")
+    await a.click("#call-actions button[data-action=transfer]")
+    await expect(b.locator("#ring-banner")).to_be_visible(timeout=MS)
+    await expect(b.locator("#answer")).to_be_enabled(timeout=MS)
+    await b.click("#answer")
+    assert await caller.bridged(m) == "1002"
+    await expect(b.locator("#agent-state")).to_have_text("talking", timeout=MS)
+    await expect(a.locator("#agent-state")).not_to_have_text("talking", timeout=MS)
+    assert srv.runtime.agent("1002")["call_id"] == caller.uniqueid
+
+    await b.click("#call-actions button[data-action=hangup]")
+    await caller.gone(m)
+    await expect(b.locator("#agent-state")).not_to_have_text("talking", timeout=MS)
+    assert alice.errors == [] and bob.errors == []

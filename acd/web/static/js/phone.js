@@ -1,7 +1,7 @@
 // The agent page as the phone (JsSIP over WebSocket to Asterisk, WebRTC audio), and the ring
 // that no agent can miss, whatever their phone: a banner with the caller, a sound, the tab's
 // title, a desktop notification where the agent allowed it.
-import { api, setText } from "/static/js/common.js";
+import { api, clear, h, setText } from "/static/js/common.js";
 
 const $ = (id) => document.getElementById(id);
 const P = { pageId: (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)), agentId: "", ua: null, session: null, kind: "sip", stream: null, meter: null,
@@ -105,6 +105,60 @@ function controls() {
   P.onChange();
 }
 
+// The microphone and the speaker: the browser's devices (their names once the microphone
+// was allowed), the choice kept in this browser. The microphone is taken at the next answer;
+// the speaker at once (where the browser can send audio to a chosen output).
+const MIC_KEY = "acd.mic", SPEAKER_KEY = "acd.speaker";
+
+export async function listDevices() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) return;
+  const all = await navigator.mediaDevices.enumerateDevices();
+  for (const [id, kind, key, none] of [["mic", "audioinput", MIC_KEY, "the browser's default"],
+    ["speaker", "audiooutput", SPEAKER_KEY, "the browser's default"]]) {
+    const sel = clear($(id));
+    sel.append(h("option", { value: "" }, none));
+    for (const d of all.filter((x) => x.kind === kind && x.deviceId && x.deviceId !== "default")) {
+      sel.append(h("option", { value: d.deviceId }, d.label || kind));
+    }
+    sel.value = localStorage.getItem(key) || "";
+    if (sel.value !== (localStorage.getItem(key) || "")) sel.value = "";
+  }
+  $("speaker").disabled = typeof $("remote-audio").setSinkId !== "function";
+}
+
+function micConstraint() {
+  const id = $("mic").value;
+  return id ? { deviceId: { exact: id } } : true;
+}
+
+async function useSpeaker() {
+  const el = $("remote-audio");
+  if (typeof el.setSinkId === "function") {
+    try { await el.setSinkId($("speaker").value); } catch (e) { status("The speaker cannot be used: " + e.message, "msg error"); }
+  }
+}
+
+// My level: an analyser on what the page sends (the chosen microphone).
+function meterOwn(pc) {
+  const sender = pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+  if (!sender) return;
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 2048;
+  ctx.createMediaStreamSource(new MediaStream([sender.track])).connect(analyser);
+  P.micMeter = { ctx, analyser };
+  const data = new Float32Array(analyser.fftSize);
+  const tick = () => {
+    if (!P.micMeter || P.micMeter.analyser !== analyser) return;
+    analyser.getFloatTimeDomainData(data);
+    let sum = 0;
+    for (const x of data) sum += x * x;
+    $("mic-level").value = Math.min(1, Math.sqrt(sum / data.length) * 4);
+    setTimeout(tick, 100);
+  };
+  tick();
+}
+
 function hearRemote(pc) {
   pc.addEventListener("track", (e) => {
     const stream = e.streams[0] || new MediaStream([e.track]);
@@ -134,7 +188,9 @@ function hearRemote(pc) {
 function endSession() {
   P.session = null;
   if (P.meter) { P.meter.ctx.close(); P.meter = null; }
+  if (P.micMeter) { P.micMeter.ctx.close(); P.micMeter = null; }
   $("level").value = 0;
+  $("mic-level").value = 0;
   controls();
   if (P.moved) { const msg = P.moved; P.moved = null; phoneMoved(msg); }
 }
@@ -170,7 +226,11 @@ function incoming(session) {
   else session.on("peerconnection", (e) => hearRemote(e.peerconnection));
   for (const ev of ["ended", "failed"]) session.on(ev, () => { if (P.session === session) endSession(); });
   session.on("confirmed", controls);
-  session.on("accepted", controls);
+  session.on("accepted", () => {
+    controls();
+    if (session.connection) meterOwn(session.connection);
+    listDevices().then(useSpeaker);       // the devices' names, now that the microphone is allowed
+  });
   controls();
 }
 
@@ -192,6 +252,7 @@ async function startBrowser() {
   ua.on("disconnected", () => { if (P.ua === ua) status("connection to the server lost; retrying…", "error"); });
   ua.on("newRTCSession", (e) => { if (e.originator === "remote") incoming(e.session); });
   ua.start();
+  listDevices();
   return true;
 }
 
@@ -236,7 +297,8 @@ export function onCall() {
 
 export function answer() {
   if (!P.session || P.session.isEstablished()) return;
-  P.session.answer({ mediaConstraints: { audio: true, video: false }, pcConfig: { iceServers: [] } });
+  P.session.answer({ mediaConstraints: { audio: micConstraint(), video: false },
+    pcConfig: { iceServers: [] } });
   $("answer").disabled = true;
 }
 
@@ -255,6 +317,12 @@ export async function setupPhone(agentId, onChange) {
     b.addEventListener("click", () => { if (P.session) P.session.sendDTMF(b.dataset.key, { transportType: "RFC2833" }); });
   }
   $("phone-kind").addEventListener("change", () => choose($("phone-kind").value));
+  $("mic").addEventListener("change", () => localStorage.setItem(MIC_KEY, $("mic").value));
+  if (navigator.mediaDevices) navigator.mediaDevices.addEventListener("devicechange", listDevices);
+  $("speaker").addEventListener("change", () => {
+    localStorage.setItem(SPEAKER_KEY, $("speaker").value);
+    useSpeaker();
+  });
   // The page goes: unregister, but never hang up a call (no BYE): its WebSocket closes with
   // the page, Asterisk drops the contact, and the ACD takes the caller back to the queue.
   window.addEventListener("pagehide", () => { if (P.ua && !P.session) P.ua.stop(); });
