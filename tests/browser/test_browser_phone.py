@@ -464,3 +464,24 @@ async def test_a_transfer_from_one_browser_agent_to_another_all_from_the_pages(
     await caller.gone(m)
     await expect(b.locator("#agent-state")).not_to_have_text("talking", timeout=MS)
     assert alice.errors == [] and bob.errors == []
+
+
+async def test_a_network_drop_re_registers_by_itself(web_server, ami, media_browser):
+    """The page's WebSocket to Asterisk cut (as a network drop does): the page says the link
+    is lost, JsSIP connects and registers again by itself, and the next call rings the page."""
+    srv, base, cfg = web_server
+    alice = await _browser_agent(media_browser, base, cfg, "1001")
+    page = alice.page
+    await page.evaluate("() => window.acdPhone.ua._transport.socket._ws.close()")
+    await expect(page.locator("#phone-status")).to_have_text(
+        re.compile("not registered|connection to the server lost"), timeout=MS)
+    await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
+                                                             timeout=MS)
+    await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001).dial()
+    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+    await page.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await caller.hangup()
+    assert alice.errors == []
