@@ -570,6 +570,10 @@ class Auth:
             for callback in self.session_ended:
                 asyncio.ensure_future(callback(key))
 
+    def end_all_live(self) -> None:
+        """Close every open WebSocket (the server stops)."""
+        self._end_live(lambda _k, _u: True)
+
     def forget_user(self, username: str) -> None:
         """Drop a user's cached sessions (their rows were deleted)."""
         for key in [k for k, v in self._cache.items() if v["username"] == username]:

@@ -1,6 +1,6 @@
 // The agent page: state switch, screen pop on ring, call bar, per-call workspace, recent calls.
 import { api, append, clear, fmtDuration, fmtTime, h, liveSocket, loadSession, setText } from "/static/js/common.js";
-import { askNotifications, onCall, phoneMoved, ring, setupPhone, stopRinging } from "/static/js/phone.js";
+import { askNotifications, liveAgain, onCall, phoneMoved, ring, setupPhone, stopRinging } from "/static/js/phone.js";
 
 const S = {
   me: null, agentId: "", agent: null, offset: 0,           // offset: server clock - local clock (s)
@@ -465,6 +465,7 @@ async function start() {
   liveSocket(base() + "ws", onMessage, (st, opened) => {
     const el = $("conn"); el.textContent = st; el.className = "status " + st;
     if (opened) el.dataset.opened = String(opened);      // how often it (re)connected
+    if (st === "live" && opened > 1) liveAgain();          // the server may have restarted
   });
   loadRecent();
   setInterval(tick, 1000);

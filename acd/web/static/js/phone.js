@@ -193,6 +193,7 @@ function endSession() {
   $("mic-level").value = 0;
   controls();
   if (P.moved) { const msg = P.moved; P.moved = null; phoneMoved(msg); }
+  if (P.again) { P.again = false; liveAgain(); }
 }
 
 const LOOPBACK = /^(127\.|::1$)/;
@@ -273,6 +274,19 @@ async function choose(kind) {
     status("");
   }
   controls();
+}
+
+// The page's live link is back (a network blip, or the server restarted: a restarted server
+// has forgotten the passwords it issued). If the server no longer knows this page as the
+// agent's phone, the page takes it again: a new password, and JsSIP registers with it. A
+// call on the page goes on; this waits until it ends.
+export async function liveAgain() {
+  if (P.kind !== "browser" || !P.ua) return;
+  if (P.session) { P.again = true; return; }
+  const r = await api("GET", "/api/agents/" + encodeURIComponent(P.agentId) + "/phone");
+  if (!r.ok || r.data.phone === "browser") return;
+  stopBrowser();
+  await choose("browser");
 }
 
 export function phoneMoved(msg) {
