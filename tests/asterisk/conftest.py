@@ -31,6 +31,9 @@ TEST_CONFIG = {
     "agi": {"port": 14573},
     "http": {"port": 18080},
     "logging": {"level": "debug"},
+    # The event loop's lag guard (overload.max_lag_ms) is tested on its own (unit tier);
+    # here a busy machine must not turn a test's callers away.
+    "overload": {"max_lag_ms": 5000},
     "agents": [{"id": "1001", "name": "Alice"}, {"id": "1002", "name": "Bob"}],
 }
 
