@@ -106,7 +106,6 @@ class Server:
         log.info("app.migrated")
         self.store = Store(cfg.database_url)
         self.store.guard = self._guard
-        file_cfg = cfg
         cfg = self.cfg = await members_in_force(self.store, await entries_in_force(
             self.store, cfg, log), log)
         # Web logins: the users table at once; the passwords argon2 has to hash (new users,
@@ -125,7 +124,7 @@ class Server:
         self.ami.on_connection(self._ami_connection)
         self.runtime = self._runtime(cfg, log)
         self.runtime.attach()
-        self._keep_asterisk_in_step(file_cfg)
+        self._keep_asterisk_in_step()
         # Writes a previous stop could not make (the database locked or full) go first.
         self.runtime.writer.spill = spill_path_for(cfg.database_url, cfg.path(cfg.data_dir))
         self.runtime.writer.replay(self.store)
@@ -220,11 +219,31 @@ class Server:
         """The configuration in force changed while running (memberships on the page)."""
         self.cfg = cfg
 
-    def _keep_asterisk_in_step(self, file_cfg: Config) -> None:
+    def _keep_asterisk_in_step(self) -> None:
+        """Asterisk's endpoints and dialplan as this server's configuration in force renders
+        them: not so when agents or groups were made on the admin page (``acd run`` renders
+        config.yaml), or a stopped server's browser phone is still rendered there."""
         self.asterisk_conf = LiveConf.for_config(self.cfg, self.ami, acdlog.get_logger(
             component="asterisk"))
-        if asterisk_differs(file_cfg, self.cfg):  # made on the page: rendered before calls
+        if not self.asterisk_conf.in_step(self.cfg):
             self._asterisk_sync = asyncio.ensure_future(self._sync_asterisk())
+
+    async def _release_browser_phones(self) -> None:
+        """At a stop, agents whose page is their phone and who are on no call get their SIP
+        phone's endpoint back (a phone a stopped server issued would otherwise stay
+        rendered); one on a call keeps it (the call goes on; the next start puts it right,
+        and the page, its live link back, takes the phone again)."""
+        phones = getattr(self.web_ctx, "browser_phones", None)
+        if phones is None or self.runtime is None or self.ami is None or not self.ami.connected:
+            return
+        for agent_id in list(phones.issued):
+            if (self.runtime.agent(agent_id) or {}).get("call_id"):
+                continue
+            try:
+                await phones.release(agent_id)
+            except Exception as e:  # noqa: BLE001 - the next start renders it right
+                acdlog.get_logger(component="app").warning("app.release_failed",
+                                                            agent=agent_id, error=str(e)[:200])
 
     async def _sync_asterisk(self) -> None:
         """At a start with agents, users or group numbers made on the admin page: Asterisk
@@ -278,6 +297,7 @@ class Server:
                 log.warning("ha.dialplan_not_pointed", error=str(e)[:200])
 
     async def stop(self) -> None:
+        await self._release_browser_phones()
         if self.http:
             await self.http.cleanup()
         for task in (self._indexing, self._asterisk_sync):
@@ -317,16 +337,6 @@ async def entries_in_force(store: Store, cfg: Config, log: Any) -> Config:
     for note in found.notes:
         log.info("config.entries_from_file", change=note)
     return config_with(cfg, found.entries)
-
-
-def asterisk_differs(file_cfg: Config, cfg: Config) -> bool:
-    """Whether Asterisk, rendered from ``file_cfg``, lacks something of ``cfg`` (endpoints,
-    names, passwords, group numbers)."""
-    def seen(c: Config) -> tuple:
-        return ([(a.id, a.name, a.password) for a in c.agents],
-                [(u.phone, u.phone_password) for u in c.web.users if u.phone],
-                [(g.name, g.number) for g in c.groups if g.number])
-    return seen(file_cfg) != seen(cfg)
 
 
 async def members_in_force(store: Store, cfg: Config, log: Any) -> Config:

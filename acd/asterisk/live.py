@@ -61,6 +61,21 @@ class LiveConf:
             self.browser[agent_id] = password
         return await self.apply(cfg)
 
+    def in_step(self, cfg: Config) -> bool:
+        """Whether Asterisk's rendered endpoints and dialplan are what ``cfg`` (with the
+        browser phones now) renders: rendered into a scratch folder and compared."""
+        if self.layout is None:
+            return True
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            scratch = Layout(inside=self.layout.inside, host=Path(tmp))
+            render(cfg, scratch, browser=dict(self.browser))
+            for name in ("pjsip.conf", "extensions.conf"):
+                have = self.layout.host_dir("etc") / name
+                if not have.exists() or have.read_text() != (scratch.host_dir("etc") / name).read_text():
+                    return False
+        return True
+
     @property
     def managed(self) -> bool:
         return self.layout is not None

@@ -2,13 +2,16 @@
 Asterisk gets the new PJSIP endpoint and the group's number without a restart (the rendered
 configuration, pjsip and dialplan reloaded through AMI: acd.asterisk.live), the new agent's
 phone registers with the password shown once, and a caller dialling the new group's number
-is bridged to them. Removed again, the endpoint is gone from Asterisk."""
+is bridged to them; a pjsip reload while that call is up leaves it up. Removed again, the
+endpoint is gone from Asterisk."""
 from __future__ import annotations
+
+import asyncio
 
 import aiohttp
 
 from acd.ami.client import AmiError
-from tests.asterisk.acd_fixtures import Caller, acd_config, serving  # noqa: F401
+from tests.asterisk.acd_fixtures import Caller, acd_config, mark, serving  # noqa: F401
 from tests.asterisk.calls import until
 from tests.asterisk.phones import SoftPhone
 from tests.web_login import login
@@ -56,6 +59,15 @@ async def test_an_agent_and_a_group_made_on_the_admin_page_take_a_real_call(
                         "the new agent's phone registered")
             caller = await Caller(ami, NEW_NUMBER).dial()
             assert await caller.bridged() == NEW_AGENT
+            # a pjsip reload while the call is up (an admin adds a supervisor with a phone):
+            # the call goes on
+            since = mark(ami)
+            r = await admin.post("/api/admin/users", json={"username": "sup9", "phone": "9099"})
+            assert r.status == 201 and (await r.json())["asterisk"] == "reloaded"
+            await asyncio.sleep(1.0)
+            assert not [e for e in ami.events.events[since:] if e.name == "Hangup"], \
+                "a call dropped by the reload"
+            assert srv.runtime.agent(NEW_AGENT)["state"] == "talking"
             await caller.hangup()
             await until(lambda: srv.runtime.agent(NEW_AGENT)["state"] == "idle",
                         "the new agent idle again")
