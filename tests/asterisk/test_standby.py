@@ -63,6 +63,31 @@ def _pair(cfg, asterisk, tmp_path, db_url, lease: float = LEASE):
     return procs[0], procs[1]
 
 
+def agent_phone(cfg, agent_id: str, **kw) -> SoftPhone:  # noqa: ANN001
+    a = cfg.asterisk
+    agent = next(x for x in cfg.agents if x.id == agent_id)
+    return SoftPhone(agent_id, agent.password, a.sip_host, a.sip_port, answer="auto", **kw)
+
+
+def web_client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
+                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def leader_then_standby(cfg, first: ServerProcess, second: ServerProcess,  # noqa: ANN001
+                              phone: SoftPhone, http: aiohttp.ClientSession) -> None:
+    """Agent 1001's phone up, the first server leading, the second waiting, 1001 logged in."""
+    await phone.start()
+    await first.start()
+    await first.wait_log("runtime.rebuilt")
+    await second.start()
+    await second.wait_log("ha.standby")
+    base_a = f"http://127.0.0.1:{cfg.http.port}"
+    admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
+    async with admin.post(f"{base_a}/api/agents/1001/login") as r:
+        assert r.status == 200
+
+
 @pytest.fixture
 async def restore_dialplan(asterisk, acd_config):
     yield
@@ -98,18 +123,10 @@ async def test_the_standby_takes_over_from_a_killed_leader_and_drops_nobody(
         acd_config, asterisk, ami, tmp_path, db_url, restore_dialplan):
     cfg = acd_config
     a_proc, b_proc = _pair(cfg, asterisk, tmp_path, db_url)
-    a = cfg.asterisk
-    agent = next(x for x in cfg.agents if x.id == "1001")
-    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
-    bob = next(x for x in cfg.agents if x.id == "1002")
-    slow = SoftPhone("1002", bob.password, a.sip_host, a.sip_port, answer="auto",
-                     answer_delay=8)                  # rings through the takeover
-    carol = next(x for x in cfg.agents if x.id == "1003")
-    holder = SoftPhone("1003", carol.password, a.sip_host, a.sip_port, answer="auto")
-    agent_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
-                                       cookie_jar=aiohttp.CookieJar(unsafe=True))
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
-                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+    phone = agent_phone(cfg, "1001")
+    slow = agent_phone(cfg, "1002", answer_delay=8)      # rings through the takeover
+    holder = agent_phone(cfg, "1003")
+    agent_http, http = web_client(), web_client()
     first = second = again = None
     try:
         await phone.start()
@@ -232,21 +249,10 @@ async def test_a_frozen_leader_woken_after_its_lease_does_nothing(
         acd_config, asterisk, ami, tmp_path, db_url, restore_dialplan):
     cfg = acd_config
     first, second = _pair(cfg, asterisk, tmp_path, db_url)
-    a = cfg.asterisk
-    agent = next(x for x in cfg.agents if x.id == "1001")
-    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
-                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+    phone = agent_phone(cfg, "1001")
+    http = web_client()
     try:
-        await phone.start()
-        await first.start()
-        await first.wait_log("runtime.rebuilt")
-        await second.start()
-        await second.wait_log("ha.standby")
-        base_a = f"http://127.0.0.1:{cfg.http.port}"
-        admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
-        async with admin.post(f"{base_a}/api/agents/1001/login") as r:
-            assert r.status == 200
+        await leader_then_standby(cfg, first, second, phone, http)
 
         assert first.proc is not None
         first.proc.send_signal(signal.SIGSTOP)
@@ -293,21 +299,10 @@ async def test_postgresql_restarted_under_the_pair_loses_nothing(
     stays a standby, the records waiting meanwhile are written once it is back."""
     cfg = acd_config
     first, second = _pair(cfg, asterisk, tmp_path, own_pg.url("acd"), lease=6.0)
-    a = cfg.asterisk
-    agent = next(x for x in cfg.agents if x.id == "1001")
-    phone = SoftPhone("1001", agent.password, a.sip_host, a.sip_port, answer="auto")
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT),
-                                 cookie_jar=aiohttp.CookieJar(unsafe=True))
+    phone = agent_phone(cfg, "1001")
+    http = web_client()
     try:
-        await phone.start()
-        await first.start()
-        await first.wait_log("runtime.rebuilt")
-        await second.start()
-        await second.wait_log("ha.standby")
-        base_a = f"http://127.0.0.1:{cfg.http.port}"
-        admin = await login(http, "admin", password_of(cfg, "admin"), base=base_a)
-        async with admin.post(f"{base_a}/api/agents/1001/login") as r:
-            assert r.status == 200
+        await leader_then_standby(cfg, first, second, phone, http)
         m = mark(ami)
         caller = await Caller(ami, "7113").dial()
         assert await caller.bridged(m) == "1001"
