@@ -90,6 +90,9 @@ class Server:
     web_ctx: Any = None                  # the web pages' context: logins, sessions, pages
     rng: random.Random | None = None     # drives the "random" strategy; seeded in tests
     lease: Any = None                    # acd.leader.Lease when ha is on: held, kept, checked
+    #: False with ``acd run --no-asterisk``: Asterisk's configuration is someone else's (another
+    #: machine, a container, the benchmarks' instance): never rendered from here
+    manage_asterisk: bool = True
     http_port: int = 0
     _ami_task: asyncio.Future | None = None
     _hashing: asyncio.Future | None = None    # the web passwords argon2 hashes behind
@@ -223,8 +226,9 @@ class Server:
         """Asterisk's endpoints and dialplan as this server's configuration in force renders
         them: not so when agents or groups were made on the admin page (``acd run`` renders
         config.yaml), or a stopped server's browser phone is still rendered there."""
-        self.asterisk_conf = LiveConf.for_config(self.cfg, self.ami, acdlog.get_logger(
-            component="asterisk"))
+        log = acdlog.get_logger(component="asterisk")
+        self.asterisk_conf = (LiveConf.for_config(self.cfg, self.ami, log)
+                              if self.manage_asterisk else LiveConf(None, self.ami, log))
         if not self.asterisk_conf.in_step(self.cfg):
             self._asterisk_sync = asyncio.ensure_future(self._sync_asterisk())
 
@@ -361,7 +365,7 @@ def leader_index(cfg: Config) -> int:
     return servers.index(me) + 1 if me in servers else 0
 
 
-async def serve(cfg: Config, ready: Any = None) -> None:
+async def serve(cfg: Config, ready: Any = None, manage_asterisk: bool = True) -> None:
     """Run until SIGINT or SIGTERM, then stop cleanly. With ``ha`` on, first wait as a
     standby until the lease is ours (acd.leader), then lead until stopped."""
     stop = asyncio.Event()
@@ -374,7 +378,7 @@ async def serve(cfg: Config, ready: Any = None) -> None:
             lease = await take_the_lead(cfg, stop)
             if lease is None:
                 return                             # stopped while a standby
-        server = Server(cfg, lease=lease)
+        server = Server(cfg, lease=lease, manage_asterisk=manage_asterisk)
         if lease is not None:
             lease.on_lost = server.lease_lost
             lease.keep()                           # renewed from now on, start included

@@ -284,7 +284,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             where += "; stays up when the server stops"
     try:
         asyncio.run(serve(cfg, ready=lambda s: print(banner(cfg, secrets_file, s.http_port, where),
-                                                     file=sys.stderr, flush=True)))
+                                                     file=sys.stderr, flush=True),
+                          manage_asterisk=not args.no_asterisk))
     except KeyboardInterrupt:
         pass
     finally:

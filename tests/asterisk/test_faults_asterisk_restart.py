@@ -17,10 +17,12 @@ import time
 
 from acd.asterisk.runner import Asterisk
 from acd.errors import UserError
-from tests.asterisk.acd_fixtures import (WAIT, Caller, acd_config, acd_server,  # noqa: F401
+from tests.asterisk.acd_fixtures import (WAIT, Caller, acd_config,  # noqa: F401
                                          after, agents, kinds, mark, stored)
 from tests.asterisk.calls import field, talk_entered
-from tests.asterisk.test_faults_phones import short_phone_timers  # noqa: F401
+# The server on the same short phone timings as the pjsip.conf this module loads (a server
+# on other timings would render its own at start).
+from tests.asterisk.test_faults_phones import acd_server, short_phone_timers  # noqa: F401, F811
 
 
 def _restartable(asterisk: Asterisk, cfg) -> Asterisk:
