@@ -34,7 +34,7 @@ def test_asterisk_is_stopped_only_when_this_run_started_it(monkeypatch, tmp_path
     ast = FakeAsterisk(running)
     monkeypatch.setattr(cli, "_asterisk", lambda cfg: ast)
 
-    async def serve(cfg, ready=None):
+    async def serve(cfg, ready=None, manage_asterisk=True):
         return None
 
     import acd.app
