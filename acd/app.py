@@ -290,6 +290,13 @@ class Server:
     async def _ami_connection(self, up: bool) -> None:
         log = acdlog.get_logger(component="app")
         log.info("app.ami_link", up=up)
+        if up and self.asterisk_conf is not None:
+            try:              # a browser phone issued while the link was down: reload now
+                done = await self.asterisk_conf.catch_up(self.cfg)
+                if done is not None:
+                    log.info("asterisk.caught_up", result=done)
+            except Exception as e:  # noqa: BLE001 - the next change or start reloads
+                log.warning("asterisk.catch_up_failed", error=str(e)[:200])
         index = leader_index(self.cfg)
         if up and self.lease is not None and index:
             # The leader says so to the dialplan: new calls come here first, not to a

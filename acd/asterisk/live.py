@@ -39,6 +39,8 @@ class LiveConf:
         #: agent id -> the SIP password issued to the web session whose page is that agent's
         #: phone now (render's ``browser``): every render keeps them, whoever asks for it
         self.browser: dict[str, str] = {}
+        #: files written while the AMI link was down: reloaded when it is up (catch_up)
+        self.stale = False
 
     @classmethod
     def for_config(cls, cfg: Config, ami: Any, log: Any) -> "LiveConf":
@@ -92,12 +94,22 @@ class LiveConf:
                 lambda: render(cfg, layout, browser=dict(self.browser)))
             self.log.info("asterisk.rendered", files=len(written))
             if not getattr(self.ami, "connected", False):
+                self.stale = True
                 return "asterisk_down"
             for command in ([PJSIP_RELOAD] if pjsip else []) + ([DIALPLAN_RELOAD] if dialplan
                                                                  else []):
                 await self.ami.action("Command", Command=command)
                 self.log.info("asterisk.reloaded", command=command)
+            self.stale = False
             return "reloaded"
+
+    async def catch_up(self, cfg: Config) -> str | None:
+        """The AMI link is up again: what was rendered while it was down (a browser phone
+        issued right after a restart, before the link came up) is reloaded now. None: nothing
+        was waiting."""
+        if not self.stale:
+            return None
+        return await self.apply(cfg, dialplan=True)
 
 
 __all__ = ["LiveConf"]

@@ -488,3 +488,54 @@ async def test_a_network_drop_re_registers_by_itself(web_server, ami, media_brow
     await caller.hangup()
     assert alice.errors == []
 
+
+
+async def test_a_server_restart_gives_the_page_its_phone_again(browser_config, ami, tmp_path,
+                                                              media_browser):
+    """The server restarted alone (Asterisk untouched) while a page is the agent's phone: the
+    new server has no issued password; the page, its live link back, takes the phone again by
+    itself (a new password, a new registration), and the next call rings it."""
+    import random
+    from dataclasses import replace
+
+    from acd.app import Server
+    from tests.asterisk.acd_fixtures import RANDOM_SEED
+    cfg = replace(browser_config, database=replace(
+        browser_config.database, url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
+    srv = Server(cfg, rng=random.Random(RANDOM_SEED))
+    await srv.start()
+    base = f"http://127.0.0.1:{cfg.http.port}"
+    try:
+        await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
+        alice = await _browser_agent(media_browser, base, cfg, "1001")
+        page = alice.page
+        await page.evaluate("() => { window.__before = window.acdPhone.ua; }")
+        await srv.stop()
+        srv = Server(cfg, rng=random.Random(RANDOM_SEED))          # restarted alone
+        await srv.start()
+        await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
+        await until_true(page, "() => document.getElementById('conn').dataset.opened === '2'",
+                         "the page's live link back")
+        # a new user agent (not the one from before the restart), registered with the
+        # password the new server issued
+        await until_true(page, "() => { const ua = window.acdPhone.ua;"
+                               " return Boolean(ua) && ua !== window.__before && ua.isRegistered(); }",
+                         "the page's new registration")
+        assert "1001" in srv.web_ctx.browser_phones.issued
+        await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
+                                                                 timeout=MS)
+        for _ in range(int(WAIT * 10)):                  # the ACD sees the phone reachable
+            if srv.runtime.agent("1001").get("reachable"):
+                break
+            await asyncio.sleep(0.1)
+        got = srv.runtime.agent("1001")
+        assert got["state"] == "idle" and got["reachable"], got      # the restart kept it
+        m = mark(ami)
+        caller = await Caller(ami, ONLY_1001).dial()
+        await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+        await page.click("#answer")
+        assert await caller.bridged(m) == "1001"
+        await caller.hangup()
+        assert alice.errors == []
+    finally:
+        await srv.stop()

@@ -100,3 +100,32 @@ def test_wss_port_needs_a_certificate_and_a_key(tmp_path):
     with pytest.raises(configmod.ConfigError) as e:
         configmod.load(path, environ={})
     assert "asterisk.tls_cert" in str(e.value)
+
+
+async def test_a_phone_issued_while_the_ami_link_is_down_is_reloaded_when_it_is_up(tmp_path):
+    """Right after a restart the page may take the phone before the AMI link is up: the file
+    is written then, and Asterisk reloads it as soon as the link is (catch_up)."""
+    import structlog
+
+    from acd.asterisk.live import PJSIP_RELOAD, LiveConf
+
+    class Ami:
+        connected = False
+        sent: list = []
+
+        async def action(self, name, **kw):
+            self.sent.append((name, kw.get("Command")))
+            return {"Response": "Success"}
+
+    cfg, _text = _render(tmp_path)
+    layout = Layout(inside="/srv/acd/x", host=tmp_path / "out")
+    ami = Ami()
+    conf = LiveConf(layout, ami, structlog.get_logger())
+    assert await conf.catch_up(cfg) is None                 # nothing waiting
+    assert await conf.set_browser(cfg, "1001", "issued-pw-1234567890") == "asterisk_down"
+    assert "issued-pw-1234567890" in (layout.host_dir("etc") / "pjsip.conf").read_text()
+    assert ami.sent == [] and conf.stale
+    ami.connected = True
+    assert await conf.catch_up(cfg) == "reloaded"
+    assert ("Command", PJSIP_RELOAD) in ami.sent and not conf.stale
+    assert await conf.catch_up(cfg) is None

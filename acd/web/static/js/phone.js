@@ -280,12 +280,20 @@ async function choose(kind) {
 // has forgotten the passwords it issued). If the server no longer knows this page as the
 // agent's phone, the page takes it again: a new password, and JsSIP registers with it. A
 // call on the page goes on; this waits until it ends.
-export async function liveAgain() {
-  if (P.kind !== "browser" || !P.ua) return;
-  if (P.session) { P.again = true; return; }
+// One at a time: the live link can come back twice in a row (a second restart), and two
+// takes at once would leave two user agents, one with a password the server replaced.
+export function liveAgain() {
+  if (P.kind !== "browser" || !P.ua) return Promise.resolve();
+  if (P.session) { P.again = true; return Promise.resolve(); }
+  if (!P.retaking) P.retaking = retake().finally(() => { P.retaking = null; });
+  return P.retaking;
+}
+
+async function retake() {
   const r = await api("GET", "/api/agents/" + encodeURIComponent(P.agentId) + "/phone");
-  if (!r.ok || r.data.phone === "browser") return;
+  if (!r.ok || r.data.phone === "browser" || P.session || !P.ua) return;
   stopBrowser();
+  status("taking the phone again…");
   await choose("browser");
 }
 
