@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from acd import config as configmod
+from acd import seeding
 from acd.config import AgentConfig, Config, ConfigError, GroupConfig, WebUserConfig
 from acd.config_checks import check_entries
 
@@ -92,35 +93,17 @@ def entries_of(cfg: Config) -> dict[str, dict[str, Doc]]:
 
 def reconcile(file_entries: Mapping[str, Mapping[str, Doc]], rows: Iterable[Row]) -> Reconciled:
     """The entries in force: the file's seed, the page's changes, the file's later edits
-    (see the module docstring)."""
-    stored = {(r.kind, r.key): r for r in rows}
-    upserts: list[Row] = []
-    deletes: list[tuple[str, str]] = []
-    notes: list[str] = []
-    entries: dict[str, dict[str, Doc]] = {k: {} for k in KINDS}
-    for kind in KINDS:
-        for key, doc in (file_entries.get(kind) or {}).items():
-            row = stored.pop((kind, key), None)
-            if row is None:
-                upserts.append(Row(kind, key, doc, doc))
-                entries[kind][key] = doc
-            elif row.seeded != doc:
-                upserts.append(Row(kind, key, doc, doc))
-                entries[kind][key] = doc
-                if row.seeded is not None or row.doc is not None:
-                    notes.append(f"{kind} {key} as config.yaml now says"
-                                 + (" (it had been removed on the page)" if row.doc is None
-                                    else ""))
-            elif row.doc is not None:
-                entries[kind][key] = row.doc
-    for (kind, key), row in sorted(stored.items()):
-        if row.seeded is not None or kind not in KINDS:
-            deletes.append((kind, key))
-            if row.seeded is not None and row.doc is not None:
-                notes.append(f"{kind} {key} removed, as config.yaml no longer names it")
-        elif row.doc is not None:
-            entries[kind][key] = row.doc
-    return Reconciled(entries, upserts, deletes, notes)
+    (see the module docstring; the rule is acd.seeding's)."""
+    m = seeding.reconcile(
+        file_entries, (((r.kind, r.key), seeding.Stored(r.doc, r.seeded))
+                       for r in sorted(rows, key=lambda r: (r.kind, r.key))), KINDS)
+    notes = [f"{kind} {key} as config.yaml now says"
+             + (" (it had been removed on the page)" if row.value is None else "")
+             for kind, key, row in m.edits if row.seeded is not None or row.value is not None]
+    notes += [f"{kind} {key} removed, as config.yaml no longer names it"
+              for kind, key in m.removed]
+    return Reconciled(m.values, [Row(k, key, doc, doc) for k, key, doc in m.upserts],
+                      m.deletes, notes)
 
 
 def _coerce(kind: str, doc: Doc, at: str) -> Any:

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from acd import seeding
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -46,34 +48,19 @@ class Reconciled:
 def reconcile(file_groups: Mapping[str, Mapping[str, int]], agents: Iterable[str],
               rows: Iterable[Row]) -> Reconciled:
     """The memberships in force: the file's seed, the page's changes, and the file's later
-    edits (see the module docstring). Rows of groups or agents no longer configured go."""
+    edits (see the module docstring; the rule is acd.seeding's). Rows of groups or agents no
+    longer configured go."""
     known_agents = set(agents)
-    stored = {(r.group, r.agent): r for r in rows}
-    upserts: list[Row] = []
-    deletes: list[tuple[str, str]] = []
-    notes: list[str] = []
-    members: dict[str, dict[str, int]] = {g: {} for g in file_groups}
-    for group, file_members in file_groups.items():
-        for agent, level in file_members.items():
-            row = stored.pop((group, agent), None)
-            if row is None:
-                upserts.append(Row(group, agent, level, level))
-                members[group][agent] = level
-            elif row.seeded != level:
-                upserts.append(Row(group, agent, level, level))
-                members[group][agent] = level
-                notes.append(f"{group}: {agent} at level {level} as config.yaml now says "
-                             f"(was {row.level if row.level is not None else 'removed'})")
-            elif row.level is not None:
-                members[group][agent] = row.level
-    for (group, agent), row in stored.items():
-        if row.seeded is not None or group not in file_groups or agent not in known_agents:
-            deletes.append((group, agent))
-            if row.seeded is not None and row.level is not None:
-                notes.append(f"{group}: {agent} removed, as config.yaml no longer names it")
-        elif row.level is not None:
-            members[group][agent] = row.level
-    return Reconciled(members, upserts, deletes, notes)
+    m = seeding.reconcile(
+        file_groups, (((r.group, r.agent), seeding.Stored(r.level, r.seeded)) for r in rows),
+        file_groups, keep=lambda group, agent: agent in known_agents)
+    notes = [f"{group}: {agent} at level {file_groups[group][agent]} as config.yaml now says "
+             f"(was {row.value if row.value is not None else 'removed'})"
+             for group, agent, row in m.edits]
+    notes += [f"{group}: {agent} removed, as config.yaml no longer names it"
+              for group, agent in m.removed]
+    return Reconciled(m.values, [Row(g, a, level, level) for g, a, level in m.upserts],
+                      m.deletes, notes)
 
 
 def with_members(cfg: Any, members: Mapping[str, Mapping[str, int]]) -> Any:
