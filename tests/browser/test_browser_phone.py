@@ -490,6 +490,42 @@ async def test_a_network_drop_re_registers_by_itself(web_server, ami, media_brow
 
 
 
+
+async def test_a_password_asterisk_refuses_makes_the_page_ask_for_a_new_one(web_server, ami,
+                                                                        media_browser):
+    """Asterisk no longer takes the page's password (here: rendered with another one behind
+    the server's back, as a lost reload would leave it): at its next REGISTER the page is
+    refused, asks the server for a new password by itself, registers, and the next call rings
+    it. JsSIP alone would stay refused until its WebSocket reconnected again."""
+    srv, base, cfg = web_server
+    alice = await _browser_agent(media_browser, base, cfg, "1001")
+    page = alice.page
+    await page.evaluate("() => { window.__before = window.acdPhone.ua; }")
+    first = srv.web_ctx.browser_phones.issued["1001"].password
+    assert await srv.asterisk_conf.set_browser(srv.cfg, "1001", "not-the-pages-password-0123") \
+        == "reloaded"
+    await page.evaluate("() => window.acdPhone.ua._transport.socket._ws.close()")   # REGISTER again
+    await expect(page.locator("#phone-status")).to_contain_text("asking for a new password",
+                                                                timeout=MS)
+    await until_true(page, "() => { const ua = window.acdPhone.ua;"
+                           " return Boolean(ua) && ua !== window.__before && ua.isRegistered(); }",
+                     "the page's registration with a new password")
+    assert srv.web_ctx.browser_phones.issued["1001"].password != first
+    await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
+                                                             timeout=MS)
+    for _ in range(int(WAIT * 10)):                      # the ACD sees the phone reachable
+        if srv.runtime.agent("1001").get("reachable"):
+            break
+        await asyncio.sleep(0.1)
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001).dial()
+    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+    await page.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await caller.hangup()
+    assert alice.errors == []
+
+
 async def test_a_server_restart_gives_the_page_its_phone_again(browser_config, ami, tmp_path,
                                                               media_browser):
     """The server restarted alone (Asterisk untouched) while a page is the agent's phone: the

@@ -247,14 +247,31 @@ async function startBrowser() {
     session_timers: false, user_agent: "acd agent page",
   });
   P.ua = ua;
-  ua.on("registered", () => { if (P.ua === ua) status("this browser is your phone", "ok"); });
+  ua.on("registered", () => { if (P.ua === ua) { P.refusals = 0; status("this browser is your phone", "ok"); } });
   ua.on("unregistered", () => { if (P.ua === ua) status("not registered", "error"); });
-  ua.on("registrationFailed", (e) => { if (P.ua === ua) status("refused by the server: " + e.cause, "error"); });
+  ua.on("registrationFailed", (e) => { if (P.ua === ua) refused(ua, e.cause); });
   ua.on("disconnected", () => { if (P.ua === ua) status("connection to the server lost; retrying…", "error"); });
   ua.on("newRTCSession", (e) => { if (e.originator === "remote") incoming(e.session); });
   ua.start();
   listDevices();
   return true;
+}
+
+// Asterisk refused the password (the server issued another meanwhile, or Asterisk lost the
+// one it had): the page asks the server for a new one, a few times with a growing pause, then
+// says so and stops trying. JsSIP itself would not try again until its WebSocket reconnects.
+const MAX_REFUSALS = 3;
+function refused(ua, cause) {
+  P.refusals = (P.refusals || 0) + 1;
+  const again = cause === window.JsSIP.C.causes.AUTHENTICATION_ERROR && P.refusals <= MAX_REFUSALS;
+  status("refused by the server: " + cause + (again ? "; asking for a new password…" : ""), "error");
+  if (!again) return;
+  setTimeout(() => {
+    if (P.ua !== ua || P.kind !== "browser") return;       // chosen otherwise meanwhile
+    if (P.session) { P.again = true; return; }              // after the call
+    stopBrowser();
+    choose("browser");
+  }, 1000 * 2 ** (P.refusals - 1));
 }
 
 function stopBrowser() {
