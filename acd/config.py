@@ -73,6 +73,9 @@ class AsteriskConfig:
     # The longest registration Asterisk grants a phone: phones register again within this,
     # so after an Asterisk crash that lost a fresh registration they are back in time.
     registration_seconds: int = 120
+    # The codecs a browser phone may use, in Asterisk's order of preference (Opus costs
+    # Asterisk more CPU than G.711: it transcodes to the callers' G.711; docs/benchmarks.md).
+    browser_codecs: tuple[str, ...] = ("opus", "ulaw", "alaw")
 
 
 def phone_grace(a: AsteriskConfig) -> float:

@@ -22,6 +22,10 @@ from acd.recordings import record_share
 #: Raises the configuration error for a key: ``bad(key, message)``.
 Bad = Callable[[str, str], NoReturn]
 
+#: What ``asterisk.browser_codecs`` may name: the codecs both Chromium's WebRTC and Asterisk 22
+#: here (codec_opus_open_source, codec_g722, codec_ulaw, codec_alaw) have, by Asterisk's names.
+BROWSER_CODECS = ("opus", "g722", "ulaw", "alaw")
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _NUMBER = re.compile(r"^[0-9*#+]{1,32}$")
 _CALLER_ID = re.compile(r'^(?:(?:"[^"\\<>\r\n]{0,40}" ?)?<\+?[0-9*#]{1,32}>|\+?[0-9*#]{1,32})$')
@@ -81,6 +85,10 @@ def _check_servers(cfg: Any, bad: Bad) -> None:
                                  "tls-selfsigned makes a pair for a lab)")
     if cfg.asterisk.rtp_end <= cfg.asterisk.rtp_start:
         bad("asterisk.rtp_end", "must be above asterisk.rtp_start")
+    codecs = cfg.asterisk.browser_codecs
+    if not codecs or any(c not in BROWSER_CODECS for c in codecs) or len(set(codecs)) < len(codecs):
+        bad("asterisk.browser_codecs", f"{list(codecs)!r}: one or more of "
+                                       f"{', '.join(BROWSER_CODECS)}, each once")
     if cfg.asterisk.mode not in ("auto", "system", "managed"):
         bad("asterisk.mode", f"{cfg.asterisk.mode!r} is not one of auto, system, managed")
     if not _NAME.match(cfg.asterisk.instance):

@@ -79,6 +79,8 @@ def values(cfg: Config, layout: Layout) -> dict[str, str]:
         "sip_port": str(a.sip_port),
         "http_port": str(a.http_port),
         "media_address": a.media_address,
+        "browser_codecs": ",".join(_conf_value(c, "asterisk.browser_codecs")
+                                   for c in a.browser_codecs),
         "ice_host_candidates": ice.host_candidates(a.media_address),
         "rtp_start": str(a.rtp_start),
         "rtp_end": str(a.rtp_end),

@@ -129,3 +129,24 @@ async def test_a_phone_issued_while_the_ami_link_is_down_is_reloaded_when_it_is_
     assert await conf.catch_up(cfg) == "reloaded"
     assert ("Command", PJSIP_RELOAD) in ami.sent and not conf.stale
     assert await conf.catch_up(cfg) is None
+
+
+def test_browser_codecs_are_the_browser_endpoints_allow_line_in_order(tmp_path):
+    """asterisk.browser_codecs: G.711 alone (to spare Asterisk's CPU) or G.711 before Opus
+    is what the WebRTC endpoint allows; the SIP phones' endpoints keep their own."""
+    _cfg, text = _render(tmp_path, browser_codecs=("ulaw",))
+    assert "allow = ulaw\n" in _section(text["pjsip.conf"], "[browser-defaults](!)")
+    _cfg, text = _render(tmp_path, browser_codecs=("alaw", "opus", "g722"))
+    assert "allow = alaw,opus,g722\n" in _section(text["pjsip.conf"], "[browser-defaults](!)")
+    assert "allow = ulaw,alaw,gsm\n" in _section(text["pjsip.conf"], "[agent-defaults](!)")
+
+
+@pytest.mark.parametrize("codecs", ["[]", "[gsm]", "[opus, opus]", "[vp8]"])
+def test_browser_codecs_refuses_what_a_browser_and_asterisk_do_not_share(tmp_path, codecs):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"asterisk:\n  browser_codecs: {codecs}\n")
+    with pytest.raises(configmod.ConfigError) as e:
+        configmod.load(path, environ={})
+    assert e.value.id == "config.invalid"
+    assert "asterisk.browser_codecs" in str(e.value) and "line 2" in str(e.value)
+    assert "opus, g722, ulaw, alaw" in str(e.value)
