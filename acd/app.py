@@ -30,6 +30,7 @@ from acd.core import Acd
 from acd.admin_config import config_with, entries_of, reconcile as reconcile_entries
 from acd.asterisk.live import LiveConf
 from acd.memberships import reconcile, with_members
+from acd.sdnotify import Notifier
 from acd.runtime import AcdRuntime
 from acd.store.db import Store, migrate_async
 from acd.store.writer import QueuedStore, spill_path_for
@@ -380,8 +381,11 @@ async def serve(cfg: Config, ready: Any = None, manage_asterisk: bool = True) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     lease = server = None
+    systemd = Notifier()                           # systemd's readiness and watchdog, if any
+    systemd.start_watchdog()
     try:
         if cfg.ha.enabled:
+            systemd.send("READY=1", "STATUS=standby: waiting for the lease")
             lease = await take_the_lead(cfg, stop)
             if lease is None:
                 return                             # stopped while a standby
@@ -390,12 +394,14 @@ async def serve(cfg: Config, ready: Any = None, manage_asterisk: bool = True) ->
             lease.on_lost = server.lease_lost
             lease.keep()                           # renewed from now on, start included
         await server.start()
+        systemd.send("READY=1", "STATUS=leading" if lease is not None else "STATUS=running")
         if ready:
             ready(server)
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await systemd.close()                      # STOPPING=1
         if server is not None:
             await server.stop()
         if lease is not None:
