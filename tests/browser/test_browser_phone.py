@@ -488,7 +488,26 @@ async def test_a_network_drop_re_registers_by_itself(web_server, ami, media_brow
     await caller.hangup()
     assert alice.errors == []
 
-
+async def _a_new_phone_rings(page, srv, ami, what: str) -> None:
+    """The page has a new JsSIP user agent (not the one marked ``window.__before``),
+    registered; the ACD sees the phone reachable; a real call rings the page, which answers."""
+    await until_true(page, "() => { const ua = window.acdPhone.ua;"
+                           " return Boolean(ua) && ua !== window.__before && ua.isRegistered(); }",
+                     what)
+    await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
+                                                             timeout=MS)
+    for _ in range(int(WAIT * 10)):                      # the ACD sees the phone reachable
+        if srv.runtime.agent("1001").get("reachable"):
+            break
+        await asyncio.sleep(0.1)
+    got = srv.runtime.agent("1001")
+    assert got["state"] == "idle" and got["reachable"], got
+    m = mark(ami)
+    caller = await Caller(ami, ONLY_1001).dial()
+    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
+    await page.click("#answer")
+    assert await caller.bridged(m) == "1001"
+    await caller.hangup()
 
 
 async def test_a_password_asterisk_refuses_makes_the_page_ask_for_a_new_one(web_server, ami,
@@ -507,22 +526,8 @@ async def test_a_password_asterisk_refuses_makes_the_page_ask_for_a_new_one(web_
     await page.evaluate("() => window.acdPhone.ua._transport.socket._ws.close()")   # REGISTER again
     await expect(page.locator("#phone-status")).to_contain_text("asking for a new password",
                                                                 timeout=MS)
-    await until_true(page, "() => { const ua = window.acdPhone.ua;"
-                           " return Boolean(ua) && ua !== window.__before && ua.isRegistered(); }",
-                     "the page's registration with a new password")
+    await _a_new_phone_rings(page, srv, ami, "the page's registration with a new password")
     assert srv.web_ctx.browser_phones.issued["1001"].password != first
-    await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
-                                                             timeout=MS)
-    for _ in range(int(WAIT * 10)):                      # the ACD sees the phone reachable
-        if srv.runtime.agent("1001").get("reachable"):
-            break
-        await asyncio.sleep(0.1)
-    m = mark(ami)
-    caller = await Caller(ami, ONLY_1001).dial()
-    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
-    await page.click("#answer")
-    assert await caller.bridged(m) == "1001"
-    await caller.hangup()
     assert alice.errors == []
 
 
@@ -553,25 +558,9 @@ async def test_a_server_restart_gives_the_page_its_phone_again(browser_config, a
         await until_true(page, "() => document.getElementById('conn').dataset.opened === '2'",
                          "the page's live link back")
         # a new user agent (not the one from before the restart), registered with the
-        # password the new server issued
-        await until_true(page, "() => { const ua = window.acdPhone.ua;"
-                               " return Boolean(ua) && ua !== window.__before && ua.isRegistered(); }",
-                         "the page's new registration")
+        # password the new server issued; the restart kept the agent idle
+        await _a_new_phone_rings(page, srv, ami, "the page's new registration")
         assert "1001" in srv.web_ctx.browser_phones.issued
-        await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
-                                                                 timeout=MS)
-        for _ in range(int(WAIT * 10)):                  # the ACD sees the phone reachable
-            if srv.runtime.agent("1001").get("reachable"):
-                break
-            await asyncio.sleep(0.1)
-        got = srv.runtime.agent("1001")
-        assert got["state"] == "idle" and got["reachable"], got      # the restart kept it
-        m = mark(ami)
-        caller = await Caller(ami, ONLY_1001).dial()
-        await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
-        await page.click("#answer")
-        assert await caller.bridged(m) == "1001"
-        await caller.hangup()
         assert alice.errors == []
     finally:
         await srv.stop()
