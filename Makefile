@@ -21,10 +21,10 @@ test-fast: setup-test postgresql
 # Benchmarks beside Asterisk's app_queue, on real calls (bench/; about 40 minutes; not part of
 # `make test`): bench/results/latest.json and docs/benchmarks.md. bench-quick: each measure briefly.
 .PHONY: bench bench-quick
-bench: setup asterisk
+bench: setup-test asterisk
 	$(BIN)/python -m bench
 
-bench-quick: setup asterisk
+bench-quick: setup-test asterisk
 	$(BIN)/python -m bench --quick
 
 # Soak (bench/soak.py; not part of `make test`, which runs a short one): calls at a steady rate

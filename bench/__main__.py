@@ -27,7 +27,7 @@ from typing import Any
 from acd.tools import load, load_calls, server_api
 from acd import log as acdlog
 from acd.errors import UserError
-from bench import core_bench, memory, overload, report, reports_bench, startup
+from bench import core_bench, memory, overload, report, reports_bench, startup, webrtc
 from bench import instance as inst
 from bench.measures import (AQ, HOTLINES, NUMBERS, OURS, Bench, RunResult, agent_free_latencies,
                             arm_order, idle_agent_latencies, ours_breakdown,
@@ -37,8 +37,8 @@ from bench.stats import cdf, summary
 
 RESULTS = inst.PROJECT / "bench" / "results"
 DOCS = inst.PROJECT / "docs"
-MEASURES = ("idle", "free", "ivr", "throughput", "overload", "pop", "profile", "recording", "core",
-            "memory", "startup", "reports")
+MEASURES = ("idle", "free", "ivr", "throughput", "overload", "pop", "profile", "recording", "webrtc",
+            "core", "memory", "startup", "reports")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class Plan:
     rec_seconds: float = 45.0        # ... each run this long
     rec_chunks: int = 2              # ... this many runs of each, alternating
     report_calls: int = 1_000_000    # measure 9: history reports over this many calls
+    webrtc_calls: int = 10           # measure "webrtc": concurrent calls in each arm
+    webrtc_hold: float = 30.0        # ... held this long (the measured window)
+    webrtc_idle: float = 15.0        # ... after an idle window this long (no call)
 
 
 FULL = Plan("full", phones=100, talk=2.0, idle_chunks=4, idle_calls=50, idle_rate=2.0,
@@ -88,7 +91,7 @@ QUICK = Plan("quick", phones=40, talk=2.0, idle_chunks=1, idle_calls=15, idle_ra
              profile_seconds=10.0, profile_rate=5.0, core_cycles=500, mem_agents=1000,
              mem_callers=2000, startup_agents=300, startup_small=0, overload_seconds=15.0,
              recovery_seconds=10.0, rec_rate=5.0, rec_seconds=10.0, rec_chunks=1,
-             report_calls=50_000)
+             report_calls=50_000, webrtc_calls=3, webrtc_hold=10.0, webrtc_idle=5.0)
 TALK_CAP = 10.0                      # exponential talk times are cut at this many seconds
 TALK_MIN = 1.0                       # ... and start at this many (nobody hangs up at once)
 
@@ -123,7 +126,8 @@ class Runner:
         self.plan = plan
         self.only = only
         self.sustained = sustained      # our sustained rate for 6b, when throughput is not run
-        self.bench = Bench(inst.BenchSetup(phones=plan.phones), say)
+        self.bench = Bench(inst.BenchSetup(
+            phones=plan.phones, browser_agents=plan.webrtc_calls if "webrtc" in only else 0), say)
         self.runs: dict[str, list[RunResult]] = {}
         self.results: dict[str, Any] = {}
 
@@ -408,6 +412,16 @@ class Runner:
             self.bench.record_calls("none")
         self.results["recording"] = report.recording_figures(runs, p.rec_rate)
 
+    # ---------------------------------------------------------------- webrtc
+    async def webrtc(self) -> None:
+        """What a browser phone costs Asterisk: SIP phones, browser G.711, browser Opus
+        (bench/webrtc.py)."""
+        p = self.plan
+        say(f"webrtc: {p.webrtc_calls} calls held {p.webrtc_hold:.0f} s (after {p.webrtc_idle:.0f}"
+            f" s idle) with agents on SIP phones, on browser phones G.711, then Opus (ours)")
+        self.results["webrtc"] = await webrtc.measure(
+            self.bench, calls=p.webrtc_calls, hold=p.webrtc_hold, idle=p.webrtc_idle, say=say)
+
     # ---------------------------------------------------------------- 6 and 7
     def core(self) -> None:
         say(f"(6) the core alone: 100, 1,000, 10,000 agents, 10,000 waiting, 100 groups, "
@@ -443,14 +457,14 @@ class Runner:
     # ---------------------------------------------------------------- all
     async def run(self) -> None:
         real = {"idle", "free", "ivr", "throughput", "overload", "pop", "profile",
-                "recording"} & self.only
+                "recording", "webrtc"} & self.only
         if real:
             await self.bench.start(talk_cap=TALK_CAP)
             try:
                 # Overload last: twice the sustained rate can leave the bench's Asterisk too
                 # far behind for the measures after it (it is its own measure of recovery).
                 for m in ("idle", "free", "ivr", "throughput", "pop", "profile", "recording",
-                          "overload"):
+                          "webrtc", "overload"):
                     if self.want(m):
                         try:
                             await getattr(self, m)()

@@ -41,6 +41,9 @@ OURS_HOTLINE = "7800"
 #: app_queue's arm: the same, with Queue() instead of the ACD.
 AQ_DIRECT = "7802"
 AQ_HOTLINE = "7803"
+#: The measure ``webrtc``'s browser agents: their own group (agents without a SIP phone).
+WEBRTC_DIRECT = "7804"
+WEBRTC_GROUP = "webrtc"
 QUEUE_NAME = "acd-bench"
 GROUP = "bench"
 
@@ -68,6 +71,9 @@ class BenchSetup:
     run_dir: Path = RUN_DIR
     log_level: str = "info"
     record: str = "none"                # the group's recording (groups[].record)
+    browser_agents: int = 0             # agents after the phones' in a group of their own
+                                        # (WEBRTC_DIRECT), for browser phones (measure webrtc)
+    browser_codecs: tuple[str, ...] = ("opus", "ulaw", "alaw")   # asterisk.browser_codecs
 
     def agent_ids(self) -> list[str]:
         return [str(2001 + i) for i in range(self.agents)]
@@ -75,18 +81,27 @@ class BenchSetup:
     def phone_ids(self) -> list[str]:
         return self.agent_ids()[: self.phones]
 
+    def browser_ids(self) -> list[str]:
+        return self.agent_ids()[self.phones: self.phones + self.browser_agents]
+
 
 def config_data(s: BenchSetup) -> dict[str, Any]:
     """The bench's config.yaml, as data."""
     if not 0 < s.phones <= s.agents:
         raise UserError("bench.setup", f"phones ({s.phones}) must be 1..agents ({s.agents})")
+    if s.phones + s.browser_agents > s.agents:
+        raise UserError("bench.setup", f"phones ({s.phones}) and browser agents "
+                                       f"({s.browser_agents}) are more than agents ({s.agents})")
+    browser = ([{"name": WEBRTC_GROUP, "number": WEBRTC_DIRECT, "strategy": s.strategy,
+                 "members": {a: 1 for a in s.browser_ids()}, "ring_timeout": s.ring_timeout,
+                 "wrapup_seconds": s.wrapup_seconds}] if s.browser_agents else [])
     return {
         "data_dir": str(s.run_dir / "data"),
         "hotline": {"number": OURS_HOTLINE, "agi_retry_seconds": 1, "agi_retry_count": 30},
         "asterisk": {"instance": "bench", "root": str(PROJECT / ".cache" / "asterisk-root"),
                      "sip_port": s.sip_port, "rtp_start": s.rtp_start, "rtp_end": s.rtp_end,
                      "http_port": s.sip_port + 28,   # its web server (WebSocket SIP): 25088
-                     "loopback_trunk": True},
+                     "loopback_trunk": True, "browser_codecs": list(s.browser_codecs)},
         "ami": {"port": s.ami_port},
         "agi": {"port": s.agi_port, "max_sessions": 2000},
         "http": {"port": s.http_port},
@@ -98,7 +113,7 @@ def config_data(s: BenchSetup) -> dict[str, Any]:
         "groups": [{"name": GROUP, "number": OURS_DIRECT, "strategy": s.strategy,
                     "members": {a: 1 for a in s.phone_ids()},
                     "ring_timeout": s.ring_timeout, "wrapup_seconds": s.wrapup_seconds,
-                    **({"record": s.record} if s.record != "none" else {})}],
+                    **({"record": s.record} if s.record != "none" else {})}] + browser,
     }
 
 
@@ -174,10 +189,12 @@ def die_with_parent() -> None:
 
 class ServerProcess:
     """``python -m acd -c CONFIG run --no-asterisk``: our server in a process of its own, its
-    log (JSON lines) in a file."""
+    log (JSON lines) in a file. ``manage_asterisk``: ``run --keep-asterisk`` instead (the
+    server renders the bench's Asterisk, as the browser phone needs, and leaves it running)."""
 
     def __init__(self, config_path: Path, log_path: Path, db_path: Path,
-                 profile: Path | None = None) -> None:
+                 profile: Path | None = None, manage_asterisk: bool = False) -> None:
+        self.manage_asterisk = manage_asterisk
         self.config_path = config_path
         self.log_path = log_path
         self.db_path = db_path
@@ -209,7 +226,8 @@ class ServerProcess:
             prefix = (["-m", "bench.profile_server", str(self.profile)] if self.profile
                       else ["-m", "acd"])
             self.proc = subprocess.Popen(
-                [sys.executable, *prefix, "-c", str(self.config_path), "run", "--no-asterisk"],
+                [sys.executable, *prefix, "-c", str(self.config_path), "run",
+                 "--keep-asterisk" if self.manage_asterisk else "--no-asterisk"],
                 cwd=str(PROJECT), env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
         finally:

@@ -153,16 +153,18 @@ class Bench:
 
     # ------------------------------------------------------------------ our server
 
-    async def ours_up(self, agents: list[str] | None = None, profile: Any = None) -> None:
+    async def ours_up(self, agents: list[str] | None = None, profile: Any = None,
+                      manage_asterisk: bool = False) -> None:
         """Start our server (fresh database), log the agents in, wait until they are idle and
         reachable. ``agents``: only these (default: every phone). ``profile``: a path, to run
-        the server under cProfile."""
+        the server under cProfile. ``manage_asterisk``: the server renders Asterisk's
+        configuration (browser phones; see :class:`inst.ServerProcess`)."""
         if self.server is not None:
             return
         s = self.setup
         run = s.run_dir
         self.server = inst.ServerProcess(self.config_path, run / "server.log", run / "bench.db",
-                                         profile=profile)
+                                         profile=profile, manage_asterisk=manage_asterisk)
         self.server.start()
         self.server_starts += 1
         agents = s.phone_ids() if agents is None else agents

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import svg
+from bench import svg, webrtc
 from bench.stats import ratio, summary
 
 OURS, AQ = "ours", "app_queue"
@@ -486,6 +486,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     _section_pop(L, m)
     _section_profile(L, m)
     _section_recording(L, m)
+    L += webrtc.section(m)
     _section_core(L, m)
     _section_overload(L, m)
     _section_memory(L, m)
