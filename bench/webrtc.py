@@ -400,11 +400,21 @@ def section(m: dict[str, Any]) -> list[str]:
               "contact center may choose `browser_codecs: [ulaw, alaw]` to save Asterisk's CPU "
               "(at G.711's bandwidth, 64 kbit/s a direction plus headers, against Opus's "
               "lower).", ""]
+    L += ["Our server's share is nearly nothing: a held call sends it no event. The machine's "
+          "load average after each arm: " + "; ".join(
+              f"{v.get('label', k)}: {(v.get('loadavg_after') or [None])[0]}"
+              for k, v in arms.items()) + ". Chromium itself took " + " and ".join(
+              f"{_f(c['held_cpu_s'] / v['held_seconds'], 1)} cores"
+              for v in arms.values() for c in [(v.get('per_call') or {}).get('chromium') or {}]
+              if c.get("held_cpu_s") and v.get("held_seconds"))
+          + " during the browser arms' windows (its threads are most of that load): Asterisk "
+          "shared the machine with it, as it would not on a real floor.", ""]
     run = x.get("run")
     if run:         # measured alone, later than the rest of this page
         L += [f"Measured alone (`{run.get('command')}`) on {run.get('generated_at')} (commit "
               f"{str((run.get('git') or {}).get('commit') or '')[:12]}), the machine's load "
-              f"average {(run.get('loadavg_end') or [None])[0]} at the end: the machine (2 cores) "
-              "was shared with other work meanwhile, which the idle window subtracts only in "
-              "part; read the ratios more than the absolute figures.", ""]
+              f"average {(run.get('loadavg_end') or [None])[0]} at the end; the machine was "
+              "shared with other work (tests run beside it), which the idle window subtracts "
+              "only in part: one sample of each arm, read the ratios more than the absolute "
+              "figures.", ""]
     return L
