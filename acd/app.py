@@ -175,7 +175,8 @@ class Server:
         assert self.store is not None and self.hub is not None
         return AcdRuntime(
             Acd(core_groups(cfg), rng=self.rng or random.Random(),
-                phone_grace=phone_grace(cfg.asterisk)), self.ami, self.store, self.hub,
+                phone_grace=phone_grace(cfg.asterisk),
+                keep_ended=cfg.core.ended_calls_kept), self.ami, self.store, self.hub,
             endpoints={a.id: a.id for a in cfg.agents},   # the endpoint name is the agent id
             names={a.id: a.name or a.id for a in cfg.agents}, groups=cfg.groups,
             customer_dial=customer_dial(cfg), hotline_number=cfg.hotline.number,

@@ -307,6 +307,14 @@ class RecordingsConfig:
 
 
 @dataclass(frozen=True)
+class CoreConfig:
+    """The ACD core's memory: the last ended calls it keeps (for what comes after the end:
+    the wrap-up's end, a rating, a look-up); every call is in the store regardless. About
+    2 KB a call."""
+    ended_calls_kept: int = 10000
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = "data"
     hotline: HotlineConfig = field(default_factory=HotlineConfig)
@@ -314,6 +322,7 @@ class Config:
     ami: AmiConfig = field(default_factory=AmiConfig)
     agi: AgiConfig = field(default_factory=AgiConfig)
     overload: OverloadConfig = field(default_factory=OverloadConfig)
+    core: CoreConfig = field(default_factory=CoreConfig)
     ha: HaConfig = field(default_factory=HaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)

@@ -125,6 +125,7 @@ def _check_timeouts(cfg: Any, bad: Bad) -> None:
                      ("agi.max_sessions", cfg.agi.max_sessions),
                      ("agi.max_pending_per_address", cfg.agi.max_pending_per_address),
                      ("overload.max_lag_ms", cfg.overload.max_lag_ms),
+                     ("core.ended_calls_kept", cfg.core.ended_calls_kept),
                      ("hotline.agi_retry_seconds", cfg.hotline.agi_retry_seconds),
                      ("asterisk.start_timeout", cfg.asterisk.start_timeout),
                      ("asterisk.qualify_seconds", cfg.asterisk.qualify_seconds),

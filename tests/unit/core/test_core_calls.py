@@ -745,3 +745,16 @@ def test_the_ring_shows_the_caller_id_as_it_came_even_when_it_is_no_number():
 
 def info_number(core, call):
     return core.call_info(call)["caller_number"]
+
+
+def test_the_core_keeps_the_last_ended_calls_it_was_told_to(make_sim):
+    """core.ended_calls_kept: the newest ended calls stay known (late events, look-ups); older
+    ones are forgotten (the store has them), so the core's memory is bounded."""
+    sim = make_sim([GroupConfig("g", members={"a": 1})], keep_ended=2)
+    for i, at in enumerate((5, 6, 7)):
+        sim.do("call_arrived", f"k{i}", "111", "g", at=at)
+        sim.do("caller_hung_up", f"k{i}", at=at + 0.5)
+    assert sim.core.call_state("k0") is None
+    with pytest.raises(AcdError):
+        sim.core.call_info("k0")
+    assert [info(sim, k)["end_reason"] for k in ("k1", "k2")] == ["abandoned", "abandoned"]
