@@ -99,7 +99,6 @@ class Server:
     _hashing: asyncio.Future | None = None    # the web passwords argon2 hashes behind
     _indexing: asyncio.Future | None = None   # the history reports' facts, kept up to date
     asterisk_conf: LiveConf | None = None     # Asterisk's rendered configuration, kept in step
-    _asterisk_sync: asyncio.Future | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -232,7 +231,9 @@ class Server:
         self.asterisk_conf = (LiveConf.for_config(self.cfg, self.ami, log)
                               if self.manage_asterisk else LiveConf(None, self.ami, log))
         if not self.asterisk_conf.in_step(self.cfg):
-            self._asterisk_sync = asyncio.ensure_future(self._sync_asterisk())
+            # rendered and reloaded as soon as the AMI link is up (catch_up, below)
+            self.asterisk_conf.stale = True
+            log.info("asterisk.not_in_step")
 
     async def _release_browser_phones(self) -> None:
         """At a stop, agents whose page is their phone and who are on no call get their SIP
@@ -250,19 +251,6 @@ class Server:
             except Exception as e:  # noqa: BLE001 - the next start renders it right
                 acdlog.get_logger(component="app").warning("app.release_failed",
                                                             agent=agent_id, error=str(e)[:200])
-
-    async def _sync_asterisk(self) -> None:
-        """At a start with agents, users or group numbers made on the admin page: Asterisk
-        (rendered by ``acd run`` from config.yaml) gets them once the AMI link is up."""
-        assert self.ami is not None and self.asterisk_conf is not None
-        log = acdlog.get_logger(component="asterisk")
-        while not self.ami.connected:
-            await asyncio.sleep(0.2)
-        try:
-            done = await self.asterisk_conf.apply(self.cfg, dialplan=True)
-            log.info("asterisk.entries_from_database", result=done)
-        except Exception as e:  # noqa: BLE001 - Asterisk away: its next start renders
-            log.warning("asterisk.render_failed", error=str(e)[:200])
 
     async def _index_reports(self) -> None:
         """The history reports' facts, brought up to date every REPORT_INDEX_SECONDS, behind
@@ -313,10 +301,9 @@ class Server:
         await self._release_browser_phones()
         if self.http:
             await self.http.cleanup()
-        for task in (self._indexing, self._asterisk_sync):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        if self._indexing is not None:
+            self._indexing.cancel()
+            await asyncio.gather(self._indexing, return_exceptions=True)
         if self._hashing is not None:       # the rest are hashed at the next start
             self._hashing.cancel()
             await asyncio.gather(self._hashing, return_exceptions=True)
