@@ -105,6 +105,26 @@ async def web_server(browser_config, erp, tmp_path):
         await srv.stop()
 
 
+async def server_with_asterisk(asterisk, browser_config, tmp_path, **asterisk_keys):  # noqa: F811
+    """Our server with these ``asterisk`` keys, the session's Asterisk rendered for them
+    first (a fresh database); yields (server, base URL, config); the session's Asterisk put
+    back after. An async generator for fixtures: ``async for got in server_with_asterisk(
+    ...): yield got``."""
+    from acd.asterisk.runner import Asterisk
+    cfg = replace(browser_config, asterisk=replace(browser_config.asterisk, **asterisk_keys),
+                  database=replace(browser_config.database,
+                                   url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
+    Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=cfg).up()
+    srv = Server(cfg, rng=random.Random(RANDOM_SEED))
+    try:
+        await srv.start()
+        await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
+        yield srv, f"http://127.0.0.1:{srv.http_port}", cfg
+    finally:
+        await srv.stop()
+        Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=browser_config).up()
+
+
 @pytest.fixture
 async def agents(web_server):
     srv, _base, cfg = web_server

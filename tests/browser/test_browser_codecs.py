@@ -3,19 +3,15 @@ chose (the agent's leg in Asterisk and the page's negotiated SDP), and the calle
 page's microphone through it (told by frequency)."""
 from __future__ import annotations
 
-import asyncio
-import random
 import re
-from dataclasses import replace
 
 import pytest
 from playwright.async_api import expect
 
-from acd.app import Server
-from acd.asterisk.runner import Asterisk
 from bench.webrtc import native_formats
-from tests.asterisk.acd_fixtures import RANDOM_SEED, WAIT, Caller, mark
+from tests.asterisk.acd_fixtures import Caller, mark
 from tests.asterisk.audio import goertzel
+from tests.browser.conftest import server_with_asterisk
 from tests.browser.test_browser_phone import (CALLER_HZ, MS, ONLY_1001, PAGE_HZ,  # noqa: F401
                                               _agent_leg, _browser_agent, _caller_hears,
                                               media_browser)
@@ -27,19 +23,9 @@ RTPMAP = {"ulaw": "PCMU/8000", "alaw": "PCMA/8000", "opus": "opus/48000"}
 @pytest.fixture(params=[("ulaw",), ("opus", "ulaw")], ids=["g711-only", "opus-first"])
 async def codec_server(request, browser_config, asterisk, tmp_path):
     """Our server with asterisk.browser_codecs set; the session's Asterisk put back after."""
-    a = browser_config.asterisk
-    cfg = replace(browser_config, asterisk=replace(a, browser_codecs=request.param),
-                  database=replace(browser_config.database,
-                                   url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
-    Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=cfg).up()
-    srv = Server(cfg, rng=random.Random(RANDOM_SEED))
-    try:
-        await srv.start()
-        await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
-        yield srv, f"http://127.0.0.1:{srv.http_port}", cfg
-    finally:
-        await srv.stop()
-        Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=browser_config).up()
+    async for got in server_with_asterisk(asterisk, browser_config, tmp_path,
+                                          browser_codecs=request.param):
+        yield got
 
 
 async def test_the_call_carries_the_codec_the_admin_chose(codec_server, ami, asterisk,

@@ -26,7 +26,8 @@ from tests.asterisk.calls import field
 from tests.asterisk.control_fixtures import moh_started, moh_stopped
 from tests.asterisk.audio import goertzel
 from tests.asterisk.phones import PhoneError, SoftPhone, write_tone
-from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, open_as, web_password
+from tests.browser.conftest import (CHROMIUM, CHROMIUM_FLAGS, open_as, server_with_asterisk,
+                                    web_password)
 
 MS = int(WAIT * 1000)
 CALLER_HZ, PAGE_HZ = 440, 1000       # the caller's tone; the page's fake microphone's
@@ -339,28 +340,12 @@ async def test_the_tab_closed_mid_call_puts_the_caller_back_at_the_front_and_the
 async def wss_server(asterisk, browser_config, tmp_path):
     """Asterisk with wss on (a self-signed certificate from `acd asterisk tls-selfsigned`'s
     code), and our server with that configuration; the session's Asterisk is put back after."""
-    import random
-    from dataclasses import replace
-
-    from acd.app import Server
     from acd.asterisk import tls
-    from acd.asterisk.runner import Asterisk
-    from tests.asterisk.acd_fixtures import RANDOM_SEED
     crt, key = tls.selfsigned("127.0.0.1", tmp_path / "tls")
-    a = browser_config.asterisk
-    cfg = replace(browser_config, asterisk=replace(a, wss_port=a.http_port + 1, tls_cert=str(crt),
-                                                   tls_key=str(key)),
-                  database=replace(browser_config.database,
-                                   url=f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"))
-    Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=cfg).up()
-    srv = Server(cfg, rng=random.Random(RANDOM_SEED))
-    try:
-        await srv.start()
-        await asyncio.wait_for(srv.runtime.ready.wait(), WAIT)
-        yield srv, f"http://127.0.0.1:{srv.http_port}", cfg
-    finally:
-        await srv.stop()
-        Asterisk(install=asterisk.install, layout=asterisk.layout, cfg=browser_config).up()
+    async for got in server_with_asterisk(asterisk, browser_config, tmp_path,
+                                          wss_port=browser_config.asterisk.http_port + 1,
+                                          tls_cert=str(crt), tls_key=str(key)):
+        yield got
 
 
 async def test_over_wss_with_the_admins_certificate(wss_server, ami, media_browser):
@@ -381,12 +366,7 @@ async def test_over_wss_with_the_admins_certificate(wss_server, ami, media_brows
     await page.select_option("#phone-kind", "browser")
     await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
     assert issued[0]["ws_url"] == f"wss://127.0.0.1:{cfg.asterisk.wss_port}/ws", issued
-    m = mark(ami)
-    caller = await Caller(ami, ONLY_1001, tone_hz=CALLER_HZ).dial()
-    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
-    await page.click("#answer")
-    assert await caller.bridged(m) == "1001"
-    await caller.hangup()
+    await _a_call_answered_on_the_page(page, ami, tone_hz=CALLER_HZ)
 
 
 async def test_a_second_tab_that_takes_the_phone_is_said_on_the_first(web_server, ami,
@@ -480,13 +460,18 @@ async def test_a_network_drop_re_registers_by_itself(web_server, ami, media_brow
     await expect(page.locator("#phone-status")).to_have_text("this browser is your phone",
                                                              timeout=MS)
     await expect(page.locator("#reachable")).to_have_text("registered", timeout=MS)
+    await _a_call_answered_on_the_page(page, ami)
+    assert alice.errors == []
+
+async def _a_call_answered_on_the_page(page, ami, **caller) -> None:
+    """A real caller for agent 1001 alone rings the page; Answer there bridges them; hung up."""
     m = mark(ami)
-    caller = await Caller(ami, ONLY_1001).dial()
+    call = await Caller(ami, ONLY_1001, **caller).dial()
     await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
     await page.click("#answer")
-    assert await caller.bridged(m) == "1001"
-    await caller.hangup()
-    assert alice.errors == []
+    assert await call.bridged(m) == "1001"
+    await call.hangup()
+
 
 async def _a_new_phone_rings(page, srv, ami, what: str) -> None:
     """The page has a new JsSIP user agent (not the one marked ``window.__before``),
@@ -502,12 +487,7 @@ async def _a_new_phone_rings(page, srv, ami, what: str) -> None:
         await asyncio.sleep(0.1)
     got = srv.runtime.agent("1001")
     assert got["state"] == "idle" and got["reachable"], got
-    m = mark(ami)
-    caller = await Caller(ami, ONLY_1001).dial()
-    await expect(page.locator("#answer")).to_be_enabled(timeout=MS)
-    await page.click("#answer")
-    assert await caller.bridged(m) == "1001"
-    await caller.hangup()
+    await _a_call_answered_on_the_page(page, ami)
 
 
 async def test_a_password_asterisk_refuses_makes_the_page_ask_for_a_new_one(web_server, ami,
