@@ -181,16 +181,7 @@ class Bench:
             await asyncio.to_thread(self.server.keep_users)
             for a in agents:
                 await inst.api_post(api, f"/api/agents/{a}/login")
-            deadline = time.monotonic() + 60
-            while True:
-                status, body = await api.call("GET", "/api/agents")
-                snap = body.get("agents", {}) if isinstance(body, dict) else {}
-                if status == 200 and all(snap.get(a, {}).get("available") for a in agents):
-                    return
-                if time.monotonic() > deadline:
-                    raise UserError("bench.agents", "agents not available: " + ", ".join(
-                        a for a in agents if not snap.get(a, {}).get("available")))
-                await asyncio.sleep(0.1)       # reachability comes from AMI ContactStatus
+            await until_available(api, agents, 60.0)
 
     async def ours_down(self) -> None:
         if self.server is not None:
@@ -338,6 +329,21 @@ class Bench:
 
 
 # =========================================================================== derived figures
+
+async def until_available(api: Any, agents: list[str], timeout: float, what: str = "agents") -> None:
+    """Every one of ``agents`` idle with a reachable phone, as our server's API says
+    (reachability comes from AMI ContactStatus); bench.agents if not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = await api.call("GET", "/api/agents")
+        snap = body.get("agents", {}) if isinstance(body, dict) else {}
+        if status == 200 and all(snap.get(a, {}).get("available") for a in agents):
+            return
+        if time.monotonic() > deadline:
+            raise UserError("bench.agents", f"{what} not available: " + ", ".join(
+                a for a in agents if not snap.get(a, {}).get("available")))
+        await asyncio.sleep(0.1)        # polling the API, bounded
+
 
 def doomed(records: list[load_calls.LoadCall], planned: int, now: float,
            max_failed: float = 0.001, slow: float = 1.0, max_slow: float = 0.05) -> str | None:

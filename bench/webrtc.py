@@ -29,6 +29,7 @@ from acd.errors import UserError
 from acd.tools import load, server_api
 from acd.tools.softphone import write_tone
 from bench import instance as inst
+from bench.measures import until_available
 
 #: The arms, in the order they run: (name, what the agents' phones are, browser_codecs,
 #: the codec every agent leg must show).
@@ -346,16 +347,7 @@ async def measure(bench: Any, *, calls: int, hold: float, idle: float,
 async def wait_available(bench: Any, agents: list[str]) -> None:
     """Every page's agent is idle and their browser phone reachable, as the ACD sees it."""
     async with server_api.ServerApi(bench.http, server_api.web_login(bench.cfg)) as api:
-        deadline = time.monotonic() + WAIT
-        while True:
-            status, body = await api.call("GET", "/api/agents")
-            snap = body.get("agents", {}) if isinstance(body, dict) else {}
-            if status == 200 and all(snap.get(a, {}).get("available") for a in agents):
-                return
-            if time.monotonic() > deadline:
-                raise UserError("bench.agents", "browser agents not available: " + ", ".join(
-                    a for a in agents if not snap.get(a, {}).get("available")))
-            await asyncio.sleep(0.2)    # the pages' registrations reach the ACD over AMI
+        await until_available(api, agents, WAIT, "browser agents")
 
 
 # =========================================================================== the report
